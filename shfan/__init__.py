@@ -1,0 +1,16 @@
+"""shfan: SH-FAN subpixel facial landmarks, from PyTorch to TensorRT on Jetson.
+
+Importing shfan is light (numpy only); torch, onnx, tensorrt and pycuda load only in the
+modules that need them.
+"""
+
+__version__ = "0.1.0"
+
+
+def __getattr__(name):
+    # Lazy so that `import shfan` stays light; the pipeline pulls in OpenCV and a backend.
+    if name == "Pipeline":
+        from shfan.runtime.pipeline import Pipeline
+
+        return Pipeline
+    raise AttributeError(f"module 'shfan' has no attribute {name!r}")

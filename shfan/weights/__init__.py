@@ -1,0 +1,14 @@
+"""The default model shipped inside the package (trained by `shfan-train`, see README)."""
+
+from pathlib import Path
+
+DEFAULT_CHECKPOINT = Path(__file__).with_name("shfan_default.pt")
+
+
+def default_checkpoint() -> Path:
+    """Path of the shipped default checkpoint; a clear error when this install lacks it."""
+    if not DEFAULT_CHECKPOINT.is_file():
+        raise FileNotFoundError(
+            f"the default model {DEFAULT_CHECKPOINT} is missing from this install; "
+            "reinstall shfan or pass --model PATH")
+    return DEFAULT_CHECKPOINT
