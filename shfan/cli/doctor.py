@@ -1,0 +1,63 @@
+"""shfan-doctor: what this machine can do with shfan, and the fix for each missing piece.
+
+Exit code 0 when the CPU path (ONNX Runtime) works, 1 otherwise. The checks live in
+shfan.doctor; this module only renders them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from typing import Optional, Sequence
+
+from shfan.doctor import MISSING, OK, WARN, Report, run_checks
+
+STATUS_STYLE = {OK: "[green]ok[/]", WARN: "[yellow]warn[/]", MISSING: "[red]missing[/]"}
+
+
+def parse_args(argv: Optional[Sequence[str]]) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="shfan-doctor",
+        description="Report what this machine can run (CPU / TensorRT path) and how to fix gaps.")
+    parser.add_argument("--json", action="store_true", help="print one JSON object instead")
+    return parser.parse_args(argv)
+
+
+def verdict_line(label: str, ok: bool, blocked_by: Sequence[str]) -> str:
+    if ok:
+        return f"[green]{label}: OK[/]"
+    return f"[red]{label}: not available[/] (blocked by: {', '.join(blocked_by)})"
+
+
+def render_table(report: Report) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=f"shfan-doctor (shfan {report.to_dict()['shfan_version']})")
+    for column in ("check", "status", "detail", "fix"):
+        table.add_column(column, overflow="fold")
+    for check in report.checks.values():
+        table.add_row(check.name, STATUS_STYLE.get(check.status, check.status), check.detail,
+                      check.fix)
+    console = Console()
+    console.print(table)
+    summary = report.to_dict()
+    console.print(verdict_line("CPU path (ONNX Runtime)", report.cpu_path_ok,
+                               summary["cpu_path"]["blocked_by"]))
+    console.print(verdict_line("TensorRT path", report.tensorrt_path_ok,
+                               summary["tensorrt_path"]["blocked_by"]))
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    args = parse_args(argv)
+    report = run_checks()
+    if args.json:
+        print(json.dumps(report.to_dict(), indent=2))
+    else:
+        render_table(report)
+    return 0 if report.cpu_path_ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,475 @@
+"""What can this machine do with shfan? Pure checks behind `shfan-doctor`.
+
+Every check is a small function that takes a `Probes` object (file reads, command outputs,
+installed-distribution versions, module imports) and returns a `Check` record with the fix for
+anything missing. Tests swap the probes for dictionaries holding real-format text (an
+`/etc/nv_tegra_release` line, `nvidia-smi` output), so the parsers are tested off-device.
+
+Nothing here imports torch; tensorrt, cv2 and onnxruntime are imported only inside the probes
+that ask for them.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.metadata
+import json
+import platform
+import re
+import shutil
+import subprocess
+import sys
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Callable, Dict, List, Mapping, Optional, Sequence, Tuple
+
+OK, WARN, MISSING = "ok", "warn", "missing"
+
+MIN_PYTHON = (3, 10)
+MIN_TENSORRT = (10, 1)
+MIN_CUDA = (12, 6)
+
+NV_TEGRA_RELEASE = "/etc/nv_tegra_release"
+DEVICE_TREE_MODEL = "/proc/device-tree/model"
+CUDA_VERSION_JSON = "/usr/local/cuda/version.json"
+NVIDIA_SMI_QUERY = ("nvidia-smi", "--query-gpu=name,compute_cap", "--format=csv,noheader")
+DPKG_JETPACK = ("dpkg-query", "-W", "-f=${Version}", "nvidia-jetpack")
+
+# L4T release -> JetPack release (NVIDIA's JetPack archive). Unknown revisions fall back by major.
+L4T_TO_JETPACK = {
+    (35, 1): "5.0.2", (35, 2): "5.1", (35, 3): "5.1.1", (35, 4): "5.1.2",
+    (35, 5): "5.1.3", (35, 6): "5.1.4",
+    (36, 2): "6.0 DP", (36, 3): "6.0",
+    (36, 4, 0): "6.1", (36, 4, 3): "6.2", (36, 4, 4): "6.2.1",
+    (38, 2): "7.0",
+}
+JETPACK_FAMILY = {32: "4.x", 34: "5.0 DP", 35: "5.x", 36: "6.x", 38: "7.x", 39: "7.x"}
+
+# Jetson model string -> CUDA SM, used when nvidia-smi cannot report compute_cap.
+JETSON_SM = (("thor", 110), ("orin", 87), ("xavier", 72), ("nano", 53), ("tx2", 62))
+
+OPENCV_DISTS = ("opencv-python", "opencv-python-headless", "opencv-contrib-python",
+                "opencv-contrib-python-headless")
+ONNXRUNTIME_DISTS = ("onnxruntime", "onnxruntime-gpu")
+
+# name, distributions, why it matters, fix
+OPTIONAL_PACKAGES = (
+    ("torch", ("torch",), "training and ONNX export", "pip install 'shfan[torch]'"),
+    ("onnx", ("onnx",), "engine builds", "pip install 'shfan[build]'"),
+    ("modelopt", ("nvidia-modelopt",), "FP16/INT8 ONNX", "pip install 'shfan[build]'"),
+    ("onnxsim", ("onnxsim",), "ONNX simplification", "pip install 'shfan[build]'"),
+)
+CUDA_HOST_APIS = (("pycuda", ("pycuda",)), ("cuda-python", ("cuda-python", "cuda-bindings")))
+
+
+@dataclass
+class Check:
+    """One line of the report: what was looked at, how it went, and what to do about it."""
+
+    name: str
+    status: str
+    detail: str
+    fix: str = ""
+    value: Optional[str] = None
+
+    @property
+    def ok(self) -> bool:
+        return self.status == OK
+
+
+def _read_text(path: str) -> Optional[str]:
+    try:
+        return Path(path).read_text(errors="replace")
+    except OSError:
+        return None
+
+
+def _run(argv: Sequence[str]) -> Optional[str]:
+    """stdout of a command, or None when it is absent, fails or hangs."""
+    if shutil.which(argv[0]) is None:
+        return None
+    try:
+        done = subprocess.run(list(argv), capture_output=True, text=True, timeout=15)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return done.stdout if done.returncode == 0 else None
+
+
+def _dist_version(name: str) -> Optional[str]:
+    try:
+        return importlib.metadata.version(name)
+    except importlib.metadata.PackageNotFoundError:
+        return None
+
+
+@dataclass
+class Probes:
+    """Everything the checks learn about the machine; swap the callables to test without one."""
+
+    read_text: Callable[[str], Optional[str]] = _read_text
+    run: Callable[[Sequence[str]], Optional[str]] = _run
+    dist_version: Callable[[str], Optional[str]] = _dist_version
+    import_module: Callable[[str], object] = importlib.import_module
+
+    @classmethod
+    def from_dicts(cls, files: Mapping[str, str] = (), commands: Mapping[str, str] = (),
+                   versions: Mapping[str, str] = (), modules: Mapping[str, object] = ()):
+        """Fake probes: commands are keyed by their argv joined with spaces; unknown -> absent."""
+        files, commands = dict(files), dict(commands)
+        versions, modules = dict(versions), dict(modules)
+
+        def import_module(name):
+            if name not in modules:
+                raise ImportError(f"No module named {name!r}")
+            return modules[name]
+
+        return cls(read_text=files.get, run=lambda argv: commands.get(" ".join(argv)),
+                   dist_version=versions.get, import_module=import_module)
+
+
+# ---------------------------------------------------------------- parsers (pure, no I/O)
+
+def version_tuple(text: Optional[str]) -> Tuple[int, ...]:
+    """Leading numeric fields of a version string: '10.3.0.30-1+cuda12.5' -> (10, 3, 0, 30)."""
+    match = re.match(r"\s*v?(\d+(?:\.\d+)*)", text or "")
+    return tuple(int(part) for part in match.group(1).split(".")) if match else ()
+
+
+def parse_l4t_release(text: Optional[str]) -> Optional[Tuple[int, int, int]]:
+    """`# R36 (release), REVISION: 4.3, ...` -> (36, 4, 3); None when the text is not one."""
+    match = re.search(r"R(\d+)\s*\(release\),\s*REVISION:\s*(\d+)(?:\.(\d+))?", text or "")
+    if not match:
+        return None
+    return int(match.group(1)), int(match.group(2)), int(match.group(3) or 0)
+
+
+def jetpack_for_l4t(release: Tuple[int, int, int]) -> str:
+    """JetPack release for an L4T release (exact when known, else the major's family)."""
+    major, minor, patch = release
+    for key in ((major, minor, patch), (major, minor)):
+        if key in L4T_TO_JETPACK:
+            return L4T_TO_JETPACK[key]
+    if major == 36 and (minor, patch) > (4, 4):
+        return "6.2.x"
+    return JETPACK_FAMILY.get(major, "7.x" if major > 38 else "unknown")
+
+
+def l4t_supported(release: Tuple[int, int, int]) -> bool:
+    """shfan needs TensorRT >= 10.1: L4T R36.4 (JetPack 6.1) or later."""
+    return release >= (36, 4, 0)
+
+
+def parse_compute_cap(text: str) -> Optional[int]:
+    """nvidia-smi compute_cap '8.7' -> 87, '11.0' -> 110."""
+    match = re.fullmatch(r"\s*(\d+)\.(\d+)\s*", text or "")
+    return int(match.group(1)) * 10 + int(match.group(2)) if match else None
+
+
+def parse_nvidia_smi_gpus(text: Optional[str]) -> List[Tuple[str, Optional[int]]]:
+    """`name, compute_cap` CSV rows -> [(name, sm)]; compute_cap may be '[N/A]' (sm None)."""
+    gpus = []
+    for line in (text or "").splitlines():
+        if not line.strip():
+            continue
+        name, _, cap = line.rpartition(",")
+        if not name:
+            name, cap = cap, ""
+        gpus.append((name.strip(), parse_compute_cap(cap)))
+    return gpus
+
+
+def parse_nvcc_release(text: Optional[str]) -> Optional[str]:
+    """`nvcc --version` -> '12.6' (from 'Cuda compilation tools, release 12.6, V12.6.68')."""
+    match = re.search(r"release\s+(\d+\.\d+)", text or "")
+    return match.group(1) if match else None
+
+
+def parse_cuda_version_json(text: Optional[str]) -> Optional[str]:
+    """/usr/local/cuda/version.json -> '12.6.68'."""
+    try:
+        return json.loads(text or "")["cuda"]["version"]
+    except (ValueError, KeyError, TypeError):
+        return None
+
+
+def parse_device_tree_model(text: Optional[str]) -> Optional[str]:
+    """/proc/device-tree/model ends in a NUL byte; None when empty or absent."""
+    model = (text or "").replace("\x00", "").strip()
+    return model or None
+
+
+def sm_for_jetson_model(model: Optional[str]) -> Optional[int]:
+    """'NVIDIA Jetson AGX Orin Developer Kit' -> 87; 'NVIDIA Jetson AGX Thor ...' -> 110."""
+    lowered = (model or "").lower()
+    return next((sm for key, sm in JETSON_SM if key in lowered), None)
+
+
+def opencv_gstreamer(build_information: str) -> Optional[bool]:
+    """Whether cv2.getBuildInformation() says `GStreamer: YES (...)`; None if not listed."""
+    match = re.search(r"^\s*GStreamer:\s*(\S+)", build_information or "", re.MULTILINE)
+    return None if not match else match.group(1).upper() == "YES"
+
+
+# ---------------------------------------------------------------- checks
+
+def check_python(info=sys.version_info) -> Check:
+    version = f"{info[0]}.{info[1]}.{info[2]}"
+    if tuple(info[:2]) >= MIN_PYTHON:
+        return Check("python", OK, f"{version} ({platform.machine()})", value=version)
+    return Check("python", MISSING, f"{version} is older than 3.10",
+                 "use Python >= 3.10 (JetPack 6 ships 3.10)", version)
+
+
+def check_shfan() -> Check:
+    import shfan
+
+    return Check("shfan", OK, shfan.__version__, value=shfan.__version__)
+
+
+def _first_version(probes: Probes, dists: Sequence[str]) -> Tuple[Optional[str], Optional[str]]:
+    for dist in dists:
+        version = probes.dist_version(dist)
+        if version:
+            return dist, version
+    return None, None
+
+
+def _import(probes: Probes, module: str):
+    """The module, or the one-line reason it does not import."""
+    try:
+        return probes.import_module(module), None
+    except Exception as exc:  # a broken install raises more than ImportError
+        return None, f"{type(exc).__name__}: {exc}".splitlines()[0]
+
+
+def check_numpy(probes: Probes) -> Check:
+    module, error = _import(probes, "numpy")
+    if module is None:
+        return Check("numpy", MISSING, error, "pip install 'numpy>=1.24' (on Jetson: numpy<2)")
+    version = getattr(module, "__version__", "?")
+    return Check("numpy", OK, version, value=version)
+
+
+def check_opencv(probes: Probes) -> Check:
+    module, error = _import(probes, "cv2")
+    if module is None:
+        return Check("opencv", MISSING, error,
+                     "pip install opencv-python-headless (Jetson: apt's OpenCV, see jetson/README.md)")
+    version = getattr(module, "__version__", "?")
+    dist, _ = _first_version(probes, OPENCV_DISTS)
+    return Check("opencv", OK, f"{version} ({dist or 'system package'})", value=version)
+
+
+def check_opencv_gstreamer(probes: Probes) -> Check:
+    module, error = _import(probes, "cv2")
+    if module is None:
+        return Check("opencv-gstreamer", MISSING, "OpenCV does not import", "install OpenCV first")
+    has = opencv_gstreamer(module.getBuildInformation())
+    if has:
+        return Check("opencv-gstreamer", OK, "GStreamer: YES (CSI cameras work)", value="yes")
+    return Check("opencv-gstreamer", WARN, "no GStreamer: USB/V4L2 and files only, no CSI",
+                 "CSI needs apt's OpenCV: venv --system-site-packages, "
+                 "pip uninstall opencv-python-headless", "no")
+
+
+def check_onnxruntime(probes: Probes) -> Check:
+    module, error = _import(probes, "onnxruntime")
+    if module is None:
+        return Check("onnxruntime", MISSING, error, "pip install 'shfan[ort]'")
+    version = getattr(module, "__version__", "?")
+    dist, _ = _first_version(probes, ONNXRUNTIME_DISTS)
+    providers = ", ".join(module.get_available_providers())
+    return Check("onnxruntime", OK, f"{version} ({dist or '?'}; {providers})", value=version)
+
+
+def check_optional_package(probes: Probes, name: str, dists: Sequence[str], why: str,
+                           fix: str) -> Check:
+    dist, version = _first_version(probes, dists)
+    if version:
+        return Check(name, OK, version, value=version)
+    return Check(name, WARN, f"not installed (needed for {why})", fix)
+
+
+def check_cuda_host_api(probes: Probes) -> Check:
+    found = [f"{name} {version}" for name, dists in CUDA_HOST_APIS
+             for _, version in [_first_version(probes, dists)] if version]
+    if found:
+        return Check("cuda-host-api", OK, ", ".join(found), value=found[0].split()[0])
+    return Check("cuda-host-api", MISSING, "neither pycuda nor cuda-python is installed",
+                 "pip install pycuda (with CUDA_ROOT=/usr/local/cuda) or pip install cuda-python")
+
+
+def tensorrt_version(probes: Probes) -> Tuple[Optional[str], Optional[str]]:
+    """(version, None) when `import tensorrt` works, else (None, reason)."""
+    module, error = _import(probes, "tensorrt")
+    if module is None:
+        return None, error
+    return getattr(module, "__version__", "?"), None
+
+
+def check_tensorrt(probes: Probes, on_jetson: bool) -> Check:
+    version, error = tensorrt_version(probes)
+    if version is None:
+        fix = ("sudo apt install nvidia-jetpack, and use a venv made with --system-site-packages"
+               if on_jetson else "pip install tensorrt (x86/SBSA with an NVIDIA driver)")
+        return Check("tensorrt", MISSING, f"not importable ({error})", fix)
+    if version_tuple(version) < MIN_TENSORRT:
+        return Check("tensorrt", WARN, f"{version} is older than 10.1 (no IPluginV3)",
+                     "upgrade to JetPack 6.1+ (TensorRT 10.3) or TensorRT >= 10.1", version)
+    return Check("tensorrt", OK, version, value=version)
+
+
+def cuda_version(probes: Probes) -> Tuple[Optional[str], str]:
+    """(version, where it came from): nvcc on PATH, /usr/local/cuda/bin/nvcc, version.json."""
+    for nvcc in ("nvcc", "/usr/local/cuda/bin/nvcc"):
+        release = parse_nvcc_release(probes.run((nvcc, "--version")))
+        if release:
+            return release, nvcc
+    return parse_cuda_version_json(probes.read_text(CUDA_VERSION_JSON)), CUDA_VERSION_JSON
+
+
+def check_cuda(probes: Probes) -> Check:
+    version, source = cuda_version(probes)
+    if version is None:
+        return Check("cuda", MISSING, "no nvcc and no /usr/local/cuda/version.json",
+                     "install the CUDA toolkit (Jetson: sudo apt install nvidia-jetpack)")
+    if version_tuple(version)[:2] < MIN_CUDA:
+        return Check("cuda", WARN, f"{version} ({source}) is older than 12.6",
+                     "use CUDA 12.6 (JetPack 6.1/6.2) or CUDA 13 (JetPack 7)", version)
+    return Check("cuda", OK, f"{version} ({source})", value=version)
+
+
+def gpus(probes: Probes, jetson_model: Optional[str]) -> List[Tuple[str, Optional[int]]]:
+    """GPUs from nvidia-smi; on a Jetson without it, the SoC's GPU from the model string."""
+    found = parse_nvidia_smi_gpus(probes.run(NVIDIA_SMI_QUERY))
+    if jetson_model and not any(sm for _, sm in found):
+        sm = sm_for_jetson_model(jetson_model)
+        if sm:
+            found = [(found[0][0] if found else jetson_model, sm)]
+    return found
+
+
+def check_gpu(probes: Probes, jetson_model: Optional[str]) -> Check:
+    found = gpus(probes, jetson_model)
+    if not found:
+        return Check("gpu", MISSING, "no GPU (nvidia-smi absent or reports none)",
+                     "the TensorRT path needs an NVIDIA GPU; the CPU path does not")
+    name, sm = found[0]
+    sm_text = f"sm_{sm}" if sm else "SM unknown"
+    return Check("gpu", OK, f"{name} ({sm_text})", value=sm_text)
+
+
+def jetson_model(probes: Probes) -> Optional[str]:
+    """The Jetson's model string, or None on anything that is not a Jetson."""
+    model = parse_device_tree_model(probes.read_text(DEVICE_TREE_MODEL))
+    return model if model and "jetson" in model.lower() else None
+
+
+def check_jetson(probes: Probes) -> Check:
+    model = jetson_model(probes)
+    if model is None:
+        return Check("jetson", MISSING, "not a Jetson (no Jetson in /proc/device-tree/model)",
+                     "nothing to do off Jetson")
+    return Check("jetson", OK, model, value=model)
+
+
+def check_jetpack(probes: Probes) -> Check:
+    release = parse_l4t_release(probes.read_text(NV_TEGRA_RELEASE))
+    if release is None:
+        return Check("jetpack", MISSING, f"no L4T release ({NV_TEGRA_RELEASE} absent)",
+                     "nothing to do off Jetson")
+    jetpack = jetpack_for_l4t(release)
+    dpkg = probes.run(DPKG_JETPACK)
+    l4t = "R{}.{}.{}".format(*release)
+    detail = f"JetPack {jetpack} (L4T {l4t}" + (f", nvidia-jetpack {dpkg.strip()})" if dpkg else ")")
+    if not l4t_supported(release):
+        return Check("jetpack", WARN, detail + ": TensorRT < 10.1",
+                     "flash JetPack 6.1+ (L4T R36.4+) with SDK Manager", jetpack)
+    return Check("jetpack", OK, detail, value=jetpack)
+
+
+def check_plugin(probes: Probes) -> Check:
+    """The SubpixelDecode plugin: found and loadable (needs TensorRT's libraries)."""
+    try:
+        plugins = probes.import_module("shfan.plugins")
+        find, load = plugins.find_plugin_library, plugins.load_plugin_library
+    except Exception as exc:
+        return Check("trt-plugin", WARN, f"plugin helper unavailable ({type(exc).__name__})",
+                     "update shfan (shfan.plugins is missing)")
+    build_fix = "build it: jetson/install.sh, or cmake -S plugins -B plugins/build && " \
+                "cmake --build plugins/build"
+    try:
+        path = find()
+    except Exception as exc:
+        return Check("trt-plugin", MISSING, _one_line(exc), build_fix)
+    if not path:
+        return Check("trt-plugin", MISSING, "plugin library not built", build_fix)
+    try:
+        load(path)
+    except Exception as exc:
+        return Check("trt-plugin", WARN, f"{path} does not load: {_one_line(exc)}",
+                     "install TensorRT >= 10.1, then rebuild the plugin", str(path))
+    return Check("trt-plugin", OK, f"loads: {path}", value=str(path))
+
+
+def _one_line(exc: BaseException) -> str:
+    return (str(exc) or type(exc).__name__).splitlines()[0]
+
+
+def check_default_model(path: Optional[Path] = None) -> Check:
+    if path is None:
+        from shfan.weights import DEFAULT_CHECKPOINT as path
+    if Path(path).is_file():
+        return Check("default-model", OK, str(path), value=str(path))
+    return Check("default-model", MISSING, f"{path} is missing",
+                 "reinstall shfan (or pass --model PATH)")
+
+
+# ---------------------------------------------------------------- report
+
+CPU_PATH = ("numpy", "opencv", "onnxruntime", "default-model")
+TENSORRT_PATH = ("tensorrt", "gpu", "cuda-host-api")
+
+
+@dataclass
+class Report:
+    checks: Dict[str, Check] = field(default_factory=dict)
+
+    def path_ok(self, names: Sequence[str]) -> bool:
+        return all(name in self.checks and self.checks[name].ok for name in names)
+
+    @property
+    def cpu_path_ok(self) -> bool:
+        return self.path_ok(CPU_PATH)
+
+    @property
+    def tensorrt_path_ok(self) -> bool:
+        return self.path_ok(TENSORRT_PATH)
+
+    def blockers(self, names: Sequence[str]) -> List[str]:
+        return [name for name in names if name not in self.checks or not self.checks[name].ok]
+
+    def to_dict(self) -> dict:
+        return {
+            "shfan_version": self.checks["shfan"].value if "shfan" in self.checks else None,
+            "cpu_path": {"ok": self.cpu_path_ok, "needs": list(CPU_PATH),
+                         "blocked_by": self.blockers(CPU_PATH)},
+            "tensorrt_path": {"ok": self.tensorrt_path_ok, "needs": list(TENSORRT_PATH),
+                              "blocked_by": self.blockers(TENSORRT_PATH)},
+            "checks": {name: {k: v for k, v in asdict(check).items() if k != "name"}
+                       for name, check in self.checks.items()},
+        }
+
+
+def run_checks(probes: Optional[Probes] = None, model_path: Optional[Path] = None) -> Report:
+    """Every check, in the order the table shows them."""
+    probes = probes or Probes()
+    model = jetson_model(probes)
+    checks = [check_python(), check_shfan(), check_numpy(probes), check_opencv(probes),
+              check_opencv_gstreamer(probes), check_onnxruntime(probes),
+              check_default_model(model_path)]
+    checks += [check_optional_package(probes, *spec) for spec in OPTIONAL_PACKAGES]
+    checks += [check_jetson(probes), check_jetpack(probes), check_cuda(probes),
+               check_gpu(probes, model), check_tensorrt(probes, model is not None),
+               check_cuda_host_api(probes), check_plugin(probes)]
+    return Report({check.name: check for check in checks})
