@@ -1,0 +1,157 @@
+"""Locate, load and fingerprint the SubpixelDecode TensorRT plugin; build its CPU twin.
+
+The plugin (plugins/, CMake) is a CUDA shared library that TensorRT needs registered before it
+parses an ONNX file with a `SubpixelDecode` node or deserializes an engine that contains one.
+Its per-landmark math is a header that also compiles with g++; `build_host_library()` turns it
+into a small C library so the exact plugin math is tested on machines without a GPU.
+
+Imports only the standard library and NumPy: no torch, tensorrt or pycuda here.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import hashlib
+import os
+import shutil
+import subprocess
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+PLUGIN_DIR = Path(__file__).resolve().parent.parent / "plugins"
+DEFAULT_PLUGIN_LIB = PLUGIN_DIR / "build" / "libshfan_plugins.so"
+BUILD_COMMAND = "cmake -S plugins -B plugins/build && cmake --build plugins/build -j"
+ENV_PLUGIN_LIB = "SHFAN_PLUGIN_LIB"
+
+_HOST_SOURCES = (PLUGIN_DIR / "src" / "subpixel_decode_host.cpp", PLUGIN_DIR / "include" / "shfan" / "subpixel_decode.h")
+_HOST_SYMBOL = "shfan_subpixel_decode_host"
+
+
+class PluginError(RuntimeError):
+    """A plugin library is missing or unusable; the message names the fix."""
+
+
+# ---------------------------------------------------------------- TensorRT plugin library
+
+
+def find_plugin_library(path: str | os.PathLike | None = None) -> Path | None:
+    """The plugin .so: `path`, else $SHFAN_PLUGIN_LIB, else plugins/build/libshfan_plugins.so.
+
+    Returns None when nothing is configured and the default build is absent; raises PluginError
+    when an explicitly named file (argument or environment) does not exist.
+    """
+    for origin, candidate in (("path", path), (ENV_PLUGIN_LIB, os.environ.get(ENV_PLUGIN_LIB))):
+        if candidate:
+            lib = Path(candidate).expanduser()
+            if not lib.is_file():
+                raise PluginError(f"plugin library {lib} (from {origin}) does not exist; build it with: {BUILD_COMMAND}")
+            return lib.resolve()
+    return DEFAULT_PLUGIN_LIB if DEFAULT_PLUGIN_LIB.is_file() else None
+
+
+def load_plugin_library(path: str | os.PathLike | None = None) -> ctypes.CDLL:
+    """dlopen the plugin so its static registrar adds `shfan::SubpixelDecode` v1 to TensorRT's
+    plugin registry (load TensorRT's Python module first so both share libnvinfer)."""
+    lib = find_plugin_library(path)
+    if lib is None:
+        raise PluginError(
+            f"SubpixelDecode plugin library not found (looked at ${ENV_PLUGIN_LIB} and {DEFAULT_PLUGIN_LIB}); "
+            f"build it with: {BUILD_COMMAND}"
+        )
+    try:
+        return ctypes.CDLL(str(lib), mode=ctypes.RTLD_GLOBAL)
+    except OSError as exc:
+        raise PluginError(
+            f"cannot load plugin library {lib}: {exc}; rebuild it against this TensorRT/CUDA with: {BUILD_COMMAND}"
+        ) from None
+
+
+def plugin_sha256(path: str | os.PathLike) -> str:
+    """Hex sha256 of a plugin library (recorded in engine manifests)."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+# ---------------------------------------------------------------- CPU build of the plugin math
+
+
+def _cache_dir() -> Path:
+    """$SHFAN_CACHE_DIR/plugins, else $XDG_CACHE_HOME (or ~/.cache)/shfan/plugins, else the temp dir."""
+    if os.environ.get("SHFAN_CACHE_DIR"):
+        out = Path(os.environ["SHFAN_CACHE_DIR"]) / "plugins"
+    else:
+        out = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "shfan" / "plugins"
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError:  # read-only home (containers, CI)
+        out = Path(tempfile.gettempdir()) / "shfan-plugins"
+        out.mkdir(parents=True, exist_ok=True)
+    return out
+
+
+def host_compiler() -> str | None:
+    """The C++ compiler used for the host build: $CXX, else g++, else None."""
+    return shutil.which(os.environ.get("CXX", "g++"))
+
+
+def build_host_library(cache_dir: str | os.PathLike | None = None, force: bool = False) -> Path:
+    """Compile plugins/src/subpixel_decode_host.cpp into a cached shared library and return it.
+
+    The file name carries a hash of the sources, so an edited header is rebuilt automatically.
+    """
+    missing = [str(p) for p in _HOST_SOURCES if not p.is_file()]
+    if missing:
+        raise PluginError(f"plugin sources not found ({missing[0]}); the host build needs a source checkout of shfan")
+    cxx = host_compiler()
+    if cxx is None:
+        raise PluginError("no C++ compiler found for the host decoder build; install g++ (apt install g++) or set CXX")
+    digest = hashlib.sha256(b"".join(p.read_bytes() for p in _HOST_SOURCES)).hexdigest()[:16]
+    out = Path(cache_dir) if cache_dir else _cache_dir()
+    out.mkdir(parents=True, exist_ok=True)
+    lib = out / f"libshfan_decode_host-{digest}.so"
+    if lib.is_file() and not force:
+        return lib
+    tmp = lib.with_suffix(f".{os.getpid()}.tmp")
+    cmd = [cxx, "-std=c++17", "-O2", "-fPIC", "-shared", "-fvisibility=hidden",
+           f"-I{PLUGIN_DIR / 'include'}", str(_HOST_SOURCES[0]), "-o", str(tmp)]
+    proc = subprocess.run(cmd, capture_output=True, text=True)
+    if proc.returncode != 0:
+        tmp.unlink(missing_ok=True)
+        first = (proc.stderr.strip().splitlines() or ["(no output)"])[0]
+        raise PluginError(f"host decoder build failed: {first}; command: {' '.join(cmd)}")
+    os.replace(tmp, lib)  # atomic: parallel test workers never see a half-written library
+    return lib
+
+
+def load_host_library(path: str | os.PathLike | None = None) -> ctypes.CDLL:
+    """ctypes handle to the host decoder with its signature declared (builds it when needed)."""
+    lib = ctypes.CDLL(str(path or build_host_library()))
+    fn = getattr(lib, _HOST_SYMBOL)
+    c_int, c_float, c_void_p = ctypes.c_int, ctypes.c_float, ctypes.c_void_p
+    fn.argtypes = [c_void_p, c_int, c_int, c_int, c_int, c_int, c_int, c_float, c_float, c_void_p, c_void_p]
+    fn.restype = c_int
+    return lib
+
+
+def decode_host(lib: ctypes.CDLL, heatmaps: np.ndarray, window: int, temperature: float, scale: float = 1.0):
+    """Run the plugin math on the CPU: heatmaps [B, K, H, W] float32 or float16 ->
+    (landmarks [B, K, 2] in heatmap px * scale, scores [B, K]), both float32."""
+    hm = np.asarray(heatmaps)
+    if hm.dtype not in (np.float32, np.float16) or hm.ndim != 4:
+        raise ValueError(f"heatmaps must be a float32/float16 [B, K, H, W] array, got {hm.dtype} {hm.shape}")
+    hm = np.ascontiguousarray(hm)
+    b, k, h, w = hm.shape
+    landmarks = np.empty((b, k, 2), np.float32)
+    scores = np.empty((b, k), np.float32)
+    status = getattr(lib, _HOST_SYMBOL)(
+        hm.ctypes.data, int(hm.dtype == np.float16), b, k, h, w, int(window), float(temperature), float(scale),
+        landmarks.ctypes.data, scores.ctypes.data,
+    )
+    if status != 0:
+        raise ValueError(f"invalid decoder parameters: window={window} (must be odd and >= 1), shape={hm.shape}")
+    return landmarks, scores
