@@ -307,13 +307,18 @@ def tensorrt_version(probes: Probes) -> Tuple[Optional[str], Optional[str]]:
     return getattr(module, "__version__", "?"), None
 
 
+def tensorrt_supported(version: str) -> bool:
+    """IPluginV3 and strongly typed networks need TensorRT >= 10.1."""
+    return version_tuple(version)[:2] >= MIN_TENSORRT
+
+
 def check_tensorrt(probes: Probes, on_jetson: bool) -> Check:
     version, error = tensorrt_version(probes)
     if version is None:
         fix = ("sudo apt install nvidia-jetpack, and use a venv made with --system-site-packages"
                if on_jetson else "pip install tensorrt (x86/SBSA with an NVIDIA driver)")
         return Check("tensorrt", MISSING, f"not importable ({error})", fix)
-    if version_tuple(version) < MIN_TENSORRT:
+    if not tensorrt_supported(version):
         return Check("tensorrt", WARN, f"{version} is older than 10.1 (no IPluginV3)",
                      "upgrade to JetPack 6.1+ (TensorRT 10.3) or TensorRT >= 10.1", version)
     return Check("tensorrt", OK, version, value=version)

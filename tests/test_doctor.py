@@ -1,0 +1,180 @@
+"""shfan-doctor: parsers on real-format text, the report on fake Jetson probes, --json here."""
+
+import json
+import subprocess
+import sys
+import types
+from pathlib import Path
+
+import pytest
+
+from shfan import doctor
+from shfan.cli import doctor as doctor_cli
+
+REPO = Path(__file__).resolve().parents[1]
+
+# /etc/nv_tegra_release as shipped (first lines).
+L4T_36_4_0 = ("# R36 (release), REVISION: 4.0, GCID: 37537400, BOARD: generic, EABI: aarch64, "
+              "DATE: Fri Sep 13 04:36:44 UTC 2024\n# KERNEL_VARIANT: oot\n"
+              "TARGET_USERSPACE_LIB_DIR=nvidia\n"
+              "TARGET_USERSPACE_LIB_DIR_PATH=usr/lib/aarch64-linux-gnu/nvidia\n")
+L4T_36_4_3 = ("# R36 (release), REVISION: 4.3, GCID: 38968081, BOARD: generic, EABI: aarch64, "
+              "DATE: Wed Jan  8 01:49:37 UTC 2025\n")
+L4T_38_2_0 = ("# R38 (release), REVISION: 2.0, GCID: 41844464, BOARD: generic, EABI: aarch64, "
+              "DATE: Fri Aug 22 00:55:42 UTC 2025\n")
+L4T_35_4_1 = ("# R35 (release), REVISION: 4.1, GCID: 33958178, BOARD: t186ref, EABI: aarch64, "
+              "DATE: Tue Aug  1 19:57:35 UTC 2023\n")
+NVCC_12_6 = ("nvcc: NVIDIA (R) Cuda compiler driver\nCopyright (c) 2005-2024 NVIDIA Corporation\n"
+             "Built on Wed_Aug_14_10:14:07_PDT_2024\n"
+             "Cuda compilation tools, release 12.6, V12.6.68\n"
+             "Build cuda_12.6.r12.6/compiler.34714021_0\n")
+CUDA_VERSION_JSON = json.dumps({"cuda": {"name": "CUDA SDK", "version": "12.6.68"},
+                                "cuda_cudart": {"name": "CUDA Runtime (cudart)",
+                                                "version": "12.6.68"}})
+OPENCV_BUILD_INFO = ("  Video I/O:\n    FFMPEG:                      NO\n"
+                     "    GStreamer:                   YES (1.20.3)\n"
+                     "    v4l/v4l2:                    YES (linux/videodev2.h)\n")
+SMI_QUERY = " ".join(doctor.NVIDIA_SMI_QUERY)
+
+
+@pytest.mark.parametrize("text, release, jetpack, supported", [
+    (L4T_36_4_0, (36, 4, 0), "6.1", True),
+    (L4T_36_4_3, (36, 4, 3), "6.2", True),
+    (L4T_38_2_0, (38, 2, 0), "7.0", True),
+    (L4T_35_4_1, (35, 4, 1), "5.1.2", False),
+])
+def test_l4t_release_maps_to_jetpack(text, release, jetpack, supported):
+    assert doctor.parse_l4t_release(text) == release
+    assert doctor.jetpack_for_l4t(release) == jetpack
+    assert doctor.l4t_supported(release) is supported
+
+
+def test_unknown_l4t_revisions_fall_back_to_the_family():
+    assert doctor.jetpack_for_l4t((38, 4, 0)).startswith("7.")
+    assert doctor.jetpack_for_l4t((39, 2, 0)).startswith("7.")
+    assert doctor.jetpack_for_l4t((36, 4, 7)).startswith("6.2")
+    assert doctor.parse_l4t_release("Ubuntu 22.04.5 LTS") is None
+    assert doctor.parse_l4t_release(None) is None
+
+
+@pytest.mark.parametrize("cap, sm", [("8.7", 87), ("11.0", 110), ("9.0", 90), ("7.2", 72),
+                                     ("[N/A]", None), ("", None)])
+def test_compute_cap_to_sm(cap, sm):
+    assert doctor.parse_compute_cap(cap) == sm
+
+
+def test_nvidia_smi_rows():
+    text = "NVIDIA H100 80GB HBM3, 9.0\nNVIDIA Thor, 11.0\n\nOrin (nvgpu), [N/A]\n"
+    assert doctor.parse_nvidia_smi_gpus(text) == [
+        ("NVIDIA H100 80GB HBM3", 90), ("NVIDIA Thor", 110), ("Orin (nvgpu)", None)]
+    assert doctor.parse_nvidia_smi_gpus(None) == []
+
+
+def test_cuda_version_parsers():
+    assert doctor.parse_nvcc_release(NVCC_12_6) == "12.6"
+    assert doctor.parse_cuda_version_json(CUDA_VERSION_JSON) == "12.6.68"
+    assert doctor.parse_cuda_version_json("not json") is None
+
+
+def test_versions_and_tensorrt_floor():
+    assert doctor.version_tuple("10.3.0.30-1+cuda12.5") == (10, 3, 0, 30)
+    assert doctor.tensorrt_supported("10.3.0") and doctor.tensorrt_supported("11.0.0.1")
+    assert not doctor.tensorrt_supported("10.0.1") and not doctor.tensorrt_supported("8.6.2")
+
+
+def test_jetson_model_and_sm():
+    assert doctor.parse_device_tree_model("NVIDIA Jetson AGX Orin Developer Kit\x00") == \
+        "NVIDIA Jetson AGX Orin Developer Kit"
+    assert doctor.sm_for_jetson_model("NVIDIA Jetson Orin Nano Engineering Reference "
+                                      "Developer Kit Super") == 87
+    assert doctor.sm_for_jetson_model("NVIDIA Jetson AGX Thor Developer Kit") == 110
+    assert doctor.sm_for_jetson_model(None) is None
+
+
+def test_opencv_gstreamer_line():
+    assert doctor.opencv_gstreamer(OPENCV_BUILD_INFO) is True
+    assert doctor.opencv_gstreamer(OPENCV_BUILD_INFO.replace("YES (1.20.3)", "NO")) is False
+    assert doctor.opencv_gstreamer("no video section") is None
+
+
+def fake_orin_probes(**overrides):
+    """An Orin on JetPack 6.1 as the probes see it (no tensorrt module: it is never faked)."""
+    cv2 = types.SimpleNamespace(__version__="4.8.0", getBuildInformation=lambda: OPENCV_BUILD_INFO)
+    files = {doctor.NV_TEGRA_RELEASE: L4T_36_4_0,
+             doctor.DEVICE_TREE_MODEL: "NVIDIA Jetson AGX Orin Developer Kit\x00"}
+    commands = {"nvcc --version": NVCC_12_6, " ".join(doctor.DPKG_JETPACK): "6.1+b123"}
+    kwargs = dict(files=files, commands=commands, versions={"pycuda": "2025.1"},
+                  modules={"numpy": types.SimpleNamespace(__version__="1.26.4"), "cv2": cv2})
+    kwargs.update(overrides)
+    return doctor.Probes.from_dicts(**kwargs)
+
+
+def test_report_on_a_fake_orin(tmp_path):
+    model = tmp_path / "shfan_default.pt"
+    model.write_bytes(b"weights")
+    report = doctor.run_checks(fake_orin_probes(), model_path=model)
+    checks = report.checks
+    assert checks["jetson"].value == "NVIDIA Jetson AGX Orin Developer Kit"
+    assert checks["jetpack"].ok and checks["jetpack"].value == "6.1"
+    assert "nvidia-jetpack 6.1+b123" in checks["jetpack"].detail
+    assert checks["gpu"].ok and checks["gpu"].value == "sm_87"  # from the model, no nvidia-smi
+    assert checks["cuda"].value == "12.6"
+    assert checks["opencv-gstreamer"].ok and "system package" in checks["opencv"].detail
+    assert checks["tensorrt"].status == doctor.MISSING
+    assert "--system-site-packages" in checks["tensorrt"].fix
+    assert checks["onnxruntime"].status == doctor.MISSING
+    assert not report.cpu_path_ok and not report.tensorrt_path_ok
+    assert report.to_dict()["tensorrt_path"]["blocked_by"] == ["tensorrt"]
+
+
+def test_nvidia_smi_wins_over_the_model_guess():
+    probes = fake_orin_probes(commands={SMI_QUERY: "NVIDIA Thor, 11.0\n"})
+    assert doctor.check_gpu(probes, "NVIDIA Jetson AGX Thor Developer Kit").value == "sm_110"
+
+
+def test_old_jetpack_is_a_warning_with_a_fix():
+    check = doctor.check_jetpack(doctor.Probes.from_dicts(
+        files={doctor.NV_TEGRA_RELEASE: L4T_35_4_1}))
+    assert check.status == doctor.WARN and "JetPack 6.1+" in check.fix
+
+
+def test_missing_default_model_blocks_the_cpu_path(tmp_path):
+    check = doctor.check_default_model(tmp_path / "absent.pt")
+    assert check.status == doctor.MISSING and "reinstall shfan" in check.fix
+
+
+def test_every_failing_check_names_a_fix():
+    report = doctor.run_checks(doctor.Probes.from_dicts(), model_path=Path("/nonexistent.pt"))
+    for check in report.checks.values():
+        assert check.status in (doctor.OK, doctor.WARN, doctor.MISSING)
+        if not check.ok:
+            assert check.fix and "\n" not in check.fix, check.name
+
+
+def test_json_on_this_machine(capsys):
+    code = doctor_cli.main(["--json"])
+    report = json.loads(capsys.readouterr().out)
+    checks = report["checks"]
+    assert checks["gpu"]["status"] == "missing" and "no GPU" in checks["gpu"]["detail"]
+    assert checks["tensorrt"]["status"] == "missing"
+    assert checks["jetson"]["status"] == "missing"
+    assert report["tensorrt_path"]["ok"] is False
+    for name in ("python", "shfan", "numpy", "opencv", "onnxruntime", "default-model"):
+        assert set(checks[name]) == {"status", "detail", "fix", "value"}
+    assert report["shfan_version"] == checks["shfan"]["value"]
+    assert set(report["cpu_path"]["needs"]) == {"numpy", "opencv", "onnxruntime", "default-model"}
+    assert code == (0 if report["cpu_path"]["ok"] else 1)
+
+
+def test_table_renders(capsys):
+    code = doctor_cli.main([])
+    out = capsys.readouterr().out
+    assert "CPU path" in out and "TensorRT path" in out and "default-model" in out
+    assert code in (0, 1)
+
+
+def test_doctor_does_not_import_torch():
+    script = ("import sys; from shfan import doctor; doctor.run_checks(); "
+              "assert 'torch' not in sys.modules, 'torch imported'")
+    subprocess.run([sys.executable, "-c", script], check=True, cwd=REPO,
+                   env={"PYTHONPATH": str(REPO), "PATH": "/usr/bin:/bin"})
