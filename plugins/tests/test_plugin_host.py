@@ -1,0 +1,133 @@
+"""The plugin's per-landmark math (plugins/include/shfan/subpixel_decode.h), built for the CPU,
+against the shared decoder vectors and the NumPy reference (DESIGN.md §3: <= 1e-3 heatmap px)."""
+
+import hashlib
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from shfan import codec, plugins
+
+VECTORS = Path(__file__).resolve().parents[2] / "tests" / "vectors"
+TOL_PX = 1e-3  # heatmap px, the cross-implementation contract
+SCALE = 4.0  # heatmap -> network input (256 / 64), exercised everywhere
+
+
+def assert_points_close(actual, expected, scale=SCALE, tol=TOL_PX):
+    """actual: scaled landmarks from the plugin math; expected: reference in heatmap px."""
+    err = np.abs(np.asarray(actual, np.float64) / scale - np.asarray(expected, np.float64)).max()
+    assert err <= tol, f"max |diff| {err:.3g} heatmap px > {tol}"
+    return err
+
+
+@pytest.fixture(scope="session")
+def host_lib(tmp_path_factory):
+    if plugins.host_compiler() is None:
+        pytest.skip("no C++ compiler (g++) for the host decoder build")
+    return plugins.load_host_library(plugins.build_host_library(tmp_path_factory.mktemp("host")))
+
+
+def _cases():
+    meta = json.loads((VECTORS / "subpixel_decode.json").read_text())
+    return meta["cases"]
+
+
+@pytest.fixture(scope="session")
+def vectors():
+    with np.load(VECTORS / "subpixel_decode.npz") as z:
+        return {k: z[k] for k in z.files}
+
+
+@pytest.mark.parametrize("case", _cases(), ids=lambda c: c["name"])
+def test_matches_shared_vectors(host_lib, vectors, case):
+    name = case["name"]
+    points, scores = plugins.decode_host(host_lib, vectors[f"{name}/heatmaps"], case["window"], case["temperature"], SCALE)
+    assert points.shape == vectors[f"{name}/points"].shape and points.dtype == np.float32
+    assert_points_close(points, vectors[f"{name}/points"])
+    np.testing.assert_allclose(scores, vectors[f"{name}/scores"], rtol=0, atol=1e-6)
+
+
+def _random_maps(rng, shape):
+    b, k, h, w = shape
+    pts = np.stack([rng.uniform(0, w, (b, k)), rng.uniform(0, h, (b, k))], -1)
+    sigma = rng.uniform(1.0, 3.0)
+    hm = codec.encode(pts, (h, w), sigma) * rng.uniform(0.3, 1.2, (b, k, 1, 1))
+    return (hm + rng.normal(0, 0.03, hm.shape)).astype(np.float32)
+
+
+SHAPES = [(1, 1, 1, 1), (2, 68, 64, 64), (1, 98, 32, 32), (3, 5, 24, 40), (1, 4, 128, 128), (1, 3, 7, 130)]
+
+
+@pytest.mark.parametrize("shape", SHAPES, ids=lambda s: "x".join(map(str, s)))
+@pytest.mark.parametrize("window,tau", [(5, 12.0), (3, 5.0), (7, 6.0), (1, 12.0), (9, 30.0)])
+def test_random_fp32_matches_reference(host_lib, shape, window, tau):
+    hm = _random_maps(np.random.default_rng(hash((shape, window)) % 2**32), shape)
+    points, scores = plugins.decode_host(host_lib, hm, window, tau, SCALE)
+    ref_points, ref_scores = codec.decode(hm, "subpixel", window, tau)
+    assert_points_close(points, ref_points)
+    np.testing.assert_array_equal(scores, ref_scores)
+
+
+@pytest.mark.parametrize("shape", SHAPES, ids=lambda s: "x".join(map(str, s)))
+def test_random_fp16_input_matches_reference_on_rounded_values(host_lib, shape):
+    hm16 = _random_maps(np.random.default_rng(7), shape).astype(np.float16)
+    points, scores = plugins.decode_host(host_lib, hm16, 5, 12.0, SCALE)  # real fp16 bytes in
+    ref_points, ref_scores = codec.decode(hm16.astype(np.float32), "subpixel", 5, 12.0)
+    assert_points_close(points, ref_points)
+    np.testing.assert_array_equal(scores, ref_scores)
+
+
+def test_fp16_conversion_is_exact_for_every_bit_pattern(host_lib):
+    # 1x1 maps: the score is the converted input value itself.
+    hm16 = np.arange(1 << 16, dtype=np.uint16).view(np.float16).reshape(1, -1, 1, 1)
+    _, scores = plugins.decode_host(host_lib, hm16, 1, 12.0)
+    np.testing.assert_array_equal(scores.ravel(), hm16.astype(np.float32).ravel())  # NaN == NaN here
+
+
+def test_asserts_are_tight(host_lib, vectors):
+    """A reference shifted by half a pixel (or by 2e-3 px) must fail the comparison."""
+    points, _ = plugins.decode_host(host_lib, vectors["random_gaussians/heatmaps"], 5, 12.0, SCALE)
+    expected = vectors["random_gaussians/points"]
+    assert assert_points_close(points, expected) < 1e-4
+    for shift in (0.5, 2e-3):
+        with pytest.raises(AssertionError):
+            assert_points_close(points, expected + shift)
+
+
+def test_ties_pick_lowest_row_major_index(host_lib):
+    hm = np.zeros((1, 1, 9, 9), np.float32)
+    hm[0, 0, 6, 1] = hm[0, 0, 2, 5] = hm[0, 0, 2, 7] = 1.0
+    points, _ = plugins.decode_host(host_lib, hm, 1, 12.0)
+    np.testing.assert_array_equal(points[0, 0], [5.5, 2.5])
+
+
+def test_invalid_window_is_rejected(host_lib):
+    with pytest.raises(ValueError, match="window"):
+        plugins.decode_host(host_lib, np.zeros((1, 1, 4, 4), np.float32), 4, 12.0)
+
+
+def test_plugin_library_lookup_errors_name_the_fix(tmp_path, monkeypatch):
+    monkeypatch.delenv(plugins.ENV_PLUGIN_LIB, raising=False)
+    monkeypatch.setattr(plugins, "DEFAULT_PLUGIN_LIB", tmp_path / "absent.so")
+    assert plugins.find_plugin_library() is None
+    with pytest.raises(plugins.PluginError, match="cmake -S plugins"):
+        plugins.load_plugin_library()
+    with pytest.raises(plugins.PluginError, match="does not exist"):
+        plugins.find_plugin_library(tmp_path / "nope.so")
+    fake = tmp_path / "libfake.so"
+    fake.write_bytes(b"not an ELF file")
+    monkeypatch.setenv(plugins.ENV_PLUGIN_LIB, str(fake))
+    assert plugins.find_plugin_library() == fake.resolve()
+    with pytest.raises(plugins.PluginError, match="cannot load"):
+        plugins.load_plugin_library()
+    assert plugins.plugin_sha256(fake) == hashlib.sha256(b"not an ELF file").hexdigest()
+
+
+def test_module_stays_light():
+    code = "import sys, shfan.plugins; print(sorted({'torch', 'tensorrt', 'pycuda', 'cupy'} & set(sys.modules)))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"
