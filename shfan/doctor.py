@@ -34,6 +34,7 @@ DEVICE_TREE_MODEL = "/proc/device-tree/model"
 CUDA_VERSION_JSON = "/usr/local/cuda/version.json"
 NVIDIA_SMI_QUERY = ("nvidia-smi", "--query-gpu=name,compute_cap", "--format=csv,noheader")
 DPKG_JETPACK = ("dpkg-query", "-W", "-f=${Version}", "nvidia-jetpack")
+DPKG_LIBNVINFER = ("dpkg-query", "-W", "-f=${Version}", "libnvinfer10")
 
 # L4T release -> JetPack release (NVIDIA's JetPack archive). Unknown revisions fall back by major.
 L4T_TO_JETPACK = {
@@ -315,6 +316,12 @@ def tensorrt_supported(version: str) -> bool:
 def check_tensorrt(probes: Probes, on_jetson: bool) -> Check:
     version, error = tensorrt_version(probes)
     if version is None:
+        apt_version = probes.run(DPKG_LIBNVINFER)
+        if apt_version:
+            return Check("tensorrt", MISSING,
+                         f"apt has TensorRT {apt_version.strip()} but this Python cannot import it",
+                         "sudo apt install python3-libnvinfer; use a venv made with "
+                         "--system-site-packages (jetson/install.sh)")
         fix = ("sudo apt install nvidia-jetpack, and use a venv made with --system-site-packages"
                if on_jetson else "pip install tensorrt (x86/SBSA with an NVIDIA driver)")
         return Check("tensorrt", MISSING, f"not importable ({error})", fix)

@@ -127,6 +127,13 @@ def test_report_on_a_fake_orin(tmp_path):
     assert report.to_dict()["tensorrt_path"]["blocked_by"] == ["tensorrt"]
 
 
+def test_apt_tensorrt_hidden_from_python_names_the_venv_fix():
+    probes = fake_orin_probes(commands={" ".join(doctor.DPKG_LIBNVINFER): "10.3.0.30-1+cuda12.5"})
+    check = doctor.check_tensorrt(probes, on_jetson=True)
+    assert check.status == doctor.MISSING and "10.3.0.30" in check.detail
+    assert "--system-site-packages" in check.fix and "python3-libnvinfer" in check.fix
+
+
 def test_nvidia_smi_wins_over_the_model_guess():
     probes = fake_orin_probes(commands={SMI_QUERY: "NVIDIA Thor, 11.0\n"})
     assert doctor.check_gpu(probes, "NVIDIA Jetson AGX Thor Developer Kit").value == "sm_110"
@@ -178,3 +185,23 @@ def test_doctor_does_not_import_torch():
               "assert 'torch' not in sys.modules, 'torch imported'")
     subprocess.run([sys.executable, "-c", script], check=True, cwd=REPO,
                    env={"PYTHONPATH": str(REPO), "PATH": "/usr/bin:/bin"})
+
+
+def _plugins_module(find, load):
+    return types.SimpleNamespace(find_plugin_library=find, load_plugin_library=load)
+
+
+def test_plugin_check_states():
+    def refuse(path):
+        raise OSError("libnvinfer.so.10: cannot open shared object file")
+
+    def probes(module):
+        return doctor.Probes.from_dicts(modules={"shfan.plugins": module})
+
+    built = "/opt/shfan/plugins/build/libshfan_plugins.so"
+    assert doctor.check_plugin(probes(_plugins_module(lambda: None, refuse))).status == doctor.MISSING
+    check = doctor.check_plugin(probes(_plugins_module(lambda: built, refuse)))
+    assert check.status == doctor.WARN and "libnvinfer.so.10" in check.detail
+    check = doctor.check_plugin(probes(_plugins_module(lambda: built, lambda path: object())))
+    assert check.ok and check.value == built
+    assert "unavailable" in doctor.check_plugin(doctor.Probes.from_dicts()).detail
