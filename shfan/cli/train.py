@@ -1,0 +1,94 @@
+"""shfan-train: train FAN / SH-FAN on 300-W style folders (or WFLW, COFW, AFLW readers)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from shfan.cli.common import fail
+
+
+def build_parser():
+    ap = argparse.ArgumentParser(prog="shfan-train", description=__doc__)
+    ap.add_argument("--data", required=True, help="training dataset (300-W folder or annotation file)")
+    ap.add_argument("--format", default="300w", choices=["300w", "wflw"], help="dataset format")
+    ap.add_argument("--val-data", help="validation dataset; default: a held-out part of --data")
+    ap.add_argument("--val-fraction", type=float, default=0.1, help="share of --data held out for validation")
+    ap.add_argument("--test-data", help="dataset scored once at the end (never used for choices)")
+    ap.add_argument("--out", default="runs/train", help="run folder (checkpoints, history)")
+    ap.add_argument("--stacks", type=int, default=2)
+    ap.add_argument("--width", type=int, default=128)
+    ap.add_argument("--input-size", type=int, default=128)
+    ap.add_argument("--sigma", type=float, default=None, help="target Gaussian sigma (heatmap px)")
+    ap.add_argument("--epochs", type=int, default=40)
+    ap.add_argument("--batch-size", type=int, default=16)
+    ap.add_argument("--lr", type=float, default=1e-3)
+    ap.add_argument("--consistency", type=float, default=0.1, help="Siamese consistency weight (0 = off)")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--workers", type=int, default=0, help="DataLoader worker processes (0: augment in the training process)")
+    ap.add_argument("--threads", type=int, default=2, help="torch CPU threads")
+    ap.add_argument("--val-every", type=int, default=2, help="validate every N epochs")
+    ap.add_argument("--resume", action="store_true", help="continue from OUT/last.pt")
+    ap.add_argument("--no-tune", action="store_true", help="skip tuning the decoder on validation")
+    return ap
+
+
+def main(argv=None):
+    args = build_parser().parse_args(argv)
+    try:
+        import torch  # noqa: F401
+    except ImportError:
+        fail("shfan-train needs PyTorch: pip install 'shfan[torch]' (torch==2.13.0 on CPU)")
+    import numpy as np
+
+    from shfan import codec, evaluate
+    from shfan import model as fan_model
+    from shfan import train as trainer
+    from shfan.datasets import DatasetError, read_dataset
+
+    try:
+        samples = read_dataset(args.data, args.format)
+        if args.val_data:
+            train_s, val_s = samples, read_dataset(args.val_data, args.format)
+        else:
+            order = np.random.default_rng(args.seed).permutation(len(samples))
+            n_val = max(1, int(round(args.val_fraction * len(samples))))
+            val_s = [samples[i] for i in sorted(order[:n_val])]
+            train_s = [samples[i] for i in sorted(order[n_val:])]
+        test_s = read_dataset(args.test_data, args.format) if args.test_data else None
+        cfg = fan_model.ModelConfig(stacks=args.stacks, width=args.width, landmarks=len(samples[0].points),
+                                    input_size=args.input_size,
+                                    sigma=args.sigma if args.sigma else codec.DEFAULT_SIGMA)
+    except (DatasetError, ValueError) as exc:
+        fail(str(exc))
+    tcfg = trainer.TrainConfig(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
+                               consistency=args.consistency, seed=args.seed, workers=args.workers,
+                               threads=args.threads, val_every=args.val_every)
+    out = Path(args.out)
+    log = lambda msg: print(msg, file=sys.stderr, flush=True)  # noqa: E731
+    best = trainer.train(cfg, tcfg, train_s, val_s, out, resume=args.resume, log=log)
+    model = fan_model.load_checkpoint(best)
+    device = torch.device("cpu")
+    report = {"checkpoint": str(best), "config": model.config.to_dict()}
+    if not args.no_tune:
+        window, tau, results = trainer.tune_decoder(model, device, val_s, trainer.load_images(val_s))
+        model = fan_model.FAN(fan_model.ModelConfig.from_dict({**cfg.to_dict(), "window": window,
+                                                                "temperature": tau}))
+        model.load_state_dict(fan_model.load_checkpoint(best).state_dict())
+        model.eval()
+        saved = torch.load(best, map_location="cpu", weights_only=False)
+        extra = {k: v for k, v in saved.items() if k not in ("format", "config", "state_dict")}
+        fan_model.save_checkpoint(model, best, decoder_tuning={f"{m}/w{w}/t{t}": v for (m, w, t), v in results.items()},
+                                  **{k: v for k, v in extra.items() if k != "decoder_tuning"})
+        report["decoder_validation_nme"] = {f"{m} w={w} tau={t}": round(v, 4) for (m, w, t), v in results.items()}
+        report["chosen"] = {"window": window, "temperature": tau}
+    if test_s:
+        summary, _ = evaluate.score(trainer.torch_infer(model, device), test_s, cfg.input_size)
+        report["test"] = summary
+    print(json.dumps(report, indent=1))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,62 @@
+"""Run a landmark predictor over dataset samples and score it (shared by shfan-eval,
+shfan-train's validation and the builder's accuracy guard).
+
+A predictor is any callable `infer(crops [N,3,S,S] float32 0..1) -> (points [N,K,2] in
+network-input px, scores [N,K])`; this keeps torch, ONNX Runtime and TensorRT interchangeable.
+"""
+
+from __future__ import annotations
+
+from typing import Callable, Iterable, Sequence
+
+import numpy as np
+
+from shfan import augment, geometry, metrics
+from shfan.datasets import Sample
+
+Infer = Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]]
+
+
+def batched(items: Sequence, size: int) -> Iterable[Sequence]:
+    for i in range(0, len(items), size):
+        yield items[i:i + size]
+
+
+def crops_for(samples: Sequence[Sample], input_size: int, images=None):
+    """Deterministic GT-box crops and their image->crop matrices."""
+    crops, mats = [], []
+    for i, s in enumerate(samples):
+        img = images[i] if images is not None else s.load_image()
+        c, m = augment.eval_view(img, s.box, input_size)
+        crops.append(c)
+        mats.append(m)
+    return np.stack(crops), mats
+
+
+def predict(infer: Infer, samples: Sequence[Sample], input_size: int, batch_size: int = 8,
+            images=None, progress: bool = False) -> np.ndarray:
+    """Landmarks in image coordinates [N, K, 2] for each sample (GT-box crops)."""
+    out = []
+    bar = None
+    if progress:
+        from tqdm import tqdm
+
+        bar = tqdm(total=len(samples), desc="evaluating", unit="face", leave=False)
+    for start in range(0, len(samples), batch_size):
+        chunk = samples[start:start + batch_size]
+        imgs = images[start:start + batch_size] if images is not None else None
+        crops, mats = crops_for(chunk, input_size, imgs)
+        pts, _ = infer(crops)
+        out.extend(geometry.transform_points(p.astype(np.float64), geometry.invert(m)) for p, m in zip(pts, mats))
+        if bar:
+            bar.update(len(chunk))
+    if bar:
+        bar.close()
+    return np.stack(out).astype(np.float32)
+
+
+def score(infer: Infer, samples: Sequence[Sample], input_size: int, **kw) -> tuple[dict, np.ndarray]:
+    """metrics.summary plus the per-face inter-ocular NME (for CED plots)."""
+    pred = predict(infer, samples, input_size, **kw)
+    gt = np.stack([s.points for s in samples])
+    return metrics.summary(pred, gt), metrics.nme_per_face(pred, gt, "inter_ocular")

@@ -1,0 +1,219 @@
+"""FAN / SH-FAN: stacked hourglass network as in face-alignment (Bulat & Tzimiropoulos).
+
+Parameter names match face-alignment's 2DFAN4 state dict, so the official checkpoints
+(`2DFAN4-11f355bf06.pth.tar`, TorchScript `2DFAN4-cd938726ad.zip`) load unchanged. SH-FAN
+changes how heatmaps are encoded and decoded (shfan.codec), not the network.
+Input: RGB in [0, 1], [B, 3, S, S]; output: heatmaps [B, K, S/4, S/4] of the last stack
+(`forward_all` returns every stack, for intermediate supervision).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from shfan import codec
+
+SUPPORTED_LANDMARKS = (68, 98, 29, 19)
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """Everything needed to rebuild a model and decode its output; stored in checkpoints."""
+
+    stacks: int = 4
+    width: int = 256
+    landmarks: int = 68
+    input_size: int = 256
+    sigma: float = codec.DEFAULT_SIGMA
+    window: int = codec.DEFAULT_WINDOW
+    temperature: float = codec.DEFAULT_TEMPERATURE
+
+    def __post_init__(self):
+        if self.landmarks not in SUPPORTED_LANDMARKS:
+            raise ValueError(f"landmarks must be one of {SUPPORTED_LANDMARKS}, got {self.landmarks}")
+        if self.input_size % 64:
+            raise ValueError(f"input_size must be a multiple of 64 (hourglass depth 4), got {self.input_size}")
+        if self.stacks < 1 or self.width % 4:
+            raise ValueError(f"need stacks >= 1 and width divisible by 4, got {self.stacks}, {self.width}")
+
+    @property
+    def heatmap_size(self) -> int:
+        return self.input_size // 4
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "ModelConfig":
+        names = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{k: v for k, v in d.items() if k in names})
+
+
+def conv3x3(cin, cout):
+    return nn.Conv2d(cin, cout, kernel_size=3, stride=1, padding=1, bias=False)
+
+
+class ConvBlock(nn.Module):
+    """Pre-activation block with three 3x3 branches (out/2, out/4, out/4) concatenated."""
+
+    def __init__(self, cin: int, cout: int):
+        super().__init__()
+        self.bn1 = nn.BatchNorm2d(cin)
+        self.conv1 = conv3x3(cin, cout // 2)
+        self.bn2 = nn.BatchNorm2d(cout // 2)
+        self.conv2 = conv3x3(cout // 2, cout // 4)
+        self.bn3 = nn.BatchNorm2d(cout // 4)
+        self.conv3 = conv3x3(cout // 4, cout // 4)
+        self.downsample = None
+        if cin != cout:
+            self.downsample = nn.Sequential(
+                nn.BatchNorm2d(cin), nn.ReLU(True), nn.Conv2d(cin, cout, kernel_size=1, bias=False))
+
+    def forward(self, x):
+        out1 = self.conv1(F.relu(self.bn1(x), True))
+        out2 = self.conv2(F.relu(self.bn2(out1), True))
+        out3 = self.conv3(F.relu(self.bn3(out2), True))
+        residual = x if self.downsample is None else self.downsample(x)
+        return torch.cat((out1, out2, out3), 1) + residual
+
+
+class HourGlass(nn.Module):
+    def __init__(self, depth: int, features: int):
+        super().__init__()
+        self.depth = depth
+        self._build(depth, features)
+
+    def _build(self, level, f):
+        self.add_module(f"b1_{level}", ConvBlock(f, f))
+        self.add_module(f"b2_{level}", ConvBlock(f, f))
+        if level > 1:
+            self._build(level - 1, f)
+        else:
+            self.add_module(f"b2_plus_{level}", ConvBlock(f, f))
+        self.add_module(f"b3_{level}", ConvBlock(f, f))
+
+    def _forward(self, level, x):
+        up1 = self._modules[f"b1_{level}"](x)
+        low1 = self._modules[f"b2_{level}"](F.avg_pool2d(x, 2, stride=2))
+        if level > 1:
+            low2 = self._forward(level - 1, low1)
+        else:
+            low2 = self._modules[f"b2_plus_{level}"](low1)
+        low3 = self._modules[f"b3_{level}"](low2)
+        return up1 + F.interpolate(low3, scale_factor=2.0, mode="nearest")
+
+    def forward(self, x):
+        return self._forward(self.depth, x)
+
+
+class FAN(nn.Module):
+    def __init__(self, config: ModelConfig = ModelConfig()):
+        super().__init__()
+        self.config = config
+        c, k = config.width, config.landmarks
+        self.conv1 = nn.Conv2d(3, 64, kernel_size=7, stride=2, padding=3)
+        self.bn1 = nn.BatchNorm2d(64)
+        self.conv2 = ConvBlock(64, 128)
+        self.conv3 = ConvBlock(128, 128)
+        self.conv4 = ConvBlock(128, c)
+        for i in range(config.stacks):
+            self.add_module(f"m{i}", HourGlass(4, c))
+            self.add_module(f"top_m_{i}", ConvBlock(c, c))
+            self.add_module(f"conv_last{i}", nn.Conv2d(c, c, kernel_size=1))
+            self.add_module(f"bn_end{i}", nn.BatchNorm2d(c))
+            self.add_module(f"l{i}", nn.Conv2d(c, k, kernel_size=1))
+            if i < config.stacks - 1:
+                self.add_module(f"bl{i}", nn.Conv2d(c, c, kernel_size=1))
+                self.add_module(f"al{i}", nn.Conv2d(k, c, kernel_size=1))
+
+    def forward_all(self, x):
+        x = F.relu(self.bn1(self.conv1(x)), True)
+        x = F.avg_pool2d(self.conv2(x), 2, stride=2)
+        x = self.conv4(self.conv3(x))
+        previous, outputs = x, []
+        for i in range(self.config.stacks):
+            ll = self._modules[f"top_m_{i}"](self._modules[f"m{i}"](previous))
+            ll = F.relu(self._modules[f"bn_end{i}"](self._modules[f"conv_last{i}"](ll)), True)
+            heatmaps = self._modules[f"l{i}"](ll)
+            outputs.append(heatmaps)
+            if i < self.config.stacks - 1:
+                previous = previous + self._modules[f"bl{i}"](ll) + self._modules[f"al{i}"](heatmaps)
+        return outputs
+
+    def forward(self, x):
+        return self.forward_all(x)[-1]
+
+
+# --- checkpoints -------------------------------------------------------------------------
+
+class CheckpointError(ValueError):
+    """A file that is not a usable FAN checkpoint; the message names the file and the fix."""
+
+
+def infer_config(state_dict: dict, **overrides) -> ModelConfig:
+    """Read stacks, width and landmarks off a FAN state dict (e.g. face-alignment's)."""
+    try:
+        stacks = 1 + max(int(k[len("l"):].split(".")[0]) for k in state_dict
+                         if k.startswith("l") and k[1].isdigit())
+        k_out, width = state_dict["l0.weight"].shape[:2]
+    except (KeyError, ValueError, IndexError) as exc:
+        raise CheckpointError("not a FAN state dict (no 'l0.weight' head)") from exc
+    cfg = dict(stacks=stacks, width=int(width), landmarks=int(k_out))
+    cfg.update(overrides)
+    return ModelConfig.from_dict(cfg)
+
+
+def save_checkpoint(model: FAN, path, **extra) -> None:
+    """Our format: {'config', 'state_dict', ...extra}; written atomically."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    torch.save({"format": "shfan-checkpoint-v1", "config": model.config.to_dict(),
+                "state_dict": model.state_dict(), **extra}, tmp)
+    tmp.replace(path)
+
+
+def _read_checkpoint(path: Path):
+    """Plain or wrapped state dict, or TorchScript archive -> (state_dict, config dict or None)."""
+    import zipfile
+
+    if zipfile.is_zipfile(path):
+        try:
+            scripted = torch.jit.load(str(path), map_location="cpu")
+            return {k: v for k, v in scripted.state_dict().items()}, None
+        except RuntimeError:
+            pass  # a regular torch.save zip archive
+    try:
+        obj = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # torch raises many types for corrupt files
+        raise CheckpointError(f"{path}: cannot be read as a PyTorch checkpoint ({type(exc).__name__})") from exc
+    if isinstance(obj, dict) and "state_dict" in obj:
+        return obj["state_dict"], obj.get("config")
+    if isinstance(obj, dict) and all(isinstance(v, torch.Tensor) for v in obj.values()):
+        return obj, None
+    raise CheckpointError(f"{path}: not a FAN checkpoint (expected a state dict)")
+
+
+def load_checkpoint(path, **config_overrides) -> FAN:
+    """Load our checkpoints, face-alignment's 2DFAN4 (.pth.tar state dict) or its TorchScript
+    zip. Foreign checkpoints carry no config: architecture is read off the weights and input
+    size defaults to 256 (override with config_overrides)."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"{path}: no such checkpoint file")
+    state, cfg = _read_checkpoint(path)
+    state = {k.removeprefix("module."): v for k, v in state.items()}
+    config = (ModelConfig.from_dict({**cfg, **config_overrides}) if cfg
+              else infer_config(state, **config_overrides))
+    model = FAN(config)
+    missing, unexpected = model.load_state_dict(state, strict=False)
+    if missing or unexpected:
+        raise CheckpointError(f"{path}: weights do not fit a {config.stacks}-stack FAN "
+                              f"({len(missing)} missing, {len(unexpected)} unexpected tensors)")
+    return model.eval()

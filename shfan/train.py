@@ -1,0 +1,211 @@
+"""SH-FAN training: subpixel Gaussian targets, intermediate supervision, and the paper's
+Siamese consistency (two random views of one face must agree once mapped to a common frame).
+
+Runs on CPU (2 cores are enough for the compact default model) or CUDA when present.
+Checkpoints carry their config; `--resume` continues from `last.pt` with optimizer state.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Dataset
+
+from shfan import augment, codec_torch, evaluate, geometry, model as fan_model
+from shfan.datasets import Sample
+
+
+@dataclass
+class TrainConfig:
+    epochs: int = 40
+    batch_size: int = 16
+    lr: float = 1e-3
+    weight_decay: float = 1e-4
+    consistency: float = 0.1  # weight of the Siamese consistency term (0 disables it)
+    seed: int = 0
+    workers: int = 0  # augmentation is ~2% of a step; a worker only competes for the 2 cores
+    threads: int = 2
+    val_every: int = 2
+    augment: augment.AugmentConfig = field(default_factory=augment.AugmentConfig)
+
+
+def load_images(samples):
+    return [s.load_image() for s in samples]
+
+
+class SiameseViews(Dataset):
+    """Each item: two random views of one face with targets and the view-to-view mapping."""
+
+    def __init__(self, samples, images, model_cfg: fan_model.ModelConfig, aug: augment.AugmentConfig, seed: int):
+        self.samples, self.images, self.cfg, self.aug, self.seed = samples, images, model_cfg, aug, seed
+        self.epoch = 0
+
+    def __len__(self):
+        return len(self.samples)
+
+    def __getitem__(self, i):
+        rng = np.random.default_rng((self.seed, self.epoch, i))
+        s, img, cfg = self.samples[i], self.images[i], self.cfg
+        views = [augment.make_view(rng, img, s.points, s.box, cfg.input_size, self.aug) for _ in range(2)]
+        scale = cfg.heatmap_size / cfg.input_size
+        out = {}
+        for n, (crop, pts, m, perm) in enumerate(views, 1):
+            out[f"image{n}"] = crop
+            out[f"points{n}"] = pts * scale  # heatmap px, channel order of the view
+            out[f"unperm{n}"] = np.argsort(perm)
+        m1, m2 = views[0][2], views[1][2]
+        # crop-2 px -> crop-1 px, for the consistency term
+        out["view2_to_view1"] = geometry.compose(m1, geometry.invert(m2)).astype(np.float32)
+        return out
+
+
+def heatmap_loss(outputs, target):
+    """Sum of squared errors per heatmap, averaged over faces and landmarks, over every stack."""
+    return sum(((o - target) ** 2).sum(dim=(-1, -2)).mean() for o in outputs)
+
+
+def consistency_loss(h1, h2, batch, model_cfg, scale):
+    """L1 distance (heatmap px) between view-1 predictions and view-2 predictions mapped into
+    view 1, through the differentiable subpixel decoder."""
+    p1, _ = codec_torch.decode(h1, "subpixel", model_cfg.window, model_cfg.temperature)
+    p2, _ = codec_torch.decode(h2, "subpixel", model_cfg.window, model_cfg.temperature)
+    p1 = torch.gather(p1, 1, batch["unperm1"].unsqueeze(-1).expand(-1, -1, 2))
+    p2 = torch.gather(p2, 1, batch["unperm2"].unsqueeze(-1).expand(-1, -1, 2))
+    t = batch["view2_to_view1"]
+    p2_in_1 = (p2 / scale) @ t[:, :, :2].transpose(1, 2) + t[:, :, 2].unsqueeze(1)
+    return (p1 - p2_in_1 * scale).abs().sum(-1).mean()
+
+
+def torch_infer(model, device, method="subpixel"):
+    """Predictor for shfan.evaluate from a PyTorch model."""
+    cfg = model.config
+    scale = cfg.input_size / cfg.heatmap_size
+
+    @torch.no_grad()
+    def infer(crops):
+        hm = model(torch.from_numpy(crops).to(device))
+        pts, scores = codec_torch.decode(hm, method, cfg.window, cfg.temperature)
+        return (pts * scale).cpu().numpy(), scores.cpu().numpy()
+
+    return infer
+
+
+def tune_decoder(model, device, samples, images, windows=(3, 5, 7), temperatures=(3, 6, 9, 12, 16, 24)):
+    """Pick window/temperature by validation NME (heatmaps computed once)."""
+    from shfan import codec, metrics
+
+    cfg = model.config
+    crops, mats = evaluate.crops_for(samples, cfg.input_size, images)
+    with torch.no_grad():
+        hms = np.concatenate([model(torch.from_numpy(c).to(device)).cpu().numpy()
+                              for c in evaluate.batched(crops, 16)])
+    gt = np.stack([s.points for s in samples])
+    scale = cfg.input_size / cfg.heatmap_size
+    results = {}
+    for method, grid in [("argmax", [(1, 0.0)]), ("fan", [(1, 0.0)]),
+                         ("subpixel", [(w, t) for w in windows for t in temperatures])]:
+        for w, t in grid:
+            pts, _ = codec.decode(hms, method, w, t)
+            img_pts = np.stack([geometry.transform_points(p.astype(np.float64) * scale, geometry.invert(m))
+                                for p, m in zip(pts, mats)])
+            results[(method, w, t)] = float(metrics.nme_per_face(img_pts, gt).mean())
+    best = min((k for k in results if k[0] == "subpixel"), key=results.get)
+    return best[1], best[2], results
+
+
+def train(model_cfg: fan_model.ModelConfig, cfg: TrainConfig, train_samples: list[Sample],
+          val_samples: list[Sample], out_dir: Path, resume: bool = False, log=print) -> Path:
+    """Train and return the path of the best checkpoint (by validation NME)."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    torch.manual_seed(cfg.seed)
+    torch.set_num_threads(cfg.threads)
+    import cv2
+
+    cv2.setNumThreads(1)  # forked DataLoader workers deadlock on an inherited OpenCV pool
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    model = fan_model.FAN(model_cfg).to(device)
+    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    steps_per_epoch = math.ceil(len(train_samples) / cfg.batch_size)
+    total = cfg.epochs * steps_per_epoch
+    warmup = steps_per_epoch
+    sched = torch.optim.lr_scheduler.LambdaLR(
+        opt, lambda s: min(1.0, (s + 1) / warmup) * (0.01 + 0.99 * 0.5 * (1 + math.cos(math.pi * min(s, total) / total))))
+    start_epoch, best_nme, history = 0, float("inf"), []
+    last = out_dir / "last.pt"
+    if resume and last.is_file():
+        state = torch.load(last, map_location=device, weights_only=False)
+        model.load_state_dict(state["state_dict"])
+        opt.load_state_dict(state["optimizer"])
+        sched.load_state_dict(state["scheduler"])
+        start_epoch, best_nme, history = state["epoch"], state["best_nme"], state["history"]
+        log(f"resumed from {last} at epoch {start_epoch}")
+
+    log(f"loading {len(train_samples)} training and {len(val_samples)} validation images")
+    train_images, val_images = load_images(train_samples), load_images(val_samples)
+    data = SiameseViews(train_samples, train_images, model_cfg, cfg.augment, cfg.seed)
+    scale = model_cfg.heatmap_size / model_cfg.input_size
+    from tqdm import tqdm
+
+    for epoch in range(start_epoch, cfg.epochs):
+        data.epoch = epoch
+        loader = DataLoader(data, batch_size=cfg.batch_size, shuffle=True, drop_last=True,
+                            num_workers=cfg.workers, generator=torch.Generator().manual_seed(cfg.seed + epoch),
+                            worker_init_fn=_quiet_worker, persistent_workers=False)
+        model.train()
+        t0, sums = time.time(), {"heatmap": 0.0, "consistency": 0.0}
+        bar = tqdm(loader, desc=f"epoch {epoch + 1}/{cfg.epochs}", unit="batch", leave=False)
+        for batch in bar:
+            batch = {k: v.to(device) for k, v in batch.items()}
+            images = torch.cat([batch["image1"], batch["image2"]])
+            outputs = model.forward_all(images)
+            b = batch["image1"].shape[0]
+            targets = codec_torch.encode(torch.cat([batch["points1"], batch["points2"]]),
+                                         model_cfg.heatmap_size, model_cfg.sigma)
+            loss_h = heatmap_loss(outputs, targets)
+            loss = loss_h
+            loss_c = torch.zeros((), device=device)
+            if cfg.consistency > 0:
+                loss_c = consistency_loss(outputs[-1][:b], outputs[-1][b:], batch, model_cfg, scale)
+                loss = loss + cfg.consistency * loss_c
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            sched.step()
+            sums["heatmap"] += loss_h.item()
+            sums["consistency"] += loss_c.item()
+            bar.set_postfix(hm=f"{loss_h.item():.3f}", cons=f"{loss_c.item():.3f}")
+        n = len(loader)
+        entry = {"epoch": epoch + 1, "seconds": round(time.time() - t0, 1),
+                 "loss_heatmap": sums["heatmap"] / n, "loss_consistency": sums["consistency"] / n}
+        if (epoch + 1) % cfg.val_every == 0 or epoch + 1 == cfg.epochs:
+            model.eval()
+            summary, _ = evaluate.score(torch_infer(model, device), val_samples, model_cfg.input_size,
+                                        images=val_images)
+            entry["val_nme_inter_ocular"] = summary["nme_inter_ocular"]
+            if summary["nme_inter_ocular"] < best_nme:
+                best_nme = summary["nme_inter_ocular"]
+                fan_model.save_checkpoint(model, out_dir / "best.pt", epoch=epoch + 1, val_nme=best_nme)
+        history.append(entry)
+        log(json.dumps(entry))
+        fan_model.save_checkpoint(model, last, optimizer=opt.state_dict(), scheduler=sched.state_dict(),
+                                  epoch=epoch + 1, best_nme=best_nme, history=history,
+                                  train_config=_jsonable(asdict(cfg)))
+    (out_dir / "history.json").write_text(json.dumps(history, indent=1))
+    return out_dir / "best.pt"
+
+
+def _quiet_worker(_):
+    import cv2
+
+    cv2.setNumThreads(1)
+    torch.set_num_threads(1)
+
+
+def _jsonable(d):
+    return json.loads(json.dumps(d, default=str))
