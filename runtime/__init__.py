@@ -1,0 +1,1 @@
+"""shfan.runtime: light inference (numpy, OpenCV, ONNX Runtime or TensorRT; never torch)."""

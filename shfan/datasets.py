@@ -20,8 +20,7 @@ IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp")
 FORMATS = ("300w", "wflw", "cofw68", "aflw19")
 
 
-class DatasetError(ValueError):
-    """A dataset file that cannot be read; the message names file and line."""
+from shfan.errors import DatasetError  # noqa: E402  (re-exported)
 
 
 @dataclass

@@ -152,8 +152,7 @@ class FAN(nn.Module):
 
 # --- checkpoints -------------------------------------------------------------------------
 
-class CheckpointError(ValueError):
-    """A file that is not a usable FAN checkpoint; the message names the file and the fix."""
+from shfan.errors import CheckpointError  # noqa: E402  (re-exported: shfan.model.CheckpointError)
 
 
 def infer_config(state_dict: dict, **overrides) -> ModelConfig:

@@ -46,7 +46,8 @@ def main(argv=None):
     from shfan import codec, evaluate
     from shfan import model as fan_model
     from shfan import train as trainer
-    from shfan.datasets import DatasetError, read_dataset
+    from shfan.datasets import read_dataset
+    from shfan.errors import ShfanError
 
     try:
         samples = read_dataset(args.data, args.format)
@@ -61,7 +62,7 @@ def main(argv=None):
         cfg = fan_model.ModelConfig(stacks=args.stacks, width=args.width, landmarks=len(samples[0].points),
                                     input_size=args.input_size,
                                     sigma=args.sigma if args.sigma else codec.DEFAULT_SIGMA)
-    except (DatasetError, ValueError) as exc:
+    except (ShfanError, ValueError) as exc:
         fail(str(exc))
     tcfg = trainer.TrainConfig(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
                                consistency=args.consistency, seed=args.seed, workers=args.workers,

@@ -12,3 +12,6 @@ def default_checkpoint() -> Path:
             f"the default model {DEFAULT_CHECKPOINT} is missing from this install; "
             "reinstall shfan or pass --model PATH")
     return DEFAULT_CHECKPOINT
+
+# The same weights exported to ONNX (fp32, heatmap output), so the runtime needs no torch.
+DEFAULT_ONNX = Path(__file__).with_name("shfan_default.onnx")

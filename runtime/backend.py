@@ -1,0 +1,98 @@
+"""One seam for inference backends: `infer(crops) -> (points, scores)`.
+
+crops: [N, 3, S, S] float32 RGB in [0, 1]; points: [N, K, 2] float32 in network-input pixels
+(continuous convention); scores: [N, K] heatmap peak values. Everything above this seam
+(pipeline, evaluation, benchmarks) is backend-agnostic.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+
+import numpy as np
+
+META_KEY = "shfan"  # ONNX metadata_props key holding {"model_config": {...}, ...}
+BACKENDS = ("auto", "tensorrt", "onnxruntime")
+
+
+from shfan.errors import BackendError  # noqa: E402  (re-exported)
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    input_size: int
+    landmarks: int
+    heatmap_size: int
+    window: int = 5
+    temperature: float = 12.0
+
+    @classmethod
+    def from_config(cls, cfg: dict) -> "ModelInfo":
+        return cls(int(cfg["input_size"]), int(cfg["landmarks"]), int(cfg["input_size"]) // 4,
+                   int(cfg.get("window", 5)), float(cfg.get("temperature", 12.0)))
+
+
+class Backend(Protocol):
+    info: ModelInfo
+    name: str
+
+    def infer(self, crops: np.ndarray) -> tuple[np.ndarray, np.ndarray]: ...
+
+    def close(self) -> None: ...
+
+
+def decode_heatmaps(heatmaps: np.ndarray, info: ModelInfo, method: str = "subpixel"):
+    """Host-side decoding for graphs that output heatmaps (NumPy reference codec)."""
+    from shfan import codec
+
+    pts, scores = codec.decode(heatmaps, method, info.window, info.temperature)
+    return pts * (info.input_size / heatmaps.shape[-1]), scores
+
+
+def read_manifest(folder: Path) -> dict:
+    path = Path(folder) / "manifest.json"
+    if not path.is_file():
+        raise BackendError(f"{folder}: no manifest.json; is this a shfan-build output folder?")
+    try:
+        return json.loads(path.read_text())
+    except json.JSONDecodeError as exc:
+        raise BackendError(f"{path}: corrupt manifest ({exc.msg}); rebuild with shfan-build") from None
+
+
+def onnx_from_build(folder: Path, precision: str | None = None) -> Path:
+    """The ONNX Runtime-runnable file (heatmap output) of a build folder for a precision
+    (default: the precision the build selected)."""
+    manifest = read_manifest(folder)
+    artifacts = manifest.get("artifacts", {})
+    precision = precision or manifest.get("selected_precision") or next(iter(artifacts), None)
+    if precision not in artifacts:
+        raise BackendError(f"{folder}: no {precision} model in this build (has: {', '.join(artifacts) or 'none'}); "
+                           f"run shfan-build --precision {precision}")
+    return Path(folder) / artifacts[precision]["onnx"]
+
+
+def open_backend(model, backend: str = "auto", precision: str | None = None,
+                 decoder: str = "subpixel", threads: int | None = None) -> Backend:
+    """A backend for a build folder, .onnx file or .engine/.plan file."""
+    if backend not in BACKENDS:
+        raise BackendError(f"unknown backend {backend!r}; choose one of {', '.join(BACKENDS)}")
+    path = Path(model)
+    if not path.exists():
+        raise BackendError(f"{path}: no such model (give a shfan-build folder, .onnx or .engine file)")
+    if backend in ("auto", "tensorrt") and (path.suffix in (".engine", ".plan") or path.is_dir()):
+        try:
+            from shfan.runtime.trt_backend import TensorRTBackend, tensorrt_available
+        except ImportError:
+            tensorrt_available = lambda: False  # noqa: E731
+        if tensorrt_available():
+            return TensorRTBackend.open(path, precision=precision)
+        if backend == "tensorrt" or path.suffix in (".engine", ".plan"):
+            raise BackendError("TensorRT is not available here (python -c 'import tensorrt' fails); "
+                               "use --backend onnxruntime, or run shfan-doctor for the fix")
+    from shfan.runtime.ort_backend import OnnxRuntimeBackend
+
+    onnx_path = onnx_from_build(path, precision) if path.is_dir() else path
+    return OnnxRuntimeBackend(onnx_path, decoder=decoder, threads=threads)

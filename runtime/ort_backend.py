@@ -1,0 +1,66 @@
+"""ONNX Runtime backend: CPU by default, CUDA provider when onnxruntime-gpu has a GPU."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+
+from shfan.runtime.backend import META_KEY, BackendError, ModelInfo, decode_heatmaps
+
+
+def _import_ort():
+    try:
+        import onnxruntime
+    except ImportError:
+        raise BackendError("onnxruntime is not installed: pip install onnxruntime "
+                           "(or onnxruntime-gpu; not both)") from None
+    return onnxruntime
+
+
+def model_info(session) -> ModelInfo:
+    """From our metadata, else from the graph's input/output shapes (foreign FAN exports)."""
+    meta = session.get_modelmeta().custom_metadata_map
+    if META_KEY in meta:
+        return ModelInfo.from_config(json.loads(meta[META_KEY])["model_config"])
+    shape = session.get_inputs()[0].shape
+    out = session.get_outputs()[0].shape
+    if not (isinstance(shape[-1], int) and isinstance(out[1], int)):
+        raise BackendError("ONNX model has no shfan metadata and dynamic spatial shapes; "
+                           "export it with shfan-build")
+    return ModelInfo(input_size=shape[-1], landmarks=out[1], heatmap_size=shape[-1] // 4)
+
+
+class OnnxRuntimeBackend:
+    name = "onnxruntime"
+
+    def __init__(self, path, decoder: str = "subpixel", threads: int | None = None, providers=None):
+        ort = _import_ort()
+        path = Path(path)
+        opts = ort.SessionOptions()
+        opts.intra_op_num_threads = threads or min(os.cpu_count() or 1, 8)
+        opts.log_severity_level = 3
+        available = ort.get_available_providers()
+        providers = providers or [p for p in ("CUDAExecutionProvider", "CPUExecutionProvider") if p in available]
+        try:
+            self.session = ort.InferenceSession(str(path), opts, providers=providers)
+        except Exception as exc:  # ORT raises its own exception types for bad files
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise BackendError(f"{path}: ONNX Runtime cannot load this model ({first[:200]})") from None
+        self.info = model_info(self.session)
+        self.decoder = decoder
+        self.input_name = self.session.get_inputs()[0].name
+        self.output_names = [o.name for o in self.session.get_outputs()]
+        self.providers = self.session.get_providers()
+
+    def infer(self, crops: np.ndarray):
+        outs = dict(zip(self.output_names, self.session.run(None, {self.input_name: np.ascontiguousarray(crops, np.float32)})))
+        if "landmarks" in outs:
+            return outs["landmarks"], outs["scores"]
+        heatmaps = outs.get("heatmaps", next(iter(outs.values())))
+        return decode_heatmaps(heatmaps.astype(np.float32), self.info, self.decoder)
+
+    def close(self):
+        self.session = None

@@ -1,0 +1,104 @@
+"""shfan-eval: landmark accuracy (NME, AUC, failure rate) of a model on a dataset."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from shfan.cli.common import fail
+
+
+def build_parser():
+    ap = argparse.ArgumentParser(prog="shfan-eval", description=__doc__)
+    ap.add_argument("--data", required=True, help="dataset folder or annotation file")
+    ap.add_argument("--format", default="300w", choices=["300w", "wflw", "cofw68", "aflw19"])
+    ap.add_argument("--image-root", help="image folder for wflw/aflw19 annotation files")
+    ap.add_argument("--points-dir", help="COFW-68 points folder")
+    ap.add_argument("--box", default="gt", choices=["gt"], help="face box source (gt: from the annotation)")
+    ap.add_argument("--model", help="checkpoint (.pt/.pth.tar/.zip), .onnx file or shfan-build folder "
+                                    "(default: the shipped model)")
+    ap.add_argument("--backend", choices=["pytorch", "onnxruntime", "tensorrt"],
+                    help="default: pytorch for checkpoints, onnxruntime for ONNX and build folders")
+    ap.add_argument("--precision", help="precision to use from a build folder (default: the selected one)")
+    ap.add_argument("--decoder", default="subpixel", choices=["subpixel", "fan", "argmax"],
+                    help="heatmap decoder (ignored by graphs with a built-in decoder)")
+    ap.add_argument("--batch-size", type=int, default=8)
+    ap.add_argument("--limit", type=int, help="evaluate only the first N faces")
+    ap.add_argument("--json", action="store_true", help="print one JSON object on stdout")
+    ap.add_argument("--plot", help="write the cumulative error curve (CED) to this PNG")
+    return ap
+
+
+def default_model(backend: str | None) -> Path:
+    from shfan.weights import DEFAULT_CHECKPOINT, DEFAULT_ONNX
+
+    if backend in (None, "pytorch"):
+        try:
+            import torch  # noqa: F401
+
+            return DEFAULT_CHECKPOINT
+        except ImportError:
+            pass
+    return DEFAULT_ONNX
+
+
+def open_model(model: Path, backend: str | None, precision: str | None, decoder: str):
+    from shfan.runtime.backend import open_backend
+
+    is_checkpoint = model.suffix in (".pt", ".pth", ".tar", ".zip") and model.is_file()
+    if backend == "pytorch" or (backend is None and is_checkpoint):
+        if not is_checkpoint:
+            fail(f"{model}: the pytorch backend needs a checkpoint (.pt/.pth.tar/.zip)")
+        from shfan.torch_backend import TorchBackend
+
+        return TorchBackend(model, decoder=decoder)
+    if is_checkpoint:
+        fail(f"{model} is a PyTorch checkpoint; export it first: shfan-build --weights {model} --precision fp32")
+    return open_backend(model, backend or "onnxruntime", precision=precision, decoder=decoder)
+
+
+def main(argv=None):
+    args = build_parser().parse_args(argv)
+    from shfan import evaluate, metrics
+    from shfan.datasets import read_dataset
+    from shfan.errors import ShfanError
+
+    try:
+        samples = read_dataset(args.data, args.format, image_root=args.image_root, points_dir=args.points_dir)
+        if args.limit:
+            samples = samples[:args.limit]
+        model = Path(args.model) if args.model else default_model(args.backend)
+        backend = open_model(model, args.backend, args.precision, args.decoder)
+        if backend.info.landmarks != samples[0].points.shape[0]:
+            fail(f"model predicts {backend.info.landmarks} landmarks but {args.data} has "
+                 f"{samples[0].points.shape[0]}")
+        summary, per_face = evaluate.score(backend.infer, samples, backend.info.input_size,
+                                           batch_size=args.batch_size, progress=sys.stderr.isatty())
+    except ShfanError as exc:
+        fail(str(exc))
+    report = {**summary, "decoder": args.decoder, "backend": backend.name, "model": str(model),
+              "data": str(args.data), "box": args.box}
+    if args.plot:
+        metrics.save_ced_plot({f"{model.name} ({args.decoder})": per_face}, args.plot)
+        report["plot"] = args.plot
+    if args.json:
+        print(json.dumps(report))
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=f"shfan-eval: {report['faces']} faces from {args.data}")
+    table.add_column("metric")
+    table.add_column("value", justify="right")
+    for key in ("nme_inter_ocular", "nme_box", "nme_diag"):
+        table.add_row(f"{key} (%)", f"{report[key]:.3f}")
+    for key in ("auc_inter_ocular_10", "fr_inter_ocular_10", "auc_box_7", "fr_box_7"):
+        table.add_row(key, f"{report[key]:.4f}")
+    table.caption = f"model {model} · backend {backend.name} · decoder {args.decoder}"
+    Console().print(table)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,18 @@
+"""User-facing errors: each carries a one-line message that names the fix. CLIs print them
+without a traceback. Torch-free, so any CLI can catch them cheaply."""
+
+
+class ShfanError(Exception):
+    """Base of every error a user can fix."""
+
+
+class CheckpointError(ShfanError, ValueError):
+    """A file that is not a usable FAN checkpoint."""
+
+
+class DatasetError(ShfanError, ValueError):
+    """A dataset file that cannot be read (names file and line)."""
+
+
+class BackendError(ShfanError, RuntimeError):
+    """A model or inference backend that cannot be used."""
