@@ -1,0 +1,73 @@
+"""Put the subpixel decoder into the graph, after quantization (a custom op would push
+ModelOpt onto the TensorRT provider). Two forms:
+- `plugin`: one `SubpixelDecode` node (DESIGN.md §4), resolved by TensorRT from the shfan plugin;
+- `onnx`: the same math in standard ops (shfan.codec_onnx), runs everywhere, ORT included."""
+
+from __future__ import annotations
+
+from shfan.builder.metadata import BuildError, get_metadata, set_metadata
+
+DECODERS = ("plugin", "onnx", "none")
+OP_TYPE, PLUGIN_NAMESPACE, PLUGIN_VERSION = "SubpixelDecode", "shfan", "1"
+
+
+def _opset(model) -> int:
+    return next(o.version for o in model.opset_import if o.domain in ("", "ai.onnx"))
+
+
+def add_plugin_decoder(model, model_config: dict):
+    """Heatmaps -> SubpixelDecode -> landmarks [B,K,2], scores [B,K] (float32 outputs)."""
+    import numpy as np
+    import onnx_graphsurgeon as gs
+
+    meta = get_metadata(model)
+    graph = gs.import_onnx(model)
+    heatmaps = next((t for t in graph.outputs if t.name == "heatmaps"), None)
+    if heatmaps is None:
+        raise BuildError("graph has no 'heatmaps' output; give the heatmap-output model")
+    k = model_config["landmarks"]
+    landmarks = gs.Variable("landmarks", dtype=np.float32, shape=["batch", k, 2])
+    scores = gs.Variable("scores", dtype=np.float32, shape=["batch", k])
+    scale = model_config["input_size"] / (model_config["input_size"] // 4)
+    graph.layer(op=OP_TYPE, name="subpixel_decode", inputs=[heatmaps], outputs=[landmarks, scores],
+                attrs={"plugin_namespace": PLUGIN_NAMESPACE, "plugin_version": PLUGIN_VERSION,
+                       "window": int(model_config["window"]), "temperature": float(model_config["temperature"]),
+                       "scale": float(scale)})
+    heatmaps.name = "heatmaps"  # stays an intermediate tensor
+    graph.outputs = [landmarks, scores]
+    graph.cleanup().toposort()
+    out = gs.export_onnx(graph)
+    out.ir_version = model.ir_version
+    del out.opset_import[:]
+    out.opset_import.extend(model.opset_import)
+    set_metadata(out, {**(meta or {}), "decoder": "plugin"})
+    # No onnx.checker here: it rejects ops it does not know; TensorRT's parser resolves this one
+    # from the plugin registry by op_type + plugin_version + plugin_namespace.
+    return out
+
+
+def add_onnx_decoder(model, model_config: dict):
+    """Append shfan.codec_onnx.decoder_model with onnx.compose (same opset as the backbone)."""
+    import onnx
+
+    from shfan.codec_onnx import decoder_model
+
+    meta = get_metadata(model)
+    size = model_config["input_size"]
+    decoder = decoder_model("subpixel", int(model_config["window"]), float(model_config["temperature"]),
+                            scale=size / (size // 4), landmarks=model_config["landmarks"],
+                            heatmap_size=size // 4, opset=_opset(model))
+    decoder.ir_version = model.ir_version
+    decoder = onnx.compose.add_prefix(decoder, "decoder/", rename_inputs=False, rename_outputs=False)
+    merged = onnx.compose.merge_models(model, decoder, io_map=[("heatmaps", "heatmaps")])
+    set_metadata(merged, {**(meta or {}), "decoder": "onnx"})
+    onnx.checker.check_model(merged)
+    return merged
+
+
+def add_decoder(model, model_config: dict, decoder: str):
+    if decoder == "plugin":
+        return add_plugin_decoder(model, model_config)
+    if decoder == "onnx":
+        return add_onnx_decoder(model, model_config)
+    raise BuildError(f"unknown decoder {decoder!r}; choose one of {', '.join(DECODERS)}")

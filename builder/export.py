@@ -1,0 +1,98 @@
+"""PyTorch checkpoint -> simplified fp32 ONNX with shfan metadata, plus a parity check that the
+ONNX file computes what PyTorch computes (on real face crops, not noise)."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from shfan.builder.metadata import OPSET, BuildError, make_metadata, set_metadata
+
+INPUT, OUTPUT = "image", "heatmaps"
+
+
+def file_sha256(path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def resolve_weights(weights) -> Path:
+    """The checkpoint to export: --weights, else the shipped default (clear error if absent)."""
+    if weights:
+        path = Path(weights)
+        if not path.is_file():
+            raise BuildError(f"{path}: no such checkpoint; pass --weights PATH to a .pt file (or --onnx FILE)")
+        return path
+    from shfan.weights import DEFAULT_CHECKPOINT
+
+    if not DEFAULT_CHECKPOINT.is_file():
+        raise BuildError(f"the default model {DEFAULT_CHECKPOINT} is not in this install; "
+                         "pass --weights PATH (e.g. runs/default/best.pt) or --onnx FILE")
+    return DEFAULT_CHECKPOINT
+
+
+def load_model(path):
+    """FAN in eval mode; CheckpointError (a ShfanError) for files that are not FAN checkpoints."""
+    from shfan.model import load_checkpoint
+
+    return load_checkpoint(path).float().eval()
+
+
+def export_onnx(model, simplify: bool = True):
+    """onnx.ModelProto: image [B,3,S,S] float32 -> heatmaps [B,K,S/4,S/4], dynamic batch,
+    opset 17 (TorchScript exporter: stable node names such as /l0/Conv for exclusion rules)."""
+    import onnx
+    import torch
+
+    size = model.config.input_size
+    buf = io.BytesIO()
+    with torch.no_grad():
+        torch.onnx.export(model, (torch.zeros(1, 3, size, size),), buf, input_names=[INPUT],
+                          output_names=[OUTPUT], opset_version=OPSET, dynamo=False,
+                          dynamic_axes={INPUT: {0: "batch"}, OUTPUT: {0: "batch"}})
+    proto = onnx.load_from_string(buf.getvalue())
+    if simplify:
+        import onnxsim
+
+        simplified, ok = onnxsim.simplify(proto)
+        if ok:
+            proto = simplified
+    set_metadata(proto, make_metadata(model.config.to_dict(), "fp32"))
+    onnx.checker.check_model(proto)
+    return proto
+
+
+@dataclass
+class Parity:
+    faces: int
+    max_heatmap_diff: float
+    max_landmark_diff_px: float  # network-input pixels
+
+    def to_dict(self) -> dict:
+        return {"faces": self.faces, "max_heatmap_diff": self.max_heatmap_diff,
+                "max_landmark_diff_px": self.max_landmark_diff_px}
+
+
+def parity_check(model, onnx_path, crops: np.ndarray) -> Parity:
+    """Max |heatmap| and max landmark difference between PyTorch and ONNX Runtime (CPU)."""
+    import torch
+
+    from shfan import codec
+    from shfan.calibration.ort_tools import session
+
+    cfg = model.config
+    crops = np.ascontiguousarray(crops, np.float32)
+    with torch.no_grad():
+        ref = model(torch.from_numpy(crops)).numpy()
+    got = session(onnx_path).run(None, {INPUT: crops})[0].astype(np.float32)
+    scale = cfg.input_size / cfg.heatmap_size
+    p_ref, _ = codec.decode(ref, "subpixel", cfg.window, cfg.temperature)
+    p_got, _ = codec.decode(got, "subpixel", cfg.window, cfg.temperature)
+    return Parity(len(crops), float(np.abs(ref - got).max()), float(np.abs(p_ref - p_got).max() * scale))

@@ -1,0 +1,83 @@
+"""Pure decisions of the TensorRT build (no tensorrt import, so they are tested anywhere):
+which network flags a TensorRT version needs, the optimization profile, the engine cache key,
+and whether an engine recorded in a manifest fits the running system."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+
+from shfan.builder.metadata import BuildError
+
+MIN_TENSORRT = (10, 1)  # IPluginV3 (the SubpixelDecode plugin) and strongly typed networks
+
+
+def version_tuple(text: str) -> tuple[int, ...]:
+    """'10.3.0.30' -> (10, 3, 0, 30); '11.0.0b1' -> (11, 0, 0)."""
+    m = re.match(r"\s*v?(\d+(?:\.\d+)*)", str(text or ""))
+    return tuple(int(x) for x in m.group(1).split(".")) if m else ()
+
+
+def check_tensorrt_version(version: str) -> None:
+    if version_tuple(version)[:2] < MIN_TENSORRT:
+        raise BuildError(f"TensorRT {version} is too old: shfan needs >= 10.1 (JetPack 6.1+); "
+                         "upgrade JetPack or build on a newer system")
+
+
+def network_flag_names(version: str) -> list[str]:
+    """Creation flags by name. TensorRT 10 takes precision from the ONNX file only with
+    STRONGLY_TYPED; TensorRT 11 networks are always strongly typed (the flag is gone)."""
+    check_tensorrt_version(version)
+    return ["STRONGLY_TYPED"] if version_tuple(version)[0] == 10 else []
+
+
+def network_flags(version: str, flag_enum) -> int:
+    """Bitmask for create_network from the names above, tolerating an enum that lacks a
+    name (11.x keeps no STRONGLY_TYPED member)."""
+    bits = 0
+    for name in network_flag_names(version):
+        member = getattr(flag_enum, name, None)
+        if member is not None:
+            bits |= 1 << int(member)
+    return bits
+
+
+def profile_shapes(input_size: int, max_batch: int) -> dict[str, tuple[int, ...]]:
+    """min batch 1, opt = max = max_batch (a pipeline batching faces runs full batches)."""
+    if max_batch < 1:
+        raise BuildError(f"--max-batch must be >= 1, got {max_batch}")
+    shape = (3, input_size, input_size)
+    return {"min": (1, *shape), "opt": (max_batch, *shape), "max": (max_batch, *shape)}
+
+
+def engine_cache_key(tensorrt_version: str, sm: int | None, onnx_sha256: str, plugin_sha256: str | None,
+                     max_batch: int, workspace_mb: int) -> str:
+    """An engine is only valid for this TensorRT, this GPU architecture, this exact ONNX and
+    plugin binary, and this profile; any change gives a different key."""
+    fields = {"tensorrt": str(tensorrt_version), "sm": sm, "onnx_sha256": onnx_sha256,
+              "plugin_sha256": plugin_sha256, "max_batch": int(max_batch), "workspace_mb": int(workspace_mb)}
+    return hashlib.sha256(json.dumps(fields, sort_keys=True).encode()).hexdigest()
+
+
+def build_inputs_key(**inputs) -> str:
+    """Key of everything that shapes the ONNX artifacts (weights hash, precisions, decoder,
+    calibration source and limits, shfan version): equal keys mean the ONNX files can be reused."""
+    return hashlib.sha256(json.dumps(inputs, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def manifest_engine_matches(manifest: dict, tensorrt_version: str, sm: int | None, plugin_sha256: str | None) -> bool:
+    """The runtime's question: does this build folder's engine fit the system I am on?"""
+    trt = manifest.get("tensorrt") or {}
+    return (bool(trt) and str(trt.get("version")) == str(tensorrt_version) and trt.get("sm") == sm
+            and manifest.get("plugin_sha256") == plugin_sha256)
+
+
+def engine_name(precision: str, decoder: str) -> str:
+    return f"model_{precision}.engine" if decoder == "none" else f"model_{precision}_{decoder}.engine"
+
+
+def jetson_command(onnx_name: str, precision: str, decoder: str, max_batch: int) -> str:
+    """What to run where TensorRT lives, from an ONNX made here."""
+    return (f"shfan-build --onnx {onnx_name} --precision {precision} --decoder {decoder} "
+            f"--max-batch {max_batch} --out build")

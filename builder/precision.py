@@ -1,0 +1,86 @@
+"""Precision lives in the ONNX file (DESIGN.md §5): fp16 via ModelOpt AutoCast, int8 via
+ModelOpt ONNX PTQ (symmetric int8 Q/DQ). TensorRT then builds a strongly typed network from
+it, and ONNX Runtime runs the very same file on CPU to measure its accuracy here."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import logging
+from pathlib import Path
+
+import numpy as np
+
+from shfan.builder.metadata import BuildError, get_metadata, set_metadata
+
+PRECISIONS = ("fp32", "fp16", "int8")
+CHOICES = PRECISIONS + ("best",)
+
+
+@contextlib.contextmanager
+def _quiet():
+    """ModelOpt logs every pass and draws progress bars; keep the builder's one line per stage.
+    Exceptions still propagate (and become one-line errors in the CLI)."""
+    names = ["", "modelopt"] + [n for n in logging.root.manager.loggerDict if n.startswith("modelopt")]
+    loggers = [logging.getLogger(n) for n in names]
+    levels = [lg.level for lg in loggers]
+    for lg in loggers:
+        lg.setLevel(logging.ERROR)
+    sink = io.StringIO()
+    try:
+        with contextlib.redirect_stdout(sink), contextlib.redirect_stderr(sink):
+            yield sink
+    finally:
+        for lg, lv in zip(loggers, levels):
+            lg.setLevel(lv)
+
+
+def _modelopt(what: str):
+    try:
+        if what == "autocast":
+            import modelopt.onnx.autocast as mod
+        else:
+            import modelopt.onnx.quantization as mod
+    except ImportError:
+        raise BuildError("fp16/int8 need NVIDIA ModelOpt: pip install 'nvidia-modelopt[onnx]' "
+                         "(or build --precision fp32)") from None
+    return mod
+
+
+def _restamp(path: Path, meta: dict, precision: str, extra: dict | None = None):
+    """ModelOpt rewrites the graph; put our metadata back with the new precision."""
+    import onnx
+
+    model = onnx.load(str(path))
+    set_metadata(model, {**meta, "precision": precision, **(extra or {})})
+    onnx.save(model, str(path))
+
+
+def to_fp16(src: Path, dst: Path) -> None:
+    """AutoCast the whole graph to fp16, float32 I/O kept (Cast nodes at the edges)."""
+    import onnx
+
+    autocast = _modelopt("autocast")
+    model = onnx.load(str(src))
+    meta = get_metadata(model)
+    with _quiet():
+        converted = autocast.convert_to_f16(model, low_precision_type="fp16", keep_io_types=True)
+    onnx.save(converted, str(dst))
+    _restamp(dst, meta, "fp16")
+
+
+def to_int8(src: Path, dst: Path, calib_crops: np.ndarray, nodes_to_exclude: list[str] | None = None,
+            method: str = "entropy") -> None:
+    """Symmetric int8 Q/DQ calibrated on `calib_crops` [N,3,S,S] on the CPU; nodes matching the
+    regexes in `nodes_to_exclude` stay in higher precision (fp16)."""
+    import onnx
+
+    quantization = _modelopt("quantization")
+    meta = get_metadata(onnx.load(str(src), load_external_data=False))
+    with _quiet():
+        quantization.quantize(str(src), quantize_mode="int8", calibration_data={"image": calib_crops.astype(np.float32)},
+                              calibration_method=method, calibration_eps=["cpu"], nodes_to_exclude=nodes_to_exclude or None,
+                              output_path=str(dst), log_level="ERROR", use_zero_point=False)
+    if not Path(dst).is_file():
+        raise BuildError(f"ModelOpt did not write {dst}; rerun with --precision fp16 or check the log above")
+    _restamp(dst, meta, "int8", {"excluded_layers": list(nodes_to_exclude or [])})

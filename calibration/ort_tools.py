@@ -1,0 +1,49 @@
+"""ONNX Runtime (CPU) helpers the builder and the accuracy guard share: sessions, batched
+landmark prediction from a heatmap-output graph, and a latency probe."""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+
+
+def session(path, threads: int | None = None):
+    import os
+
+    import onnxruntime as ort
+
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = threads or min(os.cpu_count() or 1, 8)
+    opts.log_severity_level = 3
+    return ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+
+
+def predict_landmarks(path, crops: np.ndarray, model_config: dict, batch: int = 16) -> np.ndarray:
+    """Landmarks [N, K, 2] in network-input px from a heatmap-output ONNX (NumPy codec)."""
+    from shfan import codec
+
+    sess = session(path)
+    name = sess.get_inputs()[0].name
+    scale = model_config["input_size"] / (model_config["input_size"] // 4)
+    out = []
+    for i in range(0, len(crops), batch):
+        hm = sess.run(None, {name: np.ascontiguousarray(crops[i:i + batch], np.float32)})[0]
+        pts, _ = codec.decode(hm.astype(np.float32), "subpixel", model_config["window"], model_config["temperature"])
+        out.append(pts * scale)
+    return np.concatenate(out).astype(np.float32)
+
+
+def latency_ms(path, input_size: int, runs: int = 10, warmup: int = 2) -> float:
+    """Median batch-1 latency on this CPU: a proxy for ranking precisions, not a Jetson number."""
+    sess = session(path)
+    name = sess.get_inputs()[0].name
+    x = np.random.default_rng(0).random((1, 3, input_size, input_size), dtype=np.float32)
+    for _ in range(warmup):
+        sess.run(None, {name: x})
+    times = []
+    for _ in range(runs):
+        t0 = time.perf_counter()
+        sess.run(None, {name: x})
+        times.append((time.perf_counter() - t0) * 1000)
+    return float(np.median(times))

@@ -1,0 +1,203 @@
+"""Real face crops for calibration and the accuracy guard, from whatever the user has:
+a 300-W folder (annotations give boxes and ground truth), a folder of plain images or a video
+(faces from the YuNet detector), or, when nothing is given, a built-in fallback face.
+
+Every crop is made exactly as at inference time (`augment.eval_view` around a landmark box),
+so calibration sees the activation ranges the deployed model will see."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from shfan.errors import ShfanError
+
+VIDEO_SUFFIXES = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg")
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
+# skimage.data.astronaut(): tight landmark box of the one face (YuNet box 178,63..268,176).
+ASTRONAUT_BOX = (176.0, 82.0, 270.0, 182.0)
+
+
+class CalibrationError(ShfanError, ValueError):
+    """Calibration data that cannot be used; the message names the fix."""
+
+
+@dataclass
+class FaceSet:
+    crops: np.ndarray  # [N, 3, S, S] float32 RGB 0..1
+    points: np.ndarray | None  # [N, K, 2] ground truth in crop px, None without annotations
+    origin: str  # human-readable description of where the faces came from
+    fallback: bool = False
+    skipped: list[str] = field(default_factory=list)  # unreadable files, for the summary
+
+    def __len__(self):
+        return len(self.crops)
+
+    def subset(self, idx) -> "FaceSet":
+        return FaceSet(self.crops[idx], None if self.points is None else self.points[idx],
+                       self.origin, self.fallback, self.skipped)
+
+
+def load_faces(path, input_size: int, max_faces: int, seed: int = 0, detector_model=None) -> FaceSet:
+    """Faces from `path` (None: the built-in fallback), at most max_faces, chosen reproducibly."""
+    if path is None:
+        return fallback_faces(input_size, max_faces, seed)
+    path = Path(path)
+    if not path.exists():
+        raise CalibrationError(f"{path}: no such calibration source; give a folder of face images, "
+                               "a 300-W folder (.pts) or a video file")
+    if path.is_dir():
+        if next(path.rglob("*.pts"), None) is not None:
+            return annotated_faces(path, input_size, max_faces, seed)
+        return image_folder_faces(path, input_size, max_faces, seed, detector_model)
+    if path.suffix.lower() in VIDEO_SUFFIXES:
+        return video_faces(path, input_size, max_faces, detector_model)
+    raise CalibrationError(f"{path}: not a folder or a video ({'/'.join(VIDEO_SUFFIXES)}); "
+                           "give a folder of face images, a 300-W folder or a video file")
+
+
+def _pick(n: int, k: int, seed: int) -> np.ndarray:
+    """k of n indices, reproducible and in file order (so rebuilds see the same faces)."""
+    if n <= k:
+        return np.arange(n)
+    return np.sort(np.random.default_rng(seed).choice(n, k, replace=False))
+
+
+def annotated_faces(folder: Path, input_size: int, max_faces: int, seed: int = 0) -> FaceSet:
+    from shfan import augment, geometry
+    from shfan.datasets import read_300w
+
+    samples = read_300w(folder)
+    crops, points, skipped = [], [], []
+    for i in _pick(len(samples), max_faces, seed):
+        s = samples[i]
+        try:
+            img = s.load_image()
+        except ShfanError:
+            skipped.append(str(s.image_path))
+            continue
+        crop, m = augment.eval_view(img, s.box, input_size)
+        crops.append(crop)
+        points.append(geometry.transform_points(s.points, m))
+    if not crops:
+        raise CalibrationError(f"{folder}: none of the annotated images could be read")
+    return FaceSet(np.stack(crops), np.stack(points).astype(np.float32),
+                   f"{folder} (300-W annotations)", skipped=skipped)
+
+
+def _detector(detector_model):
+    try:
+        from shfan.runtime.detector import YuNetDetector, landmark_box_from_detection
+    except ImportError:
+        raise CalibrationError("faces in plain images/videos need the YuNet detector (shfan.runtime.detector), "
+                               "which this install lacks; give a 300-W folder with .pts files instead") from None
+    return YuNetDetector(model_path=detector_model), landmark_box_from_detection
+
+
+def _crops_from_detections(images, input_size, detector_model, limit):
+    """Largest detected face per image -> eval crop; stops at `limit` faces."""
+    from shfan import augment
+
+    detector, to_box = _detector(detector_model)
+    crops = []
+    for img in images:
+        found = detector.detect(img)
+        if not found:
+            continue
+        box, _ = max(found, key=lambda d: (d[0][2] - d[0][0]) * (d[0][3] - d[0][1]))
+        crops.append(augment.eval_view(img, to_box(box), input_size)[0])
+        if len(crops) >= limit:
+            break
+    return crops
+
+
+def _read_rgb(path):
+    import cv2
+
+    bgr = cv2.imread(str(path), cv2.IMREAD_COLOR)
+    return None if bgr is None else cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+
+
+def image_folder_faces(folder: Path, input_size: int, max_faces: int, seed: int = 0, detector_model=None) -> FaceSet:
+    files = sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
+    if not files:
+        raise CalibrationError(f"{folder}: no images ({'/'.join(IMAGE_SUFFIXES)}) found; "
+                               "give a folder of face photos, a 300-W folder or a video")
+    files = [files[i] for i in _pick(len(files), max_faces, seed)]
+    skipped = []
+
+    def images():
+        for f in files:
+            img = _read_rgb(f)
+            if img is None:
+                skipped.append(str(f))
+                continue
+            yield img
+
+    crops = _crops_from_detections(images(), input_size, detector_model, max_faces)
+    if not crops:
+        what = "could be read" if len(skipped) == len(files) else "had a detectable face"
+        raise CalibrationError(f"{folder}: none of {len(files)} images {what}; give a folder of face photos")
+    return FaceSet(np.stack(crops), None, f"{folder} (YuNet detections)", skipped=skipped)
+
+
+def video_faces(path: Path, input_size: int, max_faces: int, detector_model=None, every: int = 5) -> FaceSet:
+    import cv2
+
+    cap = cv2.VideoCapture(str(path))
+    if not cap.isOpened():
+        raise CalibrationError(f"{path}: OpenCV cannot open this video; convert it to .mp4 (H.264) or use images")
+
+    def frames():
+        i = 0
+        while True:
+            ok, bgr = cap.read()
+            if not ok:
+                return
+            if i % every == 0:
+                yield cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+            i += 1
+
+    try:
+        crops = _crops_from_detections(frames(), input_size, detector_model, max_faces)
+    finally:
+        cap.release()
+    if not crops:
+        raise CalibrationError(f"{path}: no face detected in the video; use a clip with visible faces")
+    return FaceSet(np.stack(crops), None, f"{path} (YuNet detections, every {every}th frame)")
+
+
+def fallback_faces(input_size: int, count: int, seed: int = 0) -> FaceSet:
+    """skimage's astronaut under random similarity jitter: one face seen many ways. Only a
+    fallback: one person, one lighting; real faces from the deployment calibrate far better."""
+    try:
+        from skimage import data
+    except ImportError:
+        raise CalibrationError("no --calib-data given and scikit-image (the built-in fallback face) is missing; "
+                               "pass --calib-data FOLDER or pip install scikit-image") from None
+    from shfan import augment, geometry
+
+    img = data.astronaut()
+    rng = np.random.default_rng(seed)
+    x0, y0, x1, y1 = ASTRONAUT_BOX
+    crops = []
+    for _ in range(count):
+        size = geometry.CROP_EXPAND * max(x1 - x0, y1 - y0) * rng.uniform(0.85, 1.15)
+        centre = np.array([(x0 + x1) / 2, (y0 + y1) / 2]) + rng.uniform(-0.06, 0.06, 2) * size
+        m = geometry.similarity(centre, size, input_size, rng.uniform(-25, 25))
+        crop = geometry.warp(img, m, input_size).astype(np.float32) / 255.0
+        crop = np.clip(crop * rng.uniform(0.7, 1.3) + rng.uniform(-0.1, 0.1), 0, 1)
+        crops.append(crop.transpose(2, 0, 1))
+    return FaceSet(np.stack(crops).astype(np.float32), None, "built-in fallback (skimage astronaut, jittered)",
+                   fallback=True)
+
+
+def split(faces: FaceSet, holdout_fraction: float = 0.2, min_holdout: int = 16, max_holdout: int = 200,
+          seed: int = 1) -> tuple[FaceSet, FaceSet]:
+    """(calibration, held-out): disjoint, so the guard never scores faces calibration saw."""
+    n = len(faces)
+    k = int(min(max_holdout, max(min_holdout, round(n * holdout_fraction)), n // 2))
+    order = np.random.default_rng(seed).permutation(n)
+    return faces.subset(np.sort(order[k:])), faces.subset(np.sort(order[:k]))
