@@ -88,7 +88,16 @@ def open_backend(model, backend: str = "auto", precision: str | None = None,
         except ImportError:
             tensorrt_available = lambda: False  # noqa: E731
         if tensorrt_available():
-            return TensorRTBackend.open(path, precision=precision)
+            try:
+                return TensorRTBackend.open(path, precision=precision, decoder=decoder)
+            except BackendError as exc:
+                if backend == "tensorrt" or not path.is_dir():
+                    raise
+                # auto + build folder: its ONNX still runs; say why the engine was not used
+                import logging
+
+                logging.getLogger("shfan.runtime").warning("TensorRT engine not used: %s; falling back to "
+                                                           "ONNX Runtime", exc)
         if backend == "tensorrt" or path.suffix in (".engine", ".plan"):
             raise BackendError("TensorRT is not available here (python -c 'import tensorrt' fails); "
                                "use --backend onnxruntime, or run shfan-doctor for the fix")

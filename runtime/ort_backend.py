@@ -20,6 +20,12 @@ def _import_ort():
     return onnxruntime
 
 
+def cuda_device_present() -> bool:
+    """An NVIDIA GPU device node exists (desktop driver or Jetson). onnxruntime-gpu lists the CUDA
+    provider even on machines without one and then logs a loud failure; skip it there."""
+    return any(os.path.exists(p) for p in ("/dev/nvidia0", "/dev/nvgpu/igpu0", "/dev/nvhost-gpu", "/dev/nvidiactl"))
+
+
 def model_info(session) -> ModelInfo:
     """From our metadata, else from the graph's input/output shapes (foreign FAN exports)."""
     meta = session.get_modelmeta().custom_metadata_map
@@ -42,8 +48,10 @@ class OnnxRuntimeBackend:
         opts = ort.SessionOptions()
         opts.intra_op_num_threads = threads or min(os.cpu_count() or 1, 8)
         opts.log_severity_level = 3
+        ort.set_default_logger_severity(3)  # onnxruntime-gpu without CUDA libs: fall back quietly
         available = ort.get_available_providers()
-        providers = providers or [p for p in ("CUDAExecutionProvider", "CPUExecutionProvider") if p in available]
+        wanted = ("CUDAExecutionProvider", "CPUExecutionProvider") if cuda_device_present() else ("CPUExecutionProvider",)
+        providers = providers or [p for p in wanted if p in available]
         try:
             self.session = ort.InferenceSession(str(path), opts, providers=providers)
         except Exception as exc:  # ORT raises its own exception types for bad files

@@ -1,0 +1,98 @@
+"""Per-stage latency and throughput: collected per frame, summarised at exit (rich table,
+JSON)."""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from pathlib import Path
+
+import numpy as np
+
+STAGES = ("capture", "detect", "preprocess", "infer", "postprocess", "total")
+
+
+class Stopwatch:
+    """Adds elapsed milliseconds of `with sw("stage"):` blocks to a per-frame dict."""
+
+    def __init__(self):
+        self.ms: dict[str, float] = {}
+
+    def __call__(self, stage: str):
+        return _Lap(self.ms, stage)
+
+
+class _Lap:
+    def __init__(self, ms, stage):
+        self.ms, self.stage = ms, stage
+
+    def __enter__(self):
+        self.t0 = time.perf_counter()
+
+    def __exit__(self, *exc):
+        self.ms[self.stage] = self.ms.get(self.stage, 0.0) + (time.perf_counter() - self.t0) * 1000.0
+
+
+class RunStats:
+    """Frame timings over a run. `total` is the per-frame processing latency (capture wait
+    excluded); FPS is frames over wall time from the first to the last frame."""
+
+    def __init__(self):
+        self.rows: list[dict[str, float]] = []
+        self.faces = 0
+        self.detections = 0
+        self.t_first = self.t_last = None
+
+    def add(self, timings: dict[str, float], faces: int, detected: bool):
+        now = time.perf_counter()
+        if self.t_first is None:
+            # The first frame's processing happened before `now`: start the clock there.
+            self.t_first = now - (timings.get("total", 0.0) + timings.get("capture", 0.0)) / 1000.0
+        self.t_last = now
+        self.rows.append(timings)
+        self.faces += faces
+        self.detections += int(detected)
+
+    @property
+    def frames(self) -> int:
+        return len(self.rows)
+
+    def fps(self) -> float:
+        if self.frames == 0 or self.t_last is None or self.t_last <= self.t_first:
+            return 0.0
+        return self.frames / (self.t_last - self.t_first)
+
+    def summary(self, **extra) -> dict:
+        stages = {}
+        for stage in STAGES:
+            vals = np.array([r.get(stage, 0.0) for r in self.rows]) if self.rows else np.zeros(0)
+            stages[stage] = ({"mean_ms": float(vals.mean()), "p50_ms": float(np.percentile(vals, 50)),
+                              "p95_ms": float(np.percentile(vals, 95)), "max_ms": float(vals.max())}
+                             if len(vals) else {"mean_ms": 0.0, "p50_ms": 0.0, "p95_ms": 0.0, "max_ms": 0.0})
+        total = stages["total"]["mean_ms"]
+        return {"frames": self.frames, "faces": self.faces, "detector_runs": self.detections,
+                "fps": round(self.fps(), 2),
+                "processing_fps": round(1000.0 / total, 2) if total > 0 else 0.0,
+                "stages": stages, **extra}
+
+    def print_table(self, summary: dict | None = None, file=None):
+        from rich.console import Console
+        from rich.table import Table
+
+        s = summary or self.summary()
+        table = Table(title=f"shfan-run: {s['frames']} frames, {s['fps']:.1f} FPS end to end")
+        for col in ("stage", "mean ms", "p50 ms", "p95 ms", "max ms"):
+            table.add_column(col, justify="left" if col == "stage" else "right")
+        for stage, v in s["stages"].items():
+            table.add_row(stage, *(f"{v[k]:.2f}" for k in ("mean_ms", "p50_ms", "p95_ms", "max_ms")))
+        table.caption = (f"{s['faces']} faces · detector ran on {s['detector_runs']} frames · "
+                         f"processing alone {s['processing_fps']:.1f} FPS")
+        Console(file=file, stderr=file is None).print(table)
+
+    def write_json(self, path, summary: dict | None = None):
+        """Atomic write (temp file + rename)."""
+        path = Path(path)
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+        tmp.write_text(json.dumps(summary or self.summary(), indent=2) + "\n")
+        os.replace(tmp, path)

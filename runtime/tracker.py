@@ -1,0 +1,134 @@
+"""Face tracks: the next frame's crop comes from this frame's landmarks, so the detector runs
+only to acquire faces, when a track's confidence (mean heatmap peak) drops, or now and then to
+pick up new faces while fewer than max_faces are tracked."""
+
+from __future__ import annotations
+
+import itertools
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from shfan import geometry
+
+# 68-point outer eye corners: the roll of a tracked face comes from the line between them.
+EYE_CORNERS_68 = (36, 45)
+
+
+@dataclass
+class Track:
+    id: int
+    box: np.ndarray  # tight landmark box (x0, y0, x1, y1) in the face's upright frame
+    angle_deg: float = 0.0  # in-plane roll used for the crop
+    points: np.ndarray | None = None  # last landmarks [K, 2] (image px), None until first inference
+    score: float = 0.0  # last mean heatmap score
+    age: int = 0  # frames since acquisition
+    from_detector: bool = True  # this frame's crop came from a detection
+    filter: object = field(default=None, repr=False)  # One Euro state when smoothing
+
+
+def roll_deg(points: np.ndarray) -> float:
+    """In-plane roll (degrees) of a 68-point face: angle of the outer-eye-corner line."""
+    if len(points) != 68:
+        return 0.0
+    (x0, y0), (x1, y1) = points[EYE_CORNERS_68[0]], points[EYE_CORNERS_68[1]]
+    return math.degrees(math.atan2(y1 - y0, x1 - x0))
+
+
+def upright_box(points: np.ndarray, angle_deg: float) -> np.ndarray:
+    """Tight box of the points in the face's upright frame, returned centred where the rotated
+    box is centred in the image (so crop_for_box(box, ..., angle_deg) frames the face)."""
+    p = np.asarray(points, np.float64)
+    c = p.mean(axis=0)
+    a = math.radians(angle_deg)
+    rot = np.array([[math.cos(a), math.sin(a)], [-math.sin(a), math.cos(a)]])  # image -> upright
+    q = (p - c) @ rot.T
+    lo, hi = q.min(axis=0), q.max(axis=0)
+    centre = c + ((lo + hi) / 2) @ rot  # back to the image
+    half = (hi - lo) / 2
+    return np.concatenate([centre - half, centre + half])
+
+
+def crop_matrix(track: Track, input_size: int) -> np.ndarray:
+    """image -> network-input matrix for a track (geometry.crop_for_box convention)."""
+    # geometry.similarity rotates counter-clockwise by angle_deg; the roll measured in image
+    # coordinates (y down) is clockwise-positive, so the crop undoes it with the same sign.
+    return geometry.crop_for_box(track.box, input_size, angle_deg=track.angle_deg)
+
+
+def iou(a, b) -> float:
+    ix = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
+    iy = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
+    inter = ix * iy
+    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
+    return inter / union if union > 0 else 0.0
+
+
+class Tracker:
+    """Keeps up to max_faces tracks. The pipeline asks `needs_detection()`, feeds detections to
+    `add_detections()`, runs the landmark model on every track's crop and reports back with
+    `update()`, which drops tracks whose confidence fell below min_score."""
+
+    def __init__(self, max_faces: int = 4, min_score: float = 0.25, redetect_every: int = 30,
+                 rotate: bool = True):
+        self.max_faces, self.min_score = max_faces, min_score
+        self.redetect_every, self.rotate = redetect_every, rotate
+        self.tracks: list[Track] = []
+        self._ids = itertools.count()
+        self._since_detect = 0
+
+    def needs_detection(self) -> bool:
+        """Detect when nothing is tracked, or periodically while there is room for more faces."""
+        if not self.tracks:
+            return True
+        return (self.redetect_every > 0 and len(self.tracks) < self.max_faces
+                and self._since_detect >= self.redetect_every)
+
+    def add_detections(self, landmark_boxes, overlap: float = 0.3) -> list[Track]:
+        """Start tracks for boxes that no current track covers (best first); returns the new ones."""
+        self._since_detect = 0
+        new = []
+        for box in landmark_boxes:
+            if len(self.tracks) >= self.max_faces:
+                break
+            box = np.asarray(box, np.float64)
+            if any(iou(box, self._image_box(t)) > overlap for t in self.tracks):
+                continue
+            track = Track(next(self._ids), box)
+            self.tracks.append(track)
+            new.append(track)
+        return new
+
+    @staticmethod
+    def _image_box(track: Track) -> np.ndarray:
+        return geometry.box_from_points(track.points) if track.points is not None else track.box
+
+    def update(self, track: Track, points: np.ndarray, scores: np.ndarray) -> bool:
+        """Record a track's landmarks; set up next frame's crop. False (track dropped) when the
+        mean score is below min_score."""
+        track.points, track.score = points, float(np.mean(scores))
+        track.age += 1
+        if track.score < self.min_score:
+            self.tracks.remove(track)
+            return False
+        track.angle_deg = roll_deg(points) if self.rotate else 0.0
+        track.box = upright_box(points, track.angle_deg)
+        track.from_detector = False
+        return True
+
+    def end_frame(self):
+        self._since_detect += 1
+        self._dedupe()
+
+    def _dedupe(self, overlap: float = 0.5):
+        """Two tracks that converged on one face: keep the more confident."""
+        keep: list[Track] = []
+        for t in sorted(self.tracks, key=lambda t: -t.score):
+            if all(iou(self._image_box(t), self._image_box(k)) <= overlap for k in keep):
+                keep.append(t)
+        self.tracks = [t for t in self.tracks if t in keep]
+
+    def reset(self):
+        self.tracks.clear()
+        self._since_detect = 0
