@@ -1,0 +1,75 @@
+"""The output folder: built in a hidden sibling and renamed into place, so a failed build
+leaves nothing half-written and never destroys the previous good build."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+from shfan.builder.metadata import BuildError
+
+MANIFEST = "manifest.json"
+CALIBRATION = "calibration.json"
+CACHE = "cache.json"  # build-input key and engine keys, for reuse on identical rebuilds
+
+
+def check_out_dir(out: Path) -> None:
+    """Only a previous shfan-build folder (or nothing) may be replaced."""
+    if out.exists() and not (out.is_dir() and ((out / MANIFEST).is_file() or not any(out.iterdir()))):
+        raise BuildError(f"{out} exists and is not a shfan-build folder; choose another --out or remove it")
+
+
+@contextlib.contextmanager
+def staged_folder(out: Path):
+    """Yield an empty folder beside `out`; on success it replaces `out`, on any error it is
+    removed and `out` is untouched."""
+    out = Path(out)
+    check_out_dir(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    stage = Path(tempfile.mkdtemp(prefix=f".{out.name}.building-", dir=out.parent))
+    try:
+        yield stage
+    except BaseException:
+        shutil.rmtree(stage, ignore_errors=True)
+        raise
+    old = None
+    if out.exists():
+        old = out.with_name(f".{out.name}.old-{os.getpid()}")
+        os.rename(out, old)
+    os.rename(stage, out)
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
+
+
+def write_json(path: Path, data: dict) -> None:
+    path.write_text(json.dumps(data, indent=2, sort_keys=False) + "\n")
+
+
+def read_json(path: Path) -> dict | None:
+    try:
+        return json.loads(Path(path).read_text())
+    except (OSError, json.JSONDecodeError):
+        return None
+
+
+def artifact_entry(onnx: str, onnx_decoded: str | None, engine: str | None, nme: float, drift: float | None,
+                   excluded: list[str], size_bytes: int, latency_ms: float) -> dict:
+    """One precision's record in manifest['artifacts'] (the runtime reads 'onnx')."""
+    return {"onnx": onnx, "onnx_decoded": onnx_decoded, "engine": engine,
+            "nme_inter_ocular": None if nme is None else round(float(nme), 4),
+            "nme_drift": None if drift is None else round(float(drift), 4),
+            "excluded_layers": list(excluded), "size_bytes": int(size_bytes),
+            "ort_cpu_latency_ms": round(float(latency_ms), 2)}
+
+
+def manifest(shfan_version: str, model_config: dict, model_sha256: str, decoder: str, opset: int,
+             selected_precision: str, artifacts: dict, tensorrt: dict | None, plugin_sha256: str | None,
+             calibration: dict) -> dict:
+    return {"shfan_version": shfan_version, "model_config": model_config, "model_sha256": model_sha256,
+            "decoder": decoder, "opset": opset, "selected_precision": selected_precision,
+            "artifacts": artifacts, "tensorrt": tensorrt, "plugin_sha256": plugin_sha256,
+            "calibration": calibration}

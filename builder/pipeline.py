@@ -1,0 +1,420 @@
+"""shfan-build's stages in order: source -> export + parity -> calibration faces -> precision
+ONNX files (+ accuracy guard) -> decoder graphs -> TensorRT engine -> manifest. Everything is
+written into a staged folder that replaces --out only when the whole build succeeded."""
+
+from __future__ import annotations
+
+import hashlib
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from shfan.builder import artifacts, plan
+from shfan.builder.metadata import OPSET, BuildError
+from shfan.builder.precision import CHOICES, PRECISIONS
+from shfan.builder.progress import Stages
+
+MIN_CALIB_FACES = 32
+WARN_CALIB_FACES = 300
+MAX_HOLDOUT = 200
+FALLBACK_FACES = 384
+
+
+@dataclass
+class BuildOptions:
+    weights: str | None = None
+    onnx: str | None = None
+    precision: str = "best"
+    calib_data: str | None = None
+    max_calib: int = 512
+    max_nme_drift: float = 0.1
+    decoder: str = "onnx"
+    plugin_lib: str | None = None
+    max_batch: int = 4
+    workspace_mb: int = 1024
+    out: Path = Path("build")
+    force: bool = False
+
+
+@dataclass
+class BuildResult:
+    out: Path
+    manifest: dict
+    reused: bool = False
+    tensorrt: bool = False
+    next_commands: list[str] = field(default_factory=list)
+
+
+# ------------------------------------------------------------------ small helpers
+
+
+def _sha256(path: Path) -> str:
+    from shfan.builder.export import file_sha256
+
+    return file_sha256(path)
+
+
+def _source_fingerprint(path) -> str:
+    """Cheap identity of a calibration source (names, sizes, mtimes), for the cache key."""
+    if path is None:
+        return "builtin-fallback"
+    path = Path(path)
+    if not path.exists():
+        return f"missing:{path}"
+    files = [path] if path.is_file() else sorted(p for p in path.rglob("*") if p.is_file())
+    digest = hashlib.sha256(str(path.resolve()).encode())
+    for f in files:
+        st = f.stat()
+        digest.update(f"{f.name}:{st.st_size}:{st.st_mtime_ns}".encode())
+    return digest.hexdigest()
+
+
+def _validate(opts: BuildOptions) -> None:
+    if opts.precision not in CHOICES:
+        raise BuildError(f"unknown precision {opts.precision!r}; choose one of {', '.join(CHOICES)}")
+    if opts.decoder not in ("plugin", "onnx", "none"):
+        raise BuildError(f"unknown decoder {opts.decoder!r}; choose plugin, onnx or none")
+    if opts.weights and opts.onnx:
+        raise BuildError("give either --weights (export from PyTorch) or --onnx (start from an ONNX file), not both")
+    if opts.max_calib < MIN_CALIB_FACES:
+        raise BuildError(f"--max-calib {opts.max_calib} is below the {MIN_CALIB_FACES} faces int8 needs; use >= 300")
+    if opts.max_nme_drift <= 0:
+        raise BuildError(f"--max-nme-drift must be > 0 (NME points), got {opts.max_nme_drift}")
+    if opts.max_batch < 1 or opts.workspace_mb < 64:
+        raise BuildError("--max-batch must be >= 1 and --workspace-mb >= 64")
+
+
+def _precisions_to_build(requested: str, source_precision: str) -> list[str]:
+    if source_precision != "fp32":
+        if requested not in (source_precision, "best"):
+            raise BuildError(f"the --onnx file is already {source_precision}; build --precision {source_precision}, "
+                             f"or start from the fp32 model_fp32.onnx to get {requested}")
+        return [source_precision]
+    if requested == "best":
+        return list(PRECISIONS)
+    return ["fp32"] if requested == "fp32" else ["fp32", requested]
+
+
+def _source_file(opts: BuildOptions) -> Path:
+    if opts.onnx:
+        if not Path(opts.onnx).is_file():
+            raise BuildError(f"{opts.onnx}: no such ONNX file; give model_fp32.onnx from a shfan-build folder")
+        return Path(opts.onnx)
+    from shfan.builder.export import resolve_weights
+
+    return resolve_weights(opts.weights)
+
+
+def _tensorrt_info():
+    from shfan.builder import tensorrt_build
+
+    if not tensorrt_build.available():
+        return None
+    import tensorrt as trt
+
+    name, sm = tensorrt_build.device()
+    return {"version": trt.__version__, "device": name, "sm": sm}
+
+
+def _plugin_sha(opts: BuildOptions) -> str | None:
+    from shfan.plugins import PluginError, find_plugin_library, plugin_sha256
+
+    try:
+        lib = find_plugin_library(opts.plugin_lib)
+    except PluginError as exc:
+        raise BuildError(str(exc)) from None
+    return plugin_sha256(lib) if lib else None
+
+
+# ------------------------------------------------------------------ stages
+
+
+def _load_source(opts: BuildOptions, stage_dir: Path, st: Stages):
+    """-> (fp32-or-given ONNX path in stage_dir, model_config, model_sha256, source precision,
+    torch model or None, metadata)."""
+    import onnx
+
+    from shfan.builder.metadata import read_shfan_onnx
+
+    if opts.onnx:
+        with st.stage("read ONNX") as s:
+            model, meta = read_shfan_onnx(opts.onnx)
+            precision = meta.get("precision", "fp32")
+            path = stage_dir / f"model_{precision}.onnx"
+            onnx.save(model, str(path))
+            s["detail"] = f"{Path(opts.onnx).name}: {precision}, {meta['model_config']['stacks']}-stack"
+        return path, meta["model_config"], _sha256(Path(opts.onnx)), precision, None, meta
+
+    from shfan.builder import export
+
+    weights = export.resolve_weights(opts.weights)
+    with st.stage("load checkpoint") as s:
+        torch_model = export.load_model(weights)
+        cfg = torch_model.config
+        s["detail"] = f"{weights.name}: {cfg.stacks}-stack FAN, width {cfg.width}, {cfg.input_size} px, {cfg.landmarks} points"
+    with st.stage("export ONNX (opset 17)") as s:
+        proto = export.export_onnx(torch_model)
+        path = stage_dir / "model_fp32.onnx"
+        onnx.save(proto, str(path))
+        s["detail"] = f"{len(proto.graph.node)} nodes after onnxsim"
+    return path, cfg.to_dict(), _sha256(weights), "fp32", torch_model, None
+
+
+def _load_faces(opts: BuildOptions, cfg: dict, int8_wanted: bool, st: Stages):
+    from shfan.calibration import sources
+
+    with st.stage("calibration faces") as s:
+        if opts.calib_data is None:
+            faces = sources.fallback_faces(cfg["input_size"], FALLBACK_FACES)
+        else:
+            faces = sources.load_faces(opts.calib_data, cfg["input_size"], opts.max_calib + MAX_HOLDOUT)
+        calib, heldout = sources.split(faces, max_holdout=MAX_HOLDOUT)
+        calib = calib.subset(slice(0, opts.max_calib))
+        s["detail"] = f"{len(calib)} for calibration, {len(heldout)} held out ({faces.origin})"
+    if faces.skipped:
+        st.warn(f"{len(faces.skipped)} unreadable files skipped (first: {faces.skipped[0]})")
+    if faces.fallback and int8_wanted:
+        st.warn("!" * 78)
+        st.warn("NO --calib-data: calibrating int8 on the BUILT-IN FALLBACK face (one astronaut, jittered).")
+        st.warn("This is a stand-in, not calibration. Pass --calib-data with faces from your cameras.")
+        st.warn("!" * 78)
+    if int8_wanted and len(calib) < MIN_CALIB_FACES:
+        raise BuildError(f"only {len(calib)} calibration faces from {faces.origin}; int8 needs >= {MIN_CALIB_FACES} "
+                         f"(>= {WARN_CALIB_FACES} recommended): add images to --calib-data or build --precision fp16")
+    if int8_wanted and len(calib) < WARN_CALIB_FACES and not faces.fallback:
+        st.warn(f"only {len(calib)} calibration faces (>= {WARN_CALIB_FACES} recommended for stable int8 ranges)")
+    return faces, calib, heldout
+
+
+def _build_int8(src: Path, stage_dir: Path, calib, reference, cfg: dict, opts: BuildOptions, st: Stages):
+    from shfan.builder.precision import to_int8
+    from shfan.calibration.guard import guarded_quantize
+
+    dst = stage_dir / "model_int8.onnx"
+
+    def quantize(excluded):
+        with st.stage(f"int8 PTQ ({len(calib)} faces)") as s:
+            to_int8(src, dst, calib.crops, excluded)
+            s["detail"] = f"excluding {', '.join(excluded)}" if excluded else "all layers eligible"
+        return dst
+
+    result = guarded_quantize(quantize, reference, cfg["stacks"], opts.max_nme_drift, st.note)
+    return dst, result
+
+
+def _measure(path: Path, reference, cfg: dict):
+    from shfan.calibration.ort_tools import latency_ms
+
+    nme, drift = reference.measure(path) if reference else (None, None)
+    return nme, drift, latency_ms(path, cfg["input_size"])
+
+
+def _select(requested: str, measured: dict, bound: float) -> str:
+    if requested != "best":
+        return requested
+    ok = [p for p, m in measured.items() if m["drift"] is None or m["drift"] <= bound]
+    return min(ok, key=lambda p: measured[p]["latency"])
+
+
+def _engines(stage_dir: Path, manifest_artifacts: dict, selected: str, cfg: dict, opts: BuildOptions,
+             trt_info: dict, plugin_sha: str | None, old_cache: dict, st: Stages) -> dict:
+    """Build (or reuse) the selected precision's engine; returns {precision: cache key}."""
+    from shfan.builder import tensorrt_build
+
+    entry = manifest_artifacts[selected]
+    onnx_name = entry["onnx_decoded"] or entry["onnx"]
+    key = plan.engine_cache_key(trt_info["version"], trt_info["sm"], _sha256(stage_dir / onnx_name),
+                                plugin_sha if opts.decoder == "plugin" else None, opts.max_batch, opts.workspace_mb)
+    name = plan.engine_name(selected, opts.decoder)
+    old_engine = Path(opts.out) / name
+    if not opts.force and old_cache.get("engines", {}).get(selected) == key and old_engine.is_file():
+        shutil.copy2(old_engine, stage_dir / name)
+        st.note(f"engine {name} reused (cache key {key[:12]})")
+    else:
+        cache_file = stage_dir / "timing.cache"
+        if (Path(opts.out) / "timing.cache").is_file():
+            shutil.copy2(Path(opts.out) / "timing.cache", cache_file)
+        with st.stage(f"TensorRT {trt_info['version']} engine") as s:
+            tensorrt_build.build_engine(stage_dir / onnx_name, stage_dir / name, cfg["input_size"], opts.max_batch,
+                                        opts.workspace_mb, cache_file, opts.plugin_lib, opts.decoder == "plugin")
+            s["detail"] = f"{name}, batch 1..{opts.max_batch}, sm_{trt_info['sm']}"
+    entry["engine"] = name
+    return {selected: key}
+
+
+# ------------------------------------------------------------------ the build
+
+
+def build(opts: BuildOptions, st: Stages | None = None) -> BuildResult:
+    from shfan import __version__
+    from shfan.builder.decoder_node import add_decoder
+
+    st = st or Stages()
+    _validate(opts)
+    out = Path(opts.out)
+    artifacts.check_out_dir(out)
+    old_manifest = artifacts.read_json(out / artifacts.MANIFEST) or {}
+    old_cache = artifacts.read_json(out / artifacts.CACHE) or {}
+    trt_info = _tensorrt_info()
+    plugin_sha = _plugin_sha(opts)
+    if opts.decoder == "plugin" and trt_info and plugin_sha is None:
+        from shfan.plugins import BUILD_COMMAND
+
+        raise BuildError(f"--decoder plugin needs the SubpixelDecode plugin library; build it with: {BUILD_COMMAND} "
+                         "(or pass --plugin-lib, or use --decoder onnx)")
+    source_file = _source_file(opts)
+    inputs_key = plan.build_inputs_key(
+        source=_sha256(source_file), precision=opts.precision, decoder=opts.decoder,
+        calib=_source_fingerprint(opts.calib_data), max_calib=opts.max_calib, max_nme_drift=opts.max_nme_drift,
+        shfan=__version__, opset=OPSET)
+
+    reuse = (not opts.force and old_cache.get("inputs_key") == inputs_key and bool(old_manifest))
+    if reuse and (trt_info is None or old_manifest.get("tensorrt") == trt_info):
+        selected = old_manifest["selected_precision"]
+        engine_key_ok = trt_info is None or old_cache.get("engines", {}).get(selected)
+        if engine_key_ok:
+            st.note(f"{out} is up to date (same weights, options and calibration data; cache key {inputs_key[:12]}); "
+                    "--force rebuilds")
+            return BuildResult(out, old_manifest, reused=True, tensorrt=trt_info is not None,
+                               next_commands=_next_commands(out, old_manifest, trt_info))
+
+    with artifacts.staged_folder(out) as stage_dir:
+        if reuse:
+            manifest, calibration = _reuse_onnx(out, stage_dir, old_manifest, st)
+            cfg = manifest["model_config"]
+            selected = manifest["selected_precision"]
+        else:
+            manifest, calibration, cfg, selected = _build_onnx(opts, stage_dir, st, add_decoder, __version__)
+        engine_keys = {}
+        if trt_info is not None:
+            engine_keys = _engines(stage_dir, manifest["artifacts"], selected, cfg, opts, trt_info, plugin_sha,
+                                   old_cache, st)
+        manifest["tensorrt"] = trt_info
+        manifest["plugin_sha256"] = plugin_sha
+        artifacts.write_json(stage_dir / artifacts.MANIFEST, manifest)
+        artifacts.write_json(stage_dir / artifacts.CALIBRATION, calibration)
+        artifacts.write_json(stage_dir / artifacts.CACHE, {"inputs_key": inputs_key, "engines": engine_keys})
+    return BuildResult(out, manifest, tensorrt=trt_info is not None, next_commands=_next_commands(out, manifest, trt_info))
+
+
+def _reuse_onnx(out: Path, stage_dir: Path, old_manifest: dict, st: Stages):
+    """Identical inputs: copy the ONNX files, only the engine is (re)built."""
+    with st.stage("reuse ONNX files") as s:
+        for entry in old_manifest["artifacts"].values():
+            for name in (entry["onnx"], entry["onnx_decoded"]):
+                if name:
+                    shutil.copy2(out / name, stage_dir / name)
+            entry["engine"] = None
+        s["detail"] = f"from {out} (same inputs)"
+    calibration = artifacts.read_json(out / artifacts.CALIBRATION) or old_manifest.get("calibration", {})
+    return old_manifest, calibration
+
+
+def _build_onnx(opts: BuildOptions, stage_dir: Path, st: Stages, add_decoder, version: str):
+    import onnx
+
+    from shfan.builder.precision import to_fp16
+    from shfan.calibration.guard import Reference
+
+    src, cfg, model_sha, source_precision, torch_model, meta = _load_source(opts, stage_dir, st)
+    wanted = _precisions_to_build(opts.precision, source_precision)
+    calibration = {"source": None, "fallback": None, "faces_total": 0, "calibration_faces": 0, "heldout_faces": 0,
+                   "reference": None, "method": None, "max_nme_drift": opts.max_nme_drift}
+    reference = None
+    measured = {}
+    if source_precision == "fp32":
+        faces, calib, heldout = _load_faces(opts, cfg, "int8" in wanted, st)
+        calibration.update(source=faces.origin, fallback=faces.fallback, faces_total=len(faces),
+                           calibration_faces=len(calib) if "int8" in wanted else 0, heldout_faces=len(heldout),
+                           skipped_files=len(faces.skipped))
+        if torch_model is not None:
+            from shfan.builder.export import parity_check
+
+            with st.stage("parity PyTorch vs ORT") as s:
+                parity = parity_check(torch_model, src, heldout.crops[:16])
+                s["detail"] = (f"max |heatmap diff| {parity.max_heatmap_diff:.2e}, "
+                               f"max landmark diff {parity.max_landmark_diff_px:.2e} px ({parity.faces} faces)")
+            calibration["parity"] = parity.to_dict()
+        with st.stage("fp32 accuracy + latency") as s:
+            reference = Reference.from_fp32(src, heldout, cfg)
+            calibration["reference"] = reference.kind
+            nme, drift, lat = _measure(src, reference, cfg)
+            measured["fp32"] = {"nme": nme, "drift": drift, "latency": lat, "excluded": [], "path": src}
+            s["detail"] = f"NME {nme:.3f} vs {reference.kind}, ORT CPU {lat:.1f} ms"
+    else:
+        prior = meta or {}
+        st.note(f"{source_precision} ONNX given: accuracy numbers are the ones recorded when it was built")
+        from shfan.calibration.ort_tools import latency_ms
+
+        measured[source_precision] = {"nme": prior.get("nme_inter_ocular"), "drift": prior.get("nme_drift"),
+                                      "latency": latency_ms(src, cfg["input_size"]),
+                                      "excluded": prior.get("excluded_layers", []), "path": src}
+    if "fp16" in wanted and source_precision == "fp32":
+        dst = stage_dir / "model_fp16.onnx"
+        with st.stage("fp16 (AutoCast)") as s:
+            to_fp16(src, dst)
+            nme, drift, lat = _measure(dst, reference, cfg)
+            measured["fp16"] = {"nme": nme, "drift": drift, "latency": lat, "excluded": [], "path": dst}
+            s["detail"] = f"NME {nme:.3f}, drift {drift:+.3f}, ORT CPU {lat:.1f} ms"
+        if opts.precision == "fp16" and drift > opts.max_nme_drift:
+            raise BuildError(f"fp16 drift {drift:+.3f} NME points exceeds --max-nme-drift {opts.max_nme_drift}; "
+                             "build --precision fp32 or raise the bound")
+    if "int8" in wanted and source_precision == "fp32":
+        calibration["method"] = "entropy (ModelOpt ONNX PTQ, symmetric int8 Q/DQ, CPU)"
+        dst, guard = _build_int8(src, stage_dir, calib, reference, cfg, opts, st)
+        accepted = guard.accepted
+        calibration["guard"] = guard.to_dict()
+        if not guard.within_bound and opts.precision == "int8":
+            raise BuildError(f"int8 drift {accepted.drift:+.3f} NME points exceeds --max-nme-drift {opts.max_nme_drift} "
+                             f"even with {len(accepted.excluded)} layer groups kept in fp16; use --precision fp16, "
+                             "more/better --calib-data, or a larger bound")
+        from shfan.calibration.ort_tools import latency_ms
+
+        measured["int8"] = {"nme": accepted.nme, "drift": accepted.drift, "excluded": accepted.excluded,
+                            "latency": latency_ms(dst, cfg["input_size"]), "path": dst}
+        st.note(f"int8 accepted: NME {accepted.nme:.3f}, drift {accepted.drift:+.3f}, "
+                f"kept out of int8: {', '.join(accepted.excluded) or 'nothing'}")
+    selected = _select(opts.precision, measured, opts.max_nme_drift)
+    if opts.precision == "best":
+        st.note(f"best = {selected}: fastest within ±{opts.max_nme_drift} NME by ONNX Runtime CPU latency "
+                "(a proxy here; TensorRT on the Jetson may rank fp16/int8 differently)")
+
+    entries = {}
+    with st.stage(f"decoder ({opts.decoder})") as s:
+        for precision, m in measured.items():
+            _record_accuracy(m["path"], m)
+            decoded = None
+            if opts.decoder != "none":
+                decoded = f"model_{precision}_{opts.decoder}.onnx"
+                onnx.save(add_decoder(onnx.load(str(m["path"])), cfg, opts.decoder), str(stage_dir / decoded))
+            entries[precision] = artifacts.artifact_entry(
+                m["path"].name, decoded, None, m["nme"], m["drift"], m["excluded"], m["path"].stat().st_size,
+                m["latency"])
+        s["detail"] = "heatmap-output ONNX kept beside each decoded graph" if opts.decoder != "none" else "heatmaps out"
+    manifest = artifacts.manifest(version, cfg, model_sha, opts.decoder, OPSET, selected, entries, None, None,
+                                  {k: v for k, v in calibration.items() if k != "guard"})
+    return manifest, calibration, cfg, selected
+
+
+def _record_accuracy(path: Path, m: dict) -> None:
+    """Carry the measured accuracy inside the ONNX metadata, so a build from `--onnx` on the
+    Jetson (no faces, no fp32 reference there) still reports it."""
+    import onnx
+
+    from shfan.builder.metadata import get_metadata, set_metadata
+
+    model = onnx.load(str(path))
+    meta = get_metadata(model) or {}
+    meta.update(nme_inter_ocular=m["nme"], nme_drift=m["drift"], excluded_layers=list(m["excluded"]))
+    onnx.save(set_metadata(model, meta), str(path))
+
+
+def _next_commands(out: Path, manifest: dict, trt_info) -> list[str]:
+    selected = manifest["selected_precision"]
+    cmds = [f"shfan-eval --model {out} --data FACES_300W_FOLDER", f"shfan-run --model {out}"]
+    if trt_info is None:
+        entry = manifest["artifacts"][selected]
+        decoder = manifest["decoder"]
+        cmds.append("on the Jetson: copy " + f"{out}/{entry['onnx']} there and run: "
+                    + plan.jetson_command(entry["onnx"], selected, decoder, 4))
+    return cmds

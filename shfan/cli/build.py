@@ -1,0 +1,87 @@
+"""shfan-build: checkpoint (or shfan ONNX) -> fp32/fp16/int8 ONNX with the subpixel decoder ->
+TensorRT engine when TensorRT is here; every precision's accuracy measured in ONNX Runtime."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from shfan.cli.common import fail
+
+
+def build_parser():
+    ap = argparse.ArgumentParser(prog="shfan-build", description=__doc__)
+    src = ap.add_argument_group("model source (one of)")
+    src.add_argument("--weights", help="checkpoint to export (default: the shipped model)")
+    src.add_argument("--onnx", help="start from a shfan ONNX file (e.g. model_int8.onnx built elsewhere); "
+                                    "no PyTorch needed")
+    ap.add_argument("--precision", default="best", choices=["fp32", "fp16", "int8", "best"],
+                    help="best: fastest precision within --max-nme-drift (default)")
+    ap.add_argument("--calib-data", help="faces for int8 calibration and the accuracy guard: a folder of images, "
+                                         "a 300-W folder (.pts used) or a video (default: a built-in fallback face)")
+    ap.add_argument("--max-calib", type=int, default=512, help="at most this many calibration faces (default 512)")
+    ap.add_argument("--max-nme-drift", type=float, default=0.1,
+                    help="largest accepted NME increase over fp32, in inter-ocular NME points (default 0.1)")
+    ap.add_argument("--decoder", default="onnx", choices=["plugin", "onnx", "none"],
+                    help="decoder in the graph: plugin (TensorRT SubpixelDecode), onnx (standard ops), none (heatmaps)")
+    ap.add_argument("--plugin-lib", help="SubpixelDecode plugin .so (default: $SHFAN_PLUGIN_LIB or plugins/build)")
+    ap.add_argument("--max-batch", type=int, default=4, help="TensorRT profile: batch 1..N (default 4)")
+    ap.add_argument("--workspace-mb", type=int, default=1024, help="TensorRT builder workspace (default 1024 MiB)")
+    ap.add_argument("--out", default="build", help="output folder (default build/)")
+    ap.add_argument("--force", action="store_true", help="rebuild even when the output is up to date")
+    return ap
+
+
+def summary_table(result, total_s: float):
+    from rich.table import Table
+
+    m = result.manifest
+    ref = (m.get("calibration") or {}).get("reference") or "n/a"
+    table = Table(title=f"shfan-build → {result.out}  ({total_s:.1f} s{', reused' if result.reused else ''})")
+    for col, justify in (("precision", "left"), ("size", "right"), ("NME (%)", "right"), ("drift", "right"),
+                         ("ORT CPU ms", "right"), ("engine", "left"), ("kept out of int8", "left")):
+        table.add_column(col, justify=justify)
+    for p, a in m["artifacts"].items():
+        mark = " ★" if p == m["selected_precision"] else ""
+        nme = "—" if a["nme_inter_ocular"] is None else f"{a['nme_inter_ocular']:.3f}"
+        drift = "—" if a["nme_drift"] is None else f"{a['nme_drift']:+.3f}"
+        table.add_row(p + mark, f"{a['size_bytes'] / 1e6:.1f} MB", nme, drift, f"{a['ort_cpu_latency_ms']:.1f}",
+                      a["engine"] or "—", ", ".join(a["excluded_layers"]) or "—")
+    table.caption = (f"★ selected · NME on held-out faces vs {ref} · decoder {m['decoder']} · "
+                     "latency: ONNX Runtime on this CPU, batch 1 (a proxy, not the Jetson)")
+    return table
+
+
+def main(argv=None):
+    args = build_parser().parse_args(argv)
+    from rich.console import Console
+
+    from shfan.builder.pipeline import BuildOptions, build
+    from shfan.builder.progress import Stages
+    from shfan.errors import ShfanError
+
+    err = Console(stderr=True, highlight=False)
+    stages = Stages(lambda line: err.print(line, markup=False, soft_wrap=True))
+    opts = BuildOptions(weights=args.weights, onnx=args.onnx, precision=args.precision, calib_data=args.calib_data,
+                        max_calib=args.max_calib, max_nme_drift=args.max_nme_drift, decoder=args.decoder,
+                        plugin_lib=args.plugin_lib, max_batch=args.max_batch, workspace_mb=args.workspace_mb,
+                        out=Path(args.out), force=args.force)
+    try:
+        result = build(opts, stages)
+    except ShfanError as exc:
+        fail(str(exc))
+    except KeyboardInterrupt:
+        fail(f"interrupted; {args.out} was left as it was", code=130)
+    console = Console()
+    console.print(summary_table(result, stages.total))
+    if not result.tensorrt:
+        console.print("TensorRT is not installed here, so no engine was built; "
+                      "the ONNX files run in ONNX Runtime now.", highlight=False)
+    console.print("next:", highlight=False)
+    for cmd in result.next_commands:
+        console.print(f"  {cmd}", highlight=False, markup=False, soft_wrap=True)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
