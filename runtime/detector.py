@@ -107,6 +107,16 @@ def resolve_detector_model(model_path=None, download: bool = True) -> Path:
     return download_yunet(cached)
 
 
+def quiet_opencv_log():
+    """OpenCV 5's DNN engine warns on every model load that targets are unsupported; errors only."""
+    import cv2
+
+    try:
+        cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_ERROR)
+    except AttributeError:
+        pass
+
+
 class YuNetDetector:
     """cv2.FaceDetectorYN wrapper: RGB image in, [(box (x0, y0, x1, y1), score)] out, boxes in
     continuous pixel coordinates, best first."""
@@ -117,6 +127,7 @@ class YuNetDetector:
 
         self.path = resolve_detector_model(model_path)
         self.max_side = max_side
+        quiet_opencv_log()
         try:
             self._net = cv2.FaceDetectorYN.create(str(self.path), "", (320, 320), float(score_threshold),
                                                   float(nms_threshold), 5000)

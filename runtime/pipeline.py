@@ -72,6 +72,7 @@ class Pipeline:
         self.backend = open_backend(model if model is not None else default_model(), backend,
                                     precision=precision, threads=threads)
         self.info = self.backend.info
+        self.backend_name = self.backend.name
         if detector is None:
             from shfan.runtime.detector import YuNetDetector
 

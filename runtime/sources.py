@@ -135,6 +135,8 @@ class OpenCVDevice:
         self.delivered = 0
 
     def open(self):
+        # FFmpeg prints its own multi-line complaints about broken files; our error says it once.
+        os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")
         import cv2
 
         spec = self.spec
