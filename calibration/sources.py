@@ -97,12 +97,15 @@ def _detector(detector_model):
 
 
 def _crops_from_detections(images, input_size, detector_model, limit):
-    """Largest detected face per image -> eval crop; stops at `limit` faces."""
+    """Largest detected face per image -> eval crop; stops at `limit` faces. The detector is
+    created on the first readable image, so unreadable inputs are reported as such."""
     from shfan import augment
 
-    detector, to_box = _detector(detector_model)
+    detector = to_box = None
     crops = []
     for img in images:
+        if detector is None:
+            detector, to_box = _detector(detector_model)
         found = detector.detect(img)
         if not found:
             continue

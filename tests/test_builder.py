@@ -1,0 +1,245 @@
+"""shfan-build end to end on a tiny random model (mechanics, not accuracy): export parity,
+precision ONNX contents, decoder graphs, manifest shape, reuse, atomic output, bad inputs."""
+
+import json
+import os
+import shutil
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+onnx = pytest.importorskip("onnx")
+pytest.importorskip("modelopt.onnx.quantization")
+
+from shfan.cli.build import main  # noqa: E402
+
+TINY = dict(stacks=1, width=64, input_size=64)
+ARTIFACT_KEYS = {"onnx", "onnx_decoded", "engine", "nme_inter_ocular", "nme_drift", "excluded_layers", "size_bytes",
+                 "ort_cpu_latency_ms"}
+MANIFEST_KEYS = {"shfan_version", "model_config", "model_sha256", "decoder", "opset", "selected_precision",
+                 "artifacts", "tensorrt", "plugin_sha256", "calibration"}
+
+
+@pytest.fixture(scope="session")
+def tiny_checkpoint(tmp_path_factory):
+    import torch
+
+    from shfan.model import FAN, ModelConfig, save_checkpoint
+
+    torch.manual_seed(0)
+    path = tmp_path_factory.mktemp("tiny") / "tiny.pt"
+    save_checkpoint(FAN(ModelConfig(**TINY)), path)
+    return path
+
+
+@pytest.fixture(scope="session")
+def built(tmp_path_factory, tiny_checkpoint, helen_dir):
+    """One real build of every precision (a single int8 quantization for the whole suite)."""
+    out = tmp_path_factory.mktemp("builds") / "best"
+    main(["--weights", str(tiny_checkpoint), "--precision", "best", "--calib-data", str(helen_dir),
+          "--max-calib", "40", "--max-nme-drift", "1000", "--out", str(out)])
+    return out
+
+
+def manifest(folder):
+    return json.loads((Path(folder) / "manifest.json").read_text())
+
+
+def error_of(capsys, argv):
+    with pytest.raises(SystemExit) as exc:
+        main(argv)
+    assert exc.value.code == 2
+    err = capsys.readouterr().err
+    last = err.strip().splitlines()[-1]
+    assert last.startswith("error: ") and "Traceback" not in err
+    return last
+
+
+def test_manifest_shape(built):
+    m = manifest(built)
+    assert set(m) == MANIFEST_KEYS
+    assert set(m["artifacts"]) == {"fp32", "fp16", "int8"}
+    assert m["selected_precision"] in m["artifacts"]
+    assert m["decoder"] == "onnx" and m["opset"] == 17 and m["tensorrt"] is None
+    assert m["model_config"]["stacks"] == 1 and m["model_config"]["input_size"] == 64
+    for p, a in m["artifacts"].items():
+        assert set(a) == ARTIFACT_KEYS
+        assert a["onnx"] == f"model_{p}.onnx" and a["onnx_decoded"] == f"model_{p}_onnx.onnx"
+        assert (built / a["onnx"]).stat().st_size == a["size_bytes"]
+        assert isinstance(a["nme_inter_ocular"], float) and isinstance(a["nme_drift"], float)
+        assert a["ort_cpu_latency_ms"] > 0
+    assert m["artifacts"]["fp32"]["nme_drift"] == 0.0
+    cal = json.loads((built / "calibration.json").read_text())
+    assert cal["calibration_faces"] == 40 and cal["heldout_faces"] >= 16 and cal["reference"] == "ground truth"
+    assert cal["guard"]["attempts"][0]["excluded_layers"] == []
+    # export parity on real face crops, reported in calibration.json
+    assert cal["parity"]["max_heatmap_diff"] < 1e-4
+    assert cal["parity"]["max_landmark_diff_px"] < 1e-2
+
+
+def test_metadata_and_runtime_reads_it(built):
+    from shfan.runtime.backend import onnx_from_build
+    from shfan.runtime.ort_backend import OnnxRuntimeBackend
+
+    model = onnx.load(str(built / "model_int8.onnx"))
+    meta = json.loads(next(p.value for p in model.metadata_props if p.key == "shfan"))
+    assert meta["precision"] == "int8" and meta["model_config"]["landmarks"] == 68 and "shfan_version" in meta
+    backend = OnnxRuntimeBackend(onnx_from_build(built, "int8"))
+    pts, scores = backend.infer(np.random.default_rng(0).random((2, 3, 64, 64), dtype=np.float32))
+    assert pts.shape == (2, 68, 2) and scores.shape == (2, 68)
+
+
+def test_fp32_graph_io(built):
+    model = onnx.load(str(built / "model_fp32.onnx"))
+    (inp,), (out,) = model.graph.input, model.graph.output
+    assert inp.name == "image" and out.name == "heatmaps"
+    dims = [d.dim_param or d.dim_value for d in inp.type.tensor_type.shape.dim]
+    assert dims[1:] == [3, 64, 64] and isinstance(dims[0], str)  # dynamic batch
+    assert [d.dim_value for d in out.type.tensor_type.shape.dim][1:] == [68, 16, 16]
+
+
+def test_fp16_has_half_weights_and_float_io(built):
+    model = onnx.load(str(built / "model_fp16.onnx"))
+    ops = Counter(n.op_type for n in model.graph.node)
+    assert ops["Cast"] >= 2
+    assert Counter(i.data_type for i in model.graph.initializer)[onnx.TensorProto.FLOAT16] > 10
+    assert model.graph.input[0].type.tensor_type.elem_type == onnx.TensorProto.FLOAT
+    assert model.graph.output[0].type.tensor_type.elem_type == onnx.TensorProto.FLOAT
+
+
+def test_int8_has_symmetric_qdq(built):
+    model = onnx.load(str(built / "model_int8.onnx"))
+    ops = Counter(n.op_type for n in model.graph.node)
+    assert ops["QuantizeLinear"] > 10 and ops["DequantizeLinear"] >= ops["QuantizeLinear"]
+    inits = {i.name: i for i in model.graph.initializer}
+    zero_points = [inits[n.input[2]] for n in model.graph.node if n.op_type == "QuantizeLinear" and len(n.input) > 2
+                   and n.input[2] in inits]
+    assert all(not np.any(onnx.numpy_helper.to_array(z)) for z in zero_points)  # symmetric
+
+
+def test_onnx_decoder_matches_numpy_codec(built):
+    from shfan import codec
+    from shfan.calibration.ort_tools import session
+
+    x = np.random.default_rng(1).random((3, 3, 64, 64), dtype=np.float32)
+    heatmaps = session(built / "model_fp32.onnx").run(None, {"image": x})[0]
+    landmarks, scores = session(built / "model_fp32_onnx.onnx").run(None, {"image": x})
+    ref_pts, ref_scores = codec.decode(heatmaps, "subpixel", 5, 12.0)
+    np.testing.assert_allclose(landmarks, ref_pts * 4, atol=1e-3)
+    np.testing.assert_allclose(scores, ref_scores, atol=1e-6)
+
+
+def test_plugin_node_attributes(built):
+    from shfan.builder.decoder_node import add_plugin_decoder
+
+    m = manifest(built)
+    for precision in ("fp32", "int8"):
+        graph = add_plugin_decoder(onnx.load(str(built / f"model_{precision}.onnx")), m["model_config"]).graph
+        node = graph.node[-1]
+        attrs = {a.name: onnx.helper.get_attribute_value(a) for a in node.attribute}
+        assert node.op_type == "SubpixelDecode"
+        assert attrs == {"plugin_namespace": b"shfan", "plugin_version": b"1", "window": 5,
+                         "temperature": pytest.approx(12.0), "scale": pytest.approx(4.0)}
+        assert [o.name for o in graph.output] == ["landmarks", "scores"]
+        assert [o.type.tensor_type.elem_type for o in graph.output] == [onnx.TensorProto.FLOAT] * 2
+        assert node.input[0] in {n.output[0] for n in graph.node}
+
+
+def test_identical_rebuild_is_reused(built, tiny_checkpoint, helen_dir, capsys):
+    before = {p.name: p.stat().st_mtime_ns for p in built.iterdir()}
+    capsys.readouterr()
+    main(["--weights", str(tiny_checkpoint), "--precision", "best", "--calib-data", str(helen_dir),
+          "--max-calib", "40", "--max-nme-drift", "1000", "--out", str(built)])
+    assert "up to date" in capsys.readouterr().err
+    assert before == {p.name: p.stat().st_mtime_ns for p in built.iterdir()}
+
+
+def test_failed_build_keeps_old_folder_and_leaves_nothing(built, tmp_path, capsys):
+    out = tmp_path / "keep"
+    shutil.copytree(built, out)
+    before = sorted(p.name for p in out.iterdir())
+    msg = error_of(capsys, ["--weights", str(tmp_path / "missing.pt"), "--out", str(out)])
+    assert "no such checkpoint" in msg
+    assert sorted(p.name for p in out.iterdir()) == before
+    assert [p.name for p in tmp_path.iterdir()] == ["keep"]  # no staging folder left behind
+
+
+def test_too_few_faces_refused_and_nothing_written(tiny_checkpoint, helen_dir, tmp_path, capsys):
+    few = tmp_path / "few"
+    few.mkdir()
+    for pts in sorted(helen_dir.glob("*.pts"))[:10]:
+        os.symlink(pts, few / pts.name)
+        os.symlink(pts.with_suffix(".jpg"), few / pts.with_suffix(".jpg").name)
+    msg = error_of(capsys, ["--weights", str(tiny_checkpoint), "--precision", "int8", "--calib-data", str(few),
+                            "--out", str(tmp_path / "out")])
+    assert "int8 needs >= 32" in msg and "calibration faces" in msg
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["few"]
+
+
+def test_unreadable_calib_folder(tiny_checkpoint, tmp_path, capsys):
+    bad = tmp_path / "bad"
+    bad.mkdir()
+    (bad / "face.jpg").write_bytes(b"not a jpeg")
+    msg = error_of(capsys, ["--weights", str(tiny_checkpoint), "--precision", "int8", "--calib-data", str(bad),
+                            "--out", str(tmp_path / "out")])
+    assert "could be read" in msg
+    msg = error_of(capsys, ["--weights", str(tiny_checkpoint), "--calib-data", str(tmp_path / "nope"),
+                            "--out", str(tmp_path / "out")])
+    assert "no such calibration source" in msg
+
+
+def test_missing_and_wrong_checkpoint(tmp_path, capsys):
+    msg = error_of(capsys, ["--weights", str(tmp_path / "nope.pt"), "--out", str(tmp_path / "o")])
+    assert "no such checkpoint" in msg and "--weights" in msg
+    wrong = tmp_path / "wrong.pt"
+    wrong.write_bytes(b"definitely not torch")
+    msg = error_of(capsys, ["--weights", str(wrong), "--out", str(tmp_path / "o")])
+    assert "checkpoint" in msg
+    assert not (tmp_path / "o").exists()
+
+
+def test_default_checkpoint_missing_is_clear(tmp_path, capsys):
+    from shfan.weights import DEFAULT_CHECKPOINT
+
+    if DEFAULT_CHECKPOINT.is_file():
+        pytest.skip("this install ships the default checkpoint")
+    msg = error_of(capsys, ["--out", str(tmp_path / "o")])
+    assert "--weights" in msg
+
+
+def test_onnx_input_must_be_ours(tmp_path, capsys):
+    from onnx import TensorProto, helper
+
+    graph = helper.make_graph([helper.make_node("Relu", ["x"], ["y"])], "g",
+                              [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1])])
+    foreign = tmp_path / "foreign.onnx"
+    onnx.save(helper.make_model(graph), str(foreign))
+    msg = error_of(capsys, ["--onnx", str(foreign), "--out", str(tmp_path / "o")])
+    assert "not a shfan ONNX" in msg
+    (tmp_path / "junk.onnx").write_bytes(b"\x00junk")
+    msg = error_of(capsys, ["--onnx", str(tmp_path / "junk.onnx"), "--out", str(tmp_path / "o")])
+    assert "ONNX" in msg
+    assert not (tmp_path / "o").exists()
+
+
+def test_onnx_input_builds_without_pytorch_export(built, tmp_path, capsys):
+    out = tmp_path / "from_onnx"
+    main(["--onnx", str(built / "model_int8.onnx"), "--precision", "int8", "--decoder", "none", "--out", str(out)])
+    m = manifest(out)
+    assert list(m["artifacts"]) == ["int8"] and m["selected_precision"] == "int8"
+    a = m["artifacts"]["int8"]
+    assert a["onnx_decoded"] is None and a["nme_inter_ocular"] == manifest(built)["artifacts"]["int8"]["nme_inter_ocular"]
+    msg = error_of(capsys, ["--onnx", str(built / "model_int8.onnx"), "--precision", "fp16", "--out", str(tmp_path / "x")])
+    assert "already int8" in msg
+
+
+def test_out_that_is_not_a_build_folder_is_refused(tiny_checkpoint, tmp_path, capsys):
+    precious = tmp_path / "precious"
+    precious.mkdir()
+    (precious / "thesis.tex").write_text("x")
+    msg = error_of(capsys, ["--weights", str(tiny_checkpoint), "--out", str(precious)])
+    assert "not a shfan-build folder" in msg
+    assert (precious / "thesis.tex").is_file()
