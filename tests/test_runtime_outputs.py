@@ -1,0 +1,107 @@
+"""JSON Lines records, the annotated video file (atomic), the stats summary, and what
+`import shfan.runtime` may pull in."""
+
+import json
+import subprocess
+import sys
+
+import cv2
+import numpy as np
+import pytest
+
+from shfan.runtime import outputs
+from shfan.runtime.pipeline import Face, Result
+from shfan.runtime.stats import RunStats
+
+
+def fake_result(index=3, n_faces=1):
+    pts = np.stack([np.linspace(40, 90, 68), np.linspace(30, 80, 68)], 1).astype(np.float32)
+    faces = [Face(np.array([40, 30, 90, 80.0]), pts + 0.25 * i, np.full(68, 0.7, np.float32), 0.7, i, detected=i == 0)
+             for i in range(n_faces)]
+    image = np.zeros((120, 160, 3), np.uint8)
+    return Result(index, index / 30, faces, {"capture": 1.0, "detect": 0.0, "preprocess": 0.5, "infer": 10.0,
+                                             "postprocess": 0.2, "total": 10.7}, image)
+
+
+def test_jsonl_records(tmp_path):
+    sink = outputs.JsonlSink(tmp_path / "r.jsonl")
+    sink.write(fake_result(0, 2))
+    sink.write(fake_result(1, 0))
+    sink.close()
+    lines = (tmp_path / "r.jsonl").read_text().splitlines()
+    a, b = (json.loads(line) for line in lines)
+    assert a["frame"] == 0 and len(a["faces"]) == 2 and b["faces"] == []
+    face = a["faces"][1]
+    assert len(face["points"]) == 68 and all(len(p) == 2 and isinstance(p[0], float) for p in face["points"])
+    assert face["points"][0] == [40.25, 30.25] and len(face["scores"]) == 68 and len(face["box"]) == 4
+    assert a["latency_ms"] == pytest.approx(10.7) and set(a["timings_ms"]) >= {"detect", "infer"}
+
+
+def test_jsonl_bad_folder_is_one_line(tmp_path):
+    with pytest.raises(outputs.OutputError, match="does not exist"):
+        outputs.JsonlSink(tmp_path / "no" / "r.jsonl")
+
+
+def test_annotate_draws_landmarks():
+    r = fake_result()
+    bgr = outputs.annotate(r.image, r.faces, fps=31.5)
+    x, y = r.faces[0].points[30]
+    assert bgr[int(y), int(x), 1] > 150 and bgr[int(y), int(x), 0] < 50  # green dot on the point
+    assert bgr[5:25, 5:100].any()  # FPS label
+
+
+@pytest.mark.parametrize("name", ["out.mp4", "out.avi"])
+def test_video_written_under_temp_name_then_renamed(tmp_path, name):
+    sink = outputs.VideoSink(tmp_path / name, fps=30)
+    for i in range(12):
+        sink.write(outputs.annotate(fake_result(i).image, fake_result(i).faces))
+        assert not (tmp_path / name).exists()  # never visible half-written
+    sink.close()
+    assert (tmp_path / name).is_file() and [p.name for p in tmp_path.iterdir()] == [name]
+    cap = cv2.VideoCapture(str(tmp_path / name))
+    n = 0
+    while cap.read()[0]:
+        n += 1
+    assert n == 12
+
+
+def test_aborted_video_leaves_nothing(tmp_path):
+    sink = outputs.VideoSink(tmp_path / "out.mp4")
+    sink.write(np.zeros((48, 64, 3), np.uint8))
+    sink.close(keep=False)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_video_bad_names(tmp_path):
+    with pytest.raises(outputs.OutputError, match="use .mp4"):
+        outputs.VideoSink(tmp_path / "out.gif")
+    with pytest.raises(outputs.OutputError, match="does not exist"):
+        outputs.VideoSink(tmp_path / "missing" / "out.mp4")
+
+
+def test_gui_check_never_raises():
+    ok, why = outputs.gui_available()
+    assert ok or why
+
+
+def test_stats_summary_and_json(tmp_path):
+    st = RunStats()
+    for i in range(10):
+        st.add(fake_result(i).timings, faces=1, detected=i == 0)
+    s = st.summary(source="demo")
+    assert s["frames"] == 10 and s["detector_runs"] == 1 and s["source"] == "demo"
+    assert s["stages"]["infer"]["mean_ms"] == pytest.approx(10.0)
+    assert s["processing_fps"] == pytest.approx(1000 / 10.7, rel=1e-3)
+    st.write_json(tmp_path / "s.json", s)
+    assert json.loads((tmp_path / "s.json").read_text())["frames"] == 10
+    st.print_table(s, file=open(tmp_path / "table.txt", "w"))
+
+
+def test_runtime_imports_stay_light():
+    code = ("import sys, shfan, shfan.runtime, shfan.runtime.backend, shfan.runtime.ort_backend, "
+            "shfan.runtime.pipeline, shfan.runtime.sources, shfan.runtime.detector, shfan.runtime.tracker, "
+            "shfan.runtime.trt_backend, shfan.runtime.cuda_host, shfan.runtime.outputs, shfan.cli.run; "
+            "shfan.Pipeline; "
+            "print(sorted(m for m in ('torch', 'tensorrt', 'pycuda', 'cuda', 'skimage') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"
