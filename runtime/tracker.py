@@ -57,6 +57,18 @@ def crop_matrix(track: Track, input_size: int) -> np.ndarray:
     return geometry.crop_for_box(track.box, input_size, angle_deg=track.angle_deg)
 
 
+def plausible_step(old_box, new_box, max_step: float = 1.6) -> bool:
+    """A face does not change size by more than max_step x, or jump by more than its size,
+    between two frames; landmarks that say so have lost the face (guards against a crop that
+    grows or shrinks without bound when the model is unsure)."""
+    old_size = max(old_box[2] - old_box[0], old_box[3] - old_box[1], 1e-6)
+    new_size = max(new_box[2] - new_box[0], new_box[3] - new_box[1], 1e-6)
+    ratio = new_size / old_size
+    jump = np.hypot((new_box[0] + new_box[2] - old_box[0] - old_box[2]) / 2,
+                    (new_box[1] + new_box[3] - old_box[1] - old_box[3]) / 2)
+    return 1 / max_step <= ratio <= max_step and jump <= old_size
+
+
 def iou(a, b) -> float:
     ix = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
     iy = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
@@ -71,8 +83,8 @@ class Tracker:
     `update()`, which drops tracks whose confidence fell below min_score."""
 
     def __init__(self, max_faces: int = 4, min_score: float = 0.25, redetect_every: int = 30,
-                 rotate: bool = True):
-        self.max_faces, self.min_score = max_faces, min_score
+                 rotate: bool = True, max_step: float = 1.6):
+        self.max_faces, self.min_score, self.max_step = max_faces, min_score, max_step
         self.redetect_every, self.rotate = redetect_every, rotate
         self.tracks: list[Track] = []
         self._ids = itertools.count()
@@ -109,11 +121,12 @@ class Tracker:
         mean score is below min_score."""
         track.points, track.score = points, float(np.mean(scores))
         track.age += 1
-        if track.score < self.min_score:
+        angle = roll_deg(points) if self.rotate else 0.0
+        box = upright_box(points, angle)
+        if track.score < self.min_score or not plausible_step(track.box, box, self.max_step):
             self.tracks.remove(track)
             return False
-        track.angle_deg = roll_deg(points) if self.rotate else 0.0
-        track.box = upright_box(points, track.angle_deg)
+        track.angle_deg, track.box = angle, box
         track.from_detector = False
         return True
 

@@ -157,11 +157,11 @@ def test_cli_truncated_video_exits_cleanly(tiny_onnx, tmp_path, capsys):
 # ---------------------------------------------------------------- the must-show
 
 
-def demo_drift(model, frames=90, detector=None, threads=None):
+def demo_drift(model, frames=90, detector=None, threads=None, min_score=0.25):
     """Mean landmark distance (px, and % of the inter-ocular distance) between the landmarks
     tracked on the moving demo face and the still image's landmarks mapped through the known
     per-frame motion."""
-    with Pipeline(model, "onnxruntime", detector=detector, threads=threads) as p:
+    with Pipeline(model, "onnxruntime", detector=detector, threads=threads, min_score=min_score) as p:
         reference = p.process(astronaut()).faces[0].points
         per_frame, io = [], []
         lost = 0

@@ -113,3 +113,16 @@ def test_one_euro_arrays_and_repeated_timestamps():
     assert np.allclose(f(x, 2.0), x)  # a constant signal stays put
     jitter = x + np.random.default_rng(0).normal(0, 1, x.shape)
     assert np.abs(f(jitter, 2.0 + 1 / 30) - x).mean() < np.abs(jitter - x).mean() / 2
+
+
+def test_implausible_jumps_drop_the_track():
+    from shfan.runtime.tracker import plausible_step
+
+    assert plausible_step([0, 0, 100, 100], [5, 5, 110, 108])
+    assert not plausible_step([0, 0, 100, 100], [0, 0, 200, 200])  # doubled in one frame
+    assert not plausible_step([0, 0, 100, 100], [0, 0, 50, 50])
+    assert not plausible_step([0, 0, 100, 100], [150, 0, 250, 100])  # jumped by more than its size
+    tr = Tracker(max_faces=1)
+    (t,) = tr.add_detections([[70, 70, 130, 130]])
+    assert not tr.update(t, face_points(size=200), np.full(68, 0.9))
+    assert tr.tracks == []
