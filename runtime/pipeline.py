@@ -61,12 +61,13 @@ class Pipeline:
 
     model: None (shipped default), a shfan-build folder, .onnx or .engine/.plan.
     backend: auto | tensorrt | onnxruntime. min_score: mean heatmap score below which a track
-    is dropped and the detector re-acquires the face.
+    is dropped and the detector re-acquires the face; max_step: largest size change (x) of a
+    tracked face between frames before it counts as lost.
     """
 
     def __init__(self, model=None, backend: str = "auto", precision: str | None = None, *,
                  detector_model=None, detector=None, detector_threshold: float = 0.6,
-                 max_faces: int = 4, min_score: float = 0.25, redetect_every: int = 30,
+                 max_faces: int = 4, min_score: float = 0.25, redetect_every: int = 30, max_step: float = 1.6,
                  smooth: bool = False, smooth_min_cutoff: float = 1.0, smooth_beta: float = 0.05,
                  threads: int | None = None):
         self.backend = open_backend(model if model is not None else default_model(), backend,
@@ -76,9 +77,14 @@ class Pipeline:
         if detector is None:
             from shfan.runtime.detector import YuNetDetector
 
-            detector = YuNetDetector(detector_model, score_threshold=detector_threshold)
+            try:
+                detector = YuNetDetector(detector_model, score_threshold=detector_threshold)
+            except BaseException:
+                self.close()
+                raise
         self.detector = detector
-        self.tracker = Tracker(max_faces=max_faces, min_score=min_score, redetect_every=redetect_every)
+        self.tracker = Tracker(max_faces=max_faces, min_score=min_score, redetect_every=redetect_every,
+                               max_step=max_step)
         self.smooth = smooth
         self.smooth_args = (smooth_min_cutoff, smooth_beta)
         self.stats = RunStats()

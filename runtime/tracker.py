@@ -123,7 +123,10 @@ class Tracker:
         track.age += 1
         angle = roll_deg(points) if self.rotate else 0.0
         box = upright_box(points, angle)
-        if track.score < self.min_score or not plausible_step(track.box, box, self.max_step):
+        # A detector box is only roughly a landmark box: the step check starts from the first
+        # landmark box of a track.
+        jumped = not track.from_detector and not plausible_step(track.box, box, self.max_step)
+        if track.score < self.min_score or jumped:
             self.tracks.remove(track)
             return False
         track.angle_deg, track.box = angle, box

@@ -124,5 +124,6 @@ def test_implausible_jumps_drop_the_track():
     assert not plausible_step([0, 0, 100, 100], [150, 0, 250, 100])  # jumped by more than its size
     tr = Tracker(max_faces=1)
     (t,) = tr.add_detections([[70, 70, 130, 130]])
+    assert tr.update(t, face_points(size=60), np.full(68, 0.9))  # detector box -> landmark box: no check
     assert not tr.update(t, face_points(size=200), np.full(68, 0.9))
     assert tr.tracks == []
