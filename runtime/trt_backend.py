@@ -200,10 +200,15 @@ class TensorRTBackend:
         if manifest is not None and (manifest.get("tensorrt") or {}):
             problems = manifest_problems(manifest, trt.__version__, sm, device_name, plugin_hash)
             if problems:
+                cuda.close()
                 fix = (rebuild_command(engine_path.parent, manifest, chosen or manifest.get("selected_precision", "fp16"))
                        if chosen or manifest.get("selected_precision") else "shfan-build on this device")
                 raise BackendError(f"{engine_path}: {'; '.join(problems)}; rebuild the engine here: {fix}")
-        return cls(trt, cuda, engine_path, manifest, decoder)
+        try:
+            return cls(trt, cuda, engine_path, manifest, decoder)
+        except BaseException:
+            cuda.close()
+            raise
 
     @staticmethod
     def _load_plugin(manifest: dict | None) -> str | None:
