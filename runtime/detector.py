@@ -8,9 +8,11 @@ is downloaded once from OpenCV Zoo and checked against its sha256.
 from __future__ import annotations
 
 import hashlib
+import math
 import os
 import tempfile
 import urllib.request
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -34,6 +36,21 @@ BOX_OFFSET_X = 0.0016
 BOX_OFFSET_Y = 0.124
 BOX_SCALE_W = 1.024
 BOX_SCALE_H = 0.755
+
+
+@dataclass
+class Detection:
+    box: np.ndarray  # (x0, y0, x1, y1) continuous px, YuNet's own box (see landmark_box_from_detection)
+    score: float
+    eyes: np.ndarray | None = None  # [2, 2] eye centres (continuous px)
+
+    @property
+    def roll_deg(self) -> float:
+        """In-plane roll: angle of the line from the image-left eye to the image-right eye."""
+        if self.eyes is None:
+            return 0.0
+        (x0, y0), (x1, y1) = sorted(map(tuple, self.eyes))
+        return math.degrees(math.atan2(y1 - y0, x1 - x0))
 
 
 class DetectorError(ShfanError, RuntimeError):
@@ -137,6 +154,11 @@ class YuNetDetector:
         self._size = None
 
     def detect(self, image_rgb: np.ndarray) -> list[tuple[np.ndarray, float]]:
+        """[(box (x0, y0, x1, y1), score)], best first."""
+        return [(d.box, d.score) for d in self.detect_faces(image_rgb)]
+
+    def detect_faces(self, image_rgb: np.ndarray) -> list["Detection"]:
+        """Detections with YuNet's eye centres (for the face's roll), best first."""
         import cv2
 
         h, w = image_rgb.shape[:2]
@@ -155,6 +177,7 @@ class YuNetDetector:
             # OpenCV puts pixel centres at integers; ours are at +0.5 (DESIGN.md §2).
             sx, sy = w / size[0], h / size[1]
             x0, y0 = (x + 0.5) * sx, (y + 0.5) * sy
-            out.append((np.array([x0, y0, x0 + fw * sx, y0 + fh * sy]), float(f[-1])))
-        out.sort(key=lambda d: -d[1])
+            eyes = (np.asarray(f[4:8], np.float64).reshape(2, 2) + 0.5) * (sx, sy)
+            out.append(Detection(np.array([x0, y0, x0 + fw * sx, y0 + fh * sy]), float(f[-1]), eyes))
+        out.sort(key=lambda d: -d.score)
         return out

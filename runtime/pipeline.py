@@ -67,7 +67,7 @@ class Pipeline:
 
     def __init__(self, model=None, backend: str = "auto", precision: str | None = None, *,
                  detector_model=None, detector=None, detector_threshold: float = 0.6,
-                 max_faces: int = 4, min_score: float = 0.25, redetect_every: int = 30, max_step: float = 1.6,
+                 max_faces: int = 4, min_score: float = 0.25, redetect_every: int = 10, max_step: float = 1.6,
                  smooth: bool = False, smooth_min_cutoff: float = 1.0, smooth_beta: float = 0.05,
                  threads: int | None = None):
         self.backend = open_backend(model if model is not None else default_model(), backend,
@@ -102,11 +102,14 @@ class Pipeline:
         self.close()
 
     # -- one frame
-    def _detect(self, image, sw) -> list[np.ndarray]:
+    def _detect(self, image, sw) -> list[tuple[np.ndarray, float]]:
+        """[(landmark box, roll_deg)] from the detector (roll 0 for detectors without eyes)."""
         from shfan.runtime.detector import landmark_box_from_detection
 
         with sw("detect"):
-            return [landmark_box_from_detection(box) for box, _ in self.detector.detect(image)]
+            if hasattr(self.detector, "detect_faces"):
+                return [(landmark_box_from_detection(d.box), d.roll_deg) for d in self.detector.detect_faces(image)]
+            return [(landmark_box_from_detection(box), 0.0) for box, _ in self.detector.detect(image)]
 
     def _landmarks(self, image, tracks, sw) -> list[tuple]:
         """Run the model on every track's crop in one batch -> [(track, points, scores)]."""

@@ -57,16 +57,25 @@ def crop_matrix(track: Track, input_size: int) -> np.ndarray:
     return geometry.crop_for_box(track.box, input_size, angle_deg=track.angle_deg)
 
 
-def plausible_step(old_box, new_box, max_step: float = 1.6) -> bool:
-    """A face does not change size by more than max_step x, or jump by more than its size,
-    between two frames; landmarks that say so have lost the face (guards against a crop that
-    grows or shrinks without bound when the model is unsure)."""
+def plausible_step(old_box, new_box, max_step: float = 1.6, max_shift: float = 1.0) -> bool:
+    """Whether two boxes can be the same face: size within max_step x, centres within
+    max_shift x the old size. Between frames (1.6, 1.0) a face cannot do more; landmarks that
+    say so have lost it (guards against a crop that grows or shrinks without bound)."""
     old_size = max(old_box[2] - old_box[0], old_box[3] - old_box[1], 1e-6)
     new_size = max(new_box[2] - new_box[0], new_box[3] - new_box[1], 1e-6)
     ratio = new_size / old_size
     jump = np.hypot((new_box[0] + new_box[2] - old_box[0] - old_box[2]) / 2,
                     (new_box[1] + new_box[3] - old_box[1] - old_box[3]) / 2)
-    return 1 / max_step <= ratio <= max_step and jump <= old_size
+    return 1 / max_step <= ratio <= max_step and jump <= max_shift * old_size
+
+
+def overlap(a, b) -> float:
+    """Intersection over the smaller box: 1 when one box lies inside the other (a track whose
+    crop shrank inside its face still matches the face's detection)."""
+    ix = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
+    iy = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
+    smaller = min((a[2] - a[0]) * (a[3] - a[1]), (b[2] - b[0]) * (b[3] - b[1]))
+    return ix * iy / smaller if smaller > 0 else 0.0
 
 
 def iou(a, b) -> float:
@@ -80,34 +89,51 @@ def iou(a, b) -> float:
 class Tracker:
     """Keeps up to max_faces tracks. The pipeline asks `needs_detection()`, feeds detections to
     `add_detections()`, runs the landmark model on every track's crop and reports back with
-    `update()`, which drops tracks whose confidence fell below min_score."""
+    `update()`, which drops tracks whose confidence fell below min_score or whose box jumped.
 
-    def __init__(self, max_faces: int = 4, min_score: float = 0.25, redetect_every: int = 30,
-                 rotate: bool = True, max_step: float = 1.6):
+    Every `redetect_every` frames the detector also checks the tracks: a track whose box
+    disagrees with its detection by more than `reseed_size` x in size or `reseed_shift` of its
+    size in position is re-seeded from the detection. This bounds the slow drift (e.g. a crop
+    that shrinks a little every frame) that a model with a bias toward its mean shape feeds back
+    through the crops.
+    """
+
+    def __init__(self, max_faces: int = 4, min_score: float = 0.25, redetect_every: int = 10,
+                 rotate: bool = True, max_step: float = 1.6, reseed_size: float = 1.2, reseed_shift: float = 0.2):
         self.max_faces, self.min_score, self.max_step = max_faces, min_score, max_step
         self.redetect_every, self.rotate = redetect_every, rotate
+        self.reseed_size, self.reseed_shift = reseed_size, reseed_shift
         self.tracks: list[Track] = []
+        self.reseeds = 0
         self._ids = itertools.count()
         self._since_detect = 0
 
     def needs_detection(self) -> bool:
-        """Detect when nothing is tracked, or periodically while there is room for more faces."""
+        """Detect when nothing is tracked, and every redetect_every frames (0: never) to check
+        the tracks and pick up new faces."""
         if not self.tracks:
             return True
-        return (self.redetect_every > 0 and len(self.tracks) < self.max_faces
-                and self._since_detect >= self.redetect_every)
+        return self.redetect_every > 0 and self._since_detect >= self.redetect_every
 
-    def add_detections(self, landmark_boxes, overlap: float = 0.3) -> list[Track]:
-        """Start tracks for boxes that no current track covers (best first); returns the new ones."""
+    def add_detections(self, detections, min_overlap: float = 0.5) -> list[Track]:
+        """detections: landmark boxes, or (landmark box, roll_deg) pairs, best first. A detection
+        overlapping a track verifies it (re-seeding it when they disagree); the others start new
+        tracks while there is room. Returns the new tracks."""
         self._since_detect = 0
         new = []
-        for box in landmark_boxes:
-            if len(self.tracks) >= self.max_faces:
-                break
+        for det in detections:
+            box, angle = (det, 0.0) if np.ndim(det[0]) == 0 else det
             box = np.asarray(box, np.float64)
-            if any(iou(box, self._image_box(t)) > overlap for t in self.tracks):
+            angle = float(angle) if self.rotate else 0.0
+            match = max(self.tracks, key=lambda t: overlap(box, self._image_box(t)), default=None)
+            if match is not None and overlap(box, self._image_box(match)) > min_overlap:
+                if match not in new and not plausible_step(match.box, box, self.reseed_size, self.reseed_shift):
+                    match.box, match.angle_deg, match.from_detector = box, angle, True
+                    self.reseeds += 1
                 continue
-            track = Track(next(self._ids), box)
+            if len(self.tracks) >= self.max_faces:
+                continue
+            track = Track(next(self._ids), box, angle_deg=angle)
             self.tracks.append(track)
             new.append(track)
         return new
@@ -137,11 +163,11 @@ class Tracker:
         self._since_detect += 1
         self._dedupe()
 
-    def _dedupe(self, overlap: float = 0.5):
+    def _dedupe(self, max_overlap: float = 0.5):
         """Two tracks that converged on one face: keep the more confident."""
         keep: list[Track] = []
         for t in sorted(self.tracks, key=lambda t: -t.score):
-            if all(iou(self._image_box(t), self._image_box(k)) <= overlap for k in keep):
+            if all(overlap(self._image_box(t), self._image_box(k)) <= max_overlap for k in keep):
                 keep.append(t)
         self.tracks = [t for t in self.tracks if t in keep]
 

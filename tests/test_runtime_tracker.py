@@ -40,11 +40,11 @@ def test_upright_box_equals_tight_box_without_roll():
 
 
 def test_detect_only_to_acquire_or_when_lost():
-    tr = Tracker(max_faces=1, min_score=0.3)
+    tr = Tracker(max_faces=1, min_score=0.3, redetect_every=0)
     assert tr.needs_detection()
     (track,) = tr.add_detections([[70, 70, 130, 130]])
     assert tr.update(track, face_points(), np.full(68, 0.8))
-    for _ in range(100):  # a full tracker never re-detects
+    for _ in range(100):  # with redetect_every=0 the tracker never re-detects while it tracks
         tr.end_frame()
         assert not tr.needs_detection()
     assert not tr.update(track, face_points(), np.full(68, 0.1))  # confidence dropped
@@ -127,3 +127,18 @@ def test_implausible_jumps_drop_the_track():
     assert tr.update(t, face_points(size=60), np.full(68, 0.9))  # detector box -> landmark box: no check
     assert not tr.update(t, face_points(size=200), np.full(68, 0.9))
     assert tr.tracks == []
+
+
+def test_periodic_detection_reseeds_drifted_tracks():
+    tr = Tracker(max_faces=2, redetect_every=3)
+    (t,) = tr.add_detections([([70, 70, 130, 130], 5.0)])
+    assert t.angle_deg == 5.0
+    tr.update(t, face_points(size=60), np.full(68, 0.9))
+    for _ in range(3):
+        tr.end_frame()
+    assert tr.needs_detection()
+    good = geometry.box_from_points(face_points(size=60))
+    assert tr.add_detections([good + 1.0]) == [] and tr.reseeds == 0  # agrees: left alone
+    tr.update(t, face_points(size=45), np.full(68, 0.9))  # the crop shrank
+    assert tr.add_detections([(good, 3.0)]) == [] and tr.reseeds == 1
+    assert np.allclose(t.box, good) and t.angle_deg == 3.0 and t.from_detector
