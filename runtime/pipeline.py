@@ -67,7 +67,7 @@ class Pipeline:
 
     def __init__(self, model=None, backend: str = "auto", precision: str | None = None, *,
                  detector_model=None, detector=None, detector_threshold: float = 0.6,
-                 max_faces: int = 4, min_score: float = 0.25, redetect_every: int = 10, max_step: float = 1.6,
+                 max_faces: int = 4, min_score: float = 0.25, redetect_every: int = 5, max_step: float = 1.6,
                  smooth: bool = False, smooth_min_cutoff: float = 1.0, smooth_beta: float = 0.05,
                  threads: int | None = None):
         self.backend = open_backend(model if model is not None else default_model(), backend,

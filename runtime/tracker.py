@@ -98,8 +98,8 @@ class Tracker:
     through the crops.
     """
 
-    def __init__(self, max_faces: int = 4, min_score: float = 0.25, redetect_every: int = 10,
-                 rotate: bool = True, max_step: float = 1.6, reseed_size: float = 1.2, reseed_shift: float = 0.2):
+    def __init__(self, max_faces: int = 4, min_score: float = 0.25, redetect_every: int = 5,
+                 rotate: bool = True, max_step: float = 1.6, reseed_size: float = 1.15, reseed_shift: float = 0.15):
         self.max_faces, self.min_score, self.max_step = max_faces, min_score, max_step
         self.redetect_every, self.rotate = redetect_every, rotate
         self.reseed_size, self.reseed_shift = reseed_size, reseed_shift

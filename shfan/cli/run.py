@@ -31,6 +31,9 @@ def build_parser():
     ap.add_argument("--max-faces", type=int, default=4, help="faces tracked at once (default 4)")
     ap.add_argument("--min-score", type=float, default=0.25,
                     help="mean heatmap score below which a track is dropped and re-detected (default 0.25)")
+    ap.add_argument("--redetect-every", type=int, default=5, metavar="N",
+                    help="run the face detector every N frames to check tracks and find new faces "
+                         "(0: only when a track is lost; default 5)")
     ap.add_argument("--stats-json", metavar="FILE", help="write per-stage latency and FPS as JSON at exit")
     ap.add_argument("--threads", type=int, metavar="N", help="ONNX Runtime CPU threads (default: all cores, <= 8)")
     ap.add_argument("--quiet", action="store_true", help="no stats table at exit")
@@ -67,6 +70,8 @@ def _check_args(args):
         fail(f"--max-frames must be >= 1, got {args.max_frames}")
     if args.max_faces < 1:
         fail(f"--max-faces must be >= 1, got {args.max_faces}")
+    if args.redetect_every < 0:
+        fail(f"--redetect-every must be >= 0, got {args.redetect_every}")
     if args.threads is not None and args.threads < 1:
         fail(f"--threads must be >= 1, got {args.threads}")
 
@@ -88,6 +93,7 @@ def main(argv=None):
         source = FrameSource(uri)  # parse first: a bad URI fails before the model loads
         pipeline = Pipeline(args.model, args.backend, args.precision, detector_model=args.detector_model,
                             max_faces=args.max_faces, min_score=args.min_score, smooth=args.smooth,
+                            redetect_every=args.redetect_every,
                             threads=args.threads)
         if not args.headless:
             usable, why = outputs.gui_available()
