@@ -157,12 +157,13 @@ class YuNetDetector:
         """[(box (x0, y0, x1, y1), score)], best first."""
         return [(d.box, d.score) for d in self.detect_faces(image_rgb)]
 
-    def detect_faces(self, image_rgb: np.ndarray) -> list["Detection"]:
-        """Detections with YuNet's eye centres (for the face's roll), best first."""
+    def detect_faces(self, image_rgb: np.ndarray, max_side: int | None = None) -> list["Detection"]:
+        """Detections with YuNet's eye centres (for the face's roll), best first. Frames larger
+        than max_side (default: the detector's) are detected on a downscaled copy."""
         import cv2
 
         h, w = image_rgb.shape[:2]
-        scale = min(1.0, self.max_side / max(h, w))  # big frames: detect on a downscaled copy
+        scale = min(1.0, (max_side or self.max_side) / max(h, w))
         bgr = cv2.cvtColor(image_rgb, cv2.COLOR_RGB2BGR)
         if scale < 1.0:
             bgr = cv2.resize(bgr, (round(w * scale), round(h * scale)), interpolation=cv2.INTER_AREA)

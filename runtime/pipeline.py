@@ -62,13 +62,15 @@ class Pipeline:
     model: None (shipped default), a shfan-build folder, .onnx or .engine/.plan.
     backend: auto | tensorrt | onnxruntime. min_score: mean heatmap score below which a track
     is dropped and the detector re-acquires the face; max_step: largest size change (x) of a
-    tracked face between frames before it counts as lost.
+    tracked face between frames before it counts as lost. check_side: frame size (longest
+    side) for the detector's periodic checks of tracked faces (acquisition uses the detector's
+    own, larger size).
     """
 
     def __init__(self, model=None, backend: str = "auto", precision: str | None = None, *,
                  detector_model=None, detector=None, detector_threshold: float = 0.6,
                  max_faces: int = 4, min_score: float = 0.25, redetect_every: int = 5, max_step: float = 1.6,
-                 smooth: bool = False, smooth_min_cutoff: float = 1.0, smooth_beta: float = 0.05,
+                 check_side: int = 320, smooth: bool = False, smooth_min_cutoff: float = 1.0, smooth_beta: float = 0.05,
                  threads: int | None = None):
         self.backend = open_backend(model if model is not None else default_model(), backend,
                                     precision=precision, threads=threads)
@@ -86,6 +88,7 @@ class Pipeline:
         self.tracker = Tracker(max_faces=max_faces, min_score=min_score, redetect_every=redetect_every,
                                max_step=max_step)
         self.smooth = smooth
+        self.check_side = check_side
         self.smooth_args = (smooth_min_cutoff, smooth_beta)
         self.stats = RunStats()
 
@@ -102,13 +105,15 @@ class Pipeline:
         self.close()
 
     # -- one frame
-    def _detect(self, image, sw) -> list[tuple[np.ndarray, float]]:
-        """[(landmark box, roll_deg)] from the detector (roll 0 for detectors without eyes)."""
+    def _detect(self, image, sw, check: bool = False) -> list[tuple[np.ndarray, float]]:
+        """[(landmark box, roll_deg)] from the detector (roll 0 for detectors without eyes).
+        Periodic checks of tracked faces run on a smaller copy of the frame (check_side)."""
         from shfan.runtime.detector import landmark_box_from_detection
 
         with sw("detect"):
             if hasattr(self.detector, "detect_faces"):
-                return [(landmark_box_from_detection(d.box), d.roll_deg) for d in self.detector.detect_faces(image)]
+                dets = self.detector.detect_faces(image, max_side=self.check_side if check else None)
+                return [(landmark_box_from_detection(d.box), d.roll_deg) for d in dets]
             return [(landmark_box_from_detection(box), 0.0) for box, _ in self.detector.detect(image)]
 
     def _landmarks(self, image, tracks, sw) -> list[tuple]:
@@ -130,7 +135,7 @@ class Pipeline:
         tracker = self.tracker
         detected = False
         if tracker.needs_detection():
-            tracker.add_detections(self._detect(image, sw))
+            tracker.add_detections(self._detect(image, sw, check=bool(tracker.tracks)))
             detected = True
         results = self._landmarks(image, list(tracker.tracks), sw)
         with sw("postprocess"):
