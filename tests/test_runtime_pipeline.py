@@ -193,3 +193,12 @@ def test_demo_landmarks_stay_on_the_face(yunet):
     # detector crops on every frame give 3.4% with it. A lost or mis-mapped face is > 50%.
     assert io.mean() < 8.0 and io.max() < 20.0
     assert stats["detector_runs"] <= 90 // 5 + 3  # tracking carries the face; the detector only checks
+
+
+def test_stream_callback_and_early_stop(tiny_onnx, yunet):
+    seen = []
+    with Pipeline(tiny_onnx, "onnxruntime", detector=yunet, min_score=0.0, max_step=float("inf")) as p:
+        for r in p.stream("demo", callback=seen.append):
+            if r.index == 3:
+                break  # leaving the loop stops the capture thread
+    assert [r.index for r in seen] == [0, 1, 2, 3]
