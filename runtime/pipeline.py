@@ -33,7 +33,7 @@ class Face:
     scores: np.ndarray  # [K] float32 heatmap peaks
     score: float  # mean of scores: the tracker's confidence
     track_id: int = -1
-    detected: bool = False  # this frame's crop came from the detector (not the tracker)
+    detected: bool = False  # first frame of this track: its crop came from a detection
 
 
 @dataclass
