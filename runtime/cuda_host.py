@@ -162,11 +162,13 @@ def available_host_api() -> str | None:
 
     if importlib.util.find_spec("pycuda") is not None:
         return "pycuda"
-    try:
-        if importlib.util.find_spec("cuda") is not None:
-            return "cuda-python"
-    except (ImportError, ValueError):
-        pass
+    # `cuda` alone may be a namespace left by other NVIDIA wheels; look for the runtime bindings.
+    for name in ("cuda.bindings.runtime", "cuda.cudart"):
+        try:
+            if importlib.util.find_spec(name) is not None:
+                return "cuda-python"
+        except (ImportError, ValueError):
+            continue
     return None
 
 

@@ -145,3 +145,19 @@ def test_real_engine_matches_onnxruntime(tmp_path, tiny_onnx):
         trt_be.close()
     assert p1.shape == (5, 68, 2) and np.abs(s1 - s2).max() < 1e-3
     assert np.median(np.abs(p1 - p2)) < 1e-2
+
+
+def test_cuda_host_without_gpu_or_api_names_the_fix():
+    from shfan.runtime import cuda_host
+
+    try:
+        cuda_host.open_cuda_host().close()
+    except BackendError as exc:
+        msg = str(exc)
+        assert "\n" not in msg
+        if cuda_host.available_host_api() is None:
+            assert "pip install pycuda" in msg and "cuda-python" in msg
+        else:
+            assert "shfan-doctor" in msg
+    else:
+        pytest.skip("a GPU and a CUDA host API are usable here")
