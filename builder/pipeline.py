@@ -27,6 +27,7 @@ class BuildOptions:
     precision: str = "best"
     calib_data: str | None = None
     max_calib: int = 512
+    calib_method: str = "entropy"
     max_nme_drift: float = 0.1
     decoder: str = "onnx"
     plugin_lib: str | None = None
@@ -78,6 +79,8 @@ def _validate(opts: BuildOptions) -> None:
         raise BuildError("give either --weights (export from PyTorch) or --onnx (start from an ONNX file), not both")
     if opts.max_calib < MIN_CALIB_FACES:
         raise BuildError(f"--max-calib {opts.max_calib} is below the {MIN_CALIB_FACES} faces int8 needs; use >= 300")
+    if opts.calib_method not in ("entropy", "max"):
+        raise BuildError(f"unknown --calib-method {opts.calib_method!r}; choose entropy or max")
     if opts.max_nme_drift <= 0:
         raise BuildError(f"--max-nme-drift must be > 0 (NME points), got {opts.max_nme_drift}")
     if opts.max_batch < 1 or opts.workspace_mb < 64:
@@ -194,7 +197,7 @@ def _build_int8(src: Path, stage_dir: Path, calib, reference, cfg: dict, opts: B
 
     def quantize(excluded):
         with st.stage(f"int8 PTQ ({len(calib)} faces)") as s:
-            to_int8(src, dst, calib.crops, excluded)
+            to_int8(src, dst, calib.crops, excluded, method=opts.calib_method)
             s["detail"] = f"excluding {', '.join(excluded)}" if excluded else "all layers eligible"
         return dst
 
@@ -216,6 +219,21 @@ def _select(requested: str, measured: dict, bound: float) -> str:
     return min(ok, key=lambda p: measured[p]["latency"])
 
 
+def _engine_key(folder: Path, entry: dict, opts: BuildOptions, trt_info: dict, plugin_sha: str | None) -> str:
+    onnx_name = entry["onnx_decoded"] or entry["onnx"]
+    return plan.engine_cache_key(trt_info["version"], trt_info["sm"], _sha256(folder / onnx_name),
+                                 plugin_sha if opts.decoder == "plugin" else None, opts.max_batch, opts.workspace_mb)
+
+
+def _engine_up_to_date(out: Path, manifest: dict, cache: dict, opts: BuildOptions, trt_info: dict,
+                       plugin_sha: str | None) -> bool:
+    selected = manifest.get("selected_precision")
+    entry = manifest.get("artifacts", {}).get(selected)
+    if not entry or not entry.get("engine") or not (out / entry["engine"]).is_file():
+        return False
+    return cache.get("engines", {}).get(selected) == _engine_key(out, entry, opts, trt_info, plugin_sha)
+
+
 def _engines(stage_dir: Path, manifest_artifacts: dict, selected: str, cfg: dict, opts: BuildOptions,
              trt_info: dict, plugin_sha: str | None, old_cache: dict, st: Stages) -> dict:
     """Build (or reuse) the selected precision's engine; returns {precision: cache key}."""
@@ -223,8 +241,7 @@ def _engines(stage_dir: Path, manifest_artifacts: dict, selected: str, cfg: dict
 
     entry = manifest_artifacts[selected]
     onnx_name = entry["onnx_decoded"] or entry["onnx"]
-    key = plan.engine_cache_key(trt_info["version"], trt_info["sm"], _sha256(stage_dir / onnx_name),
-                                plugin_sha if opts.decoder == "plugin" else None, opts.max_batch, opts.workspace_mb)
+    key = _engine_key(stage_dir, entry, opts, trt_info, plugin_sha)
     name = plan.engine_name(selected, opts.decoder)
     old_engine = Path(opts.out) / name
     if not opts.force and old_cache.get("engines", {}).get(selected) == key and old_engine.is_file():
@@ -265,18 +282,15 @@ def build(opts: BuildOptions, st: Stages | None = None) -> BuildResult:
     source_file = _source_file(opts)
     inputs_key = plan.build_inputs_key(
         source=_sha256(source_file), precision=opts.precision, decoder=opts.decoder,
-        calib=_source_fingerprint(opts.calib_data), max_calib=opts.max_calib, max_nme_drift=opts.max_nme_drift,
+        calib=_source_fingerprint(opts.calib_data), max_calib=opts.max_calib, calib_method=opts.calib_method, max_nme_drift=opts.max_nme_drift,
         shfan=__version__, opset=OPSET)
 
     reuse = (not opts.force and old_cache.get("inputs_key") == inputs_key and bool(old_manifest))
-    if reuse and (trt_info is None or old_manifest.get("tensorrt") == trt_info):
-        selected = old_manifest["selected_precision"]
-        engine_key_ok = trt_info is None or old_cache.get("engines", {}).get(selected)
-        if engine_key_ok:
-            st.note(f"{out} is up to date (same weights, options and calibration data; cache key {inputs_key[:12]}); "
-                    "--force rebuilds")
-            return BuildResult(out, old_manifest, reused=True, tensorrt=trt_info is not None,
-                               next_commands=_next_commands(out, old_manifest, trt_info))
+    if reuse and (trt_info is None or _engine_up_to_date(out, old_manifest, old_cache, opts, trt_info, plugin_sha)):
+        st.note(f"{out} is up to date (same weights, options and calibration data; cache key {inputs_key[:12]}); "
+                "--force rebuilds")
+        return BuildResult(out, old_manifest, reused=True, tensorrt=trt_info is not None,
+                           next_commands=_next_commands(out, old_manifest, trt_info))
 
     with artifacts.staged_folder(out) as stage_dir:
         if reuse:
@@ -360,7 +374,7 @@ def _build_onnx(opts: BuildOptions, stage_dir: Path, st: Stages, add_decoder, ve
             raise BuildError(f"fp16 drift {drift:+.3f} NME points exceeds --max-nme-drift {opts.max_nme_drift}; "
                              "build --precision fp32 or raise the bound")
     if "int8" in wanted and source_precision == "fp32":
-        calibration["method"] = "entropy (ModelOpt ONNX PTQ, symmetric int8 Q/DQ, CPU)"
+        calibration["method"] = f"{opts.calib_method} (ModelOpt ONNX PTQ, symmetric int8 Q/DQ, CPU)"
         dst, guard = _build_int8(src, stage_dir, calib, reference, cfg, opts, st)
         accepted = guard.accepted
         calibration["guard"] = guard.to_dict()

@@ -15,6 +15,7 @@ from shfan.builder.metadata import BuildError, get_metadata, set_metadata
 
 PRECISIONS = ("fp32", "fp16", "int8")
 CHOICES = PRECISIONS + ("best",)
+CALIB_METHODS = ("entropy", "max")  # entropy: better ranges; max: ~5x faster calibration on CPU
 
 
 @contextlib.contextmanager
@@ -33,6 +34,19 @@ def _quiet():
     finally:
         for lg, lv in zip(loggers, levels):
             lg.setLevel(lv)
+
+
+@contextlib.contextmanager
+def _one_line(step: str):
+    """ModelOpt failures become one BuildError line (its own log was silenced above)."""
+    try:
+        yield
+    except BuildError:
+        raise
+    except Exception as exc:  # ModelOpt/ORT raise many types
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
+        raise BuildError(f"{step} failed in ModelOpt ({type(exc).__name__}: {first}); "
+                         "try --precision fp16/fp32 or a newer nvidia-modelopt") from None
 
 
 def _modelopt(what: str):
@@ -63,7 +77,7 @@ def to_fp16(src: Path, dst: Path) -> None:
     autocast = _modelopt("autocast")
     model = onnx.load(str(src))
     meta = get_metadata(model)
-    with _quiet():
+    with _quiet(), _one_line("fp16 AutoCast"):
         converted = autocast.convert_to_f16(model, low_precision_type="fp16", keep_io_types=True)
     onnx.save(converted, str(dst))
     _restamp(dst, meta, "fp16")
@@ -77,10 +91,20 @@ def to_int8(src: Path, dst: Path, calib_crops: np.ndarray, nodes_to_exclude: lis
 
     quantization = _modelopt("quantization")
     meta = get_metadata(onnx.load(str(src), load_external_data=False))
-    with _quiet():
-        quantization.quantize(str(src), quantize_mode="int8", calibration_data={"image": calib_crops.astype(np.float32)},
-                              calibration_method=method, calibration_eps=["cpu"], nodes_to_exclude=nodes_to_exclude or None,
-                              output_path=str(dst), log_level="ERROR", use_zero_point=False)
+    import shutil
+    import tempfile
+
+    # ModelOpt writes intermediate files (_named, _opset19, _reconciled) beside its input:
+    # quantize a copy in a scratch folder so the build folder only gets the result.
+    with tempfile.TemporaryDirectory(prefix="shfan-ptq-") as scratch:
+        work = Path(scratch) / Path(src).name
+        shutil.copy2(src, work)
+        with _quiet(), _one_line("int8 quantization"):
+            quantization.quantize(str(work), quantize_mode="int8",
+                                  calibration_data={"image": calib_crops.astype(np.float32)},
+                                  calibration_method=method, calibration_eps=["cpu"],
+                                  nodes_to_exclude=nodes_to_exclude or None, output_path=str(dst),
+                                  log_level="ERROR", use_zero_point=False)
     if not Path(dst).is_file():
         raise BuildError(f"ModelOpt did not write {dst}; rerun with --precision fp16 or check the log above")
     _restamp(dst, meta, "int8", {"excluded_layers": list(nodes_to_exclude or [])})

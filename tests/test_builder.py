@@ -71,6 +71,9 @@ def test_manifest_shape(built):
         assert isinstance(a["nme_inter_ocular"], float) and isinstance(a["nme_drift"], float)
         assert a["ort_cpu_latency_ms"] > 0
     assert m["artifacts"]["fp32"]["nme_drift"] == 0.0
+    expected = {"manifest.json", "calibration.json", "cache.json"} | {
+        f"model_{p}{suffix}.onnx" for p in ("fp32", "fp16", "int8") for suffix in ("", "_onnx")}
+    assert {p.name for p in built.iterdir()} == expected  # no ModelOpt intermediates left behind
     cal = json.loads((built / "calibration.json").read_text())
     assert cal["calibration_faces"] == 40 and cal["heldout_faces"] >= 16 and cal["reference"] == "ground truth"
     assert cal["guard"]["attempts"][0]["excluded_layers"] == []
