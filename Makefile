@@ -5,6 +5,9 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 # torch pinned to the local 2.13.0 CPU build (an unpinned torch pulls GBs of CUDA wheels)
 TORCH ?= torch==2.13.0
+# YuNet face detector: shfan-run downloads it once (sha256-checked); a local copy skips that.
+DETECTOR ?= $(wildcard ../shared/models/yunet_s_640_640.onnx)
+DETECTOR_FLAG := $(if $(DETECTOR),--detector-model $(DETECTOR),)
 
 .PHONY: install test demo bench doctor plugin clean
 
@@ -21,7 +24,7 @@ test: install
 	$(BIN)/python -m pytest -q
 
 demo: install
-	$(BIN)/shfan-run --source demo --headless --max-frames 300 --output demo.mp4 --jsonl demo.jsonl
+	$(BIN)/shfan-run --source demo --headless --max-frames 300 --output demo.mp4 --jsonl demo.jsonl $(DETECTOR_FLAG)
 
 bench: install
 	$(BIN)/shfan-bench
