@@ -35,6 +35,14 @@ def build_parser():
     return ap
 
 
+def _excluded(patterns: list[str]) -> str:
+    """Short form for the table (calibration.json has the full list)."""
+    if not patterns:
+        return "—"
+    short = ", ".join(p.strip("^/") for p in patterns[:2])
+    return short + (f" +{len(patterns) - 2} more" if len(patterns) > 2 else "")
+
+
 def summary_table(result, total_s: float):
     from rich.table import Table
 
@@ -49,7 +57,7 @@ def summary_table(result, total_s: float):
         nme = "—" if a["nme_inter_ocular"] is None else f"{a['nme_inter_ocular']:.3f}"
         drift = "—" if a["nme_drift"] is None else f"{a['nme_drift']:+.3f}"
         table.add_row(p + mark, f"{a['size_bytes'] / 1e6:.1f} MB", nme, drift, f"{a['ort_cpu_latency_ms']:.1f}",
-                      a["engine"] or "—", ", ".join(a["excluded_layers"]) or "—")
+                      a["engine"] or "—", _excluded(a["excluded_layers"]))
     table.caption = (f"★ selected · NME on held-out faces vs {ref} · decoder {m['decoder']} · "
                      "latency: ONNX Runtime on this CPU, batch 1 (a proxy, not the Jetson)")
     return table
