@@ -1,0 +1,96 @@
+"""shfan-bench: per-stage latency and pipeline FPS for every backend and precision here
+(ONNX Runtime fp32/fp16/int8; TensorRT fp16/int8 with plugin and ONNX-ops decoders where
+TensorRT is installed), against a face-alignment-style FAN-4 PyTorch baseline on the same
+demo frames."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from shfan.cli.common import fail
+
+
+def int_list(text: str) -> tuple[int, ...]:
+    try:
+        values = tuple(int(v) for v in text.split(",") if v.strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected integers separated by commas (e.g. 1,2,4,8), got {text!r}") from None
+    if not values:
+        raise argparse.ArgumentTypeError("give at least one batch size")
+    return values
+
+
+def name_list(text: str) -> tuple[str, ...]:
+    return tuple(v.strip() for v in text.split(",") if v.strip())
+
+
+def build_parser():
+    from shfan.bench import BenchConfig
+
+    d = BenchConfig()
+    ap = argparse.ArgumentParser(prog="shfan-bench", description=__doc__)
+    ap.add_argument("--model", help="shfan-build folder (used as is), .onnx or checkpoint (fp16/int8 built once into "
+                                    "the cache) (default: the shipped model)")
+    ap.add_argument("--precisions", type=name_list, default=d.precisions,
+                    help=f"comma-separated (default {','.join(d.precisions)})")
+    ap.add_argument("--batch-sizes", type=int_list, default=d.batch_sizes,
+                    help=f"comma-separated (default {','.join(map(str, d.batch_sizes))})")
+    ap.add_argument("--warmup", type=int, default=d.warmup, help=f"untimed runs first (default {d.warmup})")
+    ap.add_argument("--repeats", type=int, default=d.repeats, help=f"timed runs per batch size (default {d.repeats})")
+    ap.add_argument("--frames", type=int, default=d.frames, help=f"demo frames for pipeline FPS (default {d.frames})")
+    ap.add_argument("--baseline-frames", type=int, default=d.baseline_frames,
+                    help=f"demo frames for the FAN-4 baseline (default {d.baseline_frames}; ~0.3 s each here)")
+    ap.add_argument("--baseline-weights", type=Path, help="FAN-4 checkpoint for the baseline (default: random weights; "
+                                                          "speed does not depend on them)")
+    ap.add_argument("--no-baseline", action="store_true", help="skip the PyTorch baseline")
+    ap.add_argument("--no-tensorrt", action="store_true", help="skip TensorRT even where it is installed")
+    ap.add_argument("--calib-data", help="faces for int8 calibration (folder, 300-W folder or video; "
+                                         "default: the builder's built-in fallback face)")
+    ap.add_argument("--max-calib", type=int, default=d.max_calib,
+                    help=f"calibration faces (default {d.max_calib}: speed, not accuracy, is measured here)")
+    ap.add_argument("--calib-method", default=d.calib_method, choices=["entropy", "max"],
+                    help=f"int8 calibration (default {d.calib_method}: fastest to build)")
+    ap.add_argument("--cache-dir", type=Path, help="where built fp16/int8 files are kept (default ~/.cache/shfan/bench)")
+    ap.add_argument("--detector-model", help="YuNet .onnx (default: $SHFAN_DETECTOR_MODEL or the cached download)")
+    ap.add_argument("--threads", type=int, help="ONNX Runtime intra-op threads (default: cores, at most 8)")
+    ap.add_argument("--quick", action="store_true", help="smoke run: batch 1-2, 3 repeats, 8 frames, 2 baseline frames")
+    ap.add_argument("--json", action="store_true", help="print one JSON object on stdout (progress stays on stderr)")
+    return ap
+
+
+def config_from_args(args):
+    from shfan.bench import BenchConfig, quick
+
+    config = BenchConfig(model=Path(args.model) if args.model else None, precisions=args.precisions,
+                         batch_sizes=args.batch_sizes, warmup=args.warmup, repeats=args.repeats, frames=args.frames,
+                         baseline_frames=args.baseline_frames, baseline=not args.no_baseline,
+                         baseline_weights=args.baseline_weights, calib_data=args.calib_data, max_calib=args.max_calib,
+                         calib_method=args.calib_method, cache_dir=args.cache_dir, detector_model=args.detector_model,
+                         threads=args.threads, tensorrt=not args.no_tensorrt)
+    return quick(config) if args.quick else config
+
+
+def main(argv=None):
+    args = build_parser().parse_args(argv)
+    from shfan import bench
+    from shfan.errors import ShfanError
+
+    try:
+        report = bench.run(config_from_args(args))
+    except ShfanError as exc:
+        fail(str(exc))
+    except KeyboardInterrupt:
+        fail("interrupted", code=130)
+    if args.json:
+        print(json.dumps(report, indent=2))
+        return
+    from rich.console import Console
+
+    bench.print_tables(report, Console())
+
+
+if __name__ == "__main__":
+    sys.exit(main())
