@@ -143,6 +143,14 @@ def cpu_model(cpuinfo: str | None) -> str | None:
     return None
 
 
+def _dist_and_version(probes, dists) -> str | None:
+    """'onnxruntime-gpu 1.24.4': which of the interchangeable distributions, and its version."""
+    from shfan import doctor
+
+    dist, version = doctor._first_version(probes, dists)
+    return f"{dist} {version}" if dist else None
+
+
 def machine_details(probes=None) -> dict:
     """The facts a reader needs to compare numbers: CPU, cores, RAM, versions, GPU, TensorRT,
     and the load average (another process on the cores slows every number here)."""
@@ -161,8 +169,8 @@ def machine_details(probes=None) -> dict:
         "python": platform.python_version(),
         "shfan": __version__,
         "numpy": np.__version__,
-        "onnxruntime": doctor._first_version(probes, doctor.ONNXRUNTIME_DISTS)[0],
-        "opencv": doctor._first_version(probes, doctor.OPENCV_DISTS)[0],
+        "onnxruntime": _dist_and_version(probes, doctor.ONNXRUNTIME_DISTS),
+        "opencv": _dist_and_version(probes, doctor.OPENCV_DISTS),
         "torch": probes.dist_version("torch"),
         "gpu": ", ".join(f"{name} (sm_{sm})" if sm else name for name, sm in gpus) or None,
         "jetson": jetson,
@@ -592,7 +600,7 @@ def run(config: BenchConfig) -> dict:
     validate(config)
     t_start = time.perf_counter()
     source = resolve_model(config.model)
-    folder = build_folder(source, config, build_precision_choice(config.precisions))
+    folder, build_s = timed(build_folder, source, config, build_precision_choice(config.precisions))
     from shfan.runtime.backend import read_manifest
 
     manifest = read_manifest(folder)
@@ -621,6 +629,7 @@ def run(config: BenchConfig) -> dict:
         "baseline": baseline,
         "speedup": speedup_summary(results, baseline, default_key),
         "elapsed_s": round(time.perf_counter() - t_start, 1),
+        "build_s": round(build_s / 1000.0, 1),
     }
 
 
@@ -668,7 +677,7 @@ def print_tables(report: dict, console) -> None:
 
     m = report["machine"]
     console.print(f"[bold]shfan-bench[/] on {m['cpu']} ({m['cores']} cores, {m['ram_gib']} GiB), "
-                  f"onnxruntime {m['onnxruntime']}, torch {m['torch'] or '—'}, GPU {m['gpu'] or 'none'}, "
+                  f"{m['onnxruntime']}, torch {m['torch'] or '—'}, GPU {m['gpu'] or 'none'}, "
                   f"TensorRT {m['tensorrt'] or 'none'}, load {m['load_average_1m']}")
     stages = Table(title="Stages per batch: median ms (p10–p90)")
     for col in ("backend", "precision", "decoder", "batch", *BATCH_STAGES, "ms/face", "faces/s"):
@@ -698,7 +707,9 @@ def summary_lines(report: dict) -> list[str]:
     cal = report["model"]["calibration"]
     if any(r["precision"] == "int8" for r in report["results"]):
         origin = "built-in fallback face" if cal.get("fallback") else cal.get("source")
-        lines.append(f"int8 calibrated on {cal.get('faces')} faces from {origin} ({cal.get('method')})")
+        kept = report["model"].get("int8_kept_out") or []
+        lines.append(f"int8 calibrated on {cal.get('faces')} faces from {origin} ({cal.get('method')}); "
+                     f"kept out of int8 by the accuracy guard: {', '.join(kept) or 'nothing'}")
     for s in report["skipped"]:
         what = " ".join(str(s[k]) for k in ("backend", "precision", "decoder") if s.get(k))
         lines.append(f"skipped {what}: {s['reason']}")

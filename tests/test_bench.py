@@ -1,0 +1,243 @@
+"""shfan-bench: statistics, report assembly and speedup on real numbers; one --quick --json run."""
+
+import json
+
+import numpy as np
+import pytest
+
+from shfan import bench
+from shfan.doctor import Probes
+
+from conftest import YUNET
+
+CPUINFO = """processor\t: 0
+vendor_id\t: AuthenticAMD
+model name\t: AMD EPYC 7B13 64-Core Processor
+cpu MHz\t\t: 2449.998
+"""
+JETSON_CPUINFO = "processor\t: 0\nBogoMIPS\t: 62.50\nModel\t\t: NVIDIA Jetson Orin Nano Developer Kit\n"
+MEMINFO = "MemTotal:       24641796 kB\nMemFree:         1021300 kB\n"
+
+
+# ------------------------------------------------------------------ statistics
+
+
+def test_spread_median_and_p10_p90():
+    s = bench.spread([1, 2, 3, 4, 5, 6, 7, 8, 9, 10])
+    assert s == {"median_ms": 5.5, "p10_ms": 1.9, "p90_ms": 9.1, "mean_ms": 5.5, "n": 10}
+
+
+def test_spread_resists_one_slow_run():
+    s = bench.spread([12.0, 12.4, 11.8, 12.1, 250.0])
+    assert s["median_ms"] == 12.1
+    assert s["mean_ms"] == pytest.approx(59.66)
+
+
+def test_spread_of_nothing_is_none():
+    assert bench.spread([]) == {"median_ms": None, "p10_ms": None, "p90_ms": None, "mean_ms": None, "n": 0}
+
+
+def test_per_face_sums_stage_medians_and_skips_missing_ones():
+    stages = {"preprocess": bench.spread([0.5]), "infer": bench.spread([30.0]), "decode": bench.spread([]),
+              "postprocess": bench.spread([1.5])}
+    assert bench.per_face(stages, 4) == {"batch_ms": 32.0, "per_face_ms": 8.0, "faces_per_s": 125.0}
+
+
+def test_speedup_ratio():
+    assert bench.speedup(63.5, 3.65) == 17.4
+    assert bench.speedup(63.5, None) is None
+    assert bench.speedup(0.0, 3.65) is None
+
+
+def result(backend, precision, fps):
+    return {"backend": backend, "precision": precision, "decoder": "host subpixel", "pipeline": {"fps": fps}}
+
+
+def test_speedup_summary_default_and_fastest():
+    results = [result("onnxruntime", "fp32", 48.0), result("onnxruntime", "fp16", 41.0),
+               result("onnxruntime", "int8", 55.2)]
+    s = bench.speedup_summary(results, {"fps": 3.2}, ("onnxruntime", "fp32"))
+    assert s["default"]["precision"] == "fp32" and s["default"]["ratio"] == 15.0
+    assert s["fastest"]["precision"] == "int8" and s["fastest"]["ratio"] == 17.25
+    assert s["goal"] == 5.0 and s["meets_goal"] is True
+
+
+def test_speedup_summary_below_goal_and_without_baseline():
+    slow = bench.speedup_summary([result("onnxruntime", "fp32", 12.0)], {"fps": 3.0}, ("onnxruntime", "fp32"))
+    assert slow["default"]["ratio"] == 4.0 and slow["meets_goal"] is False
+    none = bench.speedup_summary([result("onnxruntime", "fp32", 12.0)], None, ("onnxruntime", "fp32"))
+    assert none["default"]["ratio"] is None and none["meets_goal"] is None
+
+
+# ------------------------------------------------------------------ machine, options
+
+
+def test_cpu_model_x86_and_jetson():
+    assert bench.cpu_model(CPUINFO) == "AMD EPYC 7B13 64-Core Processor"
+    assert bench.cpu_model(JETSON_CPUINFO) == "NVIDIA Jetson Orin Nano Developer Kit"
+    assert bench.cpu_model(None) is None
+
+
+def test_machine_details_from_probes():
+    probes = Probes.from_dicts(files={"/proc/cpuinfo": CPUINFO, "/proc/meminfo": MEMINFO},
+                               versions={"onnxruntime-gpu": "1.24.4", "torch": "2.13.0+cpu"})
+    m = bench.machine_details(probes)
+    assert m["cpu"] == "AMD EPYC 7B13 64-Core Processor"
+    assert m["ram_gib"] == 23.5
+    assert m["onnxruntime"] == "onnxruntime-gpu 1.24.4"
+    assert m["torch"] == "2.13.0+cpu"
+    assert m["gpu"] is None and m["tensorrt"] is None
+    assert m["cores"] >= 1 and m["python"].count(".") == 2
+
+
+def test_build_precision_choice():
+    assert bench.build_precision_choice(["fp32"]) == "fp32"
+    assert bench.build_precision_choice(["fp32", "fp16"]) == "fp16"
+    assert bench.build_precision_choice(["int8"]) == "int8"
+    assert bench.build_precision_choice(["fp32", "fp16", "int8"]) == "best"
+
+
+def test_quick_keeps_small_batches_and_few_repeats():
+    q = bench.quick(bench.BenchConfig())
+    assert q.batch_sizes == (1, 2) and q.repeats == 3 and q.baseline_frames == 2
+    assert bench.quick(bench.BenchConfig(batch_sizes=(4, 8))).batch_sizes == (1,)
+
+
+@pytest.mark.parametrize("config, message", [
+    (bench.BenchConfig(precisions=("fp8",)), "unknown precision fp8"),
+    (bench.BenchConfig(batch_sizes=(0, 2)), "--batch-sizes"),
+    (bench.BenchConfig(repeats=0), "--repeats"),
+])
+def test_validate_names_the_bad_option(config, message):
+    with pytest.raises(bench.BenchError, match=message):
+        bench.validate(config)
+
+
+def test_resolve_model_errors(tmp_path):
+    with pytest.raises(bench.BenchError, match="no such model"):
+        bench.resolve_model(tmp_path / "nope.onnx")
+    with pytest.raises(bench.BenchError, match="without manifest.json"):
+        bench.resolve_model(tmp_path)
+    engine = tmp_path / "model.engine"
+    engine.write_bytes(b"x")
+    with pytest.raises(bench.BenchError, match="shfan-build folder"):
+        bench.resolve_model(engine)
+    (tmp_path / "manifest.json").write_text("{}")
+    assert bench.resolve_model(tmp_path).kind == "build"
+
+
+def test_cli_batch_sizes_parse():
+    from shfan.cli.bench import build_parser
+
+    args = build_parser().parse_args(["--batch-sizes", "1,2,4,8", "--precisions", "fp32,int8"])
+    assert args.batch_sizes == (1, 2, 4, 8) and args.precisions == ("fp32", "int8")
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["--batch-sizes", "1,x"])
+
+
+# ------------------------------------------------------------------ baseline geometry
+
+
+def test_fa_center_scale_as_face_alignment():
+    center, scale = bench.fa_center_scale([100.0, 100.0, 300.0, 340.0])
+    np.testing.assert_allclose(center, [200.0, 220.0 - 0.12 * 240.0])
+    assert scale == pytest.approx(440.0 / 195.0)
+
+
+def test_fa_crop_centres_the_face_and_pads_outside():
+    image = np.zeros((480, 640, 3), np.uint8)
+    image[190:210, 290:310] = 255  # a bright square at (300, 200)
+    crop = bench.fa_crop(image, np.array([300.0, 200.0]), 1.0, 256)
+    assert crop.shape == (256, 256, 3)
+    ys, xs = np.nonzero(crop[..., 0] > 128)
+    assert abs(xs.mean() - 128) < 3 and abs(ys.mean() - 128) < 3
+    edge = bench.fa_crop(image, np.array([5.0, 5.0]), 1.0, 256)  # mostly outside: zero padding
+    assert edge.shape == (256, 256, 3) and edge[:100, :100].max() == 0
+
+
+def test_fa_points_to_image_inverts_the_crop():
+    center, scale = np.array([300.0, 200.0]), 2.0  # a 400 px square around (300, 200)
+    pts = bench.fa_points_to_image(np.array([[32.0, 32.0], [0.0, 0.0], [64.0, 64.0]]), center, scale, 64)
+    np.testing.assert_allclose(pts, [[300.0, 200.0], [100.0, 0.0], [500.0, 400.0]])
+
+
+# ------------------------------------------------------------------ tables from a report
+
+REPORT = {
+    "machine": {"cpu": "AMD EPYC", "cores": 2, "ram_gib": 23.5, "onnxruntime": "onnxruntime 1.24.4",
+                "torch": "2.13.0", "gpu": None, "tensorrt": None, "load_average_1m": 0.1},
+    "model": {"calibration": {"source": "helen_train", "fallback": False, "faces": 128, "method": "max"},
+              "int8_kept_out": ["^/l0/"]},
+    "frames": {"count": 90},
+    "detect": bench.spread([4.1, 4.3, 4.0]),
+    "results": [{"backend": "onnxruntime", "precision": "int8", "decoder": "host subpixel",
+                 "batches": {"1": {"stages": {"preprocess": bench.spread([0.3]), "infer": bench.spread([11.2]),
+                                              "decode": bench.spread([0.7]), "postprocess": bench.spread([0.2])},
+                                   **bench.per_face({"x": bench.spread([12.4])}, 1)}},
+                 "pipeline": {"fps": 64.0, "stages": {s: bench.spread([1.0, 2.0]) for s in bench.PIPELINE_STAGES}}}],
+    "skipped": [{"backend": "tensorrt", "reason": "TensorRT is not importable here"}],
+    "baseline": {"fps": 3.2, "stages": {s: bench.spread([300.0]) for s in bench.PIPELINE_STAGES}},
+}
+REPORT["speedup"] = bench.speedup_summary(REPORT["results"], REPORT["baseline"], ("onnxruntime", "int8"))
+
+
+def test_table_rows_carry_medians_spread_and_ratio():
+    (row,) = bench.stage_rows(REPORT)
+    assert row[:4] == ["onnxruntime", "int8", "host subpixel", "1"]
+    assert row[5] == "11.20 (11.2–11.2)" and row[-2:] == ["12.40", "81"]
+    shfan_row, base_row = bench.pipeline_rows(REPORT)
+    assert shfan_row[1] == "64.0" and shfan_row[-1] == "20.0x"
+    assert base_row[0].startswith("baseline") and base_row[1] == "3.20"
+
+
+def test_summary_lines_say_ratio_calibration_and_skips():
+    text = "\n".join(bench.summary_lines(REPORT))
+    assert "64.0 FPS vs baseline 3.20 FPS = 20.0x" in text
+    assert "128 faces from helen_train" in text and "^/l0/" in text
+    assert "skipped tensorrt: TensorRT is not importable here" in text
+
+
+def test_print_tables_renders(capsys):
+    from rich.console import Console
+
+    bench.print_tables(REPORT, Console(width=200))
+    out = capsys.readouterr().out
+    assert "Stages per batch" in out and "vs baseline" in out and "20.0x" in out
+
+
+# ------------------------------------------------------------------ smoke run
+
+
+@pytest.mark.slow
+def test_quick_json_smoke_run(tmp_path, capsys):
+    """Tiny random model, fp32 only: every stage measured, every field present (< 60 s)."""
+    pytest.importorskip("torch")
+    pytest.importorskip("onnxruntime")
+    pytest.importorskip("skimage")
+    if not YUNET.is_file():
+        pytest.skip("../shared/models/yunet_s_640_640.onnx not present")
+    from shfan.cli.bench import main
+    from shfan.model import FAN, ModelConfig, save_checkpoint
+
+    ckpt = tmp_path / "tiny.pt"
+    save_checkpoint(FAN(ModelConfig(stacks=1, width=32, input_size=64)), ckpt)
+    main(["--model", str(ckpt), "--quick", "--json", "--precisions", "fp32", "--cache-dir", str(tmp_path / "cache"),
+          "--detector-model", str(YUNET), "--threads", "1"])
+    report = json.loads(capsys.readouterr().out)
+    for key in ("machine", "settings", "model", "frames", "detect", "results", "skipped", "baseline", "speedup"):
+        assert key in report
+    assert report["machine"]["cpu"] and report["machine"]["cores"] >= 1 and "tensorrt" in report["machine"]
+    (r,) = report["results"]
+    assert (r["backend"], r["precision"]) == ("onnxruntime", "fp32")
+    assert set(r["batches"]) == {"1", "2"}
+    for row in r["batches"].values():
+        for stage in bench.BATCH_STAGES:
+            assert row["stages"][stage]["median_ms"] > 0
+    assert report["detect"]["median_ms"] > 0
+    assert r["pipeline"]["fps"] > 0 and r["pipeline"]["detector_runs"] > 0  # random weights: faces may be dropped
+    for stage in ("preprocess", "infer", "postprocess", "total"):
+        assert r["pipeline"]["stages"][stage]["median_ms"] > 0
+    assert report["baseline"]["fps"] > 0 and report["baseline"]["stages"]["infer"]["median_ms"] > 0
+    assert report["speedup"]["default"]["ratio"] == pytest.approx(r["pipeline"]["fps"] / report["baseline"]["fps"],
+                                                                   rel=0.01)
+    assert "meets_goal" in report["speedup"]
