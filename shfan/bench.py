@@ -47,9 +47,9 @@ class BenchConfig:
     precisions: tuple[str, ...] = ORT_PRECISIONS
     batch_sizes: tuple[int, ...] = (1, 2, 4, 8)
     warmup: int = 3
-    repeats: int = 15
+    repeats: int = 20
     frames: int = 90
-    baseline_frames: int = 8
+    baseline_frames: int = 10
     baseline: bool = True
     baseline_weights: Path | None = None
     calib_data: str | None = None
@@ -426,6 +426,19 @@ def run_case(case: Case, faces, frames, detector, config: BenchConfig) -> dict:
             "model": str(case.model), "batches": batches, "pipeline": pipe}
 
 
+def run_cases(cases: list[Case], faces, frames, detector, config: BenchConfig) -> tuple[list[dict], list[dict]]:
+    """Every case that opens and runs; the others are reported with their one-line reason."""
+    results, failed = [], []
+    for case in cases:
+        try:
+            results.append(run_case(case, faces, frames, detector, config))
+        except ShfanError as exc:
+            log(f"{case.backend} {case.precision} ({case.decoder}) skipped: {exc}")
+            failed.append({"backend": case.backend, "precision": case.precision, "decoder": case.decoder,
+                           "reason": str(exc)})
+    return results, failed
+
+
 def ort_cases(folder: Path, precisions) -> tuple[list[Case], list[dict]]:
     have, missing = available_precisions(folder, precisions)
     cases = [Case("onnxruntime", p, "host subpixel", folder) for p in have]
@@ -600,17 +613,17 @@ def run(config: BenchConfig) -> dict:
     validate(config)
     t_start = time.perf_counter()
     source = resolve_model(config.model)
+    detector = open_detector(config)  # before the build: a missing detector fails fast
     folder, build_s = timed(build_folder, source, config, build_precision_choice(config.precisions))
     from shfan.runtime.backend import read_manifest
 
     manifest = read_manifest(folder)
     log(f"rendering {config.frames} demo frames; detecting faces")
     frames = demo_frames(max(config.frames, config.baseline_frames))
-    detector = open_detector(config)
     faces, detect = detect_all(detector, frames)
     cases, skipped = ort_cases(folder, config.precisions)
     trt_cases, trt_skipped = tensorrt_cases(source, config)
-    results = [run_case(case, faces, frames[:config.frames], detector, config) for case in cases + trt_cases]
+    results, failed = run_cases(cases + trt_cases, faces, frames[:config.frames], detector, config)
     baseline = run_baseline(detector, frames, config) if config.baseline else None
     default_key = ("onnxruntime", default_precision(source, folder))
     return {
@@ -625,7 +638,7 @@ def run(config: BenchConfig) -> dict:
         "frames": {"source": "demo", "count": config.frames, "size": list(FRAME_SIZE), "with_face": len(faces)},
         "detect": detect,
         "results": results,
-        "skipped": skipped + trt_skipped,
+        "skipped": skipped + trt_skipped + failed,
         "baseline": baseline,
         "speedup": speedup_summary(results, baseline, default_key),
         "elapsed_s": round(time.perf_counter() - t_start, 1),
@@ -664,7 +677,7 @@ def pipeline_rows(report: dict) -> list[list[str]]:
     for r in report["results"]:
         p = r["pipeline"]
         ratio = speedup(p["fps"], base.get("fps"))
-        rows.append([f"shfan {r['backend']} {r['precision']}", f"{p['fps']:.1f}",
+        rows.append([f"shfan {r['backend']} {r['precision']} ({r['decoder']})", f"{p['fps']:.1f}",
                      *(_mean(p["stages"][k]) for k in PIPELINE_STAGES), f"{ratio:.1f}x" if ratio else "—"])
     if base:
         rows.append(["baseline FAN-4 eager", f"{base['fps']:.2f}", *(_mean(base["stages"][k]) for k in PIPELINE_STAGES),

@@ -99,7 +99,7 @@ def test_build_precision_choice():
 
 def test_quick_keeps_small_batches_and_few_repeats():
     q = bench.quick(bench.BenchConfig())
-    assert q.batch_sizes == (1, 2) and q.repeats == 3 and q.baseline_frames == 2
+    assert q.batch_sizes == (1, 2) and q.repeats == 3 and q.baseline_frames == 2 and q.frames == 8
     assert bench.quick(bench.BenchConfig(batch_sizes=(4, 8))).batch_sizes == (1,)
 
 
