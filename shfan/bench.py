@@ -678,10 +678,11 @@ def pipeline_rows(report: dict) -> list[list[str]]:
         p = r["pipeline"]
         ratio = speedup(p["fps"], base.get("fps"))
         rows.append([f"shfan {r['backend']} {r['precision']} ({r['decoder']})", f"{p['fps']:.1f}",
-                     *(_mean(p["stages"][k]) for k in PIPELINE_STAGES), f"{ratio:.1f}x" if ratio else "—"])
+                     *(_mean(p["stages"][k]) for k in PIPELINE_STAGES), f"{p['faces']}/{p['detector_runs']}",
+                     f"{ratio:.1f}x" if ratio else "—"])
     if base:
         rows.append(["baseline FAN-4 eager", f"{base['fps']:.2f}", *(_mean(base["stages"][k]) for k in PIPELINE_STAGES),
-                     "1.0x"])
+                     f"—/{base['frames']}", "1.0x"])
     return rows
 
 
@@ -700,7 +701,7 @@ def print_tables(report: dict, console) -> None:
     stages.caption = f"detect (YuNet, 640x480 frame): {_ms(report['detect'])} ms per frame"
     console.print(stages)
     pipe = Table(title=f"Pipeline on {report['frames']['count']} demo frames (tracking on): mean ms per frame")
-    for col in ("configuration", "FPS", *PIPELINE_STAGES, "vs baseline"):
+    for col in ("configuration", "FPS", *PIPELINE_STAGES, "faces/detections", "vs baseline"):
         pipe.add_column(col, justify="left" if col == "configuration" else "right")
     for row in pipeline_rows(report):
         pipe.add_row(*row)
@@ -717,6 +718,12 @@ def summary_lines(report: dict) -> list[str]:
         if e and e["ratio"]:
             lines.append(f"speedup ({key}: {e['backend']} {e['precision']}): {e['fps']:.1f} FPS vs baseline "
                          f"{e['baseline_fps']:.2f} FPS = {e['ratio']:.1f}x (goal >= {sp['goal']:.0f}x)")
+    for r in report["results"]:
+        p = r["pipeline"]
+        if p["faces"] == 0:
+            lines.append(f"{r['backend']} {r['precision']}: the tracker kept no face (landmark scores below its "
+                         "min_score: an untrained model?), so the detector ran on every frame: "
+                         "this FPS is the no-tracking worst case")
     cal = report["model"]["calibration"]
     if any(r["precision"] == "int8" for r in report["results"]):
         origin = "built-in fallback face" if cal.get("fallback") else cal.get("source")

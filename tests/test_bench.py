@@ -174,9 +174,10 @@ REPORT = {
                  "batches": {"1": {"stages": {"preprocess": bench.spread([0.3]), "infer": bench.spread([11.2]),
                                               "decode": bench.spread([0.7]), "postprocess": bench.spread([0.2])},
                                    **bench.per_face({"x": bench.spread([12.4])}, 1)}},
-                 "pipeline": {"fps": 64.0, "stages": {s: bench.spread([1.0, 2.0]) for s in bench.PIPELINE_STAGES}}}],
+                 "pipeline": {"fps": 64.0, "faces": 0, "detector_runs": 90,
+                              "stages": {s: bench.spread([1.0, 2.0]) for s in bench.PIPELINE_STAGES}}}],
     "skipped": [{"backend": "tensorrt", "reason": "TensorRT is not importable here"}],
-    "baseline": {"fps": 3.2, "stages": {s: bench.spread([300.0]) for s in bench.PIPELINE_STAGES}},
+    "baseline": {"fps": 3.2, "frames": 10, "stages": {s: bench.spread([300.0]) for s in bench.PIPELINE_STAGES}},
 }
 REPORT["speedup"] = bench.speedup_summary(REPORT["results"], REPORT["baseline"], ("onnxruntime", "int8"))
 
@@ -186,7 +187,7 @@ def test_table_rows_carry_medians_spread_and_ratio():
     assert row[:4] == ["onnxruntime", "int8", "host subpixel", "1"]
     assert row[5] == "11.20 (11.2–11.2)" and row[-2:] == ["12.40", "81"]
     shfan_row, base_row = bench.pipeline_rows(REPORT)
-    assert shfan_row[1] == "64.0" and shfan_row[-1] == "20.0x"
+    assert shfan_row[1] == "64.0" and shfan_row[-2:] == ["0/90", "20.0x"]
     assert base_row[0].startswith("baseline") and base_row[1] == "3.20"
 
 
@@ -195,6 +196,7 @@ def test_summary_lines_say_ratio_calibration_and_skips():
     assert "64.0 FPS vs baseline 3.20 FPS = 20.0x" in text
     assert "128 faces from helen_train" in text and "^/l0/" in text
     assert "skipped tensorrt: TensorRT is not importable here" in text
+    assert "detector ran on every frame" in text  # faces 0: tracking never held
 
 
 def test_print_tables_renders(capsys):
