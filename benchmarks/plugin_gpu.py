@@ -140,19 +140,17 @@ def time_gpu(cp, decoder, iters):
 
 
 def ort_decoder_session(shape, tmp: Path):
-    """ONNX-ops decoder (shfan.codec_torch.HeatmapDecoder) in ONNX Runtime, or None if unavailable."""
+    """The builder's ONNX-ops decoder (shfan.codec_onnx) in ONNX Runtime, or None if unavailable."""
     try:
+        import onnx
         import onnxruntime as ort
-        import torch
 
-        from shfan.codec_torch import HeatmapDecoder
+        from shfan.codec_onnx import decoder_model
     except ImportError as exc:
         print(f"(ONNX Runtime timing skipped: {exc})")
         return None
     path = tmp / "decoder.onnx"
-    torch.onnx.export(HeatmapDecoder(scale=SCALE).eval(), torch.zeros(shape), str(path), dynamo=False,
-                      opset_version=17, input_names=["heatmaps"], output_names=["landmarks", "scores"],
-                      dynamic_axes={"heatmaps": {0: "batch"}})
+    onnx.save(decoder_model("subpixel", 5, 12.0, SCALE, landmarks=shape[1], heatmap_size=shape[2:]), str(path))
     providers = [p for p in ("CUDAExecutionProvider", "CPUExecutionProvider") if p in ort.get_available_providers()]
     sessions = {p: ort.InferenceSession(str(path), providers=[p]) for p in providers}
     # A provider that failed to initialise silently falls back to CPU; keep only the real ones.

@@ -1,11 +1,9 @@
-"""Subpixel heatmap codec in PyTorch: batched, differentiable (training) and exportable to ONNX
-with standard ops (ArgMax, Gather, Exp, ReduceSum) so it runs in ONNX Runtime and in TensorRT
-without the plugin. Same math as the NumPy reference in shfan.codec."""
+"""Subpixel heatmap codec in PyTorch: batched and differentiable (training, the Siamese
+consistency term, PyTorch evaluation). Same math as the NumPy reference in shfan.codec."""
 
 from __future__ import annotations
 
 import torch
-from torch import nn
 
 from shfan.codec import DEFAULT_SIGMA, DEFAULT_TEMPERATURE, DEFAULT_WINDOW, METHODS
 
@@ -18,7 +16,7 @@ def encode(points: torch.Tensor, heatmap_size: int, sigma: float = DEFAULT_SIGMA
     return torch.exp(-(dy2.unsqueeze(-1) + dx2.unsqueeze(-2)) / (2.0 * sigma * sigma))
 
 
-def _argmax_cells(flat: torch.Tensor, width: int):
+def _argmax_cells(flat: torch.Tensor):
     idx = torch.argmax(flat, dim=-1, keepdim=True)  # first occurrence, like ONNX ArgMax default
     score = torch.gather(flat, -1, idx)
     return idx, score
@@ -39,7 +37,7 @@ def decode(
     hm = heatmaps.float()
     b, k, h, w = hm.shape
     flat = hm.reshape(b, k, h * w)
-    idx, score = _argmax_cells(flat, w)
+    idx, score = _argmax_cells(flat)
     x0 = torch.remainder(idx, w)
     y0 = torch.div(idx, w, rounding_mode="floor")
     if method == "argmax":
@@ -83,19 +81,3 @@ def _fan_offsets(flat, x0, y0, h, w):
     u = x0.to(flat.dtype) + 0.5 + 0.25 * inner * torch.sign(at(1, 0) - at(-1, 0))
     v = y0.to(flat.dtype) + 0.5 + 0.25 * inner * torch.sign(at(0, 1) - at(0, -1))
     return u, v
-
-
-class HeatmapDecoder(nn.Module):
-    """Decoder as a module: heatmaps -> (landmarks in network-input pixels, scores).
-
-    `scale` maps heatmap coordinates to network-input pixels (input_size / heatmap_size), as in
-    the SubpixelDecode op contract (DESIGN.md §4)."""
-
-    def __init__(self, method: str = "subpixel", window: int = DEFAULT_WINDOW,
-                 temperature: float = DEFAULT_TEMPERATURE, scale: float = 1.0):
-        super().__init__()
-        self.method, self.window, self.temperature, self.scale = method, window, temperature, scale
-
-    def forward(self, heatmaps: torch.Tensor):
-        pts, scores = decode(heatmaps, self.method, self.window, self.temperature)
-        return pts * self.scale, scores
