@@ -33,6 +33,12 @@ def crops_for(samples: Sequence[Sample], input_size: int, images=None):
     return np.stack(crops), mats
 
 
+def to_image(points, mats) -> np.ndarray:
+    """Crop-pixel points [N, K, 2] -> image pixels through each crop's inverse transform."""
+    return np.stack([geometry.transform_points(np.asarray(p, np.float64), geometry.invert(m))
+                     for p, m in zip(points, mats)])
+
+
 def predict(infer: Infer, samples: Sequence[Sample], input_size: int, batch_size: int = 8,
             images=None, progress: bool = False) -> np.ndarray:
     """Landmarks in image coordinates [N, K, 2] for each sample (GT-box crops)."""
@@ -47,7 +53,7 @@ def predict(infer: Infer, samples: Sequence[Sample], input_size: int, batch_size
         imgs = images[start:start + batch_size] if images is not None else None
         crops, mats = crops_for(chunk, input_size, imgs)
         pts, _ = infer(crops)
-        out.extend(geometry.transform_points(p.astype(np.float64), geometry.invert(m)) for p, m in zip(pts, mats))
+        out.extend(to_image(pts, mats))
         if bar:
             bar.update(len(chunk))
     if bar:

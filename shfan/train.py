@@ -112,9 +112,7 @@ def tune_decoder(model, device, samples, images, windows=(3, 5, 7), temperatures
                          ("subpixel", [(w, t) for w in windows for t in temperatures])]:
         for w, t in grid:
             pts, _ = codec.decode(hms, method, w, t)
-            img_pts = np.stack([geometry.transform_points(p.astype(np.float64) * scale, geometry.invert(m))
-                                for p, m in zip(pts, mats)])
-            results[(method, w, t)] = float(metrics.nme_per_face(img_pts, gt).mean())
+            results[(method, w, t)] = float(metrics.nme_per_face(evaluate.to_image(pts * scale, mats), gt).mean())
     best = min((k for k in results if k[0] == "subpixel"), key=results.get)
     return best[1], best[2], results
 

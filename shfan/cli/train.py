@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import sys
 from pathlib import Path
@@ -75,14 +76,11 @@ def main(argv=None):
     report = {"checkpoint": str(best), "config": model.config.to_dict()}
     if not args.no_tune:
         window, tau, results = trainer.tune_decoder(model, device, val_s, trainer.load_images(val_s))
-        model = fan_model.FAN(fan_model.ModelConfig.from_dict({**cfg.to_dict(), "window": window,
-                                                                "temperature": tau}))
-        model.load_state_dict(fan_model.load_checkpoint(best).state_dict())
-        model.eval()
+        model.config = dataclasses.replace(model.config, window=window, temperature=tau)
         saved = torch.load(best, map_location="cpu", weights_only=False)
-        extra = {k: v for k, v in saved.items() if k not in ("format", "config", "state_dict")}
+        extra = {k: v for k, v in saved.items() if k not in ("format", "config", "state_dict", "decoder_tuning")}
         fan_model.save_checkpoint(model, best, decoder_tuning={f"{m}/w{w}/t{t}": v for (m, w, t), v in results.items()},
-                                  **{k: v for k, v in extra.items() if k != "decoder_tuning"})
+                                  **extra)
         report["decoder_validation_nme"] = {f"{m} w={w} tau={t}": round(v, 4) for (m, w, t), v in results.items()}
         report["chosen"] = {"window": window, "temperature": tau}
     if test_s:
