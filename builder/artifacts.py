@@ -14,6 +14,7 @@ from shfan.builder.metadata import BuildError
 
 MANIFEST = "manifest.json"
 CALIBRATION = "calibration.json"
+CALIBRATION_CACHE = "calibration.cache"  # int8 activation scales, TensorRT calibration-cache format
 CACHE = "cache.json"  # build-input key and engine keys, for reuse on identical rebuilds
 
 

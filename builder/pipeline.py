@@ -11,13 +11,14 @@ from pathlib import Path
 
 from shfan.builder import artifacts, plan
 from shfan.builder.metadata import OPSET, BuildError
-from shfan.builder.precision import CHOICES, PRECISIONS
+from shfan.builder.precision import CALIB_METHODS, CHOICES, PRECISIONS
 from shfan.builder.progress import Stages
 
 MIN_CALIB_FACES = 32
 WARN_CALIB_FACES = 300
 MAX_HOLDOUT = 200
 FALLBACK_FACES = 384
+SENSITIVITY_FACES = 32  # calibration faces (never the held-out ones) used to rank convs
 
 
 @dataclass
@@ -27,7 +28,7 @@ class BuildOptions:
     precision: str = "best"
     calib_data: str | None = None
     max_calib: int = 512
-    calib_method: str = "entropy"
+    calib_method: str = "percentile"
     max_nme_drift: float = 0.1
     decoder: str = "onnx"
     plugin_lib: str | None = None
@@ -79,8 +80,8 @@ def _validate(opts: BuildOptions) -> None:
         raise BuildError("give either --weights (export from PyTorch) or --onnx (start from an ONNX file), not both")
     if opts.max_calib < MIN_CALIB_FACES:
         raise BuildError(f"--max-calib {opts.max_calib} is below the {MIN_CALIB_FACES} faces int8 needs; use >= 300")
-    if opts.calib_method not in ("entropy", "max"):
-        raise BuildError(f"unknown --calib-method {opts.calib_method!r}; choose entropy or max")
+    if opts.calib_method not in CALIB_METHODS:
+        raise BuildError(f"unknown --calib-method {opts.calib_method!r}; choose {', '.join(CALIB_METHODS)}")
     if opts.max_nme_drift <= 0:
         raise BuildError(f"--max-nme-drift must be > 0 (NME points), got {opts.max_nme_drift}")
     if opts.max_batch < 1 or opts.workspace_mb < 64:
@@ -191,31 +192,56 @@ def _load_faces(opts: BuildOptions, cfg: dict, int8_wanted: bool, st: Stages):
 
 def _build_int8(src: Path, stage_dir: Path, calib, reference, cfg: dict, opts: BuildOptions, st: Stages):
     from shfan.builder.precision import to_int8
+    from shfan.calibration import ranges, sensitivity
     from shfan.calibration.guard import guarded_quantize
+    from shfan.calibration.ort_tools import predict_landmarks
 
     dst = stage_dir / "model_int8.onnx"
+    cache = None
+    if opts.calib_method in ranges.RANGE_METHODS:
+        with st.stage(f"int8 ranges ({opts.calib_method})") as s:
+            measured = ranges.conv_input_ranges(src, calib.crops, opts.calib_method)
+            cache = ranges.write_trt_cache(measured, stage_dir / artifacts.CALIBRATION_CACHE)
+            s["detail"] = f"{len(measured)} conv inputs over {len(calib)} faces -> {cache.name}"
 
     def quantize(excluded):
         with st.stage(f"int8 PTQ ({len(calib)} faces)") as s:
-            to_int8(src, dst, calib.crops, excluded, method=opts.calib_method)
-            s["detail"] = f"excluding {', '.join(excluded)}" if excluded else "all layers eligible"
+            to_int8(src, dst, calib.crops, excluded, method=opts.calib_method, calibration_cache=cache)
+            s["detail"] = f"{len(excluded)} convs kept in fp16" if excluded else "every conv in int8"
         return dst
 
-    result = guarded_quantize(quantize, reference, cfg["stacks"], opts.max_nme_drift, st.note)
+    def rank(int8_path):
+        faces = calib.crops[:SENSITIVITY_FACES]
+        with st.stage("int8 sensitivity per conv") as s:
+            fp32_points = predict_landmarks(src, faces, cfg)
+            ranking = sensitivity.rank_convs(int8_path, faces, fp32_points, cfg, progress=_bar("ranking convs"))
+            s["detail"] = "worst: " + ", ".join(f"{n} {d:+.2f}" for n, d in ranking[:3])
+        return ranking
+
+    result = guarded_quantize(quantize, reference, rank, opts.max_nme_drift, st.note)
     return dst, result
+
+
+def _bar(desc: str):
+    """A transient tqdm bar for long loops inside one stage (the stage line stays the record)."""
+    from tqdm import tqdm
+
+    return lambda items: tqdm(items, desc=desc, unit="conv", leave=False)
 
 
 def _measure(path: Path, reference, cfg: dict):
     from shfan.calibration.ort_tools import latency_ms
 
-    nme, drift = reference.measure(path) if reference else (None, None)
+    m = reference.measure(path) if reference else None
+    nme, drift = (m.nme, m.drift) if m else (None, None)
     return nme, drift, latency_ms(path, cfg["input_size"])
 
 
 def _select(requested: str, measured: dict, bound: float) -> str:
     if requested != "best":
         return requested
-    ok = [p for p, m in measured.items() if m["drift"] is None or m["drift"] <= bound]
+    ok = [p for p, m in measured.items()
+          if m.get("within_bound", True) and (m["drift"] is None or m["drift"] <= bound)]
     return min(ok, key=lambda p: measured[p]["latency"])
 
 
@@ -319,6 +345,8 @@ def _reuse_onnx(out: Path, stage_dir: Path, old_manifest: dict, st: Stages):
                 if name:
                     shutil.copy2(out / name, stage_dir / name)
             entry["engine"] = None
+        if (out / artifacts.CALIBRATION_CACHE).is_file():
+            shutil.copy2(out / artifacts.CALIBRATION_CACHE, stage_dir / artifacts.CALIBRATION_CACHE)
         s["detail"] = f"from {out} (same inputs)"
     calibration = artifacts.read_json(out / artifacts.CALIBRATION) or old_manifest.get("calibration", {})
     return old_manifest, calibration
@@ -374,20 +402,22 @@ def _build_onnx(opts: BuildOptions, stage_dir: Path, st: Stages, add_decoder, ve
             raise BuildError(f"fp16 drift {drift:+.3f} NME points exceeds --max-nme-drift {opts.max_nme_drift}; "
                              "build --precision fp32 or raise the bound")
     if "int8" in wanted and source_precision == "fp32":
-        calibration["method"] = f"{opts.calib_method} (ModelOpt ONNX PTQ, symmetric int8 Q/DQ, CPU)"
+        calibration["method"] = f"{opts.calib_method} ranges, ModelOpt ONNX PTQ (symmetric int8 Q/DQ on Conv), CPU"
         dst, guard = _build_int8(src, stage_dir, calib, reference, cfg, opts, st)
         accepted = guard.accepted
         calibration["guard"] = guard.to_dict()
         if not guard.within_bound and opts.precision == "int8":
-            raise BuildError(f"int8 drift {accepted.drift:+.3f} NME points exceeds --max-nme-drift {opts.max_nme_drift} "
-                             f"even with {len(accepted.excluded)} layer groups kept in fp16; use --precision fp16, "
+            raise BuildError(f"int8 drift {accepted.drift:+.3f} NME points (95% upper bound {accepted.drift_upper:+.3f}) "
+                             f"exceeds --max-nme-drift {opts.max_nme_drift} "
+                             f"even with the {len(accepted.excluded)} most sensitive convs kept in fp16; use --precision fp16, "
                              "more/better --calib-data, or a larger bound")
         from shfan.calibration.ort_tools import latency_ms
 
         measured["int8"] = {"nme": accepted.nme, "drift": accepted.drift, "excluded": accepted.excluded,
-                            "latency": latency_ms(dst, cfg["input_size"]), "path": dst}
+                            "latency": latency_ms(dst, cfg["input_size"]), "path": dst,
+                            "within_bound": guard.within_bound}
         st.note(f"int8 accepted: NME {accepted.nme:.3f}, drift {accepted.drift:+.3f}, "
-                f"kept out of int8: {', '.join(accepted.excluded) or 'nothing'}")
+                f"{len(accepted.excluded)} convs kept out of int8{': ' + ', '.join(accepted.excluded) if accepted.excluded else ''}")
     selected = _select(opts.precision, measured, opts.max_nme_drift)
     if opts.precision == "best":
         st.note(f"best = {selected}: fastest within ±{opts.max_nme_drift} NME by ONNX Runtime CPU latency "

@@ -8,7 +8,8 @@ import time
 import numpy as np
 
 
-def session(path, threads: int | None = None):
+def session(model, threads: int | None = None):
+    """A CPU session from a path or serialized ONNX bytes."""
     import os
 
     import onnxruntime as ort
@@ -16,14 +17,16 @@ def session(path, threads: int | None = None):
     opts = ort.SessionOptions()
     opts.intra_op_num_threads = threads or min(os.cpu_count() or 1, 8)
     opts.log_severity_level = 3
-    return ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+    source = model if isinstance(model, bytes) else str(model)
+    return ort.InferenceSession(source, opts, providers=["CPUExecutionProvider"])
 
 
-def predict_landmarks(path, crops: np.ndarray, model_config: dict, batch: int = 16) -> np.ndarray:
-    """Landmarks [N, K, 2] in network-input px from a heatmap-output ONNX (NumPy codec)."""
+def predict_landmarks(model, crops: np.ndarray, model_config: dict, batch: int = 16) -> np.ndarray:
+    """Landmarks [N, K, 2] in network-input px from a heatmap-output ONNX (path or bytes;
+    NumPy codec)."""
     from shfan import codec
 
-    sess = session(path)
+    sess = session(model)
     name = sess.get_inputs()[0].name
     scale = model_config["input_size"] / (model_config["input_size"] // 4)
     out = []

@@ -54,7 +54,7 @@ class BenchConfig:
     baseline_weights: Path | None = None
     calib_data: str | None = None
     max_calib: int = 128
-    calib_method: str = "max"
+    calib_method: str = "percentile"
     cache_dir: Path | None = None
     detector_model: str | None = None
     threads: int | None = None

@@ -71,7 +71,7 @@ def test_manifest_shape(built):
         assert isinstance(a["nme_inter_ocular"], float) and isinstance(a["nme_drift"], float)
         assert a["ort_cpu_latency_ms"] > 0
     assert m["artifacts"]["fp32"]["nme_drift"] == 0.0
-    expected = {"manifest.json", "calibration.json", "cache.json"} | {
+    expected = {"manifest.json", "calibration.json", "cache.json", "calibration.cache"} | {
         f"model_{p}{suffix}.onnx" for p in ("fp32", "fp16", "int8") for suffix in ("", "_onnx")}
     assert {p.name for p in built.iterdir()} == expected  # no ModelOpt intermediates left behind
     cal = json.loads((built / "calibration.json").read_text())
@@ -120,6 +120,22 @@ def test_int8_has_symmetric_qdq(built):
     zero_points = [inits[n.input[2]] for n in model.graph.node if n.op_type == "QuantizeLinear" and len(n.input) > 2
                    and n.input[2] in inits]
     assert all(not np.any(onnx.numpy_helper.to_array(z)) for z in zero_points)  # symmetric
+
+
+def test_int8_scales_come_from_the_measured_cache(built):
+    """The percentile ranges written to calibration.cache are the scales in the int8 graph."""
+    from shfan.calibration.ranges import conv_inputs, read_trt_cache
+
+    cache = read_trt_cache(built / "calibration.cache")
+    fp32 = onnx.load(str(built / "model_fp32.onnx"))
+    assert set(cache) == set(conv_inputs(fp32)) and "image" in cache
+    model = onnx.load(str(built / "model_int8.onnx"))
+    inits = {i.name: onnx.numpy_helper.to_array(i) for i in model.graph.initializer}
+    act_scales = {n.input[0]: float(inits[n.input[1]]) for n in model.graph.node
+                  if n.op_type == "QuantizeLinear" and n.input[0] in cache}
+    assert len(act_scales) == len(cache) - 1  # the image is cast to fp16 before its Q node
+    for name, scale in act_scales.items():
+        assert scale * 127 == pytest.approx(cache[name], rel=2e-3)  # fp16 scale in the graph
 
 
 def test_onnx_decoder_matches_numpy_codec(built):
@@ -246,3 +262,23 @@ def test_out_that_is_not_a_build_folder_is_refused(tiny_checkpoint, tmp_path, ca
     msg = error_of(capsys, ["--weights", str(tiny_checkpoint), "--out", str(precious)])
     assert "not a shfan-build folder" in msg
     assert (precious / "thesis.tex").is_file()
+
+
+def test_tight_bound_walks_the_measured_ladder_and_best_skips_int8(tiny_checkpoint, tmp_path):
+    """A bound int8 cannot meet: every conv is ranked, each ladder step is tried, and `best`
+    falls back to a float precision instead of shipping a failed int8. No --calib-data: the
+    fallback faces have no annotations, so drift is measured against fp32 and cannot be < 0."""
+    out = tmp_path / "tight"
+    main(["--weights", str(tiny_checkpoint), "--precision", "best", "--max-calib", "40", "--max-nme-drift", "0.00001", "--decoder", "none", "--out", str(out)])
+    cal = json.loads((out / "calibration.json").read_text())
+    guard = cal["guard"]
+    assert cal["reference"] == "fp32 predictions"
+    convs = sum(n.op_type == "Conv" for n in onnx.load(str(out / "model_fp32.onnx")).graph.node)
+    assert not guard["within_bound"] and len(guard["sensitivity"]) == convs
+    drifts = [s["nme_drift_alone"] for s in guard["sensitivity"]]
+    assert drifts == sorted(drifts, reverse=True) and drifts[0] > 0
+    kept_out = [len(a["excluded_layers"]) for a in guard["attempts"]]
+    assert kept_out == [0] + [k for k in (4, 8, 12, 16, 24, 32, 48, 64) if k < convs]
+    assert guard["attempts"][-1]["excluded_layers"] == [s["node"] for s in guard["sensitivity"]][:kept_out[-1]]
+    assert all(a["nme_drift_upper95"] >= a["nme_drift"] for a in guard["attempts"])
+    assert manifest(out)["selected_precision"] in ("fp32", "fp16")

@@ -1,11 +1,13 @@
-"""Calibration sources (300-W, fallback, bad inputs), the held-out split and the accuracy
-guard's exclusion ladder, measured on real ONNX files."""
+"""Calibration sources (300-W, fallback, bad inputs), the held-out split, activation ranges,
+per-conv sensitivity and the accuracy guard's exclusion ladder, measured on real ONNX files."""
 
 import numpy as np
 import pytest
 
 from shfan.calibration import sources
-from shfan.calibration.guard import Reference, exclusion_ladder, guarded_quantize, mean_nme
+from shfan.calibration import guard
+from shfan.calibration.guard import Measurement, Reference, exclusion_ladder, guarded_quantize, mean_nme
+from shfan.calibration.ort_tools import predict_landmarks
 from shfan.calibration.sources import CalibrationError, FaceSet
 
 
@@ -70,12 +72,11 @@ def test_image_folder_uses_the_detector(helen_dir, tmp_path):
     assert 1 <= len(faces) <= 4 and faces.points is None and "YuNet" in faces.origin
 
 
-def test_exclusion_ladder_names_the_head_first():
-    ladder = exclusion_ladder(4)
-    assert ladder[0] == [] and ladder[1] == ["^/l3/"]
-    assert all(set(a) < set(b) for a, b in zip(ladder, ladder[1:]))  # each step keeps more out
-    assert "^/m3/" in ladder[3] and "^/conv1/" in ladder[-1]
-    assert exclusion_ladder(1)[1] == ["^/l0/"]
+def test_exclusion_ladder_grows_from_the_most_sensitive():
+    names = [f"/c{i}/Conv" for i in range(30)]
+    ladder = exclusion_ladder(names)
+    assert ladder == [names[:k] for k in (4, 8, 12, 16, 24)]  # never all 30: that would be fp16
+    assert exclusion_ladder(names[:3]) == []
 
 
 @pytest.fixture(scope="module")
@@ -102,19 +103,101 @@ def test_guard_retries_until_within_bound(two_models, helen_dir):
     held = sources.load_faces(helen_dir, 64, 16)
     held.points = None  # measure against the fp32 model's predictions
     ref = Reference.from_fp32(d / "fp32.onnx", held, cfg)
-    assert ref.kind == "fp32 predictions" and ref.measure(d / "fp32.onnx") == (0.0, 0.0)
-    calls = []
+    assert ref.kind == "fp32 predictions" and ref.measure(d / "fp32.onnx") == Measurement(0.0, 0.0, 0.0)
+    ranking = [(f"/c{i}/Conv", 1.0 / (i + 1)) for i in range(10)]
+    calls, ranked = [], []
 
-    def quantize(excluded):  # lossy until the head is kept out, as real int8 often is
+    def quantize(excluded):  # lossy until the worst 8 are kept out
         calls.append(excluded)
-        return d / ("fp32.onnx" if "^/l0/" in excluded else "lossy.onnx")
+        return d / ("fp32.onnx" if "/c7/Conv" in excluded else "lossy.onnx")
 
-    result = guarded_quantize(quantize, ref, stacks=1, bound=0.1)
-    assert calls == [[], ["^/l0/"]]
-    assert result.within_bound and result.accepted.excluded == ["^/l0/"]
+    def rank(path):
+        ranked.append(path)
+        return ranking
+
+    result = guarded_quantize(quantize, ref, rank, bound=0.1)
+    names = [n for n, _ in ranking]
+    assert calls == [[], names[:4], names[:8]] and ranked == [d / "lossy.onnx"]
+    assert result.within_bound and result.accepted.excluded == names[:8]
     assert result.attempts[0].drift > 0.1 and result.accepted.drift == 0.0
-    never = guarded_quantize(lambda excluded: d / "lossy.onnx", ref, stacks=1, bound=0.1)
-    assert not never.within_bound and len(never.attempts) == len(exclusion_ladder(1))
+    assert result.to_dict()["sensitivity"][0] == {"node": "/c0/Conv", "nme_drift_alone": 1.0}
+    never = guarded_quantize(lambda excluded: d / "lossy.onnx", ref, rank, bound=0.1)
+    assert not never.within_bound and len(never.attempts) == 1 + len(exclusion_ladder(names))
+    first_try = guarded_quantize(lambda excluded: d / "fp32.onnx", ref, lambda p: pytest.fail("ranked"), bound=0.1)
+    assert first_try.within_bound and len(first_try.attempts) == 1
+
+
+@pytest.fixture(scope="module")
+def int8_model(two_models, helen_dir):
+    """The tiny model quantized through the builder's own path (measured ranges -> cache ->
+    ModelOpt), plus the faces it was calibrated on."""
+    pytest.importorskip("modelopt.onnx.quantization")
+    from shfan.builder.precision import to_int8
+    from shfan.calibration import ranges
+
+    d, cfg = two_models
+    faces = sources.load_faces(helen_dir, 64, 24)
+    cache = ranges.write_trt_cache(ranges.conv_input_ranges(d / "fp32.onnx", faces.crops), d / "calib.cache")
+    to_int8(d / "fp32.onnx", d / "int8.onnx", faces.crops, calibration_cache=cache)
+    return d / "int8.onnx", faces, cfg
+
+
+def test_ranges_match_an_independent_computation(two_models, helen_dir, tmp_path):
+    from shfan.calibration import ranges
+
+    d, _ = two_models
+    crops = sources.load_faces(helen_dir, 64, 20).crops
+    top = ranges.conv_input_ranges(d / "fp32.onnx", crops, "max")
+    assert top["image"] == pytest.approx(float(crops.max()))
+    pct = ranges.conv_input_ranges(d / "fp32.onnx", crops, "percentile", percentile=90.0)
+    assert pct["image"] == pytest.approx(float(np.percentile(crops, 90.0)), abs=0.01)  # sampled estimate
+    assert set(pct) == set(top) and all(0 < pct[k] <= top[k] for k in top)
+    assert all(pct[k] < top[k] for k in top if k != "image")  # ReLU outputs have long tails
+    back = ranges.read_trt_cache(ranges.write_trt_cache(top, tmp_path / "c.cache"))
+    assert back == pytest.approx(top, rel=1e-6)
+    assert (tmp_path / "c.cache").read_text().startswith("TRT-8501-EntropyCalibration2\n")
+
+
+def test_keep_only_quantized_removes_the_other_qdq(int8_model):
+    onnx = pytest.importorskip("onnx")
+    from shfan.calibration.ort_tools import predict_landmarks
+    from shfan.calibration.sensitivity import keep_only_quantized, quantized_convs
+
+    path, faces, cfg = int8_model
+    model = onnx.load(str(path))
+    convs = quantized_convs(model)
+    assert len(convs) == sum(n.op_type == "Conv" for n in model.graph.node) > 10
+
+    def q_nodes(b):
+        return sum(n.op_type == "QuantizeLinear" for n in onnx.load_from_string(b).graph.node)
+
+    assert q_nodes(keep_only_quantized(model, set(convs))) == q_nodes(model.SerializeToString())
+    assert q_nodes(keep_only_quantized(model, {convs[0]})) == 2  # its activation and its weight
+    assert q_nodes(keep_only_quantized(model, set())) == 0
+    everything = predict_landmarks(keep_only_quantized(model, set(convs)), faces.crops, cfg)
+    np.testing.assert_array_equal(everything, predict_landmarks(path, faces.crops, cfg))
+
+
+def test_a_conv_with_ruined_scales_ranks_first(int8_model, tmp_path):
+    """Make one conv's activation scale 50x too coarse: the ranking must find it."""
+    onnx = pytest.importorskip("onnx")
+    from shfan.calibration.ort_tools import predict_landmarks
+    from shfan.calibration.sensitivity import rank_convs
+
+    path, faces, cfg = int8_model
+    model = onnx.load(str(path))
+    inits = {i.name: i for i in model.graph.initializer}
+    convs = [n for n in model.graph.node if n.op_type == "Conv"]
+    victim = convs[len(convs) // 2]
+    dq = next(n for n in model.graph.node if n.output[0] == victim.input[0])
+    scale = inits[dq.input[1]]
+    scale.CopyFrom(onnx.numpy_helper.from_array(onnx.numpy_helper.to_array(scale) * 50, scale.name))
+    onnx.save(model, str(tmp_path / "ruined.onnx"))
+    fp32 = predict_landmarks(path.parent / "fp32.onnx", faces.crops[:8], cfg)
+    ranking = rank_convs(tmp_path / "ruined.onnx", faces.crops[:8], fp32, cfg)
+    assert ranking[0][0] == victim.name and len(ranking) == len(convs)
+    assert ranking[0][1] > 2 * ranking[1][1]
+    assert [d for _, d in ranking] == sorted((d for _, d in ranking), reverse=True)
 
 
 def test_guard_with_ground_truth_reports_signed_drift(two_models, helen_dir):
@@ -122,6 +205,11 @@ def test_guard_with_ground_truth_reports_signed_drift(two_models, helen_dir):
     held = sources.load_faces(helen_dir, 64, 16)
     ref = Reference.from_fp32(d / "fp32.onnx", held, cfg)
     assert ref.kind == "ground truth" and ref.fp32_nme > 0
-    nme, drift = ref.measure(d / "fp32.onnx")
-    assert nme == pytest.approx(ref.fp32_nme) and drift == pytest.approx(0.0)
+    m = ref.measure(d / "fp32.onnx")
+    assert m.nme == pytest.approx(ref.fp32_nme) and m.drift == pytest.approx(0.0) and m.drift_upper == pytest.approx(0.0)
+    lossy = ref.measure(d / "lossy.onnx")
+    per_face = guard.nme_per_face(predict_landmarks(d / "lossy.onnx", held.crops, cfg), held.points) - ref.fp32_per_face
+    assert lossy.drift == pytest.approx(per_face.mean())
+    se = per_face.std(ddof=1) / np.sqrt(len(per_face))
+    assert lossy.drift_upper == pytest.approx(per_face.mean() + 1.645 * se) and se > 0
     assert mean_nme(held.points, held.points) == 0.0

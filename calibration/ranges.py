@@ -1,0 +1,82 @@
+"""int8 activation ranges measured here and handed to ModelOpt as a TensorRT calibration cache.
+
+Why not ModelOpt's own `max`: the ReLU activations feeding this model's convolutions have a
+maximum ~20x their RMS, so max ranges waste most of int8's resolution (AFW-style held-out
+drift +6 NME points on the default model). A high percentile of |x| clips those rare outliers
+(+1.07 with nothing excluded). ModelOpt's `entropy` also clips, but takes ~10x longer on CPU.
+The cache is TensorRT's own format, so it is also a useful artifact on its own."""
+
+from __future__ import annotations
+
+import struct
+from pathlib import Path
+
+import numpy as np
+
+from shfan.calibration.ort_tools import session
+
+RANGE_METHODS = ("percentile", "max")
+DEFAULT_PERCENTILE = 99.99
+CACHE_HEADER = "TRT-8501-EntropyCalibration2"
+INT8_MAX = 127.0
+
+
+def conv_inputs(model) -> list[str]:
+    """Names of the tensors that feed a Conv (what int8 Q/DQ quantizes), in graph order."""
+    return list(dict.fromkeys(n.input[0] for n in model.graph.node if n.op_type == "Conv"))
+
+
+def conv_input_ranges(onnx_path, crops: np.ndarray, method: str = "percentile",
+                      percentile: float = DEFAULT_PERCENTILE, batch: int = 16, samples: int = 100_000,
+                      seed: int = 0) -> dict[str, float]:
+    """amax of every Conv input over the calibration crops: the maximum of |x|, or a percentile
+    of |x| estimated from a fixed-size random sample per tensor (memory stays bounded)."""
+    import onnx
+
+    if method not in RANGE_METHODS:
+        raise ValueError(f"unknown range method {method!r}; choose {' or '.join(RANGE_METHODS)}")
+    model = onnx.load(str(onnx_path))
+    names = conv_inputs(model)
+    graph_inputs = {i.name for i in model.graph.input}
+    present = {o.name for o in model.graph.output}
+    for name in names:
+        if name not in present and name not in graph_inputs:
+            model.graph.output.append(onnx.helper.make_tensor_value_info(name, onnx.TensorProto.FLOAT, None))
+    sess = session(model.SerializeToString())
+    input_name = sess.get_inputs()[0].name
+    fetch = [n for n in names if n not in graph_inputs]
+    rng = np.random.default_rng(seed)
+    amax = dict.fromkeys(names, 0.0)
+    picked: dict[str, list[np.ndarray]] = {n: [] for n in names}
+    for i in range(0, len(crops), batch):
+        x = np.ascontiguousarray(crops[i:i + batch], np.float32)
+        per_batch = max(1, samples * len(x) // len(crops))  # equal weight per face
+        values = dict(zip(fetch, sess.run(fetch, {input_name: x})))
+        values.update({n: x for n in names if n in graph_inputs})
+        for name in names:
+            a = np.abs(values[name]).ravel()
+            amax[name] = max(amax[name], float(a.max()))
+            if method == "percentile":
+                picked[name].append(rng.choice(a, per_batch))
+    if method == "max":
+        return amax
+    return {n: float(np.percentile(np.concatenate(picked[n]), percentile)) or amax[n] for n in names}
+
+
+def write_trt_cache(ranges: dict[str, float], path) -> Path:
+    """TensorRT calibration cache: a header line, then `tensor: scale` with the scale
+    (amax / 127) as a big-endian float32 in hex. ModelOpt reads it via calibration_cache_path."""
+    path = Path(path)
+    lines = [CACHE_HEADER] + [f"{name}: {struct.pack('!f', max(amax, 1e-12) / INT8_MAX).hex()}"
+                              for name, amax in ranges.items()]
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def read_trt_cache(path) -> dict[str, float]:
+    """Inverse of write_trt_cache: tensor -> amax."""
+    out = {}
+    for line in Path(path).read_text().splitlines()[1:]:
+        name, _, hexval = line.rpartition(": ")
+        out[name] = struct.unpack("!f", bytes.fromhex(hexval))[0] * INT8_MAX
+    return out
