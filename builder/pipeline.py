@@ -18,7 +18,7 @@ MIN_CALIB_FACES = 32
 WARN_CALIB_FACES = 300
 MAX_HOLDOUT = 200
 FALLBACK_FACES = 384
-SENSITIVITY_FACES = 32  # calibration faces (never the held-out ones) used to rank convs
+SENSITIVITY_FACES = 32  # calibration faces (never the held-out ones) that pick ranges and rank convs
 
 
 @dataclass
@@ -190,19 +190,37 @@ def _load_faces(opts: BuildOptions, cfg: dict, int8_wanted: bool, st: Stages):
     return faces, calib, heldout
 
 
-def _build_int8(src: Path, stage_dir: Path, calib, reference, cfg: dict, opts: BuildOptions, st: Stages):
+def _build_int8(src: Path, stage_dir: Path, calib, reference, cfg: dict, opts: BuildOptions, st: Stages,
+                calibration_log: dict):
     from shfan.builder.precision import to_int8
     from shfan.calibration import ranges, sensitivity
-    from shfan.calibration.guard import guarded_quantize
+    from shfan.calibration.guard import guarded_quantize, mean_nme
     from shfan.calibration.ort_tools import predict_landmarks
 
     dst = stage_dir / "model_int8.onnx"
+    tuning = calib.crops[:SENSITIVITY_FACES]  # calibration faces: the held-out ones stay unseen
+    tuning_fp32 = predict_landmarks(src, tuning, cfg)
     cache = None
     if opts.calib_method in ranges.RANGE_METHODS:
         with st.stage(f"int8 ranges ({opts.calib_method})") as s:
-            measured = ranges.conv_input_ranges(src, calib.crops, opts.calib_method)
-            cache = ranges.write_trt_cache(measured, stage_dir / artifacts.CALIBRATION_CACHE)
-            s["detail"] = f"{len(measured)} conv inputs over {len(calib)} faces -> {cache.name}"
+            sample = ranges.sample_conv_inputs(src, calib.crops)
+            cache_path = stage_dir / artifacts.CALIBRATION_CACHE
+            if opts.calib_method == "max":
+                cache = ranges.write_trt_cache(sample.ranges("max"), cache_path)
+                s["detail"] = f"max |x| of {len(sample.amax)} conv inputs over {len(calib)} faces"
+            else:
+                def drift_at(p):  # every conv in int8 with this percentile's ranges, vs fp32
+                    ranges.write_trt_cache(sample.ranges("percentile", p), cache_path)
+                    to_int8(src, dst, calib.crops, [], calibration_cache=cache_path)
+                    return mean_nme(predict_landmarks(dst, tuning, cfg), tuning_fp32)
+
+                scores = {p: drift_at(p) for p in ranges.PERCENTILES}
+                best = min(scores, key=scores.get)
+                cache = ranges.write_trt_cache(sample.ranges("percentile", best), cache_path)
+                calibration_log["percentile"] = best
+                calibration_log["percentile_scores"] = {str(p): round(v, 4) for p, v in scores.items()}
+                s["detail"] = (f"{best}th percentile of |x| over {len(calib)} faces (drift vs fp32 on "
+                               f"{len(tuning)} of them: " + ", ".join(f"{p}: {v:.2f}" for p, v in scores.items()) + ")")
 
     def quantize(excluded):
         with st.stage(f"int8 PTQ ({len(calib)} faces)") as s:
@@ -211,10 +229,8 @@ def _build_int8(src: Path, stage_dir: Path, calib, reference, cfg: dict, opts: B
         return dst
 
     def rank(int8_path):
-        faces = calib.crops[:SENSITIVITY_FACES]
         with st.stage("int8 sensitivity per conv") as s:
-            fp32_points = predict_landmarks(src, faces, cfg)
-            ranking = sensitivity.rank_convs(int8_path, faces, fp32_points, cfg, progress=_bar("ranking convs"))
+            ranking = sensitivity.rank_convs(int8_path, tuning, tuning_fp32, cfg, progress=_bar("ranking convs"))
             s["detail"] = "worst: " + ", ".join(f"{n} {d:+.2f}" for n, d in ranking[:3])
         return ranking
 
@@ -403,7 +419,7 @@ def _build_onnx(opts: BuildOptions, stage_dir: Path, st: Stages, add_decoder, ve
                              "build --precision fp32 or raise the bound")
     if "int8" in wanted and source_precision == "fp32":
         calibration["method"] = f"{opts.calib_method} ranges, ModelOpt ONNX PTQ (symmetric int8 Q/DQ on Conv), CPU"
-        dst, guard = _build_int8(src, stage_dir, calib, reference, cfg, opts, st)
+        dst, guard = _build_int8(src, stage_dir, calib, reference, cfg, opts, st, calibration)
         accepted = guard.accepted
         calibration["guard"] = guard.to_dict()
         if not guard.within_bound and opts.precision == "int8":

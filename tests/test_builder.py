@@ -77,6 +77,8 @@ def test_manifest_shape(built):
     cal = json.loads((built / "calibration.json").read_text())
     assert cal["calibration_faces"] == 40 and cal["heldout_faces"] >= 16 and cal["reference"] == "ground truth"
     assert cal["guard"]["attempts"][0]["excluded_layers"] == []
+    scores = {float(p): v for p, v in cal["percentile_scores"].items()}
+    assert sorted(scores) == [99.0, 99.5, 99.9, 99.99] and cal["percentile"] == min(scores, key=scores.get)
     # export parity on real face crops, reported in calibration.json
     assert cal["parity"]["max_heatmap_diff"] < 1e-4
     assert cal["parity"]["max_landmark_diff_px"] < 1e-2
