@@ -7,8 +7,8 @@ Reference: ground truth when the faces carry annotations (drift = NME_q - NME_fp
 inter-ocular NME), else the fp32 model's own predictions (drift = NME of q against fp32).
 
 The guard accepts on the one-sided 95% upper bound of the mean per-face drift, not the mean
-alone: on the default model, int8 at +0.093 on 142 held-out helen faces (just inside 0.1) was
-+0.148 on AFW. A few hundred faces leave a standard error of a few hundredths of a point."""
+alone: on the previous default model, int8 at +0.093 on 142 held-out helen faces (just inside
+0.1) was +0.148 on AFW. A few hundred faces leave a standard error of a few hundredths of a point."""
 
 from __future__ import annotations
 
@@ -115,9 +115,9 @@ class GuardResult:
 
 def guarded_quantize(quantize, reference: Reference, rank, bound: float, log=lambda msg: None) -> GuardResult:
     """quantize(excluded_node_names) -> path of a quantized ONNX. Tries everything in int8 first;
-    over the bound (by the drift's 95% upper confidence bound), rank(path) orders the quantized nodes by measured sensitivity and the ladder
-    keeps more and more of them out until the drift is within `bound`. The last file written is
-    the accepted one."""
+    over the bound (by the drift's 95% upper confidence bound), rank(path) orders the quantized
+    nodes by measured sensitivity and the ladder keeps more and more of them out until the bound
+    holds. The last file written is the accepted one."""
     result = GuardResult(bound)
 
     def attempt(excluded):
