@@ -284,3 +284,16 @@ def test_tight_bound_walks_the_measured_ladder_and_best_skips_int8(tiny_checkpoi
     assert guard["attempts"][-1]["excluded_layers"] == [s["node"] for s in guard["sensitivity"]][:kept_out[-1]]
     assert all(a["nme_drift_upper95"] >= a["nme_drift"] for a in guard["attempts"])
     assert manifest(out)["selected_precision"] in ("fp32", "fp16")
+
+
+def test_eval_on_a_build_folder_names_the_precision(built, afw_dir, capsys):
+    from shfan.cli.eval import main as eval_main
+
+    capsys.readouterr()
+    reports = {}
+    for extra in ([], ["--precision", "int8"], ["--precision", "fp32"]):
+        eval_main(["--model", str(built), "--data", str(afw_dir), "--limit", "4", "--json", *extra])
+        reports[extra[-1] if extra else "selected"] = json.loads(capsys.readouterr().out)
+    assert reports["selected"]["precision"] == manifest(built)["selected_precision"]
+    assert reports["int8"]["precision"] == "int8" and reports["fp32"]["precision"] == "fp32"
+    assert reports["int8"]["backend"] == "onnxruntime" and reports["int8"]["faces"] == 4

@@ -76,10 +76,15 @@ def main(argv=None):
                  f"{samples[0].points.shape[0]}")
         summary, per_face = evaluate.score(backend.infer, samples, backend.info.input_size,
                                            batch_size=args.batch_size, progress=sys.stderr.isatty())
+        precision = args.precision
+        if model.is_dir() and precision is None:  # a build folder: say which precision was scored
+            from shfan.runtime.backend import read_manifest
+
+            precision = read_manifest(model)["selected_precision"]
     except ShfanError as exc:
         fail(str(exc))
     report = {**summary, "decoder": args.decoder, "backend": backend.name, "model": str(model),
-              "data": str(args.data), "box": args.box}
+              "precision": precision, "data": str(args.data), "box": args.box}
     if args.plot:
         metrics.save_ced_plot({f"{model.name} ({args.decoder})": per_face}, args.plot)
         report["plot"] = args.plot
