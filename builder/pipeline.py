@@ -239,10 +239,11 @@ def _build_int8(src: Path, stage_dir: Path, calib, reference, cfg: dict, opts: B
 
 
 def _bar(desc: str):
-    """A transient tqdm bar for long loops inside one stage (the stage line stays the record)."""
+    """A transient tqdm bar for long loops inside one stage (the stage line stays the record);
+    off when stderr is not a terminal, so logs get the stage lines only."""
     from tqdm import tqdm
 
-    return lambda items: tqdm(items, desc=desc, unit="conv", leave=False)
+    return lambda items: tqdm(items, desc=desc, unit="conv", leave=False, disable=None)
 
 
 def _measure(path: Path, reference, cfg: dict):
