@@ -76,26 +76,12 @@ def sample_conv_inputs(onnx_path, crops: np.ndarray, batch: int = 16, samples: i
     return ActivationSample(amax, {n: np.concatenate(v) for n, v in picked.items()})
 
 
-def conv_input_ranges(onnx_path, crops: np.ndarray, method: str = "percentile",
-                      percentile: float = DEFAULT_PERCENTILE, **sampling) -> dict[str, float]:
-    """amax of every Conv input over the calibration crops: max of |x| or a percentile of it."""
-    return sample_conv_inputs(onnx_path, crops, **sampling).ranges(method, percentile)
-
-
 def write_trt_cache(ranges: dict[str, float], path) -> Path:
     """TensorRT calibration cache: a header line, then `tensor: scale` with the scale
-    (amax / 127) as a big-endian float32 in hex. ModelOpt reads it via calibration_cache_path."""
+    (amax / 127) as a big-endian float32 in hex. ModelOpt reads it via calibration_cache_path
+    (`calib_utils.import_scales_from_calib_cache`)."""
     path = Path(path)
     lines = [CACHE_HEADER] + [f"{name}: {struct.pack('!f', max(amax, 1e-12) / INT8_MAX).hex()}"
                               for name, amax in ranges.items()]
     path.write_text("\n".join(lines) + "\n")
     return path
-
-
-def read_trt_cache(path) -> dict[str, float]:
-    """Inverse of write_trt_cache: tensor -> amax."""
-    out = {}
-    for line in Path(path).read_text().splitlines()[1:]:
-        name, _, hexval = line.rpartition(": ")
-        out[name] = struct.unpack("!f", bytes.fromhex(hexval))[0] * INT8_MAX
-    return out

@@ -38,3 +38,10 @@ def helen_dir():
     if not (FACES68 / "helen_train").is_dir():
         pytest.skip("../shared/data/faces68/helen_train not present")
     return FACES68 / "helen_train"
+
+
+def read_cache_as_modelopt_does(path) -> dict[str, float]:
+    """tensor -> amax, through the reader ModelOpt uses for calibration_cache_path."""
+    calib_utils = pytest.importorskip("modelopt.onnx.quantization.calib_utils")
+    scales = calib_utils.import_scales_from_calib_cache(str(path))
+    return {name.removesuffix("_scale"): scale * 127.0 for name, scale in scales.items()}

@@ -126,9 +126,11 @@ def test_int8_has_symmetric_qdq(built):
 
 def test_int8_scales_come_from_the_measured_cache(built):
     """The percentile ranges written to calibration.cache are the scales in the int8 graph."""
-    from shfan.calibration.ranges import conv_inputs, read_trt_cache
+    from conftest import read_cache_as_modelopt_does
 
-    cache = read_trt_cache(built / "calibration.cache")
+    from shfan.calibration.ranges import conv_inputs
+
+    cache = read_cache_as_modelopt_does(built / "calibration.cache")
     fp32 = onnx.load(str(built / "model_fp32.onnx"))
     assert set(cache) == set(conv_inputs(fp32)) and "image" in cache
     model = onnx.load(str(built / "model_int8.onnx"))

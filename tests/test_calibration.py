@@ -3,9 +3,9 @@ per-conv sensitivity and the accuracy guard's exclusion ladder, measured on real
 
 import numpy as np
 import pytest
+from conftest import read_cache_as_modelopt_does
 
-from shfan.calibration import sources
-from shfan.calibration import guard
+from shfan.calibration import guard, sources
 from shfan.calibration.guard import Measurement, Reference, exclusion_ladder, guarded_quantize, mean_nme
 from shfan.calibration.ort_tools import predict_landmarks
 from shfan.calibration.sources import CalibrationError, FaceSet
@@ -137,7 +137,8 @@ def int8_model(two_models, helen_dir):
 
     d, cfg = two_models
     faces = sources.load_faces(helen_dir, 64, 24)
-    cache = ranges.write_trt_cache(ranges.conv_input_ranges(d / "fp32.onnx", faces.crops), d / "calib.cache")
+    measured = ranges.sample_conv_inputs(d / "fp32.onnx", faces.crops).ranges("percentile", 99.99)
+    cache = ranges.write_trt_cache(measured, d / "calib.cache")
     to_int8(d / "fp32.onnx", d / "int8.onnx", faces.crops, calibration_cache=cache)
     return d / "int8.onnx", faces, cfg
 
@@ -147,13 +148,14 @@ def test_ranges_match_an_independent_computation(two_models, helen_dir, tmp_path
 
     d, _ = two_models
     crops = sources.load_faces(helen_dir, 64, 20).crops
-    top = ranges.conv_input_ranges(d / "fp32.onnx", crops, "max")
+    sample = ranges.sample_conv_inputs(d / "fp32.onnx", crops)
+    top = sample.ranges("max")
     assert top["image"] == pytest.approx(float(crops.max()))
-    pct = ranges.conv_input_ranges(d / "fp32.onnx", crops, "percentile", percentile=90.0)
+    pct = sample.ranges("percentile", 90.0)
     assert pct["image"] == pytest.approx(float(np.percentile(crops, 90.0)), abs=0.01)  # sampled estimate
     assert set(pct) == set(top) and all(0 < pct[k] <= top[k] for k in top)
     assert all(pct[k] < top[k] for k in top if k != "image")  # ReLU outputs have long tails
-    back = ranges.read_trt_cache(ranges.write_trt_cache(top, tmp_path / "c.cache"))
+    back = read_cache_as_modelopt_does(ranges.write_trt_cache(top, tmp_path / "c.cache"))
     assert back == pytest.approx(top, rel=1e-6)
     assert (tmp_path / "c.cache").read_text().startswith("TRT-8501-EntropyCalibration2\n")
 
