@@ -118,8 +118,12 @@ def tune_decoder(model, device, samples, images, windows=(3, 5, 7), temperatures
 
 
 def train(model_cfg: fan_model.ModelConfig, cfg: TrainConfig, train_samples: list[Sample],
-          val_samples: list[Sample], out_dir: Path, resume: bool = False, log=print) -> Path:
-    """Train and return the path of the best checkpoint (by validation NME)."""
+          val_samples: list[Sample], out_dir: Path, resume: bool = False, init_state: dict | None = None,
+          log=print) -> Path:
+    """Train and return the path of the best checkpoint (by validation NME).
+
+    `init_state` starts from those weights with a fresh optimizer and schedule (fine-tuning);
+    `resume` continues OUT/last.pt and wins over it."""
     out_dir.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(cfg.seed)
     torch.set_num_threads(cfg.threads)
@@ -128,6 +132,8 @@ def train(model_cfg: fan_model.ModelConfig, cfg: TrainConfig, train_samples: lis
     cv2.setNumThreads(1)  # forked DataLoader workers deadlock on an inherited OpenCV pool
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     model = fan_model.FAN(model_cfg).to(device)
+    if init_state is not None:
+        model.load_state_dict({k: v.float() for k, v in init_state.items()})
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     steps_per_epoch = math.ceil(len(train_samples) / cfg.batch_size)
     total = cfg.epochs * steps_per_epoch

@@ -65,3 +65,40 @@ def test_short_training_learns_and_resumes(helen_dir, tmp_path):
     trainer.train(TINY, cfg3, samples[:24], samples[24:], tmp_path, resume=True, log=logs.append)
     assert any("resumed" in x and "epoch 2" in x for x in logs)
     assert [json.loads(x)["epoch"] for x in logs if x.startswith("{")] == [3]
+
+
+def test_init_state_starts_from_the_given_weights(helen_dir, tmp_path):
+    samples = read_300w(helen_dir)[:10]
+    torch.manual_seed(123)
+    start = fan.FAN(TINY).state_dict()
+    cfg = trainer.TrainConfig(epochs=1, batch_size=4, lr=1e-12, val_every=1, threads=1)
+    best = trainer.train(TINY, cfg, samples[:8], samples[8:], tmp_path, init_state=start, log=lambda _: None)
+    tuned = fan.load_checkpoint(best).state_dict()
+    fresh = fan.FAN(TINY).state_dict()  # what training from scratch would have started from
+    weight = "l0.weight"
+    assert torch.allclose(tuned[weight], start[weight], atol=1e-6)
+    assert not torch.allclose(fresh[weight], start[weight], atol=1e-3)
+
+
+def _subset(src, dst, n):
+    import shutil
+
+    dst.mkdir()
+    for pts in sorted(src.glob("*.pts"))[:n]:
+        shutil.copy(pts, dst)
+        shutil.copy(next(p for p in src.glob(pts.stem + ".*") if p.suffix != ".pts"), dst)
+    return dst
+
+
+def test_cli_fine_tunes_with_extra_data(helen_dir, afw_dir, tmp_path, capsys):
+    from shfan.cli import train as cli
+
+    main = _subset(helen_dir, tmp_path / "main", 4)
+    extra = _subset(afw_dir, tmp_path / "extra", 3)
+    torch.manual_seed(0)
+    fan.save_checkpoint(fan.FAN(TINY), tmp_path / "tiny.pt")
+    cli.main(["--data", str(main), "--extra-data", str(extra), "--init", str(tmp_path / "tiny.pt"),
+              "--epochs", "1", "--batch-size", "2", "--threads", "1", "--no-tune", "--out", str(tmp_path / "run")])
+    err = capsys.readouterr().err
+    assert "loading 6 training and 1 validation images" in err  # 4 main = 3 + 1 held out, all 3 extra trained
+    assert fan.load_checkpoint(tmp_path / "run" / "best.pt").config == TINY  # architecture from --init

@@ -14,6 +14,8 @@ from shfan.cli.common import fail
 def build_parser():
     ap = argparse.ArgumentParser(prog="shfan-train", description=__doc__)
     ap.add_argument("--data", required=True, help="training dataset (300-W folder or annotation file)")
+    ap.add_argument("--extra-data", action="append", default=[], metavar="PATH",
+                    help="more training data, all of it trained on (no validation split); repeatable")
     ap.add_argument("--format", default="300w", choices=["300w", "wflw"], help="dataset format")
     ap.add_argument("--val-data", help="validation dataset; default: a held-out part of --data")
     ap.add_argument("--val-fraction", type=float, default=0.1, help="share of --data held out for validation")
@@ -32,6 +34,9 @@ def build_parser():
     ap.add_argument("--threads", type=int, default=2, help="torch CPU threads")
     ap.add_argument("--val-every", type=int, default=2, help="validate every N epochs")
     ap.add_argument("--resume", action="store_true", help="continue from OUT/last.pt")
+    ap.add_argument("--init", metavar="CHECKPOINT",
+                    help="fine-tune: start from these weights ('default': the shipped model) with a fresh "
+                         "schedule; the architecture comes from the checkpoint")
     ap.add_argument("--no-tune", action="store_true", help="skip tuning the decoder on validation")
     return ap
 
@@ -59,10 +64,20 @@ def main(argv=None):
             n_val = max(1, int(round(args.val_fraction * len(samples))))
             val_s = [samples[i] for i in sorted(order[:n_val])]
             train_s = [samples[i] for i in sorted(order[n_val:])]
+        for extra in args.extra_data:
+            train_s = train_s + read_dataset(extra, args.format)
         test_s = read_dataset(args.test_data, args.format) if args.test_data else None
-        cfg = fan_model.ModelConfig(stacks=args.stacks, width=args.width, landmarks=len(samples[0].points),
-                                    input_size=args.input_size,
-                                    sigma=args.sigma if args.sigma else codec.DEFAULT_SIGMA)
+        init_state = None
+        if args.init:
+            init_model = fan_model.load_checkpoint(_init_path(args.init))
+            init_state, cfg = init_model.state_dict(), init_model.config
+            if cfg.landmarks != len(samples[0].points):
+                fail(f"--init {args.init} predicts {cfg.landmarks} landmarks but the data has "
+                     f"{len(samples[0].points)}; train from scratch (drop --init)")
+        else:
+            cfg = fan_model.ModelConfig(stacks=args.stacks, width=args.width, landmarks=len(samples[0].points),
+                                        input_size=args.input_size,
+                                        sigma=args.sigma if args.sigma else codec.DEFAULT_SIGMA)
     except (ShfanError, ValueError) as exc:
         fail(str(exc))
     tcfg = trainer.TrainConfig(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
@@ -70,7 +85,7 @@ def main(argv=None):
                                threads=args.threads, val_every=args.val_every)
     out = Path(args.out)
     log = lambda msg: print(msg, file=sys.stderr, flush=True)  # noqa: E731
-    best = trainer.train(cfg, tcfg, train_s, val_s, out, resume=args.resume, log=log)
+    best = trainer.train(cfg, tcfg, train_s, val_s, out, resume=args.resume, init_state=init_state, log=log)
     model = fan_model.load_checkpoint(best)
     device = torch.device("cpu")
     report = {"checkpoint": str(best), "config": model.config.to_dict()}
@@ -87,6 +102,14 @@ def main(argv=None):
         summary, _ = evaluate.score(trainer.torch_infer(model, device), test_s, cfg.input_size)
         report["test"] = summary
     print(json.dumps(report, indent=1))
+
+
+def _init_path(name: str) -> Path:
+    if name == "default":
+        from shfan.weights import DEFAULT_CHECKPOINT
+
+        return DEFAULT_CHECKPOINT
+    return Path(name)
 
 
 if __name__ == "__main__":
