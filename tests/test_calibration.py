@@ -22,6 +22,29 @@ def test_annotated_folder_gives_crops_and_ground_truth(helen_dir):
     np.testing.assert_array_equal(faces.crops, again.crops)  # reproducible choice -> stable cache key
 
 
+def test_jittered_views_move_the_points_with_the_pixels():
+    size, marks = 64, np.array([[20.0, 24.0], [40.0, 30.0], [31.0, 45.0]], np.float32)
+    crops = np.zeros((4, 3, size, size), np.float32)
+    for face in range(4):  # one bright blob per crop, at a different landmark
+        x, y = marks[face % 3]
+        yy, xx = np.mgrid[0:size, 0:size] + 0.5  # pixel centres, our convention
+        crops[face] = np.exp(-((xx - x) ** 2 + (yy - y) ** 2) / 4.0)
+    points = np.repeat(marks[None], 4, axis=0)
+    views = sources.with_jittered_views(FaceSet(crops, points, "t"))
+    assert len(views) == 8 and views.origin == "t + jittered views"
+    np.testing.assert_array_equal(views.crops[:4], crops)  # the clean faces come first, untouched
+    moved = 0
+    for face in range(4, 8):
+        img = views.crops[face, 0]
+        yy, xx = np.mgrid[0:size, 0:size] + 0.5
+        blob = np.array([(xx * img).sum(), (yy * img).sum()]) / img.sum()
+        expected = views.points[face, (face - 4) % 3]
+        assert np.abs(blob - expected).max() < 0.3  # the point follows the warped pixels
+        moved += np.abs(expected - marks[(face - 4) % 3]).max() > 1.0
+    assert moved >= 3  # the views really are jittered
+    assert sources.with_jittered_views(FaceSet(crops, None, "t")).points is None
+
+
 def test_split_is_disjoint_and_bounded():
     faces = FaceSet(np.arange(100, dtype=np.float32).reshape(100, 1, 1, 1), None, "t")
     calib, held = sources.split(faces)
