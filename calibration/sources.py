@@ -202,16 +202,18 @@ def with_jittered_views(faces: FaceSet, seed: int = 2) -> FaceSet:
     drawn as in training), for the guard: deployed crops come from jittery detector boxes and
     rolled heads, not from clean annotation boxes. Measured on the default model: held-out int8
     drift +0.080 on clean crops, +0.108 on jittered ones, +0.129 on AFW."""
+    from dataclasses import replace
+
     from shfan import augment, geometry
 
-    aug = augment.AugmentConfig()
+    geometry_only = replace(augment.AugmentConfig(), flip=False)
     rng = np.random.default_rng(seed)
     size = faces.crops.shape[-1]
+    c, half = size / 2, size / (2 * geometry.CROP_EXPAND)  # the box whose eval crop is the whole crop
     crops, points = [], []
     for i, crop in enumerate(faces.crops):
-        side = size * rng.uniform(1 - aug.scale_jitter, 1 + aug.scale_jitter)
-        centre = size / 2 + rng.uniform(-1, 1, 2) * aug.shift_jitter * side
-        m = geometry.similarity(centre, side, size, rng.uniform(-aug.rotation_deg, aug.rotation_deg))
+        m, _ = augment.random_view(rng, (c - half, c - half, c + half, c + half), size, geometry_only,
+                                   landmarks=0)  # no flip, so no channel permutation
         crops.append(geometry.warp(crop.transpose(1, 2, 0), m, size).transpose(2, 0, 1))
         if faces.points is not None:
             points.append(geometry.transform_points(faces.points[i], m))
