@@ -133,7 +133,7 @@ def train(model_cfg: fan_model.ModelConfig, cfg: TrainConfig, train_samples: lis
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     model = fan_model.FAN(model_cfg).to(device)
     if init_state is not None:
-        model.load_state_dict({k: v.float() for k, v in init_state.items()})
+        model.load_state_dict(init_state)  # copied into this model's fp32 tensors
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     steps_per_epoch = math.ceil(len(train_samples) / cfg.batch_size)
     total = cfg.epochs * steps_per_epoch
