@@ -10,6 +10,7 @@ import json
 import sys
 from pathlib import Path
 
+from shfan.builder.precision import CALIB_METHODS
 from shfan.cli.common import fail
 
 
@@ -51,7 +52,7 @@ def build_parser():
                                          "default: the builder's built-in fallback face)")
     ap.add_argument("--max-calib", type=int, default=d.max_calib,
                     help=f"calibration faces (default {d.max_calib}: speed, not accuracy, is measured here)")
-    ap.add_argument("--calib-method", default=d.calib_method, choices=["percentile", "max", "entropy"],
+    ap.add_argument("--calib-method", default=d.calib_method, choices=CALIB_METHODS,
                     help=f"int8 activation ranges (default {d.calib_method})")
     ap.add_argument("--cache-dir", type=Path, help="where built fp16/int8 files are kept (default ~/.cache/shfan/bench)")
     ap.add_argument("--detector-model", help="YuNet .onnx (default: $SHFAN_DETECTOR_MODEL or the cached download)")

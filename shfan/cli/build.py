@@ -7,6 +7,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from shfan.builder.precision import CALIB_METHODS
 from shfan.cli.common import fail
 
 
@@ -21,9 +22,9 @@ def build_parser():
     ap.add_argument("--calib-data", help="faces for int8 calibration and the accuracy guard: a folder of images, "
                                          "a 300-W folder (.pts used) or a video (default: a built-in fallback face)")
     ap.add_argument("--max-calib", type=int, default=512, help="at most this many calibration faces (default 512)")
-    ap.add_argument("--calib-method", default="percentile", choices=["percentile", "max", "entropy"],
-                    help="int8 activation ranges: percentile (default, 99.99th of |x|), max, or ModelOpt's "
-                         "entropy (~10x slower on CPU)")
+    ap.add_argument("--calib-method", default="percentile", choices=CALIB_METHODS,
+                    help="int8 activation ranges: percentile (default: the 99/99.5/99.9/99.99th of |x| that "
+                         "moves landmarks least), max, or ModelOpt's entropy (~10x slower on CPU)")
     ap.add_argument("--max-nme-drift", type=float, default=0.1,
                     help="largest accepted NME increase over fp32, in inter-ocular NME points (default 0.1)")
     ap.add_argument("--decoder", default="onnx", choices=["plugin", "onnx", "none"],
