@@ -1,6 +1,11 @@
 """Face tracks: the next frame's crop comes from this frame's landmarks, so the detector runs
-only to acquire faces, when a track's confidence (mean heatmap peak) drops, or now and then to
-pick up new faces while fewer than max_faces are tracked."""
+only to acquire faces, when a track's confidence (mean heatmap peak) drops, and every few frames
+to check the tracks and pick up new faces.
+
+A track lives only while the detector confirms it: a landmark model finds peaks anywhere (on
+real footage a track that slid off a face onto a desk kept a mean heatmap score of 0.70, far
+above any usable min_score), so confidence alone cannot drop a ghost. Every detector run is a
+check; a track that no detection overlaps at `max_misses` checks in a row is dropped."""
 
 from __future__ import annotations
 
@@ -25,6 +30,7 @@ class Track:
     score: float = 0.0  # last mean heatmap score
     age: int = 0  # frames since acquisition
     from_detector: bool = True  # this frame's crop came from a detection
+    misses: int = 0  # detector checks in a row that found no face under this track
     filter: object = field(default=None, repr=False)  # One Euro state when smoothing
 
 
@@ -91,7 +97,8 @@ class Tracker:
     `add_detections()`, runs the landmark model on every track's crop and reports back with
     `update()`, which drops tracks whose confidence fell below min_score or whose box jumped.
 
-    Every `redetect_every` frames the detector also checks the tracks: a track whose box
+    Every `redetect_every` frames the detector also checks the tracks: a track that no
+    detection overlaps is dropped after `max_misses` such checks in a row; a track whose box
     disagrees with its detection by more than `reseed_size` x in size or `reseed_shift` of its
     size in position is re-seeded from the detection. This bounds the slow drift (e.g. a crop
     that shrinks a little every frame) that a model with a bias toward its mean shape feeds back
@@ -99,34 +106,46 @@ class Tracker:
     """
 
     def __init__(self, max_faces: int = 4, min_score: float = 0.25, redetect_every: int = 5,
-                 rotate: bool = True, max_step: float = 1.6, reseed_size: float = 1.15, reseed_shift: float = 0.15):
+                 rotate: bool = True, max_step: float = 1.6, reseed_size: float = 1.15, reseed_shift: float = 0.15,
+                 max_misses: int = 1):
         self.max_faces, self.min_score, self.max_step = max_faces, min_score, max_step
         self.redetect_every, self.rotate = redetect_every, rotate
         self.reseed_size, self.reseed_shift = reseed_size, reseed_shift
+        self.max_misses = max_misses
         self.tracks: list[Track] = []
         self.reseeds = 0
+        self.unconfirmed_drops = 0  # tracks dropped because the detector no longer saw a face there
+        self._force = False
         self._ids = itertools.count()
         self._since_detect = 0
 
     def needs_detection(self) -> bool:
         """Detect when nothing is tracked, and every redetect_every frames (0: never) to check
         the tracks and pick up new faces."""
-        if not self.tracks:
+        if not self.tracks or self._force:
             return True
         return self.redetect_every > 0 and self._since_detect >= self.redetect_every
 
-    def add_detections(self, detections, min_overlap: float = 0.5) -> list[Track]:
-        """detections: landmark boxes, or (landmark box, roll_deg) pairs, best first. A detection
-        overlapping a track verifies it (re-seeding it when they disagree); the others start new
-        tracks while there is room. Returns the new tracks."""
+    def request_detection(self):
+        """Run the detector on the next frame (a track looks doubtful)."""
+        self._force = True
+
+    def add_detections(self, detections, min_overlap: float = 0.5, check: bool = True) -> list[Track]:
+        """detections: landmark boxes, or (landmark box, roll_deg) pairs, best first, from a
+        detector run on the whole frame. A detection overlapping a track confirms it (re-seeding
+        it when they disagree); the others start new tracks while there is room. With check, a
+        track that no detection overlaps counts a miss and is dropped at max_misses in a row.
+        Returns the new tracks."""
         self._since_detect = 0
-        new = []
+        self._force = False
+        new, confirmed = [], set()
         for det in detections:
             box, angle = (det, 0.0) if np.ndim(det[0]) == 0 else det
             box = np.asarray(box, np.float64)
             angle = float(angle) if self.rotate else 0.0
             match = max(self.tracks, key=lambda t: overlap(box, self._image_box(t)), default=None)
             if match is not None and overlap(box, self._image_box(match)) > min_overlap:
+                confirmed.add(match.id)
                 if match not in new and not plausible_step(match.box, box, self.reseed_size, self.reseed_shift):
                     match.box, match.angle_deg, match.from_detector = box, angle, True
                     self.reseeds += 1
@@ -136,6 +155,15 @@ class Tracker:
             track = Track(next(self._ids), box, angle_deg=angle)
             self.tracks.append(track)
             new.append(track)
+            confirmed.add(track.id)
+        for t in list(self.tracks):
+            if t.id in confirmed:
+                t.misses = 0
+            elif check and self.max_misses > 0:
+                t.misses += 1
+                if t.misses >= self.max_misses:
+                    self.tracks.remove(t)
+                    self.unconfirmed_drops += 1
         return new
 
     @staticmethod
@@ -174,3 +202,4 @@ class Tracker:
     def reset(self):
         self.tracks.clear()
         self._since_detect = 0
+        self._force = False
