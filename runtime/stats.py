@@ -1,16 +1,22 @@
-"""Per-stage latency and throughput: collected per frame, summarised at exit (rich table,
-JSON)."""
+"""Per-stage latency and throughput: running summaries updated per frame, reported at exit
+(rich table, JSON).
+
+Memory is bounded for runs of any length (the Jetson service runs for months): mean and max are
+exact running values over the whole run, percentiles come from the latest WINDOW frames. (A list
+of per-frame timings grew by ~450 B per frame: ~1.2 GB a day at 30 FPS.)"""
 
 from __future__ import annotations
 
 import json
 import os
 import time
+from collections import deque
 from pathlib import Path
 
 import numpy as np
 
 STAGES = ("capture", "detect", "preprocess", "infer", "postprocess", "total")
+WINDOW = 2048  # frames behind the reported percentiles (~70 s at 30 FPS)
 
 
 class Stopwatch:
@@ -36,10 +42,15 @@ class _Lap:
 
 class RunStats:
     """Frame timings over a run. `total` is the per-frame processing latency (capture wait
-    excluded); FPS is frames over wall time from the first to the last frame."""
+    excluded); FPS is frames over wall time from the first to the last frame. Mean and max
+    cover the whole run; p50/p95 the latest `window` frames."""
 
-    def __init__(self):
-        self.rows: list[dict[str, float]] = []
+    def __init__(self, window: int = WINDOW):
+        self.window = window
+        self.count = 0
+        self.sums = dict.fromkeys(STAGES, 0.0)
+        self.maxima = dict.fromkeys(STAGES, 0.0)
+        self.recent = {stage: deque(maxlen=window) for stage in STAGES}
         self.faces = 0
         self.detections = 0
         self.t_first = self.t_last = None
@@ -50,13 +61,19 @@ class RunStats:
             # The first frame's processing happened before `now`: start the clock there.
             self.t_first = now - (timings.get("total", 0.0) + timings.get("capture", 0.0)) / 1000.0
         self.t_last = now
-        self.rows.append(timings)
+        self.count += 1
+        for stage in STAGES:
+            v = float(timings.get(stage, 0.0))
+            self.sums[stage] += v
+            if v > self.maxima[stage]:
+                self.maxima[stage] = v
+            self.recent[stage].append(v)
         self.faces += faces
         self.detections += int(detected)
 
     @property
     def frames(self) -> int:
-        return len(self.rows)
+        return self.count
 
     def fps(self) -> float:
         if self.frames == 0 or self.t_last is None or self.t_last <= self.t_first:
@@ -66,14 +83,17 @@ class RunStats:
     def summary(self, **extra) -> dict:
         stages = {}
         for stage in STAGES:
-            vals = np.array([r.get(stage, 0.0) for r in self.rows]) if self.rows else np.zeros(0)
-            stages[stage] = ({"mean_ms": float(vals.mean()), "p50_ms": float(np.percentile(vals, 50)),
-                              "p95_ms": float(np.percentile(vals, 95)), "max_ms": float(vals.max())}
-                             if len(vals) else {"mean_ms": 0.0, "p50_ms": 0.0, "p95_ms": 0.0, "max_ms": 0.0})
+            if self.count:
+                recent = np.fromiter(self.recent[stage], np.float64)
+                stages[stage] = {"mean_ms": self.sums[stage] / self.count, "p50_ms": float(np.percentile(recent, 50)),
+                                 "p95_ms": float(np.percentile(recent, 95)), "max_ms": self.maxima[stage]}
+            else:
+                stages[stage] = {"mean_ms": 0.0, "p50_ms": 0.0, "p95_ms": 0.0, "max_ms": 0.0}
         total = stages["total"]["mean_ms"]
         return {"frames": self.frames, "faces": self.faces, "detector_runs": self.detections,
                 "fps": round(self.fps(), 2),
                 "processing_fps": round(1000.0 / total, 2) if total > 0 else 0.0,
+                "percentile_window": min(self.count, self.window),
                 "stages": stages, **extra}
 
     def print_table(self, summary: dict | None = None, file=None):
