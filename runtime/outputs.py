@@ -2,7 +2,9 @@
 
 Files are never left half-written: the video goes to a temporary name and is renamed when it is
 closed normally (removed on abort); each JSON line is written whole and flushed, so a reader
-tailing the file (the Jetson service) always sees complete records.
+tailing the file (the Jetson service) always sees complete records. JSON Lines files are
+appended to, never truncated (a restarted service keeps what it wrote before), and opened only
+when the first record is ready, i.e. after the source opened.
 """
 
 from __future__ import annotations
@@ -86,45 +88,54 @@ class VideoSink:
 
 
 def face_record(face) -> dict:
-    return {"id": face.track_id,
-            "box": [round(float(v), 3) for v in face.box],
-            "score": round(float(face.score), 4),
-            "points": [[round(float(x), 3), round(float(y), 3)] for x, y in face.points],
-            "scores": [round(float(s), 4) for s in face.scores],
-            "detected": bool(face.detected)}
+    return face.to_dict()
 
 
 def result_record(result) -> dict:
-    """One JSON Lines record per frame."""
-    return {"frame": result.index, "timestamp": round(float(result.timestamp), 6),
-            "faces": [face_record(f) for f in result.faces],
-            "latency_ms": round(float(result.timings.get("total", 0.0)), 3),
-            "timings_ms": {k: round(float(v), 3) for k, v in result.timings.items()}}
+    """One JSON Lines record per frame (Result.to_dict(): schema, frame, timestamp, faces, ...)."""
+    return result.to_dict()
 
 
 class JsonlSink:
-    """One JSON object per processed frame; '-' writes to stdout."""
+    """One JSON object per processed frame, appended; '-' writes to stdout. The file is checked
+    here and opened at the first write, so a source that fails to open leaves it untouched."""
 
     def __init__(self, path):
         self.path = str(path)
+        self.f = None
         if self.path == "-":
             self.f = sys.stdout
-        else:
-            p = Path(self.path)
-            if not p.parent.is_dir():
-                raise OutputError(f"{p}: folder {p.parent} does not exist; create it or pick another --jsonl")
-            try:
-                self.f = open(p, "w", encoding="utf-8")
-            except OSError as exc:
-                raise OutputError(f"{p}: cannot write ({exc.strerror})") from None
+            return
+        p = Path(self.path)
+        if not p.parent.is_dir():
+            raise OutputError(f"{p}: folder {p.parent} does not exist; create it or pick another --jsonl")
+        if p.is_dir() or (p.exists() and not os.access(p, os.W_OK)) or not os.access(p.parent, os.W_OK):
+            raise OutputError(f"{p}: cannot write here; pick another --jsonl")
+
+    def _open(self):
+        p = Path(self.path)
+        try:
+            f = open(p, "a+b")
+            # A line cut off by a crash (power loss) would glue onto our first record: end it.
+            if f.tell() > 0:
+                f.seek(-1, os.SEEK_END)
+                if f.read(1) != b"\n":
+                    f.write(b"\n")
+            f.close()
+            self.f = open(p, "a", encoding="utf-8")
+        except OSError as exc:
+            raise OutputError(f"{p}: cannot write ({exc.strerror})") from None
 
     def write(self, result):
+        if self.f is None:
+            self._open()
         self.f.write(json.dumps(result_record(result), separators=(",", ":")) + "\n")
         self.f.flush()
 
     def close(self):
-        if self.f is not sys.stdout:
+        if self.f is not None and self.f is not sys.stdout:
             self.f.close()
+        self.f = None
 
 
 def gui_available() -> tuple[bool, str]:

@@ -194,9 +194,11 @@ class OpenCVDevice:
 
 
 class ImageFolderDevice:
-    """Still images in name order (a folder, or a single image file)."""
+    """Still images in name order (a folder, or a single image file). `still`: consecutive
+    images are unrelated, so the pipeline detects every one afresh instead of tracking."""
 
     live = False
+    still = True
 
     def __init__(self, spec: SourceSpec, fps: float = 30.0):
         self.spec, self.fps = spec, fps
@@ -317,6 +319,7 @@ class FrameSource:
             self.spec = parse_source(source)
             self.device = make_device(self.spec, open_timeout_s, min(read_timeout_s, 5.0))
         self.live = bool(getattr(self.device, "live", False))
+        self.still = bool(getattr(self.device, "still", False))  # unrelated images: no tracking
         self.open_timeout_s, self.read_timeout_s = open_timeout_s, read_timeout_s
         self.reconnect_s, self.max_backoff_s = reconnect_s, max_backoff_s
         self.dropped = 0
