@@ -1,18 +1,33 @@
 """The embeddable API: frames in, faces with 68 landmarks in image pixels out.
 
-    from shfan import Pipeline
+    from shfan import Pipeline, PipelineOptions
     with Pipeline() as p:                       # shipped default model, best backend here
         for result in p.stream("csi://0"):      # or "demo", 0, "video.mp4", "faces/"
             print(result.index, [f.points.shape for f in result.faces])
         faces = p.process(image_rgb).faces      # one still image
+    opts = PipelineOptions(running_mode="video", color="bgr", max_faces=8)
+    with Pipeline(options=opts) as p:           # ROS bgr8 / OpenCV frames, tracked between calls
+        faces = p.process(frame_bgr).faces
+        faces = p.process(frame_bgr, boxes=[[x0, y0, x1, y1]]).faces   # your own detector's boxes
 
 Per frame: crops come from the tracker (previous landmarks) or the detector, all faces go
 through the backend in one batch, and points are mapped back with the exact inverse of each
 crop's similarity transform (DESIGN.md §2).
+
+Thread safety: one lock per Pipeline serialises process()/stream() frames, so concurrent callers
+get exactly the results they would get alone. The cost is that calls from several threads run one
+after another; the backend already uses every core for one call (ONNX Runtime intra-op threads),
+so throughput stays that of one caller. For parallel work open one Pipeline per thread (each has
+its own backend session / TensorRT context).
 """
 
 from __future__ import annotations
 
+import dataclasses
+import logging
+import math
+import os
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,7 +38,45 @@ import numpy as np
 from shfan import geometry
 from shfan.runtime.backend import BackendError, open_backend
 from shfan.runtime.stats import RunStats, Stopwatch
-from shfan.runtime.tracker import Tracker, crop_matrix
+from shfan.runtime.tracker import Track, Tracker, crop_matrix
+
+log = logging.getLogger("shfan.runtime")
+
+SCHEMA_VERSION = 1  # of Result.to_dict() / the JSON Lines records
+
+# YuNet finds faces whose landmark box is >= 24 px wide in its input (AFW faces pasted at each
+# width: 10 px 14 %, 16 px 50 %, 20 px 88 %, 24 px 90 %, 32 px 98 %); the detector's input is
+# scaled so that a face of `min_face` frame pixels has at least this size.
+DETECTOR_MIN_FACE = 24
+
+
+def available_cores() -> int:
+    """CPU cores this process may run on (affinity / container limits), at least 1."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # macOS, Windows
+        return max(1, os.cpu_count() or 1)
+
+
+def detector_side(frame_shape, min_face: float) -> int:
+    """Longest side of the image the detector sees: the whole frame scaled so that a face
+    min_face px wide is DETECTOR_MIN_FACE px there (never upscaled)."""
+    longest = max(frame_shape[0], frame_shape[1])
+    scale = min(1.0, DETECTOR_MIN_FACE / max(float(min_face), 1e-6))
+    return max(1, math.ceil(longest * scale))
+
+
+def thumbnail(image: np.ndarray) -> np.ndarray:
+    """32x18 grey thumbnail for scene-cut detection."""
+    import cv2
+
+    grey = cv2.cvtColor(image, cv2.COLOR_RGB2GRAY)
+    return cv2.resize(grey, (32, 18), interpolation=cv2.INTER_AREA).astype(np.float32)
+
+
+def scene_change(a: np.ndarray | None, b: np.ndarray) -> float:
+    """Mean absolute difference of two thumbnails, 0..1."""
+    return 0.0 if a is None else float(np.abs(a - b).mean() / 255.0)
 
 
 @dataclass
@@ -35,6 +88,14 @@ class Face:
     track_id: int = -1
     detected: bool = False  # first frame of this track: its crop came from a detection
 
+    def to_dict(self) -> dict:
+        return {"id": self.track_id,
+                "box": [round(float(v), 3) for v in self.box],
+                "score": round(float(self.score), 4),
+                "points": [[round(float(x), 3), round(float(y), 3)] for x, y in self.points],
+                "scores": [round(float(s), 4) for s in self.scores],
+                "detected": bool(self.detected)}
+
 
 @dataclass
 class Result:
@@ -45,6 +106,70 @@ class Result:
     image: np.ndarray | None = field(default=None, repr=False)  # the RGB frame
     motion: np.ndarray | None = field(default=None, repr=False)  # demo source: known 2x3 motion
     detector_ran: bool = False  # the face detector ran on this frame
+    scene_cut: bool = False  # tracking was reset: the frame differs too much from the previous one
+
+    def to_dict(self) -> dict:
+        """A JSON-ready record (the --jsonl line), with the schema version."""
+        return {"schema": SCHEMA_VERSION, "frame": self.index, "timestamp": round(float(self.timestamp), 6),
+                "faces": [f.to_dict() for f in self.faces],
+                "latency_ms": round(float(self.timings.get("total", 0.0)), 3),
+                "timings_ms": {k: round(float(v), 3) for k, v in self.timings.items()}}
+
+
+@dataclass
+class PipelineOptions:
+    """Everything a Pipeline can be tuned with (shfan-run flags map onto these).
+
+    running_mode: "image" (every process() call detects afresh: stills, unrelated frames) or
+        "video" (process() continues the tracks of the previous call). stream() always tracks,
+        except on still-image sources (folders), where every image is detected afresh.
+    color: channel order of the images given to process(): "rgb" or "bgr" (OpenCV, ROS bgr8).
+    max_faces: faces tracked at once. min_face: smallest face (px, face width in the frame)
+        the detector must find; it sets the detector's input size (see detector_side).
+    redetect_every: the detector checks the tracks and looks for new faces every N frames
+        (0: only when nothing is tracked or a track is lost). max_misses: checks in a row a
+        track may go without a detection under it before it is dropped.
+    min_score: mean heatmap score below which a track is dropped; max_step: largest size change
+        (x) of a tracked face between frames before it counts as lost.
+    scene_cut: thumbnail difference (0..1) above which tracking restarts from a detection.
+    smooth*: One Euro smoothing of the points. threads: backend CPU threads (capped at the
+    cores available).
+    """
+
+    running_mode: str = "image"
+    color: str = "rgb"
+    max_faces: int = 4
+    min_face: float = 24.0
+    detector_threshold: float = 0.6
+    redetect_every: int = 5
+    max_misses: int = 1
+    min_score: float = 0.25
+    max_step: float = 1.6
+    scene_cut: float = 0.15
+    smooth: bool = False
+    smooth_min_cutoff: float = 1.0
+    smooth_beta: float = 0.05
+    threads: int | None = None
+
+    def validate(self) -> "PipelineOptions":
+        if self.running_mode not in ("image", "video"):
+            raise ValueError(f"running_mode must be 'image' or 'video', got {self.running_mode!r}")
+        if self.color not in ("rgb", "bgr"):
+            raise ValueError(f"color must be 'rgb' or 'bgr', got {self.color!r}")
+        for name in ("max_faces", "max_misses"):
+            if int(getattr(self, name)) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.redetect_every < 0:
+            raise ValueError(f"redetect_every must be >= 0, got {self.redetect_every}")
+        if not self.min_face > 0:
+            raise ValueError(f"min_face must be > 0 px, got {self.min_face}")
+        if self.threads is not None and self.threads < 1:
+            raise ValueError(f"threads must be >= 1, got {self.threads}")
+        return self
+
+
+OPTION_NAMES = frozenset(f.name for f in dataclasses.fields(PipelineOptions))
+IGNORED_KWARGS = frozenset({"check_side"})  # replaced by min_face (checks and acquisition share one size)
 
 
 def default_model() -> Path:
@@ -60,37 +185,51 @@ class Pipeline:
     """Detector + tracker + landmark backend (+ optional One Euro smoothing).
 
     model: None (shipped default), a shfan-build folder, .onnx or .engine/.plan.
-    backend: auto | tensorrt | onnxruntime. min_score: mean heatmap score below which a track
-    is dropped and the detector re-acquires the face; max_step: largest size change (x) of a
-    tracked face between frames before it counts as lost. check_side: frame size (longest
-    side) for the detector's periodic checks of tracked faces (acquisition uses the detector's
-    own, larger size).
+    backend: auto | tensorrt | onnxruntime. options: a PipelineOptions; its fields may also be
+    given as keyword arguments (they override options), as in earlier versions.
+    detector: any object with detect_faces(image, max_side) (YuNetDetector) or
+    detect(image) -> [(box, score)]; detector_model: path to the YuNet .onnx.
     """
 
     def __init__(self, model=None, backend: str = "auto", precision: str | None = None, *,
-                 detector_model=None, detector=None, detector_threshold: float = 0.6,
-                 max_faces: int = 4, min_score: float = 0.25, redetect_every: int = 5, max_step: float = 1.6,
-                 check_side: int = 320, smooth: bool = False, smooth_min_cutoff: float = 1.0, smooth_beta: float = 0.05,
-                 threads: int | None = None):
+                 options: PipelineOptions | None = None, detector_model=None, detector=None, **kwargs):
+        unknown = set(kwargs) - OPTION_NAMES - IGNORED_KWARGS
+        if unknown:
+            raise TypeError(f"Pipeline() got unknown option(s) {', '.join(sorted(unknown))}; "
+                            f"valid: {', '.join(sorted(OPTION_NAMES))}")
+        if kwargs.keys() & IGNORED_KWARGS:
+            log.warning("Pipeline(check_side=...) is ignored; the detector's input size comes from min_face")
+        opts = dataclasses.replace(options or PipelineOptions(),
+                                   **{k: v for k, v in kwargs.items() if k in OPTION_NAMES}).validate()
+        cores = available_cores()
+        if opts.threads is not None and opts.threads > cores:
+            log.warning("threads=%d capped at the %d cores available", opts.threads, cores)
+            opts = dataclasses.replace(opts, threads=cores)
+        self.options = opts
         self.backend = open_backend(model if model is not None else default_model(), backend,
-                                    precision=precision, threads=threads)
+                                    precision=precision, threads=opts.threads)
         self.info = self.backend.info
         self.backend_name = self.backend.name
         if detector is None:
             from shfan.runtime.detector import YuNetDetector
 
             try:
-                detector = YuNetDetector(detector_model, score_threshold=detector_threshold)
+                detector = YuNetDetector(detector_model, score_threshold=opts.detector_threshold)
             except BaseException:
                 self.close()
                 raise
         self.detector = detector
-        self.tracker = Tracker(max_faces=max_faces, min_score=min_score, redetect_every=redetect_every,
-                               max_step=max_step)
-        self.smooth = smooth
-        self.check_side = check_side
-        self.smooth_args = (smooth_min_cutoff, smooth_beta)
+        self.tracker = Tracker(max_faces=opts.max_faces, min_score=opts.min_score, redetect_every=opts.redetect_every,
+                               max_step=opts.max_step, max_misses=opts.max_misses)
         self.stats = RunStats()
+        self.scene_cuts = 0
+        self._thumb = None
+        self._lock = threading.RLock()
+
+    # backwards-compatible attribute names
+    @property
+    def smooth(self) -> bool:
+        return self.options.smooth
 
     # -- lifecycle
     def close(self):
@@ -104,15 +243,22 @@ class Pipeline:
     def __exit__(self, *exc):
         self.close()
 
+    def reset(self):
+        """Forget all tracks (the next frame is detected afresh)."""
+        with self._lock:
+            self.tracker.reset()
+            self._thumb = None
+
     # -- one frame
-    def _detect(self, image, sw, check: bool = False) -> list[tuple[np.ndarray, float]]:
-        """[(landmark box, roll_deg)] from the detector (roll 0 for detectors without eyes).
-        Periodic checks of tracked faces run on a smaller copy of the frame (check_side)."""
+    def _detect(self, image, sw) -> list[tuple[np.ndarray, float]]:
+        """[(landmark box, roll_deg)] from the detector (roll 0 for detectors without eyes), on
+        the whole frame at the size min_face needs."""
         from shfan.runtime.detector import landmark_box_from_detection
 
         with sw("detect"):
             if hasattr(self.detector, "detect_faces"):
-                dets = self.detector.detect_faces(image, max_side=self.check_side if check else None)
+                side = detector_side(image.shape, self.options.min_face)
+                dets = self.detector.detect_faces(image, max_side=side)
                 return [(landmark_box_from_detection(d.box), d.roll_deg) for d in dets]
             return [(landmark_box_from_detection(box), 0.0) for box, _ in self.detector.detect(image)]
 
@@ -135,7 +281,7 @@ class Pipeline:
         tracker = self.tracker
         detected = False
         if tracker.needs_detection():
-            tracker.add_detections(self._detect(image, sw, check=bool(tracker.tracks)))
+            tracker.add_detections(self._detect(image, sw))
             detected = True
         results = self._landmarks(image, list(tracker.tracks), sw)
         with sw("postprocess"):
@@ -144,6 +290,7 @@ class Pipeline:
         if lost and not detected:  # a tracked face slipped out of its crop: re-acquire now
             new = tracker.add_detections(self._detect(image, sw))
             detected = True
+            kept = [(t, p, sc) for t, p, sc in kept if t in tracker.tracks]  # the check may drop some
             for t, p, sc in self._landmarks(image, new, sw):
                 if tracker.update(t, p, sc):
                     kept.append((t, p, sc))
@@ -156,44 +303,100 @@ class Pipeline:
 
     def _face(self, track, points, scores, timestamp) -> Face:
         shown = points
-        if self.smooth:
+        if self.options.smooth:
             if track.filter is None:
                 from shfan.runtime.smoothing import OneEuroFilter
 
-                track.filter = OneEuroFilter(*self.smooth_args)
+                track.filter = OneEuroFilter(self.options.smooth_min_cutoff, self.options.smooth_beta)
             shown = track.filter(points, timestamp).astype(np.float32)
         return Face(geometry.box_from_points(shown), shown, scores, float(scores.mean()), track.id,
                     detected=track.age <= 1)
 
-    def process(self, image_rgb: np.ndarray, track: bool = False, timestamp: float | None = None,
-                index: int = 0) -> Result:
-        """Landmarks of every face in one RGB uint8 image. track=False detects afresh (stills);
-        track=True continues the tracks of the previous call (video frames)."""
-        image = np.asarray(image_rgb)
+    def _boxes_step(self, image, boxes, box_kind: str, sw) -> list[Face]:
+        """Landmarks inside boxes from an upstream detector; the tracker is left alone."""
+        from shfan.runtime.detector import landmark_box_from_detection
+
+        tracks = []
+        for i, b in enumerate(np.asarray(boxes, np.float64).reshape(-1, 4)):
+            if not (b[2] > b[0] and b[3] > b[1]):
+                raise ValueError(f"box {i} {b.tolist()} is not (x0, y0, x1, y1) with x1 > x0 and y1 > y0")
+            tracks.append(Track(i, landmark_box_from_detection(b) if box_kind == "detector" else b))
+        results = self._landmarks(image, tracks, sw)
+        with sw("postprocess"):
+            return [Face(geometry.box_from_points(p), p, sc, float(sc.mean()), t.id, detected=True)
+                    for t, p, sc in results]
+
+    def _as_rgb(self, image) -> np.ndarray:
+        image = np.asarray(image)
         if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
-            raise ValueError(f"expected an H x W x 3 uint8 RGB image, got {image.dtype} {image.shape}")
-        if not track:
-            self.tracker.reset()
+            raise ValueError(f"expected an H x W x 3 uint8 {self.options.color.upper()} image, "
+                             f"got {image.dtype} {image.shape}")
+        if self.options.color == "bgr":
+            import cv2
+
+            return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
+        return image
+
+    def process(self, image: np.ndarray, track: bool | None = None, timestamp: float | None = None,
+                index: int = 0, *, boxes=None, box_kind: str = "detector") -> Result:
+        """Landmarks of every face in one uint8 image (RGB, or BGR with options.color="bgr").
+
+        track: None follows options.running_mode; False detects afresh (stills); True continues
+        the tracks of the previous call (video frames). boxes: [[x0, y0, x1, y1], ...] faces
+        found by your own detector (box_kind "detector": a face detector's box, forehead to
+        chin, as YuNet's; "landmarks": the tight box of the 68 points); then no detection and
+        no tracking happen, and face i belongs to box i (track_id i). Thread-safe.
+        """
+        rgb = self._as_rgb(image)
+        if box_kind not in ("detector", "landmarks"):
+            raise ValueError(f"box_kind must be 'detector' or 'landmarks', got {box_kind!r}")
+        if track is None:
+            track = self.options.running_mode == "video"
+        with self._lock:
+            return self._process(rgb, track, timestamp, index, boxes, box_kind)
+
+    def _process(self, image, track: bool, timestamp, index, boxes=None, box_kind="detector",
+                 capture_ms: float = 0.0, count: bool = True) -> Result:
         sw = Stopwatch()
         t0 = time.perf_counter()
         ts = time.monotonic() if timestamp is None else timestamp
-        faces, detected = self._step(image, ts, sw)
+        cut = False
+        if boxes is not None:
+            faces, detected = self._boxes_step(image, boxes, box_kind, sw), False
+        else:
+            if not track:
+                self.tracker.reset()
+                self._thumb = None
+            else:
+                thumb = thumbnail(image)
+                if self.tracker.tracks and scene_change(self._thumb, thumb) > self.options.scene_cut:
+                    self.tracker.reset()  # a cut: the old tracks would land on whatever is there now
+                    self.scene_cuts += 1
+                    cut = True
+                self._thumb = thumb
+            faces, detected = self._step(image, ts, sw)
         sw.ms["total"] = (time.perf_counter() - t0) * 1000.0
-        for stage in ("capture", "detect", "preprocess", "infer", "postprocess"):
+        sw.ms["capture"] = capture_ms
+        for stage in ("detect", "preprocess", "infer", "postprocess"):
             sw.ms.setdefault(stage, 0.0)
-        return Result(index, ts, faces, sw.ms, image, detector_ran=detected)
+        if count:
+            self.stats.add(sw.ms, len(faces), detected)
+        return Result(index, ts, faces, sw.ms, image, detector_ran=detected, scene_cut=cut)
 
     # -- streams
     def stream(self, source="demo", max_frames: int | None = None,
                callback: Callable[[Result], None] | None = None, **source_options) -> Iterator[Result]:
         """Results for each frame of a source (URI, camera number, path, or FrameSource).
-        Source errors raise shfan.runtime.sources.SourceError after the frames already read."""
+        Still-image sources (folders) are detected afresh on every image; videos are tracked.
+        Source errors raise shfan.runtime.sources.SourceError after the frames already read.
+        self.stats restarts with each stream and keeps bounded running summaries."""
         from shfan.runtime.sources import FrameSource
 
         src = source if isinstance(source, FrameSource) else FrameSource(source, **source_options)
-        self.tracker.reset()
+        self.reset()
         self.stats = RunStats()
         with src:
+            still = bool(getattr(src, "still", False))
             n = 0
             while max_frames is None or n < max_frames:
                 t0 = time.perf_counter()
@@ -201,12 +404,27 @@ class Pipeline:
                 wait_ms = (time.perf_counter() - t0) * 1000.0
                 if frame is None:
                     return
-                result = self.process(frame.image, track=True, timestamp=frame.timestamp,
-                                                index=frame.index)
-                result.timings["capture"] = wait_ms
+                with self._lock:
+                    result = self._process(frame.image, not still, frame.timestamp, frame.index,
+                                           capture_ms=wait_ms)
                 result.motion = frame.motion
-                self.stats.add(result.timings, len(result.faces), result.detector_ran)
                 n += 1
                 if callback is not None:
                     callback(result)
                 yield result
+
+    async def astream(self, source="demo", max_frames: int | None = None, **source_options):
+        """stream() for asyncio code: frames are processed in a worker thread, so the event loop
+        stays free. `async for result in pipeline.astream("csi://0"): ...`"""
+        import asyncio
+
+        frames = self.stream(source, max_frames, **source_options)
+        end = object()
+        try:
+            while True:
+                result = await asyncio.to_thread(next, frames, end)
+                if result is end:
+                    return
+                yield result
+        finally:
+            await asyncio.to_thread(frames.close)
