@@ -120,6 +120,19 @@ def _tensorrt_info():
     return {"version": trt.__version__, "device": name, "sm": sm}
 
 
+def plugin_record(decoder: str, plugin_sha: str | None, plugin_lib) -> dict:
+    """Manifest fields for the SubpixelDecode plugin: only engines that contain the node
+    (--decoder plugin) depend on it; recording it for onnx/none engines made the runtime refuse
+    them whenever the plugin was rebuilt or absent. `plugin_lib` is the library used, tried by
+    the runtime after $SHFAN_PLUGIN_LIB."""
+    if decoder != "plugin" or plugin_sha is None:
+        return {"plugin_sha256": None, "plugin_lib": None}
+    from shfan.plugins import find_plugin_library
+
+    lib = find_plugin_library(plugin_lib)
+    return {"plugin_sha256": plugin_sha, "plugin_lib": str(lib) if lib else None}
+
+
 def _plugin_sha(opts: BuildOptions) -> str | None:
     from shfan.plugins import PluginError, find_plugin_library, plugin_sha256
 
@@ -297,7 +310,8 @@ def _engines(stage_dir: Path, manifest_artifacts: dict, selected: str, cfg: dict
             shutil.copy2(Path(opts.out) / "timing.cache", cache_file)
         with st.stage(f"TensorRT {trt_info['version']} engine") as s:
             tensorrt_build.build_engine(stage_dir / onnx_name, stage_dir / name, cfg["input_size"], opts.max_batch,
-                                        opts.workspace_mb, cache_file, opts.plugin_lib, opts.decoder == "plugin")
+                                        opts.workspace_mb, cache_file, opts.plugin_lib, opts.decoder == "plugin",
+                                        log=st.warn)
             s["detail"] = f"{name}, batch 1..{opts.max_batch}, sm_{trt_info['sm']}"
     entry["engine"] = name
     return {selected: key}
@@ -348,7 +362,7 @@ def build(opts: BuildOptions, st: Stages | None = None) -> BuildResult:
             engine_keys = _engines(stage_dir, manifest["artifacts"], selected, cfg, opts, trt_info, plugin_sha,
                                    old_cache, st)
         manifest["tensorrt"] = trt_info
-        manifest["plugin_sha256"] = plugin_sha
+        manifest.update(plugin_record(opts.decoder, plugin_sha, opts.plugin_lib))
         artifacts.write_json(stage_dir / artifacts.MANIFEST, manifest)
         artifacts.write_json(stage_dir / artifacts.CALIBRATION, calibration)
         artifacts.write_json(stage_dir / artifacts.CACHE, {"inputs_key": inputs_key, "engines": engine_keys})

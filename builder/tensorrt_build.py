@@ -19,12 +19,51 @@ def available() -> bool:
 
 
 def device() -> tuple[str | None, int | None]:
-    """(GPU name, SM as int e.g. 87) via the doctor's probes (nvidia-smi or the Jetson model)."""
-    from shfan import doctor
+    """(GPU name, SM as int e.g. 87) of CUDA device 0, the device TensorRT builds on, from the
+    same CUDA query the runtime compares the manifest against. Without a CUDA host API, the
+    doctor's probes (nvidia-smi row of the first visible device, or the Jetson model)."""
+    from shfan.errors import BackendError
+    from shfan.runtime.cuda_host import cuda_device
 
-    probes = doctor.Probes()
-    found = doctor.gpus(probes, doctor.jetson_model(probes))
-    return found[0] if found else (None, None)
+    try:
+        return cuda_device(0)
+    except BackendError:
+        from shfan import doctor
+
+        probes = doctor.Probes()
+        found = doctor.gpus(probes, doctor.jetson_model(probes))
+        return doctor.visible_gpu(found) or (None, None)
+
+
+def use_timing_cache(config, data: bytes, log=print):
+    """Give `config` a timing cache from `data` (a previous build's), or a fresh one.
+
+    A cache from another GPU or TensorRT version (a build folder copied from x86 to a Jetson)
+    is refused by set_timing_cache(..., ignore_mismatch=False) or not created at all; then the
+    build starts a fresh cache and says so in one line. Returns the cache set (None: none)."""
+    cache = config.create_timing_cache(data) if data else None
+    if data and cache is None:
+        log("timing cache: the saved cache is unreadable (other TensorRT version?); starting a fresh one")
+    if cache is not None and not config.set_timing_cache(cache, ignore_mismatch=False):
+        log("timing cache: the saved cache is from another GPU or TensorRT version; starting a fresh one")
+        cache = None
+    if cache is None:
+        cache = config.create_timing_cache(b"")
+        if cache is None or not config.set_timing_cache(cache, ignore_mismatch=False):
+            log("timing cache: TensorRT could not create one; building without it (slower builds)")
+            return None
+    return cache
+
+
+def save_timing_cache(config, path: Path, log=print) -> bool:
+    """Write the build's timing cache atomically; False (and one line) when there is none."""
+    cache = config.get_timing_cache()
+    data = memoryview(cache.serialize()) if cache is not None else None
+    if data is None or data.nbytes == 0:
+        log("timing cache: TensorRT returned none after the build; not saved")
+        return False
+    _write_atomic(path, data)
+    return True
 
 
 def build_engine(onnx_path: Path, engine_path: Path, input_size: int, max_batch: int, workspace_mb: int,
@@ -34,8 +73,9 @@ def build_engine(onnx_path: Path, engine_path: Path, input_size: int, max_batch:
 
     version = trt.__version__
     plan.check_tensorrt_version(version)
-    logger = trt.Logger(trt.Logger.WARNING)
-    trt.init_libnvinfer_plugins(logger, "")
+    from shfan.runtime.trt_backend import trt_logger
+
+    logger = trt_logger(trt)
     if needs_plugin:
         from shfan.plugins import PluginError, load_plugin_library
 
@@ -51,8 +91,7 @@ def build_engine(onnx_path: Path, engine_path: Path, input_size: int, max_batch:
         raise BuildError(f"TensorRT cannot parse {onnx_path.name}: " + " | ".join(errors or ["unknown error"]))
     config = builder.create_builder_config()
     config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, int(workspace_mb) << 20)
-    cache = config.create_timing_cache(timing_cache.read_bytes() if timing_cache.is_file() else b"")
-    config.set_timing_cache(cache, ignore_mismatch=False)
+    use_timing_cache(config, timing_cache.read_bytes() if timing_cache.is_file() else b"", log)
     profile = builder.create_optimization_profile()
     shapes = plan.profile_shapes(input_size, max_batch)
     profile.set_shape(network.get_input(0).name, shapes["min"], shapes["opt"], shapes["max"])
@@ -61,7 +100,7 @@ def build_engine(onnx_path: Path, engine_path: Path, input_size: int, max_batch:
     if serialized is None:
         raise BuildError(f"TensorRT failed to build an engine from {onnx_path.name} (see the log above); "
                          "try a larger --workspace-mb or --precision fp16")
-    _write_atomic(timing_cache, memoryview(config.get_timing_cache().serialize()))
+    save_timing_cache(config, timing_cache, log)
     _write_atomic(engine_path, memoryview(serialized))
 
 

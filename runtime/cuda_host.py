@@ -3,11 +3,18 @@ async copies, synchronisation. Modeled on TensorRT's samples/python/common_runti
 
 pycuda is the design card's choice; NVIDIA's cuda-python serves where pycuda cannot be built.
 Both are imported only when a TensorRT backend is opened.
+
+Threads: pycuda's context stack and cudart's current device are per thread, and pycuda aborts
+the interpreter at exit when a context is still pushed. So nothing stays current between calls:
+every CUDA call runs inside `host.activate()`, which makes the device current on the calling
+thread (pycuda: push the primary context; cuda-python: cudaSetDevice) and undoes it afterwards.
 """
 
 from __future__ import annotations
 
 import ctypes
+import threading
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import numpy as np
@@ -25,7 +32,39 @@ class DeviceBuffer:
     handle: object = None  # the library's allocation object (keeps it alive / frees it)
 
 
-class PyCudaHost:
+def pinned_array(alloc, shape, dtype) -> tuple[np.ndarray, int]:
+    """(array, host address): `alloc(nbytes) -> address` memory seen as `dtype[shape]`.
+
+    The memory is wrapped as bytes and then viewed as the dtype, as TensorRT's
+    common_runtime.py does: np.ctypeslib.as_ctypes_type has no float16, so asking it for one
+    (an fp16-I/O engine) raised NotImplementedError.
+    """
+    dtype = np.dtype(dtype)
+    shape = tuple(int(d) for d in shape)
+    nbytes = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
+    ptr = int(alloc(max(1, nbytes)))
+    raw = np.ctypeslib.as_array(ctypes.cast(ctypes.c_void_p(ptr), ctypes.POINTER(ctypes.c_ubyte)), (max(1, nbytes),))
+    return raw[:nbytes].view(dtype).reshape(shape), ptr
+
+
+class _Host:
+    """What both host APIs share: the closed flag and the per-call activation."""
+
+    name = "?"
+
+    def _check_open(self):
+        if self.closed:
+            raise BackendError(f"the {self.name} CUDA host was closed; open the backend again")
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    def close(self):
+        self._closed = True
+
+
+class PyCudaHost(_Host):
     """pycuda on the device's primary context (the one the TensorRT runtime uses)."""
 
     name = "pycuda"
@@ -36,8 +75,19 @@ class PyCudaHost:
         self.cuda = cuda
         cuda.init()
         self.device = cuda.Device(device)
-        self.context = self.device.retain_primary_context()
+        self.context = self.device.retain_primary_context()  # not pushed: see activate()
+        self._closed = False
+
+    @contextmanager
+    def activate(self):
+        """The primary context is current on this thread for the block, and popped after it,
+        so pycuda's per-thread context stack is empty between calls (and at exit)."""
+        self._check_open()
         self.context.push()
+        try:
+            yield
+        finally:
+            self.cuda.Context.pop()
 
     def device_name_and_sm(self) -> tuple[str, int]:
         major, minor = self.device.compute_capability()
@@ -70,13 +120,13 @@ class PyCudaHost:
         for b in buffers:
             if isinstance(b, DeviceBuffer) and b.handle is not None:
                 b.handle.free()
-                b.handle = None
-        # pinned arrays from pagelocked_empty free themselves when garbage-collected
+                b.handle, b.ptr = None, 0
+            elif isinstance(b, np.ndarray) and hasattr(b.base, "free"):
+                b.base.free()  # pagelocked_empty's HostAllocation
 
     def close(self):
-        if self.context is not None:
-            self.context.pop()
-            self.context = None
+        self.context = None  # pycuda releases the retained primary context with the object
+        super().close()
 
 
 def _cudart():
@@ -87,7 +137,7 @@ def _cudart():
     return cudart
 
 
-class CudaPythonHost:
+class CudaPythonHost(_Host):
     """cuda-python's runtime API (cudart), as in NVIDIA's current TensorRT samples."""
 
     name = "cuda-python"
@@ -95,8 +145,17 @@ class CudaPythonHost:
     def __init__(self, device: int = 0):
         self.rt = _cudart()
         self.device = device
-        self._check(self.rt.cudaSetDevice(device))
+        self._closed = False
         self._pinned: dict[int, int] = {}  # id(array) -> host pointer, for cudaFreeHost
+        self._lock = threading.Lock()
+        self._check(self.rt.cudaSetDevice(device))
+
+    @contextmanager
+    def activate(self):
+        """cudaSetDevice is per thread: make this backend's device current on the calling one."""
+        self._check_open()
+        self._check(self.rt.cudaSetDevice(self.device))
+        yield
 
     def _check(self, result):
         err, *rest = result if isinstance(result, tuple) else (result,)
@@ -112,12 +171,9 @@ class CudaPythonHost:
         return name, props.major * 10 + props.minor
 
     def pinned(self, shape, dtype) -> np.ndarray:
-        dtype = np.dtype(dtype)
-        count = int(np.prod(shape)) if len(shape) else 1
-        ptr = self._check(self.rt.cudaMallocHost(max(1, count * dtype.itemsize)))
-        ctype = np.ctypeslib.as_ctypes_type(dtype)
-        array = np.ctypeslib.as_array(ctypes.cast(int(ptr), ctypes.POINTER(ctype)), (count,)).reshape(shape)
-        self._pinned[id(array)] = int(ptr)
+        array, ptr = pinned_array(lambda n: int(self._check(self.rt.cudaMallocHost(n))), shape, dtype)
+        with self._lock:
+            self._pinned[id(array)] = ptr
         return array
 
     def device_alloc(self, nbytes: int) -> DeviceBuffer:
@@ -147,29 +203,37 @@ class CudaPythonHost:
             if isinstance(b, DeviceBuffer) and b.ptr:
                 self.rt.cudaFree(b.ptr)
                 b.ptr = 0
-            elif isinstance(b, np.ndarray) and id(b) in self._pinned:
-                self.rt.cudaFreeHost(self._pinned.pop(id(b)))
+            elif isinstance(b, np.ndarray):
+                with self._lock:
+                    ptr = self._pinned.pop(id(b), None)
+                if ptr is not None:
+                    self.rt.cudaFreeHost(ptr)
         if stream is not None:
             self.rt.cudaStreamDestroy(stream)
-
-    def close(self):
-        pass
 
 
 def available_host_api() -> str | None:
     """'pycuda', 'cuda-python' or None, without initialising CUDA."""
+    found = available_host_apis()
+    return found[0] if found else None
+
+
+def available_host_apis() -> list[str]:
+    """Every importable host API, preferred first (checked without importing them)."""
     import importlib.util
 
+    found = []
     if importlib.util.find_spec("pycuda") is not None:
-        return "pycuda"
+        found.append("pycuda")
     # `cuda` alone may be a namespace left by other NVIDIA wheels; look for the runtime bindings.
     for name in ("cuda.bindings.runtime", "cuda.cudart"):
         try:
             if importlib.util.find_spec(name) is not None:
-                return "cuda-python"
+                found.append("cuda-python")
+                break
         except (ImportError, ValueError):
             continue
-    return None
+    return found
 
 
 def open_cuda_host(prefer: str | None = None, device: int = 0):
@@ -188,3 +252,14 @@ def open_cuda_host(prefer: str | None = None, device: int = 0):
             raise BackendError(f"{name} cannot initialise CUDA device {device} ({first}); "
                                "run shfan-doctor for the fix") from None
     raise BackendError(f"no CUDA host API for the TensorRT backend ({'; '.join(reasons)}); {INSTALL_HINT}")
+
+
+def cuda_device(device: int = 0) -> tuple[str, int]:
+    """(name, SM) of a CUDA device from the CUDA host API, the query the runtime compares
+    against (nvidia-smi's first row is PCI order and ignores CUDA_VISIBLE_DEVICES)."""
+    host = open_cuda_host(device=device)
+    try:
+        with host.activate():
+            return host.device_name_and_sm()
+    finally:
+        host.close()

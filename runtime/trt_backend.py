@@ -3,7 +3,8 @@
 The engine is reused only when its manifest matches the running TensorRT version, GPU
 architecture (SM) and plugin binary; otherwise the error says exactly what to rebuild.
 Inference: pinned host buffers, device buffers sized for the profile's max batch, tensor
-addresses + `execute_async_v3` on the backend's own stream. Graphs that end in the
+addresses + `execute_async_v3` on a stream, one execution context per calling thread
+(EngineRunner). Graphs that end in the
 SubpixelDecode plugin output landmarks/scores; heatmap graphs are decoded on the host.
 
 The functions above `TensorRTBackend` are pure logic (no tensorrt, no CUDA) and are tested
@@ -14,6 +15,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -121,11 +123,17 @@ def manifest_problems(manifest: dict, tensorrt_version: str, sm: int | None, dev
     if built.get("sm") is not None and sm is not None and int(built["sm"]) != int(sm):
         problems.append(f"built for sm_{built['sm']} ({built.get('device') or 'unknown GPU'}), this GPU is "
                         f"sm_{sm} ({device_name or 'unknown'})")
-    want = manifest.get("plugin_sha256")
+    want = manifest.get("plugin_sha256") if manifest_needs_plugin(manifest) else None
     if want and plugin_sha256 != want:
         problems.append("the SubpixelDecode plugin library differs from the one the engine was built with"
                         if plugin_sha256 else "the engine needs the SubpixelDecode plugin library, which is not found")
     return problems
+
+
+def manifest_needs_plugin(manifest: dict | None) -> bool:
+    """The engine contains the SubpixelDecode node. Older builds recorded the plugin
+    hash for every decoder; only `--decoder plugin` engines actually need it."""
+    return bool(manifest and manifest.get("plugin_sha256") and manifest.get("decoder", "plugin") == "plugin")
 
 
 def rebuild_command(folder: Path, manifest: dict, precision: str) -> str:
@@ -155,7 +163,21 @@ def engine_from_build(folder: Path, precision: str | None = None) -> tuple[Path,
     return path, manifest, precision
 
 
-# ------------------------------------------------------------------------------ the backend
+# ------------------------------------------------------------------------------ TensorRT glue
+
+_LOGGER = None
+_LOGGER_LOCK = threading.Lock()
+
+
+def trt_logger(trt):
+    """The process's one trt.Logger (TensorRT warns when builder and runtime use different
+    ones); libnvinfer's own plugins are registered once, with it."""
+    global _LOGGER
+    with _LOGGER_LOCK:
+        if _LOGGER is None:
+            _LOGGER = trt.Logger(trt.Logger.WARNING)
+            trt.init_libnvinfer_plugins(_LOGGER, "")
+        return _LOGGER
 
 
 def _io_descriptions(trt, engine) -> list[TensorIO]:
@@ -167,6 +189,117 @@ def _io_descriptions(trt, engine) -> list[TensorIO]:
         ios.append(TensorIO(name, is_input, np.dtype(trt.nptype(engine.get_tensor_dtype(name))).name,
                             tuple(engine.get_tensor_shape(name)), max_shape))
     return ios
+
+
+class _Worker:
+    """One thread's execution context (DESIGN §6) with its stream and buffers."""
+
+    def __init__(self, context, stream, host: dict, device: dict):
+        self.context, self.stream, self.host, self.device = context, stream, host, device
+        self.shapes: dict[str, tuple] = {}  # last shape given to set_input_shape, per input
+        self.lock = threading.Lock()
+
+
+class EngineRunner:
+    """Runs one deserialized engine through one CUDA host API, from any thread.
+
+    Each calling thread gets its own execution context, stream and pinned/device buffers (sized
+    by `plan`), created on its first call; the device is made current around every call (see
+    cuda_host). After `close()` every call is an error, never a write into freed memory.
+    Needs only the engine object and a host API, so it runs any engine (the backend's, the
+    self-test's) and its logic is exercised with stand-ins where there is no GPU.
+    """
+
+    def __init__(self, engine, cuda, plan: dict[str, tuple[tuple[int, ...], str]], label: str = "engine"):
+        self.engine, self.cuda, self.plan, self.label = engine, cuda, plan, label
+        self._local = threading.local()
+        self._workers: list[_Worker] = []
+        self._lock = threading.Lock()
+        self.closed = False
+
+    def _check_open(self):
+        if self.closed:
+            raise BackendError(f"{self.label}: the TensorRT backend is closed; open a new one")
+
+    def _worker(self) -> _Worker:
+        worker = getattr(self._local, "worker", None)
+        if worker is not None:
+            return worker
+        with self._lock:
+            self._check_open()
+            with self.cuda.activate():
+                context = self.engine.create_execution_context()
+                if context is None:
+                    raise BackendError(f"{self.label}: TensorRT could not create an execution context (most often "
+                                       "out of GPU memory); close other GPU programs, or rebuild with a smaller "
+                                       "--max-batch / --workspace-mb")
+                stream = self.cuda.stream()
+                host, device = {}, {}
+                try:
+                    for name, (shape, dtype) in self.plan.items():
+                        host[name] = self.cuda.pinned(shape, dtype)
+                        device[name] = self.cuda.device_alloc(host[name].nbytes)
+                        context.set_tensor_address(name, device[name].ptr)
+                except BaseException:
+                    self.cuda.free([*device.values(), *host.values()], stream)
+                    raise
+            worker = _Worker(context, stream, host, device)
+            self._workers.append(worker)
+        self._local.worker = worker
+        return worker
+
+    def run(self, inputs: dict[str, np.ndarray], outputs) -> dict[str, np.ndarray]:
+        """Copy `inputs` in, execute, return copies of `outputs` (names) at their run shapes."""
+        self._check_open()
+        worker = self._worker()
+        with worker.lock:
+            self._check_open()
+            with self.cuda.activate():
+                return self._run(worker, inputs, outputs)
+
+    def _run(self, w: _Worker, inputs, outputs):
+        ctx = w.context
+        for name, array in inputs.items():
+            buf = w.host[name]
+            if array.size > buf.size:
+                raise BackendError(f"{self.label}: input {name!r} of shape {list(array.shape)} is larger than the "
+                                   f"engine's buffer {list(buf.shape)}; send at most {buf.shape[0]} at a time")
+            view = buf.reshape(-1)[: array.size].reshape(array.shape)
+            view[...] = array  # casts to the engine's input dtype (fp16 engines take fp16)
+            shape = tuple(int(d) for d in array.shape)
+            if w.shapes.get(name) != shape:  # each call re-runs the plugins' onShapeChange
+                if not ctx.set_input_shape(name, shape):
+                    w.shapes.pop(name, None)
+                    raise BackendError(f"{self.label}: input {name!r} shape {list(shape)} is outside the engine's "
+                                       f"optimization profile (max {list(buf.shape)}); rebuild with shfan-build "
+                                       "--max-batch N for larger batches")
+                w.shapes[name] = shape
+            self.cuda.h2d(w.device[name], view, w.stream)
+        if not ctx.execute_async_v3(self.cuda.stream_handle(w.stream)):
+            raise BackendError(f"{self.label}: TensorRT execution failed (see the TensorRT log above); "
+                               "run shfan-doctor --selftest")
+        views = {}
+        for name in outputs:
+            shape = tuple(int(d) for d in ctx.get_tensor_shape(name))
+            view = w.host[name].reshape(-1)[: int(np.prod(shape, dtype=np.int64))].reshape(shape)
+            self.cuda.d2h(view, w.device[name], w.stream)
+            views[name] = view
+        self.cuda.sync(w.stream)
+        return {name: np.array(view) for name, view in views.items()}  # copies out of the pinned buffers
+
+    def close(self):
+        """Free every thread's buffers (waiting for a call in flight); later calls raise."""
+        with self._lock:
+            if self.closed:
+                return
+            self.closed = True
+            workers, self._workers = self._workers, []
+        for w in workers:
+            with w.lock, self.cuda.activate():
+                self.cuda.sync(w.stream)
+                w.context = None
+                self.cuda.free([*w.device.values(), *w.host.values()], w.stream)
+                w.host, w.device = {}, {}
 
 
 class TensorRTBackend:
@@ -196,15 +329,15 @@ class TensorRTBackend:
         from shfan.runtime.cuda_host import open_cuda_host
 
         cuda = open_cuda_host(host_api, device)
-        device_name, sm = cuda.device_name_and_sm()
-        if manifest is not None and (manifest.get("tensorrt") or {}):
-            problems = manifest_problems(manifest, trt.__version__, sm, device_name, plugin_hash)
-            if problems:
-                cuda.close()
-                fix = (rebuild_command(engine_path.parent, manifest, chosen or manifest.get("selected_precision", "fp16"))
-                       if chosen or manifest.get("selected_precision") else "shfan-build on this device")
-                raise BackendError(f"{engine_path}: {'; '.join(problems)}; rebuild the engine here: {fix}")
         try:
+            with cuda.activate():
+                device_name, sm = cuda.device_name_and_sm()
+            if manifest is not None and (manifest.get("tensorrt") or {}):
+                problems = manifest_problems(manifest, trt.__version__, sm, device_name, plugin_hash)
+                if problems:
+                    fix = (rebuild_command(engine_path.parent, manifest, chosen or manifest.get("selected_precision", "fp16"))
+                           if chosen or manifest.get("selected_precision") else "shfan-build on this device")
+                    raise BackendError(f"{engine_path}: {'; '.join(problems)}; rebuild the engine here: {fix}")
             return cls(trt, cuda, engine_path, manifest, decoder)
         except BaseException:
             cuda.close()
@@ -212,12 +345,14 @@ class TensorRTBackend:
 
     @staticmethod
     def _load_plugin(manifest: dict | None) -> str | None:
-        """Load the SubpixelDecode plugin before deserializing; its sha256 (None: not loaded)."""
+        """Load the SubpixelDecode plugin before deserializing; its sha256 (None: not loaded).
+        Looks at $SHFAN_PLUGIN_LIB, then the library the engine was built with (manifest
+        `plugin_lib`), then plugins/build."""
         from shfan import plugins
 
-        needed = bool(manifest and manifest.get("plugin_sha256"))
+        needed = manifest_needs_plugin(manifest)
         try:
-            lib = plugins.find_plugin_library()
+            lib = plugins.find_plugin_library(recorded=(manifest or {}).get("plugin_lib") if needed else None)
             if lib is None:
                 if needed:
                     raise plugins.PluginError(f"the engine needs the SubpixelDecode plugin; build it with: "
@@ -230,10 +365,10 @@ class TensorRTBackend:
 
     def __init__(self, trt, cuda, engine_path: Path, manifest: dict | None, decoder: str = "subpixel"):
         self.trt, self.cuda, self.decoder = trt, cuda, decoder
-        self.logger = trt.Logger(trt.Logger.WARNING)
-        trt.init_libnvinfer_plugins(self.logger, "")
-        self.runtime = trt.Runtime(self.logger)
-        self.engine = self.runtime.deserialize_cuda_engine(Path(engine_path).read_bytes())
+        self.logger = trt_logger(trt)
+        with cuda.activate():
+            self.runtime = trt.Runtime(self.logger)
+            self.engine = self.runtime.deserialize_cuda_engine(Path(engine_path).read_bytes())
         if self.engine is None:
             raise BackendError(f"{engine_path}: TensorRT {trt.__version__} cannot deserialize this engine (built by "
                                "another TensorRT version or GPU, or its plugin is not loaded); rebuild it here with "
@@ -241,38 +376,30 @@ class TensorRTBackend:
         self.ios = _io_descriptions(trt, self.engine)
         self.roles = output_roles(self.ios)
         self.info = model_info_from_io(self.ios, manifest)
-        self.input_name = input_tensor(self.ios).name
+        inp = input_tensor(self.ios)
+        self.input_name, self.input_shape = inp.name, tuple(inp.shape[1:])
         self.max_batch = max_batch(self.ios)
-        self.context = self.engine.create_execution_context()
-        self.stream = cuda.stream()
-        self.host, self.device = {}, {}
-        for name, (shape, dtype) in buffer_plan(self.ios, self.max_batch).items():
-            self.host[name] = cuda.pinned(shape, dtype)
-            self.device[name] = cuda.device_alloc(self.host[name].nbytes)
-            self.context.set_tensor_address(name, self.device[name].ptr)
+        self.runner = EngineRunner(self.engine, cuda, buffer_plan(self.ios, self.max_batch), Path(engine_path).name)
+        self.runner._worker()  # the opening thread's context now: out-of-memory shows at open, not mid-stream
 
-    def _run(self, crops: np.ndarray) -> dict[str, np.ndarray]:
-        n = crops.shape[0]
-        inp = self.host[self.input_name]
-        inp[:n] = crops.astype(inp.dtype, copy=False)
-        self.context.set_input_shape(self.input_name, tuple(crops.shape))
-        self.cuda.h2d(self.device[self.input_name], inp[:n], self.stream)
-        if not self.context.execute_async_v3(self.cuda.stream_handle(self.stream)):
-            raise BackendError("TensorRT execution failed (see the TensorRT log above); run shfan-doctor")
-        outs = {}
-        for role, name in self.roles.items():
-            shape = tuple(self.context.get_tensor_shape(name))
-            view = self.host[name].reshape(-1)[: int(np.prod(shape))].reshape(shape)
-            self.cuda.d2h(view, self.device[name], self.stream)
-            outs[role] = view
-        self.cuda.sync(self.stream)
-        return {k: v.astype(np.float32) for k, v in outs.items()}  # copies out of the pinned buffers
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
 
     def infer(self, crops: np.ndarray):
+        if self.cuda is None:
+            raise BackendError("the TensorRT backend is closed; open a new one")
         crops = np.asarray(crops, np.float32)
+        if crops.ndim != 4 or tuple(crops.shape[1:]) != self.input_shape:
+            raise BackendError(f"crops of shape {list(crops.shape)} do not fit the engine input "
+                               f"[N, {', '.join(map(str, self.input_shape))}]")
         pts, scores = [], []
         for start in range(0, crops.shape[0], self.max_batch):
-            out = self._run(crops[start:start + self.max_batch])
+            chunk = crops[start:start + self.max_batch]
+            out = self.runner.run({self.input_name: chunk}, list(self.roles.values()))
+            out = {role: out[name].astype(np.float32) for role, name in self.roles.items()}
             if "landmarks" in out:
                 p, s = out["landmarks"], out["scores"]
             else:
@@ -285,10 +412,14 @@ class TensorRTBackend:
         return np.concatenate(pts).astype(np.float32), np.concatenate(scores).astype(np.float32)
 
     def close(self):
-        if getattr(self, "cuda", None) is None:
+        cuda = getattr(self, "cuda", None)
+        if cuda is None:
             return
-        self.cuda.sync(self.stream)
-        self.context = self.engine = None
-        self.cuda.free([*self.device.values(), *self.host.values()], self.stream)
-        self.cuda.close()
-        self.cuda = None
+        try:
+            if getattr(self, "runner", None) is not None:
+                self.runner.close()
+            with cuda.activate():
+                self.engine = self.runtime = None
+        finally:
+            cuda.close()
+            self.cuda = None

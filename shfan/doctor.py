@@ -361,6 +361,26 @@ def gpus(probes: Probes, jetson_model: Optional[str]) -> List[Tuple[str, Optiona
     return found
 
 
+def visible_gpu(found: List[Tuple[str, Optional[int]]],
+                visible: Optional[str] = None) -> Optional[Tuple[str, Optional[int]]]:
+    """The nvidia-smi row of CUDA device 0: the first index in CUDA_VISIBLE_DEVICES (a UUID or
+    MIG name cannot be mapped; then the first row), None when it hides every GPU. A fallback only:
+    CUDA orders devices fastest first, nvidia-smi by PCI bus; the CUDA query is the reference."""
+    import os
+
+    visible = os.environ.get("CUDA_VISIBLE_DEVICES") if visible is None else visible
+    if not found:
+        return None
+    if visible is None:
+        return found[0]
+    first = visible.split(",")[0].strip()
+    if not first or first == "-1":
+        return None
+    if first.isdigit():
+        return found[int(first)] if int(first) < len(found) else None
+    return found[0]
+
+
 def check_gpu(probes: Probes, jetson_model: Optional[str]) -> Check:
     found = gpus(probes, jetson_model)
     if not found:

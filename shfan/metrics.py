@@ -45,7 +45,13 @@ def ced(nme_percent, threshold_percent: float, steps: int = 1000):
 def auc(nme_percent, threshold_percent: float) -> float:
     """Area under the CED on [0, a], divided by a (1.0 = every face has zero error)."""
     x, y = ced(nme_percent, threshold_percent)
-    return float(np.trapezoid(y, x) / threshold_percent)
+    return float(_trapezoid()(y, x) / threshold_percent)
+
+
+def _trapezoid():
+    """np.trapezoid (NumPy >= 2), else np.trapz: Jetsons keep numpy < 2 (apt's OpenCV is built
+    against 1.x), where only trapz exists; NumPy 2.4 removed trapz."""
+    return getattr(np, "trapezoid", None) or np.trapz
 
 
 def failure_rate(nme_percent, threshold_percent: float) -> float:

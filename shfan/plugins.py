@@ -36,8 +36,9 @@ class PluginError(RuntimeError):
 # ---------------------------------------------------------------- TensorRT plugin library
 
 
-def find_plugin_library(path: str | os.PathLike | None = None) -> Path | None:
-    """The plugin .so: `path`, else $SHFAN_PLUGIN_LIB, else plugins/build/libshfan_plugins.so.
+def find_plugin_library(path: str | os.PathLike | None = None, recorded: str | os.PathLike | None = None) -> Path | None:
+    """The plugin .so: `path`, else $SHFAN_PLUGIN_LIB, else `recorded` (the library an engine was
+    built with, from its manifest) when that file still exists, else plugins/build/libshfan_plugins.so.
 
     Returns None when nothing is configured and the default build is absent; raises PluginError
     when an explicitly named file (argument or environment) does not exist.
@@ -48,6 +49,8 @@ def find_plugin_library(path: str | os.PathLike | None = None) -> Path | None:
             if not lib.is_file():
                 raise PluginError(f"plugin library {lib} (from {origin}) does not exist; build it with: {BUILD_COMMAND}")
             return lib.resolve()
+    if recorded and Path(recorded).expanduser().is_file():
+        return Path(recorded).expanduser().resolve()
     return DEFAULT_PLUGIN_LIB if DEFAULT_PLUGIN_LIB.is_file() else None
 
 

@@ -19,7 +19,7 @@ TINY = dict(stacks=1, width=64, input_size=64)
 ARTIFACT_KEYS = {"onnx", "onnx_decoded", "engine", "nme_inter_ocular", "nme_drift", "excluded_layers", "size_bytes",
                  "ort_cpu_latency_ms"}
 MANIFEST_KEYS = {"shfan_version", "model_config", "model_sha256", "decoder", "opset", "selected_precision",
-                 "artifacts", "tensorrt", "plugin_sha256", "calibration"}
+                 "artifacts", "tensorrt", "plugin_sha256", "plugin_lib", "calibration"}
 
 
 @pytest.fixture(scope="session")
@@ -63,6 +63,7 @@ def test_manifest_shape(built):
     assert set(m["artifacts"]) == {"fp32", "fp16", "int8"}
     assert m["selected_precision"] in m["artifacts"]
     assert m["decoder"] == "onnx" and m["opset"] == 17 and m["tensorrt"] is None
+    assert m["plugin_sha256"] is None and m["plugin_lib"] is None  # an onnx-decoder build never needs the plugin
     assert m["model_config"]["stacks"] == 1 and m["model_config"]["input_size"] == 64
     for p, a in m["artifacts"].items():
         assert set(a) == ARTIFACT_KEYS

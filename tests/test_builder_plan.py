@@ -68,3 +68,81 @@ def test_names_and_jetson_command():
     assert plan.engine_name("fp16", "none") == "model_fp16.engine"
     cmd = plan.jetson_command("model_int8.onnx", "int8", "plugin", 4)
     assert cmd.startswith("shfan-build --onnx model_int8.onnx --precision int8 --decoder plugin")
+
+
+# ---------------------------------------------------------------- timing cache (stand-in builder config)
+
+
+class StandInCache:
+    def __init__(self, data):
+        self.data = data
+
+    def serialize(self):
+        return self.data
+
+
+class StandInConfig:
+    """create/set/get_timing_cache as IBuilderConfig documents them: create may return None,
+    set returns False for a cache from another device or TensorRT version."""
+
+    def __init__(self, readable=True, matching=True, fresh_ok=True, after_build=b"new-cache"):
+        self.readable, self.matching, self.fresh_ok, self.after_build = readable, matching, fresh_ok, after_build
+        self.set_calls = []
+
+    def create_timing_cache(self, data):
+        if data and not self.readable:
+            return None
+        if not data and not self.fresh_ok:
+            return None
+        return StandInCache(bytes(data))
+
+    def set_timing_cache(self, cache, ignore_mismatch):
+        assert ignore_mismatch is False
+        self.set_calls.append(cache.data)
+        return self.matching or cache.data == b""
+
+    def get_timing_cache(self):
+        return None if self.after_build is None else StandInCache(self.after_build)
+
+
+@pytest.mark.parametrize("config, data, sets, lines", [
+    (StandInConfig(), b"old", [b"old"], []),
+    (StandInConfig(), b"", [b""], []),
+    (StandInConfig(matching=False), b"x86", [b"x86", b""], ["another GPU or TensorRT version"]),
+    (StandInConfig(readable=False), b"junk", [b""], ["unreadable"]),
+    (StandInConfig(readable=False, fresh_ok=False), b"junk", [], ["unreadable", "building without it"]),
+], ids=["reuse", "fresh", "mismatch", "unreadable", "none"])
+def test_timing_cache_fallback(config, data, sets, lines):
+    from shfan.builder.tensorrt_build import use_timing_cache
+
+    log = []
+    cache = use_timing_cache(config, data, log.append)
+    assert config.set_calls == sets
+    assert len(log) == len(lines) and all(want in got and "\n" not in got for want, got in zip(lines, log))
+    assert (cache is None) == (not sets)
+
+
+def test_timing_cache_saved_only_when_there_is_one(tmp_path):
+    from shfan.builder.tensorrt_build import save_timing_cache
+
+    log = []
+    assert save_timing_cache(StandInConfig(after_build=b"tuned"), tmp_path / "timing.cache", log.append)
+    assert (tmp_path / "timing.cache").read_bytes() == b"tuned" and not log
+    assert not save_timing_cache(StandInConfig(after_build=None), tmp_path / "none.cache", log.append)
+    assert not (tmp_path / "none.cache").exists() and "not saved" in log[0]
+
+
+# ---------------------------------------------------------------- which engines record the plugin
+
+
+def test_manifest_records_the_plugin_only_for_plugin_engines(tmp_path, monkeypatch):
+    from shfan import plugins
+    from shfan.builder.pipeline import plugin_record
+
+    lib = tmp_path / "libshfan_plugins.so"
+    lib.write_bytes(b"plugin")
+    monkeypatch.delenv(plugins.ENV_PLUGIN_LIB, raising=False)
+    for decoder in ("onnx", "none"):
+        assert plugin_record(decoder, "ab" * 32, lib) == {"plugin_sha256": None, "plugin_lib": None}
+    assert plugin_record("plugin", "ab" * 32, lib) == {"plugin_sha256": "ab" * 32, "plugin_lib": str(lib.resolve())}
+    assert plugin_record("plugin", None, None) == {"plugin_sha256": None, "plugin_lib": None}

@@ -44,3 +44,35 @@ def test_errors_are_one_line(afw_dir, tiny_checkpoint, args, message):
     r = run_eval(*[x for kv in base.items() for x in kv], "--limit", "2")
     assert r.returncode == 2
     assert message in r.stderr and len(r.stderr.strip().splitlines()) == 1 and "Traceback" not in r.stderr
+
+
+class _Closing:
+    """A backend stand-in that records close(); 5 landmarks never match a 68-point dataset."""
+
+    name = "stand-in"
+
+    def __init__(self, fail_infer=False):
+        from shfan.runtime.backend import ModelInfo
+
+        self.info = ModelInfo(input_size=64, landmarks=68 if fail_infer else 5, heatmap_size=16)
+        self.fail_infer, self.closed = fail_infer, 0
+
+    def infer(self, crops):
+        from shfan.errors import BackendError
+
+        raise BackendError("stand-in inference failure")
+
+    def close(self):
+        self.closed += 1
+
+
+@pytest.mark.parametrize("fail_infer, message", [(False, "predicts 5 landmarks"), (True, "stand-in inference")])
+def test_backend_closed_on_every_path(afw_dir, monkeypatch, capsys, fail_infer, message):
+    """A TensorRT backend left open aborts the interpreter at exit (pycuda); errors close it too."""
+    from shfan.cli import eval as cli
+
+    backend = _Closing(fail_infer)
+    monkeypatch.setattr(cli, "open_model", lambda *a, **k: backend)
+    with pytest.raises(SystemExit):
+        cli.main(["--data", str(afw_dir), "--limit", "2", "--model", "x.onnx"])
+    assert backend.closed == 1 and message in capsys.readouterr().err

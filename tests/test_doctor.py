@@ -205,3 +205,15 @@ def test_plugin_check_states():
     check = doctor.check_plugin(probes(_plugins_module(lambda: built, lambda path: object())))
     assert check.ok and check.value == built
     assert "unavailable" in doctor.check_plugin(doctor.Probes.from_dicts()).detail
+
+
+def test_visible_gpu_follows_cuda_visible_devices(monkeypatch):
+    rows = [("NVIDIA A100", 80), ("NVIDIA T4", 75)]
+    assert doctor.visible_gpu(rows, visible="1") == ("NVIDIA T4", 75)
+    assert doctor.visible_gpu(rows, visible="1,0") == ("NVIDIA T4", 75)
+    assert doctor.visible_gpu(rows, visible="0") == ("NVIDIA A100", 80)
+    assert doctor.visible_gpu(rows, visible="GPU-8f2a") == ("NVIDIA A100", 80)  # UUIDs cannot be mapped
+    assert doctor.visible_gpu(rows, visible="") is None and doctor.visible_gpu(rows, visible="-1") is None
+    assert doctor.visible_gpu(rows, visible="5") is None and doctor.visible_gpu([], visible="0") is None
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "1")
+    assert doctor.visible_gpu(rows) == ("NVIDIA T4", 75)

@@ -34,6 +34,22 @@ def test_auc_and_failure_rate():
     assert metrics.auc(np.zeros(4), 7) == pytest.approx(1.0)
 
 
+def test_auc_without_np_trapezoid(monkeypatch):
+    """NumPy < 2 (Jetson: numpy<2 for apt's OpenCV) has np.trapz only; AUC must use it there."""
+    errs = np.array([0.0, 5.0, 20.0, 3.2, 7.7])
+    expected = metrics.auc(errs, 10)
+    calls = []
+
+    def trapz_1x(y, x):  # NumPy 1.x's trapz, for NumPy versions that dropped it
+        calls.append(len(y))
+        return float(((y[1:] + y[:-1]) * np.diff(x)).sum() / 2)
+
+    monkeypatch.delattr(np, "trapezoid", raising=False)
+    monkeypatch.setattr(np, "trapz", trapz_1x, raising=False)
+    assert metrics.auc(errs, 10) == pytest.approx(expected, abs=1e-12)
+    assert calls == [1001]
+
+
 def test_summary_fields_and_plot(tmp_path):
     gt = np.repeat(_face(), 3, 0)
     s = metrics.summary(gt + 1.0, gt)

@@ -161,3 +161,219 @@ def test_cuda_host_without_gpu_or_api_names_the_fix():
             assert "shfan-doctor" in msg
     else:
         pytest.skip("a GPU and a CUDA host API are usable here")
+
+
+# ---------------------------------------------------------------- host buffers and the runner, with stand-ins
+# (CPU memory behind the CUDA host API's methods, an engine/context that doubles its input: no
+# tensorrt module, no GPU; they drive EngineRunner's real code)
+
+import ctypes  # noqa: E402
+import threading  # noqa: E402
+from contextlib import contextmanager  # noqa: E402
+
+from shfan.runtime import cuda_host  # noqa: E402
+
+
+class StandInAllocator:
+    """alloc(nbytes) -> address of ctypes memory (what cudaMallocHost hands back)."""
+
+    def __init__(self):
+        self.blocks = []
+
+    def __call__(self, nbytes):
+        block = ctypes.create_string_buffer(nbytes)
+        self.blocks.append(block)
+        return ctypes.addressof(block)
+
+
+@pytest.mark.parametrize("dtype", ["float16", "float32", "int32", "int8"])
+def test_pinned_array_any_dtype_on_raw_bytes(dtype):
+    alloc = StandInAllocator()
+    array, ptr = cuda_host.pinned_array(alloc, (2, 3, 4), dtype)
+    assert array.dtype == np.dtype(dtype) and array.shape == (2, 3, 4)
+    assert ptr == ctypes.addressof(alloc.blocks[0]) and array.ctypes.data == ptr
+    array[...] = np.arange(24).reshape(2, 3, 4)
+    written = np.frombuffer(alloc.blocks[0].raw, dtype)  # the allocator's memory holds the values
+    np.testing.assert_array_equal(written, np.arange(24).astype(dtype))
+
+
+def test_pinned_array_fp16_is_what_as_ctypes_type_cannot_do():
+    with pytest.raises(NotImplementedError):  # the old code path, on this NumPy
+        np.ctypeslib.as_ctypes_type(np.float16)
+    array, _ = cuda_host.pinned_array(StandInAllocator(), (0, 68), np.float16)
+    assert array.shape == (0, 68) and array.dtype == np.float16
+
+
+class StandInHost:
+    """The CUDA host API's methods on CPU memory; records which thread made what current."""
+
+    name = "stand-in"
+
+    def __init__(self):
+        self.alloc = StandInAllocator()
+        self.device_mem = {}  # ptr -> bytearray
+        self.depth = {}  # thread id -> activation depth
+        self.activations = set()
+        self.freed = []
+        self.closed = False
+
+    @contextmanager
+    def activate(self):
+        if self.closed:
+            raise BackendError("closed host")
+        tid = threading.get_ident()
+        self.depth[tid] = self.depth.get(tid, 0) + 1
+        self.activations.add(tid)
+        try:
+            yield
+        finally:
+            self.depth[tid] -= 1
+
+    def _active(self):
+        assert self.depth.get(threading.get_ident(), 0) > 0, "CUDA call without an active device"
+
+    def pinned(self, shape, dtype):
+        self._active()
+        return cuda_host.pinned_array(self.alloc, shape, dtype)[0]
+
+    def device_alloc(self, nbytes):
+        self._active()
+        mem = np.zeros(max(1, nbytes), np.uint8)
+        self.device_mem[mem.ctypes.data] = mem
+        return cuda_host.DeviceBuffer(mem.ctypes.data, nbytes, mem)
+
+    def stream(self):
+        return object()
+
+    stream_handle = staticmethod(id)
+
+    def h2d(self, dst, src, stream):
+        self._active()
+        raw = np.ascontiguousarray(src).view(np.uint8).reshape(-1)
+        self.device_mem[dst.ptr][: raw.size] = raw
+
+    def d2h(self, dst, src, stream):
+        self._active()
+        dst.reshape(-1).view(np.uint8)[...] = self.device_mem[src.ptr][: dst.nbytes]
+
+    def sync(self, stream):
+        self._active()
+
+    def free(self, buffers, stream=None):
+        self._active()
+        self.freed.extend(buffers)
+
+    def close(self):
+        self.closed = True
+
+
+class StandInContext:
+    """execution context of an engine `y = 2 * x` ([N, 4] fp16 in, [N, 4] fp32 out, N <= 3)."""
+
+    def __init__(self, host):
+        self.host, self.addr, self.shape, self.shape_calls, self.thread = host, {}, None, 0, threading.get_ident()
+
+    def set_tensor_address(self, name, ptr):
+        self.addr[name] = ptr
+
+    def set_input_shape(self, name, shape):
+        self.shape_calls += 1
+        if not (1 <= shape[0] <= 3 and tuple(shape[1:]) == (4,)):
+            return False
+        self.shape = tuple(shape)
+        return True
+
+    def get_tensor_shape(self, name):
+        return self.shape
+
+    def execute_async_v3(self, stream):
+        assert threading.get_ident() == self.thread, "a context used from another thread"
+        n = int(np.prod(self.shape))
+        x = self.host.device_mem[self.addr["x"]][: 2 * n].view(np.float16).astype(np.float32)
+        self.host.device_mem[self.addr["y"]][: 4 * n] = (2 * x).view(np.uint8)
+        return True
+
+
+class StandInEngine:
+    def __init__(self, host, fail=False):
+        self.host, self.fail, self.contexts = host, fail, []
+
+    def create_execution_context(self):
+        if self.fail:
+            return None
+        self.contexts.append(StandInContext(self.host))
+        return self.contexts[-1]
+
+
+PLAN = {"x": ((3, 4), "float16"), "y": ((3, 4), "float32")}
+
+
+def _runner(fail=False):
+    host = StandInHost()
+    return tb.EngineRunner(StandInEngine(host, fail), host, PLAN, "m.engine"), host
+
+
+def test_runner_runs_fp16_input_and_leaves_nothing_current():
+    runner, host = _runner()
+    x = np.array([[0.5, 1.0, -2.0, 3.25], [1e-3, 7.0, 0.0, 1.5]], np.float32)
+    out = runner.run({"x": x}, ["y"])
+    np.testing.assert_array_equal(out["y"], 2 * x.astype(np.float16).astype(np.float32))
+    assert out["y"].base is None or not np.shares_memory(out["y"], runner._workers[0].host["y"])
+    assert all(d == 0 for d in host.depth.values())  # popped after every call (pycuda's exit abort)
+
+
+def test_runner_sets_the_input_shape_only_when_it_changes():
+    runner, _ = _runner()
+    x = np.ones((2, 4), np.float32)
+    for _ in range(3):
+        runner.run({"x": x}, ["y"])
+    ctx = runner._workers[0].context
+    assert ctx.shape_calls == 1
+    runner.run({"x": x[:1]}, ["y"])
+    assert ctx.shape_calls == 2
+
+
+def test_runner_shape_outside_the_profile_is_one_line():
+    runner, _ = _runner()
+    with pytest.raises(BackendError, match=r"larger than the engine's buffer \[3, 4\]"):
+        runner.run({"x": np.ones((4, 4), np.float32)}, ["y"])
+    with pytest.raises(BackendError, match="outside the engine's optimization profile") as exc:
+        runner.run({"x": np.ones((1, 2), np.float32)}, ["y"])
+    assert "\n" not in str(exc.value)
+
+
+def test_runner_without_an_execution_context_names_the_cause():
+    runner, _ = _runner(fail=True)
+    with pytest.raises(BackendError, match="could not create an execution context.*out of GPU memory"):
+        runner.run({"x": np.ones((1, 4), np.float32)}, ["y"])
+
+
+def test_runner_one_context_per_thread():
+    runner, host = _runner()
+    x = np.ones((1, 4), np.float32)
+    runner.run({"x": x}, ["y"])
+    results = []
+    thread = threading.Thread(target=lambda: results.append(runner.run({"x": 3 * x}, ["y"])["y"]))
+    thread.start()
+    thread.join()
+    np.testing.assert_array_equal(results[0], 6 * x)
+    assert len(runner._workers) == 2 and len(host.activations) == 2  # the device made current on each thread
+    runner.run({"x": x}, ["y"])
+    assert len(runner._workers) == 2
+
+
+def test_runner_use_after_close_is_an_error():
+    runner, host = _runner()
+    runner.run({"x": np.ones((1, 4), np.float32)}, ["y"])
+    runner.close()
+    assert len(host.freed) == 4  # x and y, pinned and device, of the one worker
+    with pytest.raises(BackendError, match="closed"):
+        runner.run({"x": np.ones((1, 4), np.float32)}, ["y"])
+    runner.close()  # twice is fine
+
+
+def test_manifest_plugin_only_for_plugin_engines():
+    onnx_engine = {**MANIFEST, "decoder": "onnx"}  # an old build that recorded the hash anyway
+    assert tb.manifest_problems(onnx_engine, "10.3.0", 87, "Orin", None) == []
+    assert tb.manifest_problems(onnx_engine, "10.3.0", 87, "Orin", "cd" * 32) == []
+    assert not tb.manifest_needs_plugin(onnx_engine) and tb.manifest_needs_plugin(MANIFEST)

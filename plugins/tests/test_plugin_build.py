@@ -63,5 +63,56 @@ def test_full_plugin_build(tmp_path):
     assert proc.returncode == 0, proc.stderr
     proc = _run([CMAKE, "--build", build, "-j"])
     assert proc.returncode == 0, proc.stdout + proc.stderr
-    symbols = _run(["nm", "-D", "--defined-only", build / "libshfan_plugins.so"]).stdout
+    lib = build / "libshfan_plugins.so"
+    symbols = _run(["nm", "-D", "--defined-only", lib]).stdout
     assert "getCreators" in symbols and "setLoggerFinder" in symbols
+    exported = [line.split()[-1] for line in symbols.splitlines() if " T " in line]
+    assert not [s for s in exported if "shfan" in s], exported  # hidden visibility: only the entry points
+    needed = _run(["readelf", "-d", lib]).stdout
+    assert "libcudart.so" in needed and "NODELETE" in needed
+    assert "cudaGetErrorString" not in _run(["nm", "--defined-only", lib]).stdout  # no cudart_static inside
+
+
+ARCH_MODULE = PLUGIN_DIR / "cmake" / "ShfanCudaArchitectures.cmake"
+
+
+def _default_archs(tmp_path, smi_output=None, cuda="12.6", tegra=False, cross=False):
+    """(architectures, reason) the CMake module picks, with a stub nvidia-smi on PATH."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir(exist_ok=True)
+    smi = bin_dir / "nvidia-smi"
+    smi.write_text("#!/bin/sh\nexit 9\n" if smi_output is None else f"#!/bin/sh\nprintf '{smi_output}'\n")
+    smi.chmod(0o755)
+    release = tmp_path / "nv_tegra_release"
+    release.unlink(missing_ok=True)
+    if tegra:
+        release.write_text("# R36 (release), REVISION: 4.3\n")
+    cmd = [CMAKE, f"-DSHFAN_CUDA_VERSION={cuda}", f"-DSHFAN_TEGRA_RELEASE={release}"]
+    cmd += ["-DCMAKE_CROSSCOMPILING=ON"] if cross else []
+    env = dict(os.environ, PATH=f"{bin_dir}:/usr/bin:/bin")
+    proc = _run([*cmd, "-P", ARCH_MODULE], env=env)
+    assert proc.returncode == 0, proc.stderr
+    archs, reason = proc.stderr.strip().split("|")
+    return archs, reason
+
+
+@pytest.mark.skipif(CMAKE is None, reason="cmake not installed")
+def test_default_architectures(tmp_path):
+    """A T4/A100/RTX 30xx builder gets its own SM (not 87;110: 'no kernel image' at inference);
+    Jetsons and cross builds keep the explicit lists."""
+    archs, reason = _default_archs(tmp_path, "8.6\\n8.6\\n7.5\\n")
+    assert archs in ("native", "86;75") and "sm_86, sm_75" in reason
+    assert _default_archs(tmp_path, "8.6\\n", tegra=True)[0] == "72;87"
+    assert _default_archs(tmp_path, "8.6\\n", cuda="13.0", tegra=True)[0] == "87;110"
+    assert _default_archs(tmp_path, "8.6\\n", cuda="13.0", cross=True)[0] == "87;110"
+    archs, reason = _default_archs(tmp_path, None)
+    assert archs == "75-real;80-real;86-real;89-real;90" and "no GPU" in reason
+
+
+@pytest.mark.skipif(CMAKE is None, reason="cmake not installed")
+def test_cmake_links_one_cuda_runtime_and_hides_symbols():
+    """Text checks of what the full build (TensorRT only) does; test_full_plugin_build checks the binary."""
+    text = "\n".join(line.split("#")[0] for line in (PLUGIN_DIR / "CMakeLists.txt").read_text().splitlines())
+    assert "CUDA_RUNTIME_LIBRARY Shared" in text and "CUDA::cudart" in text and "cudart_static" not in text
+    assert "CXX_VISIBILITY_PRESET hidden" in text and "CUDA_VISIBILITY_PRESET hidden" in text
+    assert "-z,nodelete" in text

@@ -131,3 +131,18 @@ def test_module_stays_light():
     code = "import sys, shfan.plugins; print(sorted({'torch', 'tensorrt', 'pycuda', 'cupy'} & set(sys.modules)))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
+
+
+def test_plugin_library_recorded_in_the_manifest_is_tried(tmp_path, monkeypatch):
+    """A build made with --plugin-lib X records X; the runtime finds it without $SHFAN_PLUGIN_LIB."""
+    monkeypatch.delenv(plugins.ENV_PLUGIN_LIB, raising=False)
+    monkeypatch.setattr(plugins, "DEFAULT_PLUGIN_LIB", tmp_path / "absent.so")
+    recorded = tmp_path / "custom" / "libshfan_plugins.so"
+    recorded.parent.mkdir()
+    recorded.write_bytes(b"x")
+    assert plugins.find_plugin_library(recorded=recorded) == recorded.resolve()
+    assert plugins.find_plugin_library(recorded=tmp_path / "moved.so") is None  # gone: the default, absent here
+    env_lib = tmp_path / "env.so"
+    env_lib.write_bytes(b"y")
+    monkeypatch.setenv(plugins.ENV_PLUGIN_LIB, str(env_lib))
+    assert plugins.find_plugin_library(recorded=recorded) == env_lib.resolve()  # the environment wins

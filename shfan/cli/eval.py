@@ -65,6 +65,7 @@ def main(argv=None):
     from shfan.datasets import read_dataset
     from shfan.errors import ShfanError
 
+    backend = None
     try:
         samples = read_dataset(args.data, args.format, image_root=args.image_root, points_dir=args.points_dir)
         if args.limit:
@@ -76,6 +77,7 @@ def main(argv=None):
                  f"{samples[0].points.shape[0]}")
         summary, per_face = evaluate.score(backend.infer, samples, backend.info.input_size,
                                            batch_size=args.batch_size, progress=sys.stderr.isatty())
+        backend_name = backend.name
         precision = args.precision
         if model.is_dir() and precision is None:  # a build folder: say which precision was scored
             from shfan.runtime.backend import read_manifest
@@ -83,7 +85,11 @@ def main(argv=None):
             precision = read_manifest(model)["selected_precision"]
     except ShfanError as exc:
         fail(str(exc))
-    report = {**summary, "decoder": args.decoder, "backend": backend.name, "model": str(model),
+    finally:
+        # every path, errors included: a TensorRT backend frees its GPU buffers here, before exit
+        if backend is not None:
+            backend.close()
+    report = {**summary, "decoder": args.decoder, "backend": backend_name, "model": str(model),
               "precision": precision, "data": str(args.data), "box": args.box}
     if args.plot:
         metrics.save_ced_plot({f"{model.name} ({args.decoder})": per_face}, args.plot)
@@ -101,7 +107,7 @@ def main(argv=None):
         table.add_row(f"{key} (%)", f"{report[key]:.3f}")
     for key in ("auc_inter_ocular_10", "fr_inter_ocular_10", "auc_box_7", "fr_box_7"):
         table.add_row(key, f"{report[key]:.4f}")
-    table.caption = f"model {model} · backend {backend.name} · decoder {args.decoder}"
+    table.caption = f"model {model} · backend {backend_name} · decoder {args.decoder}"
     Console().print(table)
 
 
