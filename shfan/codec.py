@@ -3,6 +3,12 @@
 This is the reference every other implementation (PyTorch, ONNX ops, the CUDA plugin) is
 tested against. Coordinates are continuous heatmap coordinates: cell (i, j) has its centre at
 (j + 0.5, i + 0.5).
+
+Non-finite heatmaps follow one rule in all four implementations (see
+plugins/include/shfan/subpixel_decode.h): the peak is the first index of the largest non-NaN
+value (all-NaN map: cell 0); a window cell weighs 1 when it equals the peak value, else
+exp(tau (H - Hpeak)), and 0 when that is NaN; no weight at all leaves the peak cell's centre;
+the score is H[peak] as it is. Landmarks are always finite; a non-finite score flags the map.
 """
 
 from __future__ import annotations
@@ -34,11 +40,23 @@ def encode(points, heatmap_size: int | tuple[int, int], sigma: float = DEFAULT_S
 
 
 def _argmax_cells(hm: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """First argmax (row-major, lowest index on ties) per channel -> (x0, y0, score)."""
+    """First argmax (row-major, lowest index on ties) per channel -> (x0, y0, score), over the
+    non-NaN values (np.argmax would let a NaN win); an all-NaN map gives cell 0."""
     n, h, w = hm.shape
     flat = hm.reshape(n, h * w)
-    idx = np.argmax(flat, axis=1)  # numpy returns the first occurrence
+    number = ~np.isnan(flat)
+    top = np.where(number, flat, -np.inf).max(axis=1, keepdims=True)
+    idx = np.argmax(number & (flat == top), axis=1)  # first True; all False (all NaN) -> 0
     return idx % w, idx // w, flat[np.arange(n), idx]
+
+
+def window_weights(vals: np.ndarray, centre: np.ndarray, temperature: float) -> np.ndarray:
+    """exp(tau (H - Hpeak)) with the non-finite rule: 1 where H equals the peak value (also
+    +-inf), 0 where the result is NaN."""
+    with np.errstate(invalid="ignore", over="ignore"):
+        e = np.exp(temperature * (vals - centre))
+    e = np.where(vals == centre, 1.0, e)
+    return np.where(np.isnan(e), 0.0, e)
 
 
 def _decode_subpixel(hm, x0, y0, window, temperature):
@@ -53,8 +71,9 @@ def _decode_subpixel(hm, x0, y0, window, temperature):
     centre = hm[np.arange(n), y0, x0]
     # softmax(tau * H) over the valid cells; the centre is the window max, so subtracting it is
     # the usual max shift and the exponent is always <= 0.
-    e = np.exp(temperature * (vals - centre[:, None, None])) * valid
-    wgt = e / e.sum(axis=(1, 2), keepdims=True)
+    e = window_weights(vals, centre[:, None, None], temperature) * valid
+    total = e.sum(axis=(1, 2), keepdims=True)
+    wgt = e / np.where(total > 0, total, 1.0)  # 0 only for an all-NaN map: offset 0
     u = x0 + 0.5 + (wgt * dx).sum(axis=(1, 2))
     v = y0 + 0.5 + (wgt * dy).sum(axis=(1, 2))
     return u, v
@@ -73,6 +92,14 @@ def _decode_fan(hm, x0, y0):
     return u, v
 
 
+def check_params(window: int, temperature: float) -> None:
+    """The decoder parameters every implementation accepts (the plugin creator refuses the rest)."""
+    if window < 1 or window % 2 == 0:
+        raise ValueError(f"window must be a positive odd number, got {window}")
+    if not (np.isfinite(temperature) and temperature > 0):
+        raise ValueError(f"temperature must be a finite number > 0, got {temperature}")
+
+
 def decode(
     heatmaps,
     method: str = "subpixel",
@@ -82,8 +109,7 @@ def decode(
     """Heatmaps [B, K, H, W] -> points [B, K, 2] (continuous heatmap coords), scores [B, K]."""
     if method not in METHODS:
         raise ValueError(f"unknown decoder method {method!r}; choose one of {', '.join(METHODS)}")
-    if window < 1 or window % 2 == 0:
-        raise ValueError(f"window must be a positive odd number, got {window}")
+    check_params(window, temperature)
     hm = np.asarray(heatmaps, dtype=np.float32)
     if hm.ndim != 4:
         raise ValueError(f"heatmaps must be [B, K, H, W], got shape {hm.shape}")

@@ -2,14 +2,16 @@
 
 Built directly with onnx.helper — no torch — so `shfan-build --onnx FILE --decoder onnx` works on
 a Jetson. Runs in ONNX Runtime and in TensorRT without the plugin, and is appended to a backbone
-with `onnx.compose`. Same math as shfan.codec (NumPy reference), tested on the shared vectors.
+with `onnx.compose`. Same math as shfan.codec (NumPy reference), including its NaN/inf rule,
+tested on the shared vectors. NaN tests are `Equal(x, x)` (false only for NaN), so the graph
+needs no IsNaN.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-from shfan.codec import DEFAULT_TEMPERATURE, DEFAULT_WINDOW
+from shfan.codec import DEFAULT_TEMPERATURE, DEFAULT_WINDOW, check_params
 
 OPSET = 17
 INPUT = "heatmaps"
@@ -26,8 +28,7 @@ def decoder_model(method: str = "subpixel", window: int = DEFAULT_WINDOW,
 
     if method != "subpixel":
         raise ValueError(f"the ONNX decoder implements 'subpixel' only, not {method!r}")
-    if window < 1 or window % 2 == 0:
-        raise ValueError(f"window must be a positive odd number, got {window}")
+    check_params(window, temperature)
     h, w = (heatmap_size, heatmap_size) if np.isscalar(heatmap_size) else heatmap_size
     r = window // 2
     offs = np.arange(-r, r + 1, dtype=np.int64)
@@ -39,11 +40,20 @@ def decoder_model(method: str = "subpixel", window: int = DEFAULT_WINDOW,
         "dx_f": np.tile(offs, window).astype(np.float32), "dy_f": np.repeat(offs, window).astype(np.float32),
         "tau": np.array(temperature, np.float32), "half": np.array(0.5, np.float32),
         "scale": np.array(scale, np.float32), "last_axis": np.array([2], np.int64),
+        "neg_inf": np.array(-np.inf, np.float32), "one": np.array(1.0, np.float32),
+        "zero_f": np.array(0.0, np.float32),
     }
     n = helper.make_node
+    reduce_max = (n("ReduceMax", ["key", "last_axis"], ["top"], keepdims=1) if opset >= 18
+                  else n("ReduceMax", ["key"], ["top"], axes=[2], keepdims=1))
     nodes = [
         n("Reshape", [INPUT, "flat_shape"], ["flat"]),
-        n("ArgMax", ["flat"], ["peak"], axis=2, keepdims=1, select_last_index=0),  # first max wins
+        # peak: first index of the largest non-NaN value (ArgMax alone may let a NaN win)
+        n("Equal", ["flat", "flat"], ["is_number"]),
+        n("Where", ["is_number", "flat", "neg_inf"], ["key"]),
+        reduce_max,
+        n("Equal", ["flat", "top"], ["is_top"]), n("Cast", ["is_top"], ["is_top_f"], to=TensorProto.FLOAT),
+        n("ArgMax", ["is_top_f"], ["peak"], axis=2, keepdims=1, select_last_index=0),  # first max wins; none -> 0
         n("GatherElements", ["flat", "peak"], ["peak_value"], axis=2),
         n("Mod", ["peak", "W"], ["x0"]),
         n("Div", ["peak", "W"], ["y0"]),
@@ -60,8 +70,15 @@ def decoder_model(method: str = "subpixel", window: int = DEFAULT_WINDOW,
         n("GatherElements", ["flat", "cell"], ["window_values"], axis=2),
         # softmax(tau * H) over the window; the peak is the window max, so exponents are <= 0
         n("Sub", ["window_values", "peak_value"], ["rel"]), n("Mul", ["rel", "tau"], ["logits"]),
-        n("Exp", ["logits"], ["e"]), n("Mul", ["e", "valid_f"], ["weights"]),
-        n("ReduceSum", ["weights", "last_axis"], ["weight_sum"], keepdims=1),
+        n("Exp", ["logits"], ["e_raw"]),
+        # non-finite rule: cells equal to the peak value weigh 1 (+-inf peaks), NaN weights are 0
+        n("Equal", ["window_values", "peak_value"], ["at_peak"]), n("Where", ["at_peak", "one", "e_raw"], ["e_peak"]),
+        n("Equal", ["e_peak", "e_peak"], ["e_number"]), n("Where", ["e_number", "e_peak", "zero_f"], ["e"]),
+        n("Mul", ["e", "valid_f"], ["weights"]),
+        n("ReduceSum", ["weights", "last_axis"], ["weight_total"], keepdims=1),
+        # no weight at all (an all-NaN map): divide by 1, offset 0
+        n("Greater", ["weight_total", "zero_f"], ["has_weight"]),
+        n("Where", ["has_weight", "weight_total", "one"], ["weight_sum"]),
         n("Mul", ["weights", "dx_f"], ["wdx"]), n("ReduceSum", ["wdx", "last_axis"], ["sum_dx"], keepdims=1),
         n("Mul", ["weights", "dy_f"], ["wdy"]), n("ReduceSum", ["wdy", "last_axis"], ["sum_dy"], keepdims=1),
         n("Div", ["sum_dx", "weight_sum"], ["off_x"]), n("Div", ["sum_dy", "weight_sum"], ["off_y"]),

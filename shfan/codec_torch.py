@@ -1,11 +1,12 @@
 """Subpixel heatmap codec in PyTorch: batched and differentiable (training, the Siamese
-consistency term, PyTorch evaluation). Same math as the NumPy reference in shfan.codec."""
+consistency term, PyTorch evaluation). Same math as the NumPy reference in shfan.codec,
+including its rule for NaN/inf heatmaps."""
 
 from __future__ import annotations
 
 import torch
 
-from shfan.codec import DEFAULT_SIGMA, DEFAULT_TEMPERATURE, DEFAULT_WINDOW, METHODS
+from shfan.codec import DEFAULT_SIGMA, DEFAULT_TEMPERATURE, DEFAULT_WINDOW, METHODS, check_params
 
 
 def encode(points: torch.Tensor, heatmap_size: int, sigma: float = DEFAULT_SIGMA) -> torch.Tensor:
@@ -17,7 +18,11 @@ def encode(points: torch.Tensor, heatmap_size: int, sigma: float = DEFAULT_SIGMA
 
 
 def _argmax_cells(flat: torch.Tensor):
-    idx = torch.argmax(flat, dim=-1, keepdim=True)  # first occurrence, like ONNX ArgMax default
+    """First index of the largest non-NaN value (torch.argmax would let a NaN win); all NaN -> 0."""
+    number = ~torch.isnan(flat)
+    top = torch.where(number, flat, float("-inf")).amax(dim=-1, keepdim=True)
+    first = (number & (flat == top)).to(torch.uint8)
+    idx = torch.argmax(first, dim=-1, keepdim=True)  # first occurrence of the max (1, or 0 when none)
     score = torch.gather(flat, -1, idx)
     return idx, score
 
@@ -34,6 +39,7 @@ def decode(
     """
     if method not in METHODS:
         raise ValueError(f"unknown decoder method {method!r}; choose one of {', '.join(METHODS)}")
+    check_params(window, temperature)
     hm = heatmaps.float()
     b, k, h, w = hm.shape
     flat = hm.reshape(b, k, h * w)
@@ -65,8 +71,12 @@ def _subpixel(flat, x0, y0, centre, h, w, window, temperature):
     valid = (xx >= 0) & (xx < w) & (yy >= 0) & (yy < h)
     gidx = yy.clamp(0, h - 1) * w + xx.clamp(0, w - 1)
     vals = torch.gather(flat, -1, gidx)
-    e = torch.exp(temperature * (vals - centre)) * valid.to(flat.dtype)
-    wgt = e / e.sum(dim=-1, keepdim=True)
+    e = torch.exp(temperature * (vals - centre))
+    # +-inf peaks: inf - inf would be NaN; equal cells weigh 1 (finite ties already do, with their gradient)
+    e = torch.where((vals == centre) & torch.isinf(centre), torch.ones_like(e), e)
+    e = torch.where(torch.isnan(e), torch.zeros_like(e), e) * valid.to(flat.dtype)  # NaN cells excluded
+    total = e.sum(dim=-1, keepdim=True)
+    wgt = e / torch.where(total > 0, total, torch.ones_like(total))  # 0 only for an all-NaN map
     u = x0.to(flat.dtype) + 0.5 + (wgt * dx.to(flat.dtype)).sum(dim=-1, keepdim=True)
     v = y0.to(flat.dtype) + 0.5 + (wgt * dy.to(flat.dtype)).sum(dim=-1, keepdim=True)
     return u, v

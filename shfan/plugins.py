@@ -25,8 +25,12 @@ DEFAULT_PLUGIN_LIB = PLUGIN_DIR / "build" / "libshfan_plugins.so"
 BUILD_COMMAND = "cmake -S plugins -B plugins/build && cmake --build plugins/build -j"
 ENV_PLUGIN_LIB = "SHFAN_PLUGIN_LIB"
 
-_HOST_SOURCES = (PLUGIN_DIR / "src" / "subpixel_decode_host.cpp", PLUGIN_DIR / "include" / "shfan" / "subpixel_decode.h")
+_HOST_SOURCES = (PLUGIN_DIR / "src" / "subpixel_decode_host.cpp", PLUGIN_DIR / "include" / "shfan" / "subpixel_decode.h",
+                 PLUGIN_DIR / "include" / "shfan" / "decode_fields.h")
 _HOST_SYMBOL = "shfan_subpixel_decode_host"
+_FIELDS_SYMBOL = "shfan_decode_params_from_fields"
+# nvinfer1::PluginFieldType values (TensorRT 10.x / 11.x) by NumPy dtype, for parse_fields_host
+FIELD_TYPES = {"float16": 0, "float32": 1, "float64": 2, "int8": 3, "int16": 4, "int32": 5, "int64": 10}
 
 
 class PluginError(RuntimeError):
@@ -138,6 +142,9 @@ def load_host_library(path: str | os.PathLike | None = None) -> ctypes.CDLL:
     c_int, c_float, c_void_p = ctypes.c_int, ctypes.c_float, ctypes.c_void_p
     fn.argtypes = [c_void_p, c_int, c_int, c_int, c_int, c_int, c_int, c_float, c_float, c_void_p, c_void_p]
     fn.restype = c_int
+    fields = getattr(lib, _FIELDS_SYMBOL)
+    fields.argtypes = [c_int, c_void_p, c_void_p, c_void_p, c_void_p, c_void_p, c_void_p, c_void_p, ctypes.c_char_p, c_int]
+    fields.restype = c_int
     return lib
 
 
@@ -156,5 +163,24 @@ def decode_host(lib: ctypes.CDLL, heatmaps: np.ndarray, window: int, temperature
         landmarks.ctypes.data, scores.ctypes.data,
     )
     if status != 0:
-        raise ValueError(f"invalid decoder parameters: window={window} (must be odd and >= 1), shape={hm.shape}")
+        raise ValueError(f"invalid decoder parameters: window={window} (must be odd and >= 1), temperature="
+                         f"{temperature} and scale={scale} (finite, > 0), shape={hm.shape}")
     return landmarks, scores
+
+
+def parse_fields_host(lib: ctypes.CDLL, fields: dict[str, np.ndarray]) -> tuple[int, float, float]:
+    """The plugin creator's attribute parsing on the CPU: {name: 1-element array, typed as TensorRT
+    would pass it} -> (window, temperature, scale); ValueError with the creator's message."""
+    arrays = [np.ascontiguousarray(v).reshape(-1) for v in fields.values()]
+    n = len(arrays)
+    names = (ctypes.c_char_p * max(1, n))(*[k.encode() for k in fields])
+    types = (ctypes.c_int * max(1, n))(*[FIELD_TYPES.get(a.dtype.name, 8) for a in arrays])  # 8 = kUNKNOWN
+    data = (ctypes.c_void_p * max(1, n))(*[a.ctypes.data if a.size else None for a in arrays])
+    lengths = (ctypes.c_int * max(1, n))(*[a.size for a in arrays])
+    window, tau, scale = ctypes.c_int(), ctypes.c_float(), ctypes.c_float()
+    message = ctypes.create_string_buffer(512)
+    status = getattr(lib, _FIELDS_SYMBOL)(n, names, types, data, lengths, ctypes.byref(window), ctypes.byref(tau),
+                                          ctypes.byref(scale), message, len(message))
+    if status != 0:
+        raise ValueError(message.value.decode())
+    return window.value, tau.value, scale.value

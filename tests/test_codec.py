@@ -36,6 +36,17 @@ def test_onnxruntime_matches_vectors(vectors):
         np.testing.assert_allclose(got_s, scores, atol=1e-6, err_msg=name)
 
 
+def test_nonfinite_vectors_give_finite_points(vectors):
+    """The NaN/inf case is in the shared vectors, so all four implementations are held to it
+    (NumPy, PyTorch and ONNX Runtime above, the plugin's host build in plugins/tests)."""
+    case = next(v for v in vectors if v[0] == "nonfinite")
+    _, hm, pts, scores, *_ = case
+    assert np.isnan(hm).any() and np.isposinf(hm).any() and np.isneginf(hm).any()
+    assert np.isfinite(pts).all() and not np.isfinite(scores).all()
+    # the old rule (np.argmax lets a NaN at index 0 win) is caught by the tolerance
+    assert np.abs(pts[0, 0] - [0.5, 0.5]).max() > TOL
+
+
 def test_half_pixel_shift_is_caught(vectors):
     """The tolerance is tight enough that a classic off-by-half-pixel bug fails."""
     name, hm, pts, *_ , w, t = vectors[0]
@@ -102,3 +113,8 @@ def test_bad_arguments_are_clear():
         codec.decode(np.zeros((1, 1, 4, 4)), "subpixel", window=4)
     with pytest.raises(ValueError, match=r"\[B, K, H, W\]"):
         codec.decode(np.zeros((4, 4)))
+    for tau in (-200.0, 0.0, float("nan"), float("inf")):  # -200 gave NaN landmarks
+        with pytest.raises(ValueError, match="temperature must be a finite number > 0"):
+            codec.decode(np.zeros((1, 1, 4, 4)), "subpixel", 5, tau)
+        with pytest.raises(ValueError, match="temperature"):
+            codec_torch.decode(torch.zeros(1, 1, 4, 4), "subpixel", 5, tau)

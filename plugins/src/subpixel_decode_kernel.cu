@@ -43,13 +43,14 @@ __global__ void __launch_bounds__(kThreads) subpixelDecodeKernel(T const* __rest
     size_t const map = blockIdx.x;
     T const* hm = heatmaps + map * static_cast<size_t>(cells);
 
-    // Each thread scans increasing indices with a strict '>', so it keeps its first maximum;
-    // peakBeats breaks ties by index in the tree, so the block finds NumPy's first argmax.
+    // Each thread scans increasing indices with peakBeats (NaN never wins; the first -inf beats
+    // the {-inf, cells} start), so it keeps its first maximum; peakBeats breaks ties by index in
+    // the tree, so the block finds firstArgmax's peak (the header's rule).
     Peak best{-INFINITY, cells};
     for (int i = threadIdx.x; i < cells; i += kThreads)
     {
         float const v = loadAsFloat(hm, i);
-        if (v > best.value)
+        if (peakBeats(v, i, best.value, best.index))
         {
             best = Peak{v, i};
         }
@@ -68,7 +69,7 @@ __global__ void __launch_bounds__(kThreads) subpixelDecodeKernel(T const* __rest
         best = warpArgmax(best);
         if (lane == 0)
         {
-            // An all -inf (or NaN) map leaves index == cells; fall back to cell 0 like NumPy.
+            // Only an all-NaN map leaves index == cells; it peaks at cell 0 (the header's rule).
             int const peak = best.index < cells ? best.index : 0;
             decodeFromPeak(hm, height, width, peak, window, tau, scale, landmarks + 2 * map, scores + map);
         }
@@ -93,18 +94,19 @@ cudaError_t launchSubpixelDecode(void const* heatmaps, bool fp16, int batch, int
     {
         return cudaErrorInvalidValue;
     }
+    if (!validDecodeAttributes(window, tau, scale))
+    {
+        return cudaErrorInvalidValue;
+    }
+    // cudaLaunchKernel returns this launch's own status; `<<<>>>` + cudaGetLastError() could
+    // report an earlier, unrelated kernel's error instead.
     dim3 const grid(static_cast<unsigned>(maps));
-    if (fp16)
-    {
-        subpixelDecodeKernel<Half><<<grid, kThreads, 0, stream>>>(
-            static_cast<Half const*>(heatmaps), height, width, window, tau, scale, landmarks, scores);
-    }
-    else
-    {
-        subpixelDecodeKernel<float><<<grid, kThreads, 0, stream>>>(
-            static_cast<float const*>(heatmaps), height, width, window, tau, scale, landmarks, scores);
-    }
-    return cudaGetLastError();
+    dim3 const block(kThreads);
+    void* maps_ptr = const_cast<void*>(heatmaps); // same bits as the kernel's `T const*` parameter
+    void* args[] = {&maps_ptr, &height, &width, &window, &tau, &scale, &landmarks, &scores};
+    void const* kernel = fp16 ? reinterpret_cast<void const*>(&subpixelDecodeKernel<Half>)
+                              : reinterpret_cast<void const*>(&subpixelDecodeKernel<float>);
+    return cudaLaunchKernel(kernel, grid, block, args, 0, stream);
 }
 
 } // namespace shfan

@@ -7,6 +7,7 @@
 #include <climits>
 #include <cstring>
 #include <new>
+#include <string>
 
 namespace shfan
 {
@@ -23,71 +24,33 @@ constexpr char const* kPluginNamespace = "shfan";
 constexpr int32_t kNbInputs = 1;
 constexpr int32_t kNbOutputs = 2;
 
-// The ONNX parser may hand attributes over as any int / float width; accept them all.
-bool readInt(PluginField const& f, int32_t& out)
-{
-    if (f.data == nullptr || f.length < 1)
-    {
-        return false;
-    }
-    switch (f.type)
-    {
-    case PluginFieldType::kINT8: out = *static_cast<int8_t const*>(f.data); return true;
-    case PluginFieldType::kINT16: out = *static_cast<int16_t const*>(f.data); return true;
-    case PluginFieldType::kINT32: out = *static_cast<int32_t const*>(f.data); return true;
-    case PluginFieldType::kINT64: out = static_cast<int32_t>(*static_cast<int64_t const*>(f.data)); return true;
-    default: return false;
-    }
-}
+// decode_fields.h mirrors PluginFieldType's values so its parsing compiles (and is tested) without TensorRT.
+static_assert(static_cast<int32_t>(PluginFieldType::kFLOAT16) == kFieldFloat16, "PluginFieldType changed");
+static_assert(static_cast<int32_t>(PluginFieldType::kFLOAT32) == kFieldFloat32, "PluginFieldType changed");
+static_assert(static_cast<int32_t>(PluginFieldType::kFLOAT64) == kFieldFloat64, "PluginFieldType changed");
+static_assert(static_cast<int32_t>(PluginFieldType::kINT8) == kFieldInt8, "PluginFieldType changed");
+static_assert(static_cast<int32_t>(PluginFieldType::kINT16) == kFieldInt16, "PluginFieldType changed");
+static_assert(static_cast<int32_t>(PluginFieldType::kINT32) == kFieldInt32, "PluginFieldType changed");
+static_assert(static_cast<int32_t>(PluginFieldType::kINT64) == kFieldInt64, "PluginFieldType changed");
 
-bool readFloat(PluginField const& f, float& out)
-{
-    if (f.data == nullptr || f.length < 1)
-    {
-        return false;
-    }
-    switch (f.type)
-    {
-    case PluginFieldType::kFLOAT16: out = halfBitsToFloat(*static_cast<uint16_t const*>(f.data)); return true;
-    case PluginFieldType::kFLOAT32: out = *static_cast<float const*>(f.data); return true;
-    case PluginFieldType::kFLOAT64: out = static_cast<float>(*static_cast<double const*>(f.data)); return true;
-    default: return false;
-    }
-}
-
-// Fills params from a field collection; unknown fields are ignored, missing ones keep defaults.
+// Fills params from a field collection (decode_fields.h); a bad attribute is logged with its fix
+// and refused, so the build stops at the node instead of producing NaN landmarks.
 bool parseFields(nvinfer1::PluginFieldCollection const* fc, DecodeParams& params)
 {
     for (int32_t i = 0; fc != nullptr && i < fc->nbFields; ++i)
     {
         PluginField const& f = fc->fields[i];
-        if (f.name == nullptr)
+        char const* error = applyDecodeField(f.name, static_cast<int32_t>(f.type), f.data, f.length, params);
+        if (error != nullptr)
         {
-            continue;
-        }
-        bool ok = true;
-        if (std::strcmp(f.name, "window") == 0)
-        {
-            ok = readInt(f, params.window);
-        }
-        else if (std::strcmp(f.name, "temperature") == 0)
-        {
-            ok = readFloat(f, params.temperature);
-        }
-        else if (std::strcmp(f.name, "scale") == 0)
-        {
-            ok = readFloat(f, params.scale);
-        }
-        if (!ok)
-        {
-            reportPluginError("shfan::SubpixelDecode: field has an unsupported type or no data "
-                              "(window must be an int, temperature and scale floats)");
+            reportPluginError(error);
             return false;
         }
     }
-    if (params.window < 1 || params.window % 2 == 0)
+    char const* error = checkDecodeParams(params);
+    if (error != nullptr)
     {
-        reportPluginError("shfan::SubpixelDecode: window must be a positive odd number (e.g. 5)");
+        reportPluginError(error);
         return false;
     }
     return true;
@@ -223,14 +186,25 @@ int32_t SubpixelDecodePlugin::enqueue(nvinfer1::PluginTensorDesc const* inputDes
     if (!isHeatmapInput(inputDesc[0]) || dims.d[0] > INT_MAX || dims.d[1] > INT_MAX
         || dims.d[2] * dims.d[3] > INT_MAX)
     {
+        reportPluginError("shfan::SubpixelDecode: enqueue got heatmaps that are not a linear float32/float16 "
+                          "[B, K, H, W] tensor of at most 2^31 cells per map");
         return -1;
     }
-    // Only a kernel launch on TensorRT's stream: no allocation, no sync (CUDA-graph safe).
+    // Only a kernel launch on TensorRT's stream: no allocation, no sync (CUDA-graph safe). The
+    // launcher returns this launch's own status (not an earlier kernel's sticky error).
     cudaError_t const status = launchSubpixelDecode(inputs[0], inputDesc[0].type == DataType::kHALF,
         static_cast<int>(dims.d[0]), static_cast<int>(dims.d[1]), static_cast<int>(dims.d[2]),
         static_cast<int>(dims.d[3]), mParams.window, mParams.temperature, mParams.scale,
         static_cast<float*>(outputs[0]), static_cast<float*>(outputs[1]), stream);
-    return status == cudaSuccess ? 0 : -1;
+    if (status != cudaSuccess)
+    {
+        std::string const message = std::string("shfan::SubpixelDecode: kernel launch failed: ")
+            + cudaGetErrorName(status) + " (" + cudaGetErrorString(status)
+            + "); check that libshfan_plugins.so was built for this GPU's SM (plugins/README.md)";
+        reportPluginError(message.c_str());
+        return -1;
+    }
+    return 0;
 }
 
 nvinfer1::IPluginV3* SubpixelDecodePlugin::attachToContext(nvinfer1::IPluginResourceContext* /*context*/) noexcept

@@ -6,19 +6,14 @@
 
 #include <NvInferRuntime.h>
 
+#include "shfan/decode_fields.h"
+
 #include <cstdint>
 #include <string>
 #include <vector>
 
 namespace shfan
 {
-
-struct DecodeParams
-{
-    int32_t window{5};
-    float temperature{12.f};
-    float scale{1.f};
-};
 
 class SubpixelDecodePlugin final : public nvinfer1::IPluginV3,
                                    public nvinfer1::IPluginV3OneCore,

@@ -146,3 +146,69 @@ def test_plugin_library_recorded_in_the_manifest_is_tried(tmp_path, monkeypatch)
     env_lib.write_bytes(b"y")
     monkeypatch.setenv(plugins.ENV_PLUGIN_LIB, str(env_lib))
     assert plugins.find_plugin_library(recorded=recorded) == env_lib.resolve()  # the environment wins
+
+
+def test_nonfinite_fp16_input_follows_the_rule(host_lib, vectors):
+    """NaN/inf in real fp16 bytes: same peaks, weights and scores as the fp32 reference."""
+    hm16 = vectors["nonfinite/heatmaps"].astype(np.float16)
+    points, scores = plugins.decode_host(host_lib, hm16, 5, 12.0, SCALE)
+    assert np.isfinite(points).all()
+    assert_points_close(points, vectors["nonfinite/points"])
+    np.testing.assert_array_equal(scores, vectors["nonfinite/scores"])  # NaN == NaN, inf == inf here
+
+
+def test_nan_at_index_zero_never_wins(host_lib):
+    hm = np.zeros((1, 1, 4, 4), np.float32)
+    hm[0, 0, 0, 0] = np.nan
+    hm[0, 0, 2, 3] = 0.5
+    points, scores = plugins.decode_host(host_lib, hm, 1, 12.0)
+    np.testing.assert_array_equal(points[0, 0], [3.5, 2.5])
+    assert scores[0, 0] == 0.5
+
+
+I32, I64, F16, F32, F64 = np.int32, np.int64, np.float16, np.float32, np.float64
+
+
+@pytest.mark.parametrize("fields, expected", [
+    ({"window": I32(7), "temperature": F32(6.0), "scale": F32(4.0)}, (7, 6.0, 4.0)),
+    ({"window": I64(3), "temperature": F64(2.5), "scale": F16(2.0)}, (3, 2.5, 2.0)),  # ONNX parser widths
+    ({"window": np.int8(1), "temperature": F16(12.0), "scale": F64(8.0), "other": F32(1.0)}, (1, 12.0, 8.0)),
+    ({}, (5, 12.0, 1.0)),  # defaults
+])
+def test_plugin_creator_accepts(host_lib, fields, expected):
+    assert plugins.parse_fields_host(host_lib, fields) == pytest.approx(expected)
+
+
+@pytest.mark.parametrize("fields, message", [
+    ({"temperature": F32(-200.0)}, "temperature must be a finite number > 0"),  # gave NaN landmarks
+    ({"temperature": F32(0.0)}, "temperature must be a finite number > 0"),
+    ({"temperature": F32(np.nan)}, "temperature must be a finite number > 0"),
+    ({"temperature": F64(1e39)}, "temperature must be a finite number > 0"),  # inf as float32
+    ({"scale": F32(0.0)}, "scale must be a finite number > 0"),
+    ({"scale": F32(-np.inf)}, "scale must be a finite number > 0"),
+    ({"window": I64(2**32 + 5)}, "does not fit in 32 bits"),  # was truncated to 5
+    ({"window": I64(-(2**31) - 1)}, "does not fit in 32 bits"),
+    ({"window": I32(4)}, "positive odd number"),
+    ({"window": I32(-3)}, "positive odd number"),
+    ({"window": F32(5.0)}, "window must be an integer attribute"),
+    ({"temperature": I32(12)}, "temperature must be a float attribute"),
+    ({"scale": np.zeros(0, F32)}, "has no value"),
+], ids=lambda v: str(v)[:40])
+def test_plugin_creator_refuses_bad_attributes(host_lib, fields, message):
+    with pytest.raises(ValueError, match=message) as exc:
+        plugins.parse_fields_host(host_lib, fields)
+    assert str(exc.value).startswith("shfan::SubpixelDecode: ") and "\n" not in str(exc.value)
+
+
+@pytest.mark.parametrize("tau, scale", [(-200.0, 4.0), (0.0, 4.0), (np.inf, 4.0), (12.0, 0.0), (12.0, np.nan)])
+def test_host_decoder_refuses_bad_temperature_and_scale(host_lib, tau, scale):
+    with pytest.raises(ValueError, match="temperature"):
+        plugins.decode_host(host_lib, np.zeros((1, 1, 4, 4), np.float32), 5, tau, scale)
+
+
+def test_huge_window_costs_only_the_map(host_lib):
+    """The window loops are clipped to the map: window 2^31-1 decodes like a whole-map window."""
+    hm = np.random.default_rng(3).random((1, 2, 6, 5)).astype(np.float32)
+    got, _ = plugins.decode_host(host_lib, hm, 2**31 - 1, 3.0)
+    ref, _ = codec.decode(hm, "subpixel", 13, 3.0)  # 13 already covers every cell
+    assert_points_close(got, ref, scale=1.0)

@@ -48,7 +48,32 @@ def cases():
     out["negative_nonsquare"] = (gaussian_maps(rng, 1, 5, 24, 40) - 0.5).astype(np.float32), 7, 6.0
     out["window3"] = gaussian_maps(rng, 1, 98, 32, 32, sigma=1.0), 3, 5.0
     out["window1"] = gaussian_maps(rng, 1, 4, 16, 16), 1, 12.0
+    out["nonfinite"] = nonfinite_maps(), 5, 12.0
     return out
+
+
+def nonfinite_maps():
+    """NaN / +-inf heatmaps (the rule in plugins/include/shfan/subpixel_decode.h): landmarks stay
+    finite, the score is H[peak] as it is. Every value is exact in fp16 too."""
+    yy, xx = np.mgrid[:8, :8]
+    g = np.exp(-((xx - 5.2) ** 2 + (yy - 2.7) ** 2) / 4.0)
+    g = g.astype(np.float16).astype(np.float32)  # fp16-exact, so the fp16 check uses the same reference
+    maps = np.repeat(g[None], 10, 0)
+    maps[0, 0, 0] = np.nan  # NaN at index 0 must not win (it did in the CPU firstArgmax)
+    maps[1] = -np.inf  # all -inf: peak 0, uniform weights over the clipped window
+    maps[2, 3, 5] = np.inf  # one +inf peak: weight 1 there, 0 elsewhere
+    maps[3, 3, 3] = maps[3, 3, 4] = np.inf  # two +inf cells in one window: both weigh 1
+    maps[4] = np.nan  # all NaN: peak 0, its centre, score NaN
+    maps[5, 2:4, 4:6] = np.nan  # NaN cells next to the peak: excluded
+    maps[5, 3, 6] = 2.0
+    maps[6] = -np.inf  # NaN at 0 and -inf elsewhere: the first -inf (index 1) is the peak
+    maps[6, 0, 0] = np.nan
+    maps[7, 1:5, 3:8] = -np.inf  # -inf cells inside a finite peak's window weigh 0
+    maps[7, 2, 5] = 1.0
+    maps[8, 0, 7] = np.inf  # +inf in the corner with NaN neighbours
+    maps[8, 0, 6] = maps[8, 1, 7] = np.nan
+    maps[9, 4, 4] = 6.0e4  # huge finite peak (near fp16 max): exponents underflow to weight 0
+    return maps[None].astype(np.float32)
 
 
 def main():

@@ -3,6 +3,15 @@
 // Everything here is header-only and `__host__ __device__` under nvcc, plain inline C++ under
 // g++, so the exact code that runs in the TensorRT plugin is unit-tested on a CPU machine.
 // Must match shfan.codec.decode(..., method="subpixel") to <= 1e-3 heatmap px.
+//
+// Non-finite input (one rule in every implementation: NumPy, PyTorch, ONNX ops, this header):
+//  * peak = first index of the largest non-NaN value (-inf is a value); an all-NaN map peaks at 0;
+//  * window weight of a cell = 1 when it equals the peak value (so +inf peaks and all -inf maps
+//    weigh their equal cells alike), else exp(tau (H - Hpeak)), and 0 when that is NaN (NaN cells
+//    are excluded like cells outside the map);
+//  * no weight at all (only an all-NaN map): offset 0, the peak cell's centre;
+//  * score = H[peak] as it is (NaN, +-inf), so callers can reject the landmark.
+// So landmarks are always finite; the score carries the problem.
 #pragma once
 
 #include <cmath>
@@ -73,65 +82,78 @@ SHFAN_HD float loadAsFloat(Half const* map, int i)
     return halfBitsToFloat(map[i].bits);
 }
 
+SHFAN_HD bool isNaN(float x)
+{
+    return x != x;
+}
+
 // Argmax ordering: a larger value wins; on equal values the lower row-major index wins, so every
-// reduction order (sequential or a GPU tree) picks NumPy's "first occurrence".
+// reduction order (sequential or a GPU tree) picks NumPy's "first occurrence". A NaN never wins
+// (every comparison with it is false). Start from {-inf, n}: the first -inf cell still beats it.
 SHFAN_HD bool peakBeats(float value, int index, float bestValue, int bestIndex)
 {
     return value > bestValue || (value == bestValue && index < bestIndex);
 }
 
-// Sequential first argmax over n cells (host path; the kernel does the same as a parallel reduce).
+// Sequential first argmax over n cells (host path; the kernel does the same as a parallel reduce):
+// the first index of the largest non-NaN value, 0 for an all-NaN map.
 template <typename T>
 SHFAN_HD int firstArgmax(T const* map, int n)
 {
-    int best = 0;
-    float bestValue = loadAsFloat(map, 0);
-    for (int i = 1; i < n; ++i)
+    int best = n;
+    float bestValue = -INFINITY;
+    for (int i = 0; i < n; ++i)
     {
         float const v = loadAsFloat(map, i);
-        if (v > bestValue)
+        if (peakBeats(v, i, bestValue, best))
         {
             bestValue = v;
             best = i;
         }
     }
-    return best;
+    return best < n ? best : 0;
 }
 
-// Local soft-argmax around the peak cell (x0, y0): weights exp(tau * (H - Hpeak)) over the
+// Weight of a window cell holding h when the peak holds `peak` (see the rule at the top):
+// in [0, 1] because nothing non-NaN exceeds the peak and tau > 0.
+SHFAN_HD float windowWeight(float h, float peak, float tau)
+{
+    if (h == peak)
+    {
+        return 1.f; // also +inf == +inf and -inf == -inf, where h - peak would be NaN
+    }
+    float const w = expf(tau * (h - peak));
+    return isNaN(w) ? 0.f : w;
+}
+
+// Local soft-argmax around the peak cell (x0, y0): weights windowWeight(H, Hpeak, tau) over the
 // window cells that lie inside the map (outside cells are excluded, not zero-padded), then
-// normalised. Writes the continuous heatmap position (cell centre = index + 0.5).
+// normalised. Writes the continuous heatmap position (cell centre = index + 0.5). The loops run
+// over the in-map part of the window only, so a huge window costs no more than the map.
 template <typename T>
 SHFAN_HD void windowSoftArgmax(
     T const* map, int height, int width, int x0, int y0, int window, float tau, float* u, float* v)
 {
     int const r = window / 2;
+    int const yLo = r > y0 ? 0 : y0 - r;
+    int const yHi = r > height - 1 - y0 ? height - 1 : y0 + r;
+    int const xLo = r > x0 ? 0 : x0 - r;
+    int const xHi = r > width - 1 - x0 ? width - 1 : x0 + r;
     float const centre = loadAsFloat(map, y0 * width + x0);
     float sumW = 0.f, sumDx = 0.f, sumDy = 0.f;
-    for (int dy = -r; dy <= r; ++dy)
+    for (int y = yLo; y <= yHi; ++y)
     {
-        int const y = y0 + dy;
-        if (y < 0 || y >= height)
+        for (int x = xLo; x <= xHi; ++x)
         {
-            continue;
-        }
-        for (int dx = -r; dx <= r; ++dx)
-        {
-            int const x = x0 + dx;
-            if (x < 0 || x >= width)
-            {
-                continue;
-            }
-            // The centre is the window max, so the exponent is <= 0: no overflow, no max pass.
-            float const w = expf(tau * (loadAsFloat(map, y * width + x) - centre));
+            float const w = windowWeight(loadAsFloat(map, y * width + x), centre, tau);
             sumW += w;
-            sumDx += w * static_cast<float>(dx);
-            sumDy += w * static_cast<float>(dy);
+            sumDx += w * static_cast<float>(x - x0);
+            sumDy += w * static_cast<float>(y - y0);
         }
     }
-    // sumW >= 1 (the centre contributes exp(0)), so the division is always safe.
-    *u = static_cast<float>(x0) + 0.5f + sumDx / sumW;
-    *v = static_cast<float>(y0) + 0.5f + sumDy / sumW;
+    // sumW >= 1 whenever the peak is not NaN (it weighs itself 1); 0 only for an all-NaN map.
+    *u = static_cast<float>(x0) + 0.5f + (sumW > 0.f ? sumDx / sumW : 0.f);
+    *v = static_cast<float>(y0) + 0.5f + (sumW > 0.f ? sumDy / sumW : 0.f);
 }
 
 // Decode one heatmap given its peak index: landmark (x, y) * scale and score = H[peak].
@@ -161,6 +183,13 @@ SHFAN_HD void decodeHeatmap(
 SHFAN_HD bool validDecodeParams(int batch, int keypoints, int height, int width, int window)
 {
     return batch >= 0 && keypoints >= 0 && height > 0 && width > 0 && window >= 1 && window % 2 == 1;
+}
+
+// Attribute check (the plugin creator reports which one failed, see decode_fields.h): tau and
+// scale finite and > 0 (a negative tau made every exponent positive: inf / inf = NaN landmarks).
+SHFAN_HD bool validDecodeAttributes(int window, float tau, float scale)
+{
+    return window >= 1 && window % 2 == 1 && tau > 0.f && tau < INFINITY && scale > 0.f && scale < INFINITY;
 }
 
 } // namespace shfan
