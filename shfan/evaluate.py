@@ -22,12 +22,16 @@ def batched(items: Sequence, size: int) -> Iterable[Sequence]:
         yield items[i:i + size]
 
 
-def crops_for(samples: Sequence[Sample], input_size: int, images=None):
-    """Deterministic GT-box crops and their image->crop matrices."""
+def crops_for(samples: Sequence[Sample], input_size: int, images=None, hard_seeds=None):
+    """Deterministic GT-box crops and their image->crop matrices; with `hard_seeds` (one int per
+    sample) the fixed strong degradations of the hard validation set (`augment.hard_view`)."""
     crops, mats = [], []
     for i, s in enumerate(samples):
         img = images[i] if images is not None else s.load_image()
-        c, m = augment.eval_view(img, s.box, input_size)
+        if hard_seeds is not None:
+            c, m = augment.hard_view(hard_seeds[i], img, s.box, input_size)
+        else:
+            c, m = augment.eval_view(img, s.box, input_size)
         crops.append(c)
         mats.append(m)
     return np.stack(crops), mats
@@ -40,8 +44,9 @@ def to_image(points, mats) -> np.ndarray:
 
 
 def predict(infer: Infer, samples: Sequence[Sample], input_size: int, batch_size: int = 8,
-            images=None, progress: bool = False) -> np.ndarray:
-    """Landmarks in image coordinates [N, K, 2] for each sample (GT-box crops)."""
+            images=None, progress: bool = False, hard: int | None = None) -> np.ndarray:
+    """Landmarks in image coordinates [N, K, 2] for each sample (GT-box crops; with `hard` = a
+    seed, the hard validation crops: face i is degraded with seed (hard, i))."""
     out = []
     bar = None
     if progress:
@@ -51,7 +56,8 @@ def predict(infer: Infer, samples: Sequence[Sample], input_size: int, batch_size
     for start in range(0, len(samples), batch_size):
         chunk = samples[start:start + batch_size]
         imgs = images[start:start + batch_size] if images is not None else None
-        crops, mats = crops_for(chunk, input_size, imgs)
+        seeds = None if hard is None else [(hard, i) for i in range(start, start + len(chunk))]
+        crops, mats = crops_for(chunk, input_size, imgs, seeds)
         pts, _ = infer(crops)
         out.extend(to_image(pts, mats))
         if bar:

@@ -3,6 +3,8 @@ Siamese consistency (two random views of one face must agree once mapped to a co
 
 Runs on CPU (2 cores are enough for the compact default model) or CUDA when present.
 Checkpoints carry their config; `--resume` continues from `last.pt` with optimizer state.
+With a time budget, the first steps measure the step time and the cosine schedule is fitted to
+the minutes given (re-fitted after each epoch, validation time included).
 """
 
 from __future__ import annotations
@@ -32,7 +34,9 @@ class TrainConfig:
     workers: int = 0  # augmentation is ~2% of a step; a worker only competes for the 2 cores
     threads: int = 2
     val_every: int = 2
-    augment: augment.AugmentConfig = field(default_factory=augment.AugmentConfig)
+    augment: augment.AugmentConfig = field(default_factory=lambda: augment.HARD)
+    time_budget_min: float | None = None  # fit the schedule to this wall time (epochs ignored)
+    hard_seed: int = 7  # seed of the hard validation views (augment.hard_view); None: clean only
 
 
 def load_images(samples):
@@ -117,13 +121,57 @@ def tune_decoder(model, device, samples, images, windows=(3, 5, 7), temperatures
     return best[1], best[2], results
 
 
+def validate(model, device, samples, images, input_size, names=None, hard_seed=None) -> dict:
+    """Clean (and hard) validation NME_io, overall and per subset name; FR@10 on the hard set."""
+    from shfan import metrics
+
+    gt = np.stack([s.points for s in samples])
+    out = {}
+    kinds = [("", None)] + ([("hard_", hard_seed)] if hard_seed is not None else [])
+    for prefix, seed in kinds:
+        pred = evaluate.predict(torch_infer(model, device), samples, input_size, images=images, hard=seed)
+        per_face = metrics.nme_per_face(pred, gt, "inter_ocular")
+        out[f"val_{prefix}nme_inter_ocular"] = float(per_face.mean())
+        if prefix:
+            out[f"val_{prefix}fr10"] = float((per_face > 10.0).mean())
+        if names is not None and len(set(names)) > 1:
+            for name in sorted(set(names)):
+                sel = np.array([n == name for n in names])
+                out[f"val_{prefix}nme/{name}"] = float(per_face[sel].mean())
+    return out
+
+
+class Schedule:
+    """Warm-up (1 epoch, at most 5 % of the run) then cosine to 1 % of the peak over `total`
+    steps; `total` may be re-fitted while training (time budgets)."""
+
+    def __init__(self, total: int, steps_per_epoch: int):
+        self.total, self.steps_per_epoch = max(1, total), steps_per_epoch
+
+    def __call__(self, step: int) -> float:
+        warmup = max(1, min(self.steps_per_epoch, self.total // 20))
+        t = min(step, self.total) / self.total
+        return min(1.0, (step + 1) / warmup) * (0.01 + 0.99 * 0.5 * (1 + math.cos(math.pi * t)))
+
+
+def fit_total_steps(budget_s: float, elapsed_s: float, steps_done: int, step_s: float,
+                    val_s_per_epoch: float, steps_per_epoch: int) -> int:
+    """Total optimizer steps that fit the budget: the time left, less the validations still to
+    come (one per epoch at most, and the final one), divided by the measured step time."""
+    left = max(0.0, budget_s - elapsed_s)
+    per_step = step_s + val_s_per_epoch / max(1, steps_per_epoch)
+    return steps_done + max(0, int((left - val_s_per_epoch) / per_step))
+
+
 def train(model_cfg: fan_model.ModelConfig, cfg: TrainConfig, train_samples: list[Sample],
           val_samples: list[Sample], out_dir: Path, resume: bool = False, init_state: dict | None = None,
-          log=print) -> Path:
-    """Train and return the path of the best checkpoint (by validation NME).
+          log=print, val_names: list[str] | None = None) -> Path:
+    """Train and return the path of the best checkpoint (by clean validation NME).
 
     `init_state` starts from those weights with a fresh optimizer and schedule (fine-tuning);
-    `resume` continues OUT/last.pt and wins over it."""
+    `resume` continues OUT/last.pt and wins over it. `val_names` labels each validation face
+    with its subset (per-subset NME in the history)."""
+    t_start = time.time()
     out_dir.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(cfg.seed)
     torch.set_num_threads(cfg.threads)
@@ -135,11 +183,15 @@ def train(model_cfg: fan_model.ModelConfig, cfg: TrainConfig, train_samples: lis
     if init_state is not None:
         model.load_state_dict(init_state)  # copied into this model's fp32 tensors
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-    steps_per_epoch = math.ceil(len(train_samples) / cfg.batch_size)
-    total = cfg.epochs * steps_per_epoch
-    warmup = steps_per_epoch
-    sched = torch.optim.lr_scheduler.LambdaLR(
-        opt, lambda s: min(1.0, (s + 1) / warmup) * (0.01 + 0.99 * 0.5 * (1 + math.cos(math.pi * min(s, total) / total))))
+    steps_per_epoch = len(train_samples) // cfg.batch_size  # drop_last
+    if steps_per_epoch == 0:
+        from shfan.errors import ShfanError
+
+        raise ShfanError(f"{len(train_samples)} training faces are fewer than one batch of {cfg.batch_size}: "
+                         f"lower --batch-size")
+    plan = Schedule(cfg.epochs * steps_per_epoch, steps_per_epoch)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, plan)
+    budget_s = cfg.time_budget_min * 60.0 if cfg.time_budget_min else None
     start_epoch, best_nme, history = 0, float("inf"), []
     last = out_dir / "last.pt"
     if resume and last.is_file():
@@ -148,6 +200,7 @@ def train(model_cfg: fan_model.ModelConfig, cfg: TrainConfig, train_samples: lis
         opt.load_state_dict(state["optimizer"])
         sched.load_state_dict(state["scheduler"])
         start_epoch, best_nme, history = state["epoch"], state["best_nme"], state["history"]
+        plan.total = state.get("schedule_total", plan.total)
         log(f"resumed from {last} at epoch {start_epoch}")
 
     log(f"loading {len(train_samples)} training and {len(val_samples)} validation images")
@@ -156,15 +209,22 @@ def train(model_cfg: fan_model.ModelConfig, cfg: TrainConfig, train_samples: lis
     scale = model_cfg.heatmap_size / model_cfg.input_size
     from tqdm import tqdm
 
-    for epoch in range(start_epoch, cfg.epochs):
+    epochs, step_times, val_s = cfg.epochs, [], 0.0
+    t_train = time.time()  # the budget counts from here (image loading excluded but small)
+    if budget_s is not None:
+        budget_s -= t_train - t_start
+    epoch = start_epoch
+    while epoch < epochs:
         data.epoch = epoch
         loader = DataLoader(data, batch_size=cfg.batch_size, shuffle=True, drop_last=True,
                             num_workers=cfg.workers, generator=torch.Generator().manual_seed(cfg.seed + epoch),
                             worker_init_fn=_quiet_worker, persistent_workers=False)
         model.train()
-        t0, sums = time.time(), {"heatmap": 0.0, "consistency": 0.0}
-        bar = tqdm(loader, desc=f"epoch {epoch + 1}/{cfg.epochs}", unit="batch", leave=False)
+        t0, sums, n_done = time.time(), {"heatmap": 0.0, "consistency": 0.0}, 0
+        bar = tqdm(loader, desc=f"epoch {epoch + 1}/{epochs}", unit="batch", leave=False)
+        out_of_time = False
         for batch in bar:
+            t_step = time.time()
             batch = {k: v.to(device) for k, v in batch.items()}
             images = torch.cat([batch["image1"], batch["image2"]])
             outputs = model.forward_all(images)
@@ -184,24 +244,58 @@ def train(model_cfg: fan_model.ModelConfig, cfg: TrainConfig, train_samples: lis
             sums["heatmap"] += loss_h.item()
             sums["consistency"] += loss_c.item()
             bar.set_postfix(hm=f"{loss_h.item():.3f}", cons=f"{loss_c.item():.3f}")
-        n = len(loader)
-        entry = {"epoch": epoch + 1, "seconds": round(time.time() - t0, 1),
+            step_times.append(time.time() - t_step)
+            n_done += 1
+            if budget_s is not None:
+                elapsed = time.time() - t_train
+                if len(step_times) == 4 and epoch == start_epoch:  # probe: steps 2-4 (the 1st warms up)
+                    # validation not timed yet: clean + hard forward passes ~ N/B training steps
+                    guess = float(np.median(step_times[1:])) * len(val_samples) / cfg.batch_size
+                    epochs = _refit(plan, budget_s, elapsed, sched.last_epoch, step_times, val_s or guess,
+                                    steps_per_epoch, cfg, log)
+                if elapsed + val_s >= budget_s or sched.last_epoch >= plan.total:
+                    out_of_time = True
+                    break
+        n = max(1, n_done)
+        entry = {"epoch": epoch + 1, "seconds": round(time.time() - t0, 1), "steps": n_done,
                  "loss_heatmap": sums["heatmap"] / n, "loss_consistency": sums["consistency"] / n}
-        if (epoch + 1) % cfg.val_every == 0 or epoch + 1 == cfg.epochs:
+        final = out_of_time or epoch + 1 >= epochs
+        if (epoch + 1) % cfg.val_every == 0 or final:
             model.eval()
-            summary, _ = evaluate.score(torch_infer(model, device), val_samples, model_cfg.input_size,
-                                        images=val_images)
-            entry["val_nme_inter_ocular"] = summary["nme_inter_ocular"]
-            if summary["nme_inter_ocular"] < best_nme:
-                best_nme = summary["nme_inter_ocular"]
+            t_val = time.time()
+            entry.update(validate(model, device, val_samples, val_images, model_cfg.input_size, val_names,
+                                  cfg.hard_seed))
+            val_s = max(val_s, time.time() - t_val)
+            if entry["val_nme_inter_ocular"] < best_nme:
+                best_nme = entry["val_nme_inter_ocular"]
                 fan_model.save_checkpoint(model, out_dir / "best.pt", epoch=epoch + 1, val_nme=best_nme)
         history.append(entry)
         log(json.dumps(entry))
         fan_model.save_checkpoint(model, last, optimizer=opt.state_dict(), scheduler=sched.state_dict(),
-                                  epoch=epoch + 1, best_nme=best_nme, history=history,
+                                  epoch=epoch + 1, best_nme=best_nme, history=history, schedule_total=plan.total,
                                   train_config=_jsonable(asdict(cfg)))
+        epoch += 1
+        if final:
+            break
+        if budget_s is not None and step_times:
+            epochs = _refit(plan, budget_s, time.time() - t_train, sched.last_epoch, step_times, val_s,
+                            steps_per_epoch, cfg, log, quiet=True)
     (out_dir / "history.json").write_text(json.dumps(history, indent=1))
     return out_dir / "best.pt"
+
+
+def _refit(plan: Schedule, budget_s, elapsed, steps_done, step_times, val_s, steps_per_epoch, cfg, log,
+           quiet=False) -> int:
+    """Fit the schedule's total steps to the time left; returns the epoch count to run."""
+    step_s = float(np.median(step_times[1:] if len(step_times) > 1 else step_times))
+    val_est = val_s if val_s else 0.0
+    plan.total = max(steps_done + 1, fit_total_steps(budget_s, elapsed, steps_done, step_s,
+                                                     val_est / max(1, cfg.val_every), steps_per_epoch))
+    epochs = math.ceil(plan.total / steps_per_epoch)
+    if not quiet:
+        log(f"time budget {budget_s / 60:.1f} min: {step_s * 1000:.0f} ms per step -> {plan.total} steps "
+            f"({epochs} epochs of {steps_per_epoch})")
+    return epochs
 
 
 def _quiet_worker(_):

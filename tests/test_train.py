@@ -20,23 +20,87 @@ def test_flip_map_is_a_mirror_involution():
     assert augment.FLIP_68[36] == 45 and augment.FLIP_68[48] == 54 and augment.FLIP_68[30] == 30
 
 
-def test_views_put_targets_on_the_warped_landmarks(helen_dir):
+@pytest.mark.parametrize("preset", ["mild", "hard"])
+def test_views_put_targets_on_the_warped_landmarks(helen_dir, preset):
     """Warp a synthetic image whose bright pixels sit at the landmarks: each view's targets must
-    land on the bright pixels, flipped or not."""
+    land on the bright pixels, flipped or not, rolled 60 degrees or not."""
     s = read_300w(helen_dir)[0]
     img = s.load_image()
     marker = np.zeros(img.shape[:2], np.float32)
     ij = np.floor(s.points).astype(int)
     marker[ij[:, 1], ij[:, 0]] = 1.0
     rng = np.random.default_rng(3)
-    cfg = augment.AugmentConfig(color_jitter=0, occlusion_prob=0)
-    for _ in range(6):
+    cfg = augment.PRESETS[preset]
+    for _ in range(12):
         m, perm = augment.random_view(rng, s.box, 256, cfg, 68)
         warped = geometry.warp(marker, m, 256)
         pts = geometry.transform_points(s.points, m)[perm]
         inside = (pts > 2).all(1) & (pts < 254).all(1)
         vals = [warped[int(p[1]) - 2:int(p[1]) + 3, int(p[0]) - 2:int(p[0]) + 3].max() for p in pts[inside]]
         assert np.mean(np.array(vals) > 0) > 0.95
+
+
+def test_make_view_moves_landmarks_with_the_pixels(helen_dir):
+    """The full hard recipe (geometry + degradations): the crop is the warp of the image by the
+    view's matrix, degraded, so it correlates with that warp far better than with a warp moved
+    by 4 px; and the targets are the landmarks through that matrix, in channel order."""
+    s = read_300w(helen_dir)[1]
+    img = s.load_image()
+    rng = np.random.default_rng(5)
+    for _ in range(8):
+        crop, pts, m, perm = augment.make_view(rng, img, s.points, s.box, 128, augment.HARD)
+        assert np.allclose(pts, geometry.transform_points(s.points, m)[perm], atol=1e-4)
+        gray = crop.mean(0)
+        right = geometry.warp(img, m, 128).mean(2)
+        shifted = geometry.warp(img, geometry.compose(np.array([[1.0, 0, 4], [0, 1, 4]]), m), 128).mean(2)
+        assert np.corrcoef(gray.ravel(), right.ravel())[0, 1] > np.corrcoef(gray.ravel(), shifted.ravel())[0, 1] + 0.05
+
+
+def test_hard_view_is_fixed_by_its_seed_and_aligned(helen_dir):
+    s = read_300w(helen_dir)[2]
+    img = s.load_image()
+    a, ma = augment.hard_view((7, 0), img, s.box, 128)
+    b, mb = augment.hard_view((7, 0), img, s.box, 128)
+    c, mc = augment.hard_view((7, 1), img, s.box, 128)
+    assert np.array_equal(a, b) and np.array_equal(ma, mb)
+    assert not np.allclose(ma, mc)
+    roll = np.degrees(np.arctan2(-ma[1, 0], ma[0, 0]))
+    assert 30 <= abs(roll) <= 50  # strong, fixed roll
+    pts = geometry.transform_points(s.points, ma)
+    assert (pts > 0).all() and (pts < 128).all()  # the face stays in the crop
+    clean = geometry.warp(img, ma, 128).mean(2)
+    shifted = geometry.warp(img, geometry.compose(np.array([[1.0, 0, 4], [0, 1, 4]]), ma), 128).mean(2)
+    gray = a.mean(0)
+    assert np.corrcoef(gray.ravel(), clean.ravel())[0, 1] > np.corrcoef(gray.ravel(), shifted.ravel())[0, 1]
+
+
+def test_schedule_fits_the_time_left():
+    # 100 s left, 0.5 s a step, 10 s of validation per epoch of 20 steps: (100 - 10) / (0.5 + 0.5)
+    assert trainer.fit_total_steps(300, 200, 40, 0.5, 10.0, 20) == 40 + 90
+    assert trainer.fit_total_steps(300, 400, 40, 0.5, 10.0, 20) == 40  # over budget: stop now
+    plan = trainer.Schedule(total=100, steps_per_epoch=50)
+    assert plan(0) == pytest.approx(1 / 5)  # warm-up is capped at 5 % of the run
+    assert plan(4) == pytest.approx(1.0 * (0.01 + 0.99 * 0.5 * (1 + np.cos(np.pi * 0.04))))
+    assert plan(100) == pytest.approx(0.01) and plan(500) == pytest.approx(0.01)
+
+
+@pytest.mark.slow
+def test_time_budget_ends_within_15_percent(helen_dir, tmp_path):
+    """--time-budget on a tiny model: the probe sizes the schedule so the run ends near the budget."""
+    import time
+
+    samples = read_300w(helen_dir)[:40]
+    torch.optim.AdamW(fan.FAN(TINY).parameters())  # pay torch's one-off optimizer import (~10 s) first
+    budget_min = 0.75
+    cfg = trainer.TrainConfig(epochs=1000, batch_size=4, lr=1e-3, val_every=1, threads=2, time_budget_min=budget_min)
+    logs = []
+    t0 = time.time()
+    trainer.train(TINY, cfg, samples[:32], samples[32:], tmp_path, log=logs.append)
+    wall = time.time() - t0
+    assert abs(wall - budget_min * 60) <= 0.15 * budget_min * 60, (wall, logs)
+    assert any(x.startswith("time budget") for x in logs)
+    hist = json.loads((tmp_path / "history.json").read_text())
+    assert len(hist) >= 2 and "val_hard_nme_inter_ocular" in hist[-1] and "val_hard_fr10" in hist[-1]
 
 
 def test_consistency_is_zero_for_perfect_predictions(helen_dir):
@@ -102,3 +166,30 @@ def test_cli_fine_tunes_with_extra_data(helen_dir, afw_dir, tmp_path, capsys):
     err = capsys.readouterr().err
     assert "loading 6 training and 1 validation images" in err  # 4 main = 3 + 1 held out, all 3 extra trained
     assert fan.load_checkpoint(tmp_path / "run" / "best.pt").config == TINY  # architecture from --init
+
+
+def test_cli_splits_each_data_folder_and_reports_per_subset(helen_dir, afw_dir, tmp_path, capsys):
+    from shfan.cli import train as cli
+
+    a = _subset(helen_dir, tmp_path / "a", 10)
+    b = _subset(afw_dir, tmp_path / "b", 10)
+    torch.manual_seed(0)
+    fan.save_checkpoint(fan.FAN(TINY), tmp_path / "tiny.pt")
+    cli.main(["--data", str(a), "--data", str(b), "--init", str(tmp_path / "tiny.pt"), "--epochs", "1",
+              "--batch-size", "4", "--threads", "1", "--no-tune", "--out", str(tmp_path / "run")])
+    err = capsys.readouterr().err
+    assert "loading 18 training and 2 validation images" in err  # 1 of each folder's 10 held out
+    entry = json.loads((tmp_path / "run" / "history.json").read_text())[-1]
+    assert set(k for k in entry if k.startswith("val_nme/")) == {"val_nme/a", "val_nme/b"}
+    assert set(k for k in entry if k.startswith("val_hard_nme/")) == {"val_hard_nme/a", "val_hard_nme/b"}
+
+
+def test_cli_refuses_fewer_faces_than_a_batch(helen_dir, tmp_path, capsys):
+    from shfan.cli import train as cli
+
+    a = _subset(helen_dir, tmp_path / "a", 6)
+    with pytest.raises(SystemExit) as exc:
+        cli.main(["--data", str(a), "--stacks", "1", "--width", "32", "--input-size", "64", "--epochs", "1",
+                  "--batch-size", "8", "--threads", "1", "--out", str(tmp_path / "run")])
+    assert exc.value.code != 0
+    assert "fewer than one batch" in capsys.readouterr().err

@@ -13,7 +13,9 @@ from shfan.cli.common import fail
 
 def build_parser():
     ap = argparse.ArgumentParser(prog="shfan-train", description=__doc__)
-    ap.add_argument("--data", required=True, help="training dataset (300-W folder or annotation file)")
+    ap.add_argument("--data", required=True, action="append", metavar="PATH",
+                    help="training dataset (300-W folder or annotation file); repeatable: each gets its own "
+                         "seeded validation split, reported per subset")
     ap.add_argument("--extra-data", action="append", default=[], metavar="PATH",
                     help="more training data, all of it trained on (no validation split); repeatable")
     ap.add_argument("--format", default="300w", choices=["300w", "wflw"], help="dataset format")
@@ -26,6 +28,12 @@ def build_parser():
     ap.add_argument("--input-size", type=int, default=128)
     ap.add_argument("--sigma", type=float, default=None, help="target Gaussian sigma (heatmap px)")
     ap.add_argument("--epochs", type=int, default=40)
+    ap.add_argument("--time-budget", type=float, metavar="MINUTES",
+                    help="fit the schedule to this wall time: a probe measures the step time and the "
+                         "cosine schedule (warm-up, epochs) is sized to end within the budget; --epochs is ignored")
+    ap.add_argument("--augment", default="hard", choices=sorted(augment_presets()),
+                    help="training augmentation: hard (in-the-wild: large roll, box errors, occluders, blur, "
+                         "low light, noise, JPEG, grayscale) or mild (the first default model's)")
     ap.add_argument("--batch-size", type=int, default=16)
     ap.add_argument("--lr", type=float, default=1e-3)
     ap.add_argument("--consistency", type=float, default=0.1, help="Siamese consistency weight (0 = off)")
@@ -39,6 +47,12 @@ def build_parser():
                          "schedule; the architecture comes from the checkpoint")
     ap.add_argument("--no-tune", action="store_true", help="skip tuning the decoder on validation")
     return ap
+
+
+def augment_presets():
+    from shfan.augment import PRESETS
+
+    return PRESETS
 
 
 def main(argv=None):
@@ -56,14 +70,20 @@ def main(argv=None):
     from shfan.errors import ShfanError
 
     try:
-        samples = read_dataset(args.data, args.format)
-        if args.val_data:
-            train_s, val_s = samples, read_dataset(args.val_data, args.format)
-        else:
+        train_s, val_s, val_names = [], [], []
+        for data in args.data:
+            samples = read_dataset(data, args.format)
+            if args.val_data:
+                train_s += samples
+                continue
             order = np.random.default_rng(args.seed).permutation(len(samples))
             n_val = max(1, int(round(args.val_fraction * len(samples))))
-            val_s = [samples[i] for i in sorted(order[:n_val])]
-            train_s = [samples[i] for i in sorted(order[n_val:])]
+            val_s += [samples[i] for i in sorted(order[:n_val])]
+            val_names += [Path(data).name] * n_val
+            train_s += [samples[i] for i in sorted(order[n_val:])]
+        if args.val_data:
+            val_s = read_dataset(args.val_data, args.format)
+            val_names = [Path(args.val_data).name] * len(val_s)
         for extra in args.extra_data:
             train_s = train_s + read_dataset(extra, args.format)
         test_s = read_dataset(args.test_data, args.format) if args.test_data else None
@@ -71,21 +91,26 @@ def main(argv=None):
         if args.init:
             init_model = fan_model.load_checkpoint(_init_path(args.init))
             init_state, cfg = init_model.state_dict(), init_model.config
-            if cfg.landmarks != len(samples[0].points):
+            if cfg.landmarks != len(train_s[0].points):
                 fail(f"--init {args.init} predicts {cfg.landmarks} landmarks but the data has "
-                     f"{len(samples[0].points)}; train from scratch (drop --init)")
+                     f"{len(train_s[0].points)}; train from scratch (drop --init)")
         else:
-            cfg = fan_model.ModelConfig(stacks=args.stacks, width=args.width, landmarks=len(samples[0].points),
+            cfg = fan_model.ModelConfig(stacks=args.stacks, width=args.width, landmarks=len(train_s[0].points),
                                         input_size=args.input_size,
                                         sigma=args.sigma if args.sigma else codec.DEFAULT_SIGMA)
     except (ShfanError, ValueError) as exc:
         fail(str(exc))
     tcfg = trainer.TrainConfig(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
                                consistency=args.consistency, seed=args.seed, workers=args.workers,
-                               threads=args.threads, val_every=args.val_every)
+                               threads=args.threads, val_every=args.val_every,
+                               augment=augment_presets()[args.augment], time_budget_min=args.time_budget)
     out = Path(args.out)
     log = lambda msg: print(msg, file=sys.stderr, flush=True)  # noqa: E731
-    best = trainer.train(cfg, tcfg, train_s, val_s, out, resume=args.resume, init_state=init_state, log=log)
+    try:
+        best = trainer.train(cfg, tcfg, train_s, val_s, out, resume=args.resume, init_state=init_state, log=log,
+                             val_names=val_names)
+    except ShfanError as exc:
+        fail(str(exc))
     model = fan_model.load_checkpoint(best)
     device = torch.device("cpu")
     report = {"checkpoint": str(best), "config": model.config.to_dict()}
