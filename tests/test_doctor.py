@@ -6,6 +6,7 @@ import sys
 import types
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from shfan import doctor
@@ -217,3 +218,60 @@ def test_visible_gpu_follows_cuda_visible_devices(monkeypatch):
     assert doctor.visible_gpu(rows, visible="5") is None and doctor.visible_gpu([], visible="0") is None
     monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "1")
     assert doctor.visible_gpu(rows) == ("NVIDIA T4", 75)
+
+
+# ---------------------------------------------------------------- shfan-doctor --selftest
+
+
+def test_selftest_without_tensorrt_is_one_line_and_exit_0(capsys):
+    from shfan import selftest
+
+    if selftest.tensorrt_missing() is None:
+        pytest.skip("TensorRT is installed here: the full self-test runs in test_selftest_on_a_gpu")
+    assert doctor_cli.main(["--selftest"]) == 0
+    out = capsys.readouterr().out.strip().splitlines()
+    assert len(out) == 1 and "TensorRT is not installed" in out[0]
+
+
+def test_selftest_comparison_on_the_plugin_host_build():
+    """The self-test's verdict logic, fed by the plugin's own math (host build) for every shared
+    case, fp32 and fp16: all pass; a 2e-3 px shift, a wrong score or a NaN landmark fail."""
+    from shfan import plugins, selftest
+
+    if plugins.host_compiler() is None:
+        pytest.skip("no C++ compiler for the plugin's host build")
+    lib = plugins.load_host_library()
+    cases = selftest.load_cases()
+    assert {"nonfinite", "ties", "borders_corners"} <= {c["name"] for c in cases}
+    for case in cases:
+        for fp16 in (False, True):
+            hm = case["heatmaps"].astype(np.float16 if fp16 else np.float32)
+            points, scores = plugins.decode_host(lib, hm, case["window"], case["temperature"], selftest.SCALE)
+            assert selftest.compare(case, points, scores, fp16) is None, (case["name"], fp16)
+    case = cases[0]
+    points, scores = plugins.decode_host(lib, case["heatmaps"], case["window"], case["temperature"], selftest.SCALE)
+    assert "max |diff|" in selftest.compare(case, points + 2e-3 * selftest.SCALE, scores, False)
+    assert "scores differ" in selftest.compare(case, points, scores + 1e-3, False)
+    points[0, 0, 0] = np.nan
+    assert "finite: False" in selftest.compare(case, points, scores, False)
+
+
+def test_selftest_lines_name_their_fix():
+    from shfan.selftest import Result, build_fix
+
+    assert Result("run fp16 (pycuda)", True, "9 cases").line() == "PASS  run fp16 (pycuda): 9 cases"
+    line = Result("build fp32 network", False, "RuntimeError: x", build_fix(87)).line()
+    assert line.startswith("FAIL  build fp32 network: RuntimeError: x; fix: ")
+    assert "-DCMAKE_CUDA_ARCHITECTURES=87" in line and "\n" not in line
+
+
+@pytest.mark.tensorrt
+@pytest.mark.gpu
+def test_selftest_on_a_gpu(capsys):
+    from shfan import plugins, selftest
+    from shfan.runtime.cuda_host import available_host_api
+
+    if selftest.tensorrt_missing() or available_host_api() is None or plugins.find_plugin_library() is None:
+        pytest.skip("needs TensorRT, a CUDA host API and the built plugin")
+    results = selftest.run()
+    assert results and all(r.ok for r in results), [r.line() for r in results if not r.ok]

@@ -2,6 +2,9 @@
 
 Exit code 0 when the CPU path (ONNX Runtime) works, 1 otherwise. The checks live in
 shfan.doctor; this module only renders them.
+
+`--selftest` instead runs the TensorRT self-test (shfan.selftest): one PASS/FAIL line per check,
+exit 1 when any fails; without TensorRT one line saying so, exit 0.
 """
 
 from __future__ import annotations
@@ -21,7 +24,23 @@ def parse_args(argv: Optional[Sequence[str]]) -> argparse.Namespace:
         prog="shfan-doctor",
         description="Report what this machine can run (CPU / TensorRT path) and how to fix gaps.")
     parser.add_argument("--json", action="store_true", help="print one JSON object instead")
+    parser.add_argument("--selftest", action="store_true",
+                        help="build and run the SubpixelDecode plugin on this GPU with TensorRT (fp32/fp16, "
+                             "every CUDA host API, a second thread) against the NumPy reference")
     return parser.parse_args(argv)
+
+
+def selftest() -> int:
+    from shfan import selftest as st
+
+    missing = st.tensorrt_missing()
+    if missing:
+        print(missing)
+        return 0
+    results = st.run(log=lambda line: print(line, flush=True))
+    failed = [r for r in results if not r.ok]
+    print(f"selftest: {len(results) - len(failed)} passed, {len(failed)} failed")
+    return 1 if failed else 0
 
 
 def verdict_line(label: str, ok: bool, blocked_by: Sequence[str]) -> str:
@@ -51,6 +70,8 @@ def render_table(report: Report) -> None:
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
     args = parse_args(argv)
+    if args.selftest:
+        return selftest()
     report = run_checks()
     if args.json:
         print(json.dumps(report.to_dict(), indent=2))
