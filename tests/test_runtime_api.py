@@ -73,11 +73,11 @@ def test_detector_side_follows_min_face():
 def test_running_modes(tiny_onnx, yunet):
     img = astronaut()
     with Pipeline(tiny_onnx, "onnxruntime", detector=yunet, min_score=0.0, max_step=float("inf"),
-                  redetect_every=0) as p:
+                  redetect_every=0, verify_below=0.0) as p:  # random weights: no doubt checks
         assert p.options.running_mode == "image"
         assert [p.process(img).detector_ran for _ in range(3)] == [True] * 3
     with Pipeline(tiny_onnx, "onnxruntime", detector=yunet, min_score=0.0, max_step=float("inf"),
-                  redetect_every=0, running_mode="video") as p:
+                  redetect_every=0, verify_below=0.0, running_mode="video") as p:
         assert [p.process(img).detector_ran for _ in range(3)] == [True, False, False]
         assert p.process(img, track=False).detector_ran  # explicit track= still wins
 
@@ -200,7 +200,7 @@ class CutDevice:
 
 def test_scene_cut_resets_tracking(tiny_onnx, yunet):
     with Pipeline(tiny_onnx, "onnxruntime", detector=yunet, min_score=0.0, max_step=float("inf"),
-                  redetect_every=0, max_misses=100) as p:
+                  redetect_every=0, max_misses=100, verify_below=0.0) as p:
         results = list(p.stream(FrameSource(CutDevice())))
     assert [r.scene_cut for r in results] == [False] * 6 + [True] + [False] * 3
     assert [r.detector_ran for r in results] == [True] + [False] * 5 + [True] + [False] * 3

@@ -59,7 +59,7 @@ def test_several_faces_go_through_one_infer_call(tiny_onnx, yunet):
 
 def test_stream_tracks_without_detector(tiny_onnx, yunet):
     with Pipeline(tiny_onnx, "onnxruntime", detector=yunet, min_score=0.0, max_step=float("inf"), smooth=True,
-                  redetect_every=4) as p:
+                  redetect_every=4, verify_below=0.0) as p:  # random weights: every track looks doubtful
         results = list(p.stream("demo", max_frames=6))
         summary = p.stats.summary()
     assert [r.index for r in results] == list(range(6))

@@ -142,3 +142,34 @@ def test_periodic_detection_reseeds_drifted_tracks():
     tr.update(t, face_points(size=45), np.full(68, 0.9))  # the crop shrank
     assert tr.add_detections([(good, 3.0)]) == [] and tr.reseeds == 1
     assert np.allclose(t.box, good) and t.angle_deg == 3.0 and t.from_detector
+
+
+def test_unconfirmed_tracks_are_dropped_after_max_misses():
+    """A track that detector checks no longer confirm (it slid off the face) dies; one that a
+    check confirms again resets its count."""
+    tr = Tracker(max_faces=2, redetect_every=1, max_misses=2)
+    a, b = tr.add_detections([[70, 70, 130, 130], [300, 300, 360, 360]])
+    tr.update(a, face_points(), np.full(68, 0.9))
+    tr.update(b, face_points((330, 330)), np.full(68, 0.9))
+    tr.add_detections([[72, 71, 131, 128]])  # b unmatched: 1 miss
+    assert b.misses == 1 and a.misses == 0 and tr.tracks == [a, b]
+    tr.add_detections([[72, 71, 131, 128], [301, 301, 359, 359]])  # b seen again
+    assert b.misses == 0
+    tr.add_detections([])
+    assert tr.tracks == [a, b] and a.misses == b.misses == 1
+    tr.add_detections([[72, 71, 131, 128]])
+    assert tr.tracks == [a] and tr.unconfirmed_drops == 1
+    tr.add_detections([], check=False)  # a detection that is not a check leaves counts alone
+    assert a.misses == 0 and tr.tracks == [a]
+
+
+def test_doubtful_track_requests_a_detection():
+    tr = Tracker(max_faces=1, redetect_every=0)
+    (t,) = tr.add_detections([[70, 70, 130, 130]])
+    tr.update(t, face_points(), np.full(68, 0.9))
+    tr.end_frame()
+    assert not tr.needs_detection()
+    tr.request_detection()
+    assert tr.needs_detection()
+    tr.add_detections([[70, 70, 130, 130]])
+    assert not tr.needs_detection()
