@@ -9,8 +9,8 @@ __version__ = "0.1.0"
 
 def __getattr__(name):
     # Lazy so that `import shfan` stays light; the pipeline pulls in OpenCV and a backend.
-    if name == "Pipeline":
-        from shfan.runtime.pipeline import Pipeline
+    if name in ("Pipeline", "PipelineOptions", "Result", "Face"):
+        from shfan.runtime import pipeline
 
-        return Pipeline
+        return getattr(pipeline, name)
     raise AttributeError(f"module 'shfan' has no attribute {name!r}")
