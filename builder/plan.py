@@ -27,14 +27,15 @@ def check_tensorrt_version(version: str) -> None:
 
 def network_flag_names(version: str) -> list[str]:
     """Creation flags by name. TensorRT 10 takes precision from the ONNX file only with
-    STRONGLY_TYPED; TensorRT 11 networks are always strongly typed (the flag is gone)."""
+    STRONGLY_TYPED; TensorRT 11 networks are always strongly typed (its STRONGLY_TYPED member
+    still exists, deprecated and ignored, so it is not passed)."""
     check_tensorrt_version(version)
     return ["STRONGLY_TYPED"] if version_tuple(version)[0] == 10 else []
 
 
 def network_flags(version: str, flag_enum) -> int:
-    """Bitmask for create_network from the names above, tolerating an enum that lacks a
-    name (11.x keeps no STRONGLY_TYPED member)."""
+    """Bitmask for create_network from the names above, tolerating an enum that lacks a name
+    (a build without it yields no bit rather than a crash)."""
     bits = 0
     for name in network_flag_names(version):
         member = getattr(flag_enum, name, None)
@@ -43,12 +44,17 @@ def network_flags(version: str, flag_enum) -> int:
     return bits
 
 
+OPT_BATCH = 1  # the common case: one face in front of the camera (tactics are timed for it)
+
+
 def profile_shapes(input_size: int, max_batch: int) -> dict[str, tuple[int, ...]]:
-    """min batch 1, opt = max = max_batch (a pipeline batching faces runs full batches)."""
+    """min batch 1, opt = the common case (OPT_BATCH faces), max = max_batch. The pipeline sends
+    as many faces as it tracks, usually one or two; tuning for the maximum made the usual
+    batch run kernels picked for a batch it rarely sees."""
     if max_batch < 1:
         raise BuildError(f"--max-batch must be >= 1, got {max_batch}")
     shape = (3, input_size, input_size)
-    return {"min": (1, *shape), "opt": (max_batch, *shape), "max": (max_batch, *shape)}
+    return {"min": (1, *shape), "opt": (min(OPT_BATCH, max_batch), *shape), "max": (max_batch, *shape)}
 
 
 def engine_cache_key(tensorrt_version: str, sm: int | None, onnx_sha256: str, plugin_sha256: str | None,
@@ -56,7 +62,8 @@ def engine_cache_key(tensorrt_version: str, sm: int | None, onnx_sha256: str, pl
     """An engine is only valid for this TensorRT, this GPU architecture, this exact ONNX and
     plugin binary, and this profile; any change gives a different key."""
     fields = {"tensorrt": str(tensorrt_version), "sm": sm, "onnx_sha256": onnx_sha256,
-              "plugin_sha256": plugin_sha256, "max_batch": int(max_batch), "workspace_mb": int(workspace_mb)}
+              "plugin_sha256": plugin_sha256, "max_batch": int(max_batch), "workspace_mb": int(workspace_mb),
+              "opt_batch": min(OPT_BATCH, int(max_batch))}  # engines tuned for another opt batch are rebuilt
     return hashlib.sha256(json.dumps(fields, sort_keys=True).encode()).hexdigest()
 
 

@@ -122,13 +122,38 @@ require_supported_jetpack() {
     fi
 }
 
+# TensorRT's version from what is installed, whatever its packages are called (TensorRT 11 renamed
+# them): any libnvinfer<N> package, else the libnvinfer.so.X.Y.Z file, else NvInferVersion.h.
+tensorrt_version_installed() {
+    local version="" lib header major minor patch
+    if command -v dpkg-query >/dev/null 2>&1; then
+        version=$(dpkg-query -W -f='${Package} ${Version}\n' 'libnvinfer[0-9]*' 2>/dev/null \
+            | awk 'NF == 2 && $2 ~ /^[0-9]/ {print $2}' | sort -V | tail -n 1 || true)
+    fi
+    if [[ -z $version ]]; then
+        version=$(for lib in "$SYSROOT"/usr/lib/{aarch64,x86_64}-linux-gnu/libnvinfer.so.[0-9]*; do
+            if [[ -e $lib ]]; then printf '%s\n' "${lib##*/libnvinfer.so.}"; fi
+        done | sort -V | tail -n 1)
+    fi
+    if [[ -z $version ]]; then
+        for header in "$SYSROOT"/usr/include/{aarch64,x86_64}-linux-gnu/NvInferVersion.h; do
+            [[ -r $header ]] || continue
+            major=$(sed -nE 's/^#define (NV_TENSORRT_MAJOR|TRT_MAJOR_ENTERPRISE) +([0-9]+).*/\2/p' "$header" | head -n 1)
+            minor=$(sed -nE 's/^#define (NV_TENSORRT_MINOR|TRT_MINOR_ENTERPRISE) +([0-9]+).*/\2/p' "$header" | head -n 1)
+            patch=$(sed -nE 's/^#define (NV_TENSORRT_PATCH|TRT_PATCH_ENTERPRISE) +([0-9]+).*/\2/p' "$header" | head -n 1)
+            [[ -n $major ]] && version=$major.${minor:-0}.${patch:-0} && break
+        done
+    fi
+    printf '%s' "$version"
+}
+
 detect_tensorrt() {
-    TRT_VERSION=$(dpkg_version libnvinfer10)
+    TRT_VERSION=$(tensorrt_version_installed)
     [[ -n $TRT_VERSION ]] || TRT_VERSION=$(dpkg_version tensorrt)
     if [[ -z $TRT_VERSION ]]; then
         TRT_VERSION=$("$PYTHON" -c 'import tensorrt; print(tensorrt.__version__)' 2>/dev/null || true)
     fi
-    [[ -n $TRT_VERSION ]] || die "TensorRT not found (no libnvinfer10 / tensorrt package, no 'import tensorrt'); install it with: sudo apt install nvidia-jetpack"
+    [[ -n $TRT_VERSION ]] || die "TensorRT not found (no libnvinfer package, library or header, no 'import tensorrt'); install it with: sudo apt install nvidia-jetpack"
     TRT_VERSION=$(numeric_version "$TRT_VERSION")
     local minimum=10.1
     [[ $L4T_MAJOR -ge 38 ]] && minimum=10.13

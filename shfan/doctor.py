@@ -34,7 +34,14 @@ DEVICE_TREE_MODEL = "/proc/device-tree/model"
 CUDA_VERSION_JSON = "/usr/local/cuda/version.json"
 NVIDIA_SMI_QUERY = ("nvidia-smi", "--query-gpu=name,compute_cap", "--format=csv,noheader")
 DPKG_JETPACK = ("dpkg-query", "-W", "-f=${Version}", "nvidia-jetpack")
-DPKG_LIBNVINFER = ("dpkg-query", "-W", "-f=${Version}", "libnvinfer10")
+# TensorRT installed outside Python, by version rather than one package name (TensorRT 11's
+# packages are not libnvinfer10): any libnvinfer<N> package, the library file, the version header.
+DPKG_LIBNVINFER = ("dpkg-query", "-W", "-f=${Package} ${Version}\n", "libnvinfer[0-9]*")
+TENSORRT_LIB_GLOBS = tuple(f"{d}/libnvinfer.so.*" for d in (
+    "/usr/lib/aarch64-linux-gnu", "/usr/lib/x86_64-linux-gnu", "/usr/lib/sbsa-linux-gnu", "/usr/lib64",
+    "/usr/local/tensorrt/lib", "/opt/tensorrt/lib"))
+TENSORRT_VERSION_HEADERS = ("/usr/include/aarch64-linux-gnu/NvInferVersion.h",
+                            "/usr/include/x86_64-linux-gnu/NvInferVersion.h", "/usr/include/NvInferVersion.h")
 
 # L4T release -> JetPack release (NVIDIA's JetPack archive). Unknown revisions fall back by major.
 L4T_TO_JETPACK = {
@@ -96,6 +103,12 @@ def _run(argv: Sequence[str]) -> Optional[str]:
     return done.stdout if done.returncode == 0 else None
 
 
+def _glob(pattern: str) -> List[str]:
+    import glob
+
+    return sorted(glob.glob(pattern))
+
+
 def _dist_version(name: str) -> Optional[str]:
     try:
         return importlib.metadata.version(name)
@@ -111,6 +124,7 @@ class Probes:
     run: Callable[[Sequence[str]], Optional[str]] = _run
     dist_version: Callable[[str], Optional[str]] = _dist_version
     import_module: Callable[[str], object] = importlib.import_module
+    glob: Callable[[str], List[str]] = _glob
 
     @classmethod
     def from_dicts(cls, files: Mapping[str, str] = (), commands: Mapping[str, str] = (),
@@ -124,8 +138,11 @@ class Probes:
                 raise ImportError(f"No module named {name!r}")
             return modules[name]
 
+        import fnmatch
+
         return cls(read_text=files.get, run=lambda argv: commands.get(" ".join(argv)),
-                   dist_version=versions.get, import_module=import_module)
+                   dist_version=versions.get, import_module=import_module,
+                   glob=lambda pattern: sorted(f for f in files if fnmatch.fnmatch(f, pattern)))
 
 
 # ---------------------------------------------------------------- parsers (pure, no I/O)
@@ -308,6 +325,54 @@ def tensorrt_version(probes: Probes) -> Tuple[Optional[str], Optional[str]]:
     return getattr(module, "__version__", "?"), None
 
 
+def parse_dpkg_versions(text: Optional[str]) -> List[str]:
+    """`dpkg-query -W -f='${Package} ${Version}\\n'` lines -> installed versions (packages
+    known to dpkg but not installed have an empty version)."""
+    versions = []
+    for line in (text or "").splitlines():
+        fields = line.split()
+        if fields and version_tuple(fields[-1]):
+            versions.append(fields[-1])
+    return versions
+
+
+def parse_libnvinfer_name(path: str) -> Optional[str]:
+    """'/usr/lib/aarch64-linux-gnu/libnvinfer.so.10.3.0' -> '10.3.0' (None: not versioned)."""
+    match = re.search(r"libnvinfer\.so\.(\d+(?:\.\d+)*)$", path or "")
+    return match.group(1) if match else None
+
+
+def parse_nvinfer_version_header(text: Optional[str]) -> Optional[str]:
+    """NvInferVersion.h -> '10.3.0' (10.x defines NV_TENSORRT_MAJOR as a number, 11.x as
+    TRT_MAJOR_ENTERPRISE)."""
+    defines = dict(re.findall(r"^#define\s+(\w+)\s+(\w+)", text or "", re.MULTILINE))
+
+    def value(name: str) -> Optional[str]:
+        for _ in range(3):  # follow #define A B indirections
+            name = defines.get(name, name)
+        return name if name.isdigit() else None
+
+    parts = [value(f"NV_TENSORRT_{p}") for p in ("MAJOR", "MINOR", "PATCH")]
+    return ".".join(parts) if all(parts) else None
+
+
+def installed_tensorrt(probes: Probes) -> Optional[Tuple[str, str]]:
+    """(version, where) of a TensorRT installed on the system, whatever its packages are called:
+    dpkg's libnvinfer<N> packages, else the libnvinfer.so.X.Y.Z file, else NvInferVersion.h."""
+    versions = parse_dpkg_versions(probes.run(DPKG_LIBNVINFER))
+    if versions:
+        return max(versions, key=version_tuple), "dpkg"
+    files = [(v, f) for pattern in TENSORRT_LIB_GLOBS for f in probes.glob(pattern)
+             if (v := parse_libnvinfer_name(f))]
+    if files:
+        return max(files, key=lambda vf: version_tuple(vf[0]))
+    for header in TENSORRT_VERSION_HEADERS:
+        version = parse_nvinfer_version_header(probes.read_text(header))
+        if version:
+            return version, header
+    return None
+
+
 def tensorrt_supported(version: str) -> bool:
     """IPluginV3 and strongly typed networks need TensorRT >= 10.1."""
     return version_tuple(version)[:2] >= MIN_TENSORRT
@@ -316,10 +381,10 @@ def tensorrt_supported(version: str) -> bool:
 def check_tensorrt(probes: Probes, on_jetson: bool) -> Check:
     version, error = tensorrt_version(probes)
     if version is None:
-        apt_version = probes.run(DPKG_LIBNVINFER)
-        if apt_version:
+        installed = installed_tensorrt(probes)
+        if installed:
             return Check("tensorrt", MISSING,
-                         f"apt has TensorRT {apt_version.strip()} but this Python cannot import it",
+                         f"TensorRT {installed[0]} is installed ({installed[1]}) but this Python cannot import it",
                          "sudo apt install python3-libnvinfer; use a venv made with "
                          "--system-site-packages (jetson/install.sh)")
         fix = ("sudo apt install nvidia-jetpack, and use a venv made with --system-site-packages"

@@ -13,7 +13,12 @@ class Flags10(enum.IntEnum):  # the members TensorRT 10 has (a stand-in enum, no
     STRONGLY_TYPED = 5
 
 
-class Flags11(enum.IntEnum):
+class Flags11(enum.IntEnum):  # 11.x still has STRONGLY_TYPED (deprecated, ignored); we do not pass it
+    EXPLICIT_BATCH = 0
+    STRONGLY_TYPED = 5
+
+
+class FlagsWithout(enum.IntEnum):
     EXPLICIT_BATCH = 0
 
 
@@ -27,7 +32,7 @@ def test_network_flag_bits():
     assert plan.network_flags("10.3.0", Flags10) == 1 << 5
     assert plan.network_flags("11.1.0", Flags11) == 0
     # a 10.x enum missing the member (should not happen) yields no bit rather than a crash
-    assert plan.network_flags("10.13.0", Flags11) == 0
+    assert plan.network_flags("10.13.0", FlagsWithout) == 0
 
 
 @pytest.mark.parametrize("version", ["8.6.2", "10.0.1", "", "abc"])
@@ -38,7 +43,7 @@ def test_too_old_tensorrt_is_refused(version):
 
 def test_profile_shapes():
     shapes = plan.profile_shapes(256, 8)
-    assert shapes == {"min": (1, 3, 256, 256), "opt": (8, 3, 256, 256), "max": (8, 3, 256, 256)}
+    assert shapes == {"min": (1, 3, 256, 256), "opt": (1, 3, 256, 256), "max": (8, 3, 256, 256)}  # opt: 1 face
     assert plan.profile_shapes(128, 1)["min"] == plan.profile_shapes(128, 1)["max"]
     with pytest.raises(BuildError, match="max-batch"):
         plan.profile_shapes(256, 0)
@@ -52,6 +57,14 @@ def test_engine_cache_key_changes_with_every_input():
     for field, other in [("tensorrt_version", "10.13.0"), ("sm", 110), ("onnx_sha256", "c" * 64),
                          ("plugin_sha256", None), ("max_batch", 8), ("workspace_mb", 2048)]:
         assert plan.engine_cache_key(**{**base, field: other}) != key, field
+
+
+def test_engine_cache_key_changes_with_the_opt_batch(monkeypatch):
+    base = dict(tensorrt_version="10.3.0", sm=87, onnx_sha256="a" * 64, plugin_sha256=None, max_batch=4,
+                workspace_mb=1024)
+    key = plan.engine_cache_key(**base)
+    monkeypatch.setattr(plan, "OPT_BATCH", 4)  # an engine built when opt was the max batch
+    assert plan.engine_cache_key(**base) != key
 
 
 def test_manifest_engine_match():

@@ -129,10 +129,41 @@ def test_report_on_a_fake_orin(tmp_path):
 
 
 def test_apt_tensorrt_hidden_from_python_names_the_venv_fix():
-    probes = fake_orin_probes(commands={" ".join(doctor.DPKG_LIBNVINFER): "10.3.0.30-1+cuda12.5"})
+    probes = fake_orin_probes(commands={" ".join(doctor.DPKG_LIBNVINFER): "libnvinfer10 10.3.0.30-1+cuda12.5\n"})
     check = doctor.check_tensorrt(probes, on_jetson=True)
     assert check.status == doctor.MISSING and "10.3.0.30" in check.detail
     assert "--system-site-packages" in check.fix and "python3-libnvinfer" in check.fix
+
+
+# NvInferVersion.h as TensorRT 11 writes it (10.x defines the numbers directly).
+NVINFER_VERSION_11 = ("#define NV_INFER_VERSION_H\n#define TRT_MAJOR_ENTERPRISE 11\n#define TRT_MINOR_ENTERPRISE 1\n"
+                      "#define TRT_PATCH_ENTERPRISE 0\n#define TRT_BUILD_ENTERPRISE 106\n"
+                      "#define NV_TENSORRT_MAJOR TRT_MAJOR_ENTERPRISE //!< TensorRT major version.\n"
+                      "#define NV_TENSORRT_MINOR TRT_MINOR_ENTERPRISE //!< TensorRT minor version.\n"
+                      "#define NV_TENSORRT_PATCH TRT_PATCH_ENTERPRISE //!< TensorRT patch version.\n")
+NVINFER_VERSION_10 = ("#define NV_TENSORRT_MAJOR 10 //!< TensorRT major version.\n"
+                      "#define NV_TENSORRT_MINOR 3 //!< TensorRT minor version.\n"
+                      "#define NV_TENSORRT_PATCH 0 //!< TensorRT patch version.\n")
+
+
+@pytest.mark.parametrize("files, commands, expected", [
+    ({}, {" ".join(doctor.DPKG_LIBNVINFER): "libnvinfer10 10.3.0.30-1+cuda12.5\nlibnvinfer8 \n"}, ("10.3.0.30-1+cuda12.5", "dpkg")),
+    ({"/usr/lib/aarch64-linux-gnu/libnvinfer.so.11": "", "/usr/lib/aarch64-linux-gnu/libnvinfer.so.11.1.0": ""}, {},
+     ("11.1.0", "/usr/lib/aarch64-linux-gnu/libnvinfer.so.11.1.0")),  # TensorRT 11: other package names
+    ({"/usr/include/aarch64-linux-gnu/NvInferVersion.h": NVINFER_VERSION_11}, {},
+     ("11.1.0", "/usr/include/aarch64-linux-gnu/NvInferVersion.h")),
+    ({"/usr/include/x86_64-linux-gnu/NvInferVersion.h": NVINFER_VERSION_10}, {},
+     ("10.3.0", "/usr/include/x86_64-linux-gnu/NvInferVersion.h")),
+    ({}, {}, None),
+], ids=["dpkg", "lib-file", "header-11", "header-10", "none"])
+def test_installed_tensorrt_by_file_and_version(files, commands, expected):
+    assert doctor.installed_tensorrt(doctor.Probes.from_dicts(files=files, commands=commands)) == expected
+
+
+def test_tensorrt_11_without_python_bindings():
+    probes = fake_orin_probes(files={"/usr/lib/aarch64-linux-gnu/libnvinfer.so.11.0.0": ""})
+    check = doctor.check_tensorrt(probes, on_jetson=True)
+    assert check.status == doctor.MISSING and "TensorRT 11.0.0 is installed" in check.detail
 
 
 def test_nvidia_smi_wins_over_the_model_guess():

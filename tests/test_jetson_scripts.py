@@ -56,8 +56,10 @@ def write_executable(path: Path, text: str) -> None:
     path.chmod(path.stat().st_mode | stat.S_IXUSR | stat.S_IXGRP | stat.S_IXOTH)
 
 
-def fake_jetson(tmp_path, release=None, model=ORIN, trt="10.3.0.30-1+cuda12.5", cuda="12.6"):
-    """Fake root + stub tools; returns the environment to run install.sh in."""
+def fake_jetson(tmp_path, release=None, model=ORIN, trt="10.3.0.30-1+cuda12.5", cuda="12.6", trt_package="libnvinfer10"):
+    """Fake root + stub tools; returns the environment to run install.sh in. TensorRT is a dpkg
+    package (`trt_package`: its version answers the libnvinfer[0-9]* query), or with
+    trt_package=None only its library file, as TensorRT 11's renamed packages leave it."""
     root, bin_dir, cuda_root = tmp_path / "root", tmp_path / "bin", tmp_path / "cuda"
     (root / "etc").mkdir(parents=True)
     (root / "proc/device-tree").mkdir(parents=True)
@@ -68,7 +70,15 @@ def fake_jetson(tmp_path, release=None, model=ORIN, trt="10.3.0.30-1+cuda12.5", 
     (root / "proc/device-tree/model").write_text(model)
     packages = {"nvidia-jetpack": "6.1+b123"}
     if trt:
-        packages.update({"libnvinfer10": trt, "python3-libnvinfer": trt})
+        packages["python3-libnvinfer"] = trt
+        if trt_package:
+            packages["libnvinfer[0-9]*"] = f"{trt_package} {trt}"
+        else:
+            lib_dir = root / "usr/lib/aarch64-linux-gnu"
+            lib_dir.mkdir(parents=True)
+            numeric = trt.split("-")[0]
+            for name in (f"libnvinfer.so.{numeric.split('.')[0]}", f"libnvinfer.so.{numeric}"):
+                (lib_dir / name).write_text("")
     cases = "".join(f'  *" {name}") echo "{version}" ;;\n' for name, version in packages.items())
     write_executable(bin_dir / "dpkg-query", f'#!/bin/sh\ncase " $*" in\n{cases}  *) exit 1 ;;\nesac\n')
     write_executable(cuda_root / "bin/nvcc", "#!/bin/sh\necho 'Cuda compilation tools, "
@@ -133,6 +143,13 @@ def test_missing_tensorrt_is_refused(tmp_path):
     done = install(env)
     assert done.returncode == 1 and "TensorRT not found" in done.stderr
     assert "sudo apt install nvidia-jetpack" in done.stderr
+
+
+def test_tensorrt_found_by_its_library_file(tmp_path):
+    """TensorRT 11 packages are not called libnvinfer10: the version comes from libnvinfer.so.X.Y.Z."""
+    done = install(fake_jetson(tmp_path, L4T["7.0"], model=THOR, trt="11.0.0", cuda="13.0", trt_package=None))
+    assert done.returncode == 0, done.stderr
+    assert "TensorRT 11.0.0" in done.stdout
 
 
 def test_jetpack7_needs_tensorrt_10_13(tmp_path):

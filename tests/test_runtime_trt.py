@@ -377,3 +377,26 @@ def test_manifest_plugin_only_for_plugin_engines():
     assert tb.manifest_problems(onnx_engine, "10.3.0", 87, "Orin", None) == []
     assert tb.manifest_problems(onnx_engine, "10.3.0", 87, "Orin", "cd" * 32) == []
     assert not tb.manifest_needs_plugin(onnx_engine) and tb.manifest_needs_plugin(MANIFEST)
+
+
+def test_one_trt_logger_per_process(monkeypatch):
+    """Builder, runtime and self-test share one logger (TensorRT warns when they differ); the
+    stand-in only records what trt_logger asks of the module it is given."""
+    made, inits = [], []
+
+    class Logger:
+        WARNING = 2
+
+        def __init__(self, severity):
+            made.append(severity)
+
+    stand_in = type("StandIn", (), {"Logger": Logger, "init_libnvinfer_plugins": staticmethod(
+        lambda logger, namespace: inits.append(namespace))})
+    monkeypatch.setattr(tb, "_LOGGER", None)
+    first = tb.trt_logger(stand_in)
+    assert tb.trt_logger(stand_in) is first and made == [Logger.WARNING] and inits == [""]
+    results = []
+    thread = threading.Thread(target=lambda: results.append(tb.trt_logger(stand_in)))
+    thread.start()
+    thread.join()
+    assert results == [first] and len(made) == 1
