@@ -37,6 +37,7 @@ class TrainConfig:
     augment: augment.AugmentConfig = field(default_factory=lambda: augment.HARD)
     time_budget_min: float | None = None  # fit the schedule to this wall time (epochs ignored)
     hard_seed: int = 7  # seed of the hard validation views (augment.hard_view); None: clean only
+    device_augment: str = "auto"  # views made on the device in batches: auto (on CUDA) | on | off
 
 
 def load_images(samples):
@@ -205,9 +206,39 @@ def train(model_cfg: fan_model.ModelConfig, cfg: TrainConfig, train_samples: lis
 
     log(f"loading {len(train_samples)} training and {len(val_samples)} validation images")
     train_images, val_images = load_images(train_samples), load_images(val_samples)
-    data = SiameseViews(train_samples, train_images, model_cfg, cfg.augment, cfg.seed)
+    on_device = cfg.device_augment == "on" or (cfg.device_augment == "auto" and device.type == "cuda")
+    if on_device:
+        from shfan import device_augment
+
+        canvases = device_augment.Canvases(train_images, train_samples, 2 * model_cfg.input_size, device)
+        del train_images  # the canvases hold what training needs
+        gen = torch.Generator(device=device)
+        log(f"views made on {device.type} in batches ({canvases.images.numel() / 2**20:.0f} MiB of canvases)")
+    else:
+        data = SiameseViews(train_samples, train_images, model_cfg, cfg.augment, cfg.seed)
+    cuda = device.type == "cuda"
+    if cuda:
+        model = model.to(memory_format=torch.channels_last)
+    autocast = torch.autocast("cuda", dtype=torch.bfloat16, enabled=cuda)
     scale = model_cfg.heatmap_size / model_cfg.input_size
     from tqdm import tqdm
+
+    def batches(epoch):
+        if on_device:
+            gen.manual_seed(cfg.seed * 100003 + epoch)
+            order = torch.randperm(len(canvases), generator=gen, device=device)
+            for i in range(steps_per_epoch):
+                yield device_augment.siamese_batch(gen, canvases, order[i * cfg.batch_size:(i + 1) * cfg.batch_size],
+                                                   model_cfg.input_size, model_cfg.heatmap_size, cfg.augment)
+            return
+        data.epoch = epoch
+        yield from DataLoader(data, batch_size=cfg.batch_size, shuffle=True, drop_last=True,
+                              num_workers=cfg.workers, generator=torch.Generator().manual_seed(cfg.seed + epoch),
+                              worker_init_fn=_quiet_worker, persistent_workers=False)
+
+    def sync():
+        if cuda:
+            torch.cuda.synchronize()
 
     epochs, step_times, val_s = cfg.epochs, [], 0.0
     t_train = time.time()  # the budget counts from here (image loading excluded but small)
@@ -215,19 +246,22 @@ def train(model_cfg: fan_model.ModelConfig, cfg: TrainConfig, train_samples: lis
         budget_s -= t_train - t_start
     epoch = start_epoch
     while epoch < epochs:
-        data.epoch = epoch
-        loader = DataLoader(data, batch_size=cfg.batch_size, shuffle=True, drop_last=True,
-                            num_workers=cfg.workers, generator=torch.Generator().manual_seed(cfg.seed + epoch),
-                            worker_init_fn=_quiet_worker, persistent_workers=False)
         model.train()
         t0, sums, n_done = time.time(), {"heatmap": 0.0, "consistency": 0.0}, 0
-        bar = tqdm(loader, desc=f"epoch {epoch + 1}/{epochs}", unit="batch", leave=False)
+        split = {"data": 0.0, "forward": 0.0, "backward": 0.0}
+        bar = tqdm(batches(epoch), total=steps_per_epoch, desc=f"epoch {epoch + 1}/{epochs}", unit="batch",
+                   leave=False, disable=None)
         out_of_time = False
+        t_step = time.time()
         for batch in bar:
-            t_step = time.time()
-            batch = {k: v.to(device) for k, v in batch.items()}
+            batch = {k: v.to(device, non_blocking=True) for k, v in batch.items()}
+            sync()
+            t_data = time.time()
             images = torch.cat([batch["image1"], batch["image2"]])
-            outputs = model.forward_all(images)
+            if cuda:
+                images = images.contiguous(memory_format=torch.channels_last)
+            with autocast:
+                outputs = [o.float() for o in model.forward_all(images)]
             b = batch["image1"].shape[0]
             targets = codec_torch.encode(torch.cat([batch["points1"], batch["points2"]]),
                                          model_cfg.heatmap_size, model_cfg.sigma)
@@ -237,6 +271,8 @@ def train(model_cfg: fan_model.ModelConfig, cfg: TrainConfig, train_samples: lis
             if cfg.consistency > 0:
                 loss_c = consistency_loss(outputs[-1][:b], outputs[-1][b:], batch, model_cfg, scale)
                 loss = loss + cfg.consistency * loss_c
+            sync()
+            t_fwd = time.time()
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
@@ -244,7 +280,12 @@ def train(model_cfg: fan_model.ModelConfig, cfg: TrainConfig, train_samples: lis
             sums["heatmap"] += loss_h.item()
             sums["consistency"] += loss_c.item()
             bar.set_postfix(hm=f"{loss_h.item():.3f}", cons=f"{loss_c.item():.3f}")
-            step_times.append(time.time() - t_step)
+            now = time.time()
+            split["data"] += t_data - t_step
+            split["forward"] += t_fwd - t_data
+            split["backward"] += now - t_fwd
+            step_times.append(now - t_step)  # the whole step, data included
+            t_step = now
             n_done += 1
             if budget_s is not None:
                 elapsed = time.time() - t_train
@@ -258,7 +299,8 @@ def train(model_cfg: fan_model.ModelConfig, cfg: TrainConfig, train_samples: lis
                     break
         n = max(1, n_done)
         entry = {"epoch": epoch + 1, "seconds": round(time.time() - t0, 1), "steps": n_done,
-                 "loss_heatmap": sums["heatmap"] / n, "loss_consistency": sums["consistency"] / n}
+                 "loss_heatmap": sums["heatmap"] / n, "loss_consistency": sums["consistency"] / n,
+                 "ms_per_step": {k: round(1000 * v / n, 1) for k, v in split.items()}}
         final = out_of_time or epoch + 1 >= epochs
         if (epoch + 1) % cfg.val_every == 0 or final:
             model.eval()

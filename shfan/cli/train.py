@@ -38,6 +38,9 @@ def build_parser():
     ap.add_argument("--lr", type=float, default=1e-3)
     ap.add_argument("--consistency", type=float, default=0.1, help="Siamese consistency weight (0 = off)")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--device-augment", default="auto", choices=["auto", "on", "off"],
+                    help="make the training views on the device in batches (auto: on CUDA, where per-face CPU "
+                         "augmentation starves the GPU)")
     ap.add_argument("--workers", type=int, default=0, help="DataLoader worker processes (0: augment in the training process)")
     ap.add_argument("--threads", type=int, default=2, help="torch CPU threads")
     ap.add_argument("--val-every", type=int, default=2, help="validate every N epochs")
@@ -103,7 +106,8 @@ def main(argv=None):
     tcfg = trainer.TrainConfig(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
                                consistency=args.consistency, seed=args.seed, workers=args.workers,
                                threads=args.threads, val_every=args.val_every,
-                               augment=augment_presets()[args.augment], time_budget_min=args.time_budget)
+                               augment=augment_presets()[args.augment], time_budget_min=args.time_budget,
+                               device_augment=args.device_augment)
     out = Path(args.out)
     log = lambda msg: print(msg, file=sys.stderr, flush=True)  # noqa: E731
     try:
