@@ -282,6 +282,7 @@ print_next_steps() {
 Done$([[ $DRY_RUN -eq 1 ]] && echo " (dry run: nothing was changed)"). Next:
   source $VENV_DIR/bin/activate
   shfan-doctor                                  # what this board can run
+  shfan-doctor --selftest                       # the TensorRT plugin on this GPU, PASS/FAIL per check
   shfan-build --precision int8 ...             # build the engine for this board (see shfan-build --help)
   shfan-run --camera 0                          # live landmarks from the first camera
 Power: sudo nvpmodel -m 0 && sudo jetson_clocks (see jetson/README.md).
