@@ -11,7 +11,7 @@ from pathlib import Path
 
 from shfan.builder import artifacts, plan
 from shfan.builder.metadata import OPSET, BuildError
-from shfan.builder.precision import CALIB_METHODS, CHOICES, PRECISIONS
+from shfan.builder.precision import CALIB_METHODS, CHOICES, PRECISIONS, TARGETS
 from shfan.builder.progress import Stages
 
 MIN_CALIB_FACES = 32
@@ -36,6 +36,7 @@ class BuildOptions:
     workspace_mb: int = 1024
     out: Path = Path("build")
     force: bool = False
+    target: str = "tensorrt"  # which int8 file(s): tensorrt, cpu (ONNX Runtime CPU provider) or all
 
 
 @dataclass
@@ -84,6 +85,8 @@ def _validate(opts: BuildOptions) -> None:
         raise BuildError(f"unknown --calib-method {opts.calib_method!r}; choose {', '.join(CALIB_METHODS)}")
     if opts.max_nme_drift <= 0:
         raise BuildError(f"--max-nme-drift must be > 0 (NME points), got {opts.max_nme_drift}")
+    if opts.target not in TARGETS:
+        raise BuildError(f"unknown --target {opts.target!r}; choose {', '.join(TARGETS)}")
     if opts.max_batch < 1 or opts.workspace_mb < 64:
         raise BuildError("--max-batch must be >= 1 and --workspace-mb >= 64")
 
@@ -252,6 +255,96 @@ def _build_int8(src: Path, stage_dir: Path, calib, reference, cfg: dict, opts: B
     return dst, result
 
 
+def _build_int8_cpu(src: Path, stage_dir: Path, calib, reference, cfg: dict, opts: BuildOptions, st: Stages,
+                    calibration_log: dict):
+    """int8 for ONNX Runtime's CPU provider (calibration.cpu_int8): the same faces, percentile
+    search, accuracy guard and bound as the TensorRT file; then the fusion is checked on the
+    graph the CPU provider actually runs."""
+    import tempfile
+
+    import onnx
+
+    from shfan.builder.metadata import get_metadata
+    from shfan.builder.precision import to_int8_cpu
+    from shfan.calibration import cpu_int8, ranges, sensitivity
+    from shfan.calibration.guard import guarded_quantize, mean_nme
+    from shfan.calibration.ort_tools import predict_landmarks
+
+    dst = stage_dir / "model_int8_cpu.onnx"
+    meta = get_metadata(onnx.load(str(src), load_external_data=False))
+    tuning = calib.crops[:SENSITIVITY_FACES]
+    tuning_fp32 = predict_landmarks(src, tuning, cfg)
+    log = calibration_log.setdefault("cpu", {})
+    with tempfile.TemporaryDirectory(prefix="shfan-cpu-int8-") as scratch:
+        prepared = Path(scratch) / "prepared.onnx"
+        with st.stage("CPU int8 ranges") as s:
+            model = cpu_int8.batchnorm_to_depthwise(onnx.load(str(src)))
+            onnx.save(model, str(prepared))
+            sample = ranges.sample_tensors(model, cpu_int8.tensors_to_quantize(model), calib.crops)
+            if opts.calib_method == "max":
+                chosen = None
+                s["detail"] = f"max of {len(sample.amax)} tensors over {len(calib)} faces"
+            else:  # entropy has no uint8 counterpart here: the percentile search stands in for it
+                def drift_at(p):
+                    to_int8_cpu(prepared, dst, cpu_int8.asymmetric_ranges(sample, p), [], meta)
+                    return mean_nme(predict_landmarks(dst, tuning, cfg), tuning_fp32)
+
+                scores = {p: drift_at(p) for p in ranges.PERCENTILES}
+                chosen = min(scores, key=scores.get)
+                log["percentile"] = chosen
+                log["percentile_scores"] = {str(p): round(v, 4) for p, v in scores.items()}
+                s["detail"] = (f"{chosen}th percentile of |x| for {len(sample.amax)} tensors over {len(calib)} faces "
+                               "(drift vs fp32: " + ", ".join(f"{p}: {v:.2f}" for p, v in scores.items()) + ")")
+        tensor_ranges = cpu_int8.asymmetric_ranges(sample, chosen)
+
+        def quantize(excluded):
+            with st.stage(f"CPU int8 QDQ ({len(calib)} faces)") as s:
+                to_int8_cpu(prepared, dst, tensor_ranges, excluded, meta)
+                s["detail"] = f"{len(excluded)} convs kept in fp32" if excluded else "every op with an integer kernel"
+            return dst
+
+        def rank(int8_path):
+            with st.stage("CPU int8 sensitivity per conv") as s:
+                ranking = sensitivity.rank_convs(int8_path, tuning, tuning_fp32, cfg, progress=_bar("ranking convs"))
+                s["detail"] = "worst: " + ", ".join(f"{n} {d:+.2f}" for n, d in ranking[:3])
+            return ranking
+
+        result = guarded_quantize(quantize, reference, rank, opts.max_nme_drift, lambda m: st.note("cpu: " + m))
+    with st.stage("CPU int8 fusion check") as s:
+        report = cpu_int8.fusion_report(dst)
+        fp16 = cpu_int8.fp16_tensors(onnx.load(str(dst)))
+        log["fusion"] = {k: v for k, v in report.items() if k != "ops"}
+        s["detail"] = (f"ONNX Runtime runs {report['integer_convs']} integer convs, {report['float_convs']} float, "
+                       f"{report['transposes']} transposes")
+    excluded = len(result.accepted.excluded)
+    if fp16 or report["integer_convs"] == 0 or report["float_convs"] > excluded:
+        raise BuildError(f"the CPU int8 file is not what ONNX Runtime fuses ({report['integer_convs']} integer convs, "
+                         f"{report['float_convs']} float, {len(fp16)} fp16 tensors); use --target tensorrt or "
+                         "a newer onnxruntime")
+    return dst, result
+
+
+def _int8_cpu_measured(src, stage_dir, calib, reference, cfg, opts: BuildOptions, st: Stages, calibration: dict):
+    from shfan.calibration.ort_tools import latency_ms
+
+    dst, guard = _build_int8_cpu(src, stage_dir, calib, reference, cfg, opts, st, calibration)
+    accepted = guard.accepted
+    calibration["cpu"]["guard"] = guard.to_dict()
+    if opts.target == "cpu":
+        calibration["method"] = "see cpu.method"
+    calibration["cpu"]["method"] = (f"{opts.calib_method} ranges, onnxruntime QDQ quantizer (uint8 activations, "
+                                    "7-bit symmetric per-channel int8 weights), BatchNorm as depthwise conv")
+    if not guard.within_bound and opts.precision == "int8":
+        raise BuildError(f"CPU int8 drift {accepted.drift:+.3f} NME points (95% upper bound {accepted.drift_upper:+.3f}) "
+                         f"exceeds --max-nme-drift {opts.max_nme_drift} even with the {len(accepted.excluded)} most "
+                         "sensitive convs kept in fp32; use --precision fp32, more/better --calib-data, or a larger bound")
+    m = {"nme": accepted.nme, "drift": accepted.drift, "excluded": accepted.excluded, "target": "cpu",
+         "latency": latency_ms(dst, cfg["input_size"]), "path": dst, "within_bound": guard.within_bound}
+    st.note(f"CPU int8 accepted: NME {accepted.nme:.3f}, drift {accepted.drift:+.3f}, {len(accepted.excluded)} "
+            f"convs kept in fp32, ONNX Runtime CPU {m['latency']:.1f} ms")
+    return m
+
+
 def _bar(desc: str):
     """A transient tqdm bar for long loops inside one stage (the stage line stays the record);
     off when stderr is not a terminal, so logs get the stage lines only."""
@@ -271,9 +364,12 @@ def _measure(path: Path, reference, cfg: dict):
 def _select(requested: str, measured: dict, bound: float) -> str:
     if requested != "best":
         return requested
-    ok = [p for p, m in measured.items()
-          if m.get("within_bound", True) and (m["drift"] is None or m["drift"] <= bound)]
-    return min(ok, key=lambda p: measured[p]["latency"])
+    def fits(m):
+        return m.get("within_bound", True) and (m["drift"] is None or m["drift"] <= bound)
+
+    # a precision with a CPU int8 file is ranked by that file (the one ONNX Runtime runs here)
+    ok = [p for p, m in measured.items() if fits(m) and fits(m.get("cpu", m))]
+    return min(ok, key=lambda p: measured[p].get("cpu", measured[p])["latency"])
 
 
 def _engine_key(folder: Path, entry: dict, opts: BuildOptions, trt_info: dict, plugin_sha: str | None) -> str:
@@ -341,7 +437,7 @@ def build(opts: BuildOptions, st: Stages | None = None) -> BuildResult:
     inputs_key = plan.build_inputs_key(
         source=_sha256(source_file), precision=opts.precision, decoder=opts.decoder,
         calib=_source_fingerprint(opts.calib_data), max_calib=opts.max_calib, calib_method=opts.calib_method, max_nme_drift=opts.max_nme_drift,
-        shfan=__version__, opset=OPSET)
+        shfan=__version__, opset=OPSET, **({"target": opts.target} if opts.target != "tensorrt" else {}))
 
     reuse = (not opts.force and old_cache.get("inputs_key") == inputs_key and bool(old_manifest))
     if reuse and (trt_info is None or _engine_up_to_date(out, old_manifest, old_cache, opts, trt_info, plugin_sha)):
@@ -358,7 +454,10 @@ def build(opts: BuildOptions, st: Stages | None = None) -> BuildResult:
         else:
             manifest, calibration, cfg, selected = _build_onnx(opts, stage_dir, st, add_decoder, __version__)
         engine_keys = {}
-        if trt_info is not None:
+        if trt_info is not None and manifest["artifacts"][selected].get("target") == "cpu":
+            st.note(f"no TensorRT engine: the selected {selected} file is for ONNX Runtime's CPU provider "
+                    "(build --target all or tensorrt for an engine)")
+        elif trt_info is not None:
             engine_keys = _engines(stage_dir, manifest["artifacts"], selected, cfg, opts, trt_info, plugin_sha,
                                    old_cache, st)
         manifest["tensorrt"] = trt_info
@@ -373,7 +472,8 @@ def _reuse_onnx(out: Path, stage_dir: Path, old_manifest: dict, st: Stages):
     """Identical inputs: copy the ONNX files, only the engine is (re)built."""
     with st.stage("reuse ONNX files") as s:
         for entry in old_manifest["artifacts"].values():
-            for name in (entry["onnx"], entry["onnx_decoded"]):
+            cpu = entry.get("cpu") or {}
+            for name in (entry["onnx"], entry["onnx_decoded"], cpu.get("onnx"), cpu.get("onnx_decoded")):
                 if name:
                     shutil.copy2(out / name, stage_dir / name)
             entry["engine"] = None
@@ -434,7 +534,7 @@ def _build_onnx(opts: BuildOptions, stage_dir: Path, st: Stages, add_decoder, ve
         if opts.precision == "fp16" and drift > opts.max_nme_drift:
             raise BuildError(f"fp16 drift {drift:+.3f} NME points exceeds --max-nme-drift {opts.max_nme_drift}; "
                              "build --precision fp32 or raise the bound")
-    if "int8" in wanted and source_precision == "fp32":
+    if "int8" in wanted and source_precision == "fp32" and opts.target != "cpu":
         calibration["method"] = f"{opts.calib_method} ranges, ModelOpt ONNX PTQ (symmetric int8 Q/DQ on Conv), CPU"
         dst, guard = _build_int8(src, stage_dir, calib, reference, cfg, opts, st, calibration)
         accepted = guard.accepted
@@ -451,25 +551,36 @@ def _build_onnx(opts: BuildOptions, stage_dir: Path, st: Stages, add_decoder, ve
                             "within_bound": guard.within_bound}
         st.note(f"int8 accepted: NME {accepted.nme:.3f}, drift {accepted.drift:+.3f}, "
                 f"{len(accepted.excluded)} convs kept out of int8{': ' + ', '.join(accepted.excluded) if accepted.excluded else ''}")
+    if "int8" in wanted and source_precision == "fp32" and opts.target != "tensorrt":
+        cpu = _int8_cpu_measured(src, stage_dir, calib, reference, cfg, opts, st, calibration)
+        if "int8" in measured:
+            measured["int8"]["cpu"] = cpu  # --target all: beside the TensorRT file
+        else:
+            measured["int8"] = cpu
     selected = _select(opts.precision, measured, opts.max_nme_drift)
     if opts.precision == "best":
         st.note(f"best = {selected}: fastest within ±{opts.max_nme_drift} NME by ONNX Runtime CPU latency "
                 "(a proxy here; TensorRT on the Jetson may rank fp16/int8 differently)")
 
+    def entry(m):
+        _record_accuracy(m["path"], m)
+        decoded = None
+        if opts.decoder != "none":
+            decoded = f"{m['path'].stem}_{opts.decoder}.onnx"
+            onnx.save(add_decoder(onnx.load(str(m["path"])), cfg, opts.decoder), str(stage_dir / decoded))
+        made = artifacts.artifact_entry(m["path"].name, decoded, None, m["nme"], m["drift"], m["excluded"],
+                                        m["path"].stat().st_size, m["latency"])
+        return {**made, "target": "cpu"} if m.get("target") == "cpu" else made
+
     entries = {}
     with st.stage(f"decoder ({opts.decoder})") as s:
         for precision, m in measured.items():
-            _record_accuracy(m["path"], m)
-            decoded = None
-            if opts.decoder != "none":
-                decoded = f"model_{precision}_{opts.decoder}.onnx"
-                onnx.save(add_decoder(onnx.load(str(m["path"])), cfg, opts.decoder), str(stage_dir / decoded))
-            entries[precision] = artifacts.artifact_entry(
-                m["path"].name, decoded, None, m["nme"], m["drift"], m["excluded"], m["path"].stat().st_size,
-                m["latency"])
+            entries[precision] = entry(m)
+            if "cpu" in m:
+                entries[precision]["cpu"] = entry(m["cpu"])
         s["detail"] = "heatmap-output ONNX kept beside each decoded graph" if opts.decoder != "none" else "heatmaps out"
     manifest = artifacts.manifest(version, cfg, model_sha, opts.decoder, OPSET, selected, entries, None, None,
-                                  {k: v for k, v in calibration.items() if k != "guard"})
+                                  {k: v for k, v in calibration.items() if k not in ("guard", "cpu")})
     return manifest, calibration, cfg, selected
 
 
@@ -489,7 +600,7 @@ def _record_accuracy(path: Path, m: dict) -> None:
 def _next_commands(out: Path, manifest: dict, trt_info) -> list[str]:
     selected = manifest["selected_precision"]
     cmds = [f"shfan-eval --model {out} --data FACES_300W_FOLDER", f"shfan-run --model {out}"]
-    if trt_info is None:
+    if trt_info is None and manifest["artifacts"][selected].get("target") != "cpu":
         entry = manifest["artifacts"][selected]
         decoder = manifest["decoder"]
         cmds.append("on the Jetson: copy " + f"{out}/{entry['onnx']} there and run: "

@@ -124,3 +124,28 @@ def to_int8(src: Path, dst: Path, calib_crops: np.ndarray, nodes_to_exclude: lis
     if not Path(dst).is_file():
         raise BuildError(f"ModelOpt did not write {dst}; rerun with --precision fp16 or check the log above")
     _restamp(dst, meta, "int8", {"excluded_layers": list(nodes_to_exclude or [])})
+
+
+# Where an int8 file will run. tensorrt: symmetric int8 Q/DQ on convolutions, the rest fp16
+# (above); cpu: ONNX Runtime's CPU provider (calibration.cpu_int8): uint8/int8 QDQ on every op
+# with an integer kernel, float parts fp32; all: both files in one build folder.
+TARGETS = ("tensorrt", "cpu", "all")
+
+
+def to_int8_cpu(prepared: Path, dst: Path, ranges: dict, nodes_to_exclude: list[str] | None = None,
+                meta: dict | None = None) -> None:
+    """int8 for ONNX Runtime's CPU provider from a BatchNorm-free fp32 graph
+    (calibration.cpu_int8.batchnorm_to_depthwise) and measured uint8 ranges {tensor: (lo, hi)}."""
+    try:
+        from shfan.calibration import cpu_int8
+        import onnxruntime.quantization  # noqa: F401
+    except ImportError:
+        raise BuildError("--target cpu needs onnxruntime's quantization tools: pip install onnxruntime "
+                         "(or onnxruntime-gpu)") from None
+    try:
+        cpu_int8.quantize(prepared, dst, ranges, nodes_to_exclude or [], reduce_range=cpu_int8.REDUCE_RANGE)
+    except Exception as exc:  # onnxruntime.quantization raises many types
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
+        raise BuildError(f"CPU int8 quantization failed in onnxruntime ({type(exc).__name__}: {first}); "
+                         "try --target tensorrt or a newer onnxruntime") from None
+    _restamp(Path(dst), meta or {}, "int8", {"target": "cpu", "excluded_layers": list(nodes_to_exclude or [])})

@@ -10,13 +10,11 @@ import numpy as np
 
 def session(model, threads: int | None = None):
     """A CPU session from a path or serialized ONNX bytes."""
-    import os
-
     import onnxruntime as ort
 
-    opts = ort.SessionOptions()
-    opts.intra_op_num_threads = threads or min(os.cpu_count() or 1, 8)
-    opts.log_severity_level = 3
+    from shfan.runtime.ort_backend import session_options
+
+    opts = session_options(ort, threads)  # as the runtime runs it, so latencies and kernels match
     source = model if isinstance(model, bytes) else str(model)
     return ort.InferenceSession(source, opts, providers=["CPUExecutionProvider"])
 

@@ -36,8 +36,10 @@ class ActivationSample:
     random sample per tensor (equal weight per face, bounded memory), so several percentiles can
     be tried without running the model again."""
 
-    def __init__(self, amax: dict[str, float], picked: dict[str, np.ndarray]):
+    def __init__(self, amax: dict[str, float], picked: dict[str, np.ndarray], lo: dict[str, float] | None = None,
+                 hi: dict[str, float] | None = None):
         self.amax, self.picked = amax, picked
+        self.lo, self.hi = lo or {}, hi or {}  # signed extremes, for asymmetric (uint8) ranges
 
     def ranges(self, method: str = "percentile", percentile: float = DEFAULT_PERCENTILE) -> dict[str, float]:
         if method not in RANGE_METHODS:
@@ -52,7 +54,17 @@ def sample_conv_inputs(onnx_path, crops: np.ndarray, batch: int = 16, samples: i
     import onnx
 
     model = onnx.load(str(onnx_path))
-    names = conv_inputs(model)
+    return sample_tensors(model, conv_inputs(model), crops, batch, samples, seed)
+
+
+def sample_tensors(model, names: list[str], crops: np.ndarray, batch: int = 16, samples: int = 100_000,
+                   seed: int = 0, budget_bytes: int = 1 << 29) -> ActivationSample:
+    """ActivationSample of the named tensors of `model` (a ModelProto) over `crops`. The batch
+    shrinks so that the fetched tensors stay within `budget_bytes` (all of a graph's tensors
+    for the CPU int8 file: ~200 MB per 128 px face)."""
+    import onnx
+
+    model = onnx.ModelProto.FromString(model.SerializeToString())
     graph_inputs = {i.name for i in model.graph.input}
     present = {o.name for o in model.graph.output}
     for name in names:
@@ -62,18 +74,25 @@ def sample_conv_inputs(onnx_path, crops: np.ndarray, batch: int = 16, samples: i
     input_name = sess.get_inputs()[0].name
     fetch = [n for n in names if n not in graph_inputs]
     rng = np.random.default_rng(seed)
-    amax = dict.fromkeys(names, 0.0)
+    amax, lo, hi = dict.fromkeys(names, 0.0), dict.fromkeys(names, 0.0), dict.fromkeys(names, 0.0)
     picked: dict[str, list[np.ndarray]] = {n: [] for n in names}
-    for i in range(0, len(crops), batch):
-        x = np.ascontiguousarray(crops[i:i + batch], np.float32)
-        per_batch = max(1, samples * len(x) // len(crops))  # equal weight per face
+    i = 0
+    while i < len(crops):
+        x = np.ascontiguousarray(crops[i:i + (batch if i else 1)], np.float32)  # one face first, to size batches
         values = dict(zip(fetch, sess.run(fetch, {input_name: x})))
         values.update({n: x for n in names if n in graph_inputs})
+        if i == 0:
+            per_face = sum(v.nbytes for v in values.values())
+            batch = int(max(1, min(batch, budget_bytes // max(per_face, 1))))
+        per_batch = max(1, samples * len(x) // len(crops))  # equal weight per face
         for name in names:
-            a = np.abs(values[name]).ravel()
+            v = values[name]
+            lo[name], hi[name] = min(lo[name], float(v.min())), max(hi[name], float(v.max()))
+            a = np.abs(v).ravel()
             amax[name] = max(amax[name], float(a.max()))
             picked[name].append(rng.choice(a, per_batch))
-    return ActivationSample(amax, {n: np.concatenate(v) for n, v in picked.items()})
+        i += len(x)
+    return ActivationSample(amax, {n: np.concatenate(v) for n, v in picked.items()}, lo, hi)
 
 
 def write_trt_cache(ranges: dict[str, float], path) -> Path:

@@ -62,16 +62,20 @@ def read_manifest(folder: Path) -> dict:
         raise BackendError(f"{path}: corrupt manifest ({exc.msg}); rebuild with shfan-build") from None
 
 
-def onnx_from_build(folder: Path, precision: str | None = None) -> Path:
+def onnx_from_build(folder: Path, precision: str | None = None, cpu: bool = True) -> Path:
     """The ONNX Runtime-runnable file (heatmap output) of a build folder for a precision
-    (default: the precision the build selected)."""
+    (default: the precision the build selected). With `cpu`, the file built for ONNX Runtime's
+    CPU provider (`shfan-build --target cpu|all`, artifacts[p]["cpu"]) when the build has one."""
     manifest = read_manifest(folder)
     artifacts = manifest.get("artifacts", {})
     precision = precision or manifest.get("selected_precision") or next(iter(artifacts), None)
     if precision not in artifacts:
         raise BackendError(f"{folder}: no {precision} model in this build (has: {', '.join(artifacts) or 'none'}); "
                            f"run shfan-build --precision {precision}")
-    return Path(folder) / artifacts[precision]["onnx"]
+    entry = artifacts[precision]
+    if cpu and entry.get("cpu"):
+        return Path(folder) / entry["cpu"]["onnx"]
+    return Path(folder) / entry["onnx"]
 
 
 def open_backend(model, backend: str = "auto", precision: str | None = None,
@@ -101,7 +105,9 @@ def open_backend(model, backend: str = "auto", precision: str | None = None,
         if backend == "tensorrt" or path.suffix in (".engine", ".plan"):
             raise BackendError("TensorRT is not available here (python -c 'import tensorrt' fails); "
                                "use --backend onnxruntime, or run shfan-doctor for the fix")
-    from shfan.runtime.ort_backend import OnnxRuntimeBackend
+    from shfan.runtime.ort_backend import OnnxRuntimeBackend, cuda_device_present
 
-    onnx_path = onnx_from_build(path, precision) if path.is_dir() else path
+    # the CPU int8 file where ONNX Runtime runs on the CPU; with a GPU its CUDA provider takes
+    # the TensorRT-style file (it has no integer convolution kernels)
+    onnx_path = onnx_from_build(path, precision, cpu=not cuda_device_present()) if path.is_dir() else path
     return OnnxRuntimeBackend(onnx_path, decoder=decoder, threads=threads)

@@ -26,6 +26,40 @@ def cuda_device_present() -> bool:
     return any(os.path.exists(p) for p in ("/dev/nvidia0", "/dev/nvgpu/igpu0", "/dev/nvhost-gpu", "/dev/nvidiactl"))
 
 
+def physical_cores() -> int:
+    """Physical cores this process may run on (SMT siblings counted once, CPU affinity and
+    cpusets respected): one ONNX Runtime thread per physical core is its fastest setting, and
+    os.cpu_count() counts hyper-threads and CPUs a container cannot use."""
+    try:
+        cpus = sorted(os.sched_getaffinity(0))
+    except AttributeError:  # macOS, Windows
+        return os.cpu_count() or 1
+    cores = set()
+    for cpu in cpus:
+        try:
+            base = Path(f"/sys/devices/system/cpu/cpu{cpu}/topology")
+            cores.add(((base / "physical_package_id").read_text().strip(), (base / "core_id").read_text().strip()))
+        except OSError:
+            cores.add(("cpu", str(cpu)))
+    return max(1, len(cores))
+
+
+def session_options(ort, threads: int | None = None):
+    """The CPU settings every shfan session uses (measured on the 2-core VM, fp32 default model):
+    intra-op threads = physical cores (at most 8: small convolutions stop scaling); no spinning
+    (busy-waiting threads halve throughput when the capture thread or anything else shares
+    the cores: 97 -> 59 ms per face); full graph optimisation (NCHWc conv layout for fp32, integer
+    QLinearConv in NHWC for the CPU int8 file; 'extended' is ~10 % slower); denormals flushed to
+    zero (values below 1e-38 change no landmark and slow fp32 arithmetic several-fold)."""
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = threads or min(physical_cores(), 8)
+    opts.log_severity_level = 3
+    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    opts.add_session_config_entry("session.set_denormal_as_zero", "1")
+    return opts
+
+
 def model_info(session) -> ModelInfo:
     """From our metadata, else from the graph's input/output shapes (foreign FAN exports)."""
     meta = session.get_modelmeta().custom_metadata_map
@@ -45,12 +79,7 @@ class OnnxRuntimeBackend:
     def __init__(self, path, decoder: str = "subpixel", threads: int | None = None, providers=None):
         ort = _import_ort()
         path = Path(path)
-        opts = ort.SessionOptions()
-        opts.intra_op_num_threads = threads or min(os.cpu_count() or 1, 8)
-        opts.log_severity_level = 3
-        # No busy-waiting between ops: on a 2-core board shared with the capture thread (or any
-        # other load) spinning threads halve throughput (measured: 97 -> 59 ms per face).
-        opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        opts = session_options(ort, threads)
         ort.set_default_logger_severity(3)  # onnxruntime-gpu without CUDA libs: fall back quietly
         available = ort.get_available_providers()
         wanted = ("CUDAExecutionProvider", "CPUExecutionProvider") if cuda_device_present() else ("CPUExecutionProvider",)

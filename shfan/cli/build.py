@@ -7,18 +7,22 @@ import argparse
 import sys
 from pathlib import Path
 
-from shfan.builder.precision import CALIB_METHODS
+from shfan.builder.precision import CALIB_METHODS, TARGETS
 from shfan.cli.common import fail
 
 
 def build_parser():
     ap = argparse.ArgumentParser(prog="shfan-build", description=__doc__)
     src = ap.add_argument_group("model source (one of)")
-    src.add_argument("--weights", help="checkpoint to export (default: the shipped model)")
+    src.add_argument("--weights", help="checkpoint to export, or a shipped model name: compact (default) | accurate")
     src.add_argument("--onnx", help="start from a shfan ONNX file (e.g. model_int8.onnx built elsewhere); "
                                     "no PyTorch needed")
     ap.add_argument("--precision", default="best", choices=["fp32", "fp16", "int8", "best"],
                     help="best: fastest precision within --max-nme-drift (default)")
+    ap.add_argument("--target", default="tensorrt", choices=TARGETS,
+                    help="which int8 file: tensorrt (default: symmetric Q/DQ on convs, fp16 elsewhere, for TensorRT), "
+                         "cpu (for ONNX Runtime's CPU provider: integer kernels, fp32 elsewhere; ~1.7x faster than "
+                         "fp32 on a 2-core AVX2 CPU), or all (both in one folder; each runtime picks its own)")
     ap.add_argument("--calib-data", help="faces for int8 calibration and the accuracy guard: a folder of images, "
                                          "a 300-W folder (.pts used) or a video (default: a built-in fallback face)")
     ap.add_argument("--max-calib", type=int, default=512, help="at most this many calibration faces (default 512)")
@@ -54,11 +58,14 @@ def summary_table(result, total_s: float):
     for col, justify in (("precision", "left"), ("size", "right"), ("NME (%)", "right"), ("drift", "right"),
                          ("ORT CPU ms", "right"), ("engine", "left"), ("kept out of int8", "left")):
         table.add_column(col, justify=justify)
-    for p, a in m["artifacts"].items():
+    rows = [(p, a) for p, a in m["artifacts"].items()]
+    rows = [r for p, a in rows for r in ([(p, a)] + ([(p, {**a["cpu"], "target": "cpu"})] if "cpu" in a else []))]
+    for p, a in rows:
         mark = " ★" if p == m["selected_precision"] else ""
+        label = f"{p} (CPU)" if a.get("target") == "cpu" else p
         nme = "—" if a["nme_inter_ocular"] is None else f"{a['nme_inter_ocular']:.3f}"
         drift = "—" if a["nme_drift"] is None else f"{a['nme_drift']:+.3f}"
-        table.add_row(p + mark, f"{a['size_bytes'] / 1e6:.1f} MB", nme, drift, f"{a['ort_cpu_latency_ms']:.1f}",
+        table.add_row(label + mark, f"{a['size_bytes'] / 1e6:.1f} MB", nme, drift, f"{a['ort_cpu_latency_ms']:.1f}",
                       a["engine"] or "—", _excluded(a["excluded_layers"]))
     table.caption = (f"★ selected · NME on held-out faces vs {ref} · decoder {m['decoder']} · "
                      "latency: ONNX Runtime on this CPU, batch 1 (a proxy, not the Jetson)")
@@ -78,7 +85,7 @@ def main(argv=None):
     opts = BuildOptions(weights=args.weights, onnx=args.onnx, precision=args.precision, calib_data=args.calib_data,
                         max_calib=args.max_calib, calib_method=args.calib_method, max_nme_drift=args.max_nme_drift, decoder=args.decoder,
                         plugin_lib=args.plugin_lib, max_batch=args.max_batch, workspace_mb=args.workspace_mb,
-                        out=Path(args.out), force=args.force)
+                        out=Path(args.out), force=args.force, target=args.target)
     import signal
 
     def _terminate(signum, frame):  # unwind so the staged folder is removed; --out stays as it was
