@@ -278,7 +278,7 @@ def _build_int8_cpu(src: Path, stage_dir: Path, calib, reference, cfg: dict, opt
     with tempfile.TemporaryDirectory(prefix="shfan-cpu-int8-") as scratch:
         prepared = Path(scratch) / "prepared.onnx"
         with st.stage("CPU int8 ranges") as s:
-            model = cpu_int8.batchnorm_to_depthwise(onnx.load(str(src)))
+            model = cpu_int8.prepare(onnx.load(str(src)))
             onnx.save(model, str(prepared))
             sample = ranges.sample_tensors(model, cpu_int8.tensors_to_quantize(model), calib.crops)
             if opts.calib_method == "max":

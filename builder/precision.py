@@ -134,8 +134,8 @@ TARGETS = ("tensorrt", "cpu", "all")
 
 def to_int8_cpu(prepared: Path, dst: Path, ranges: dict, nodes_to_exclude: list[str] | None = None,
                 meta: dict | None = None) -> None:
-    """int8 for ONNX Runtime's CPU provider from a BatchNorm-free fp32 graph
-    (calibration.cpu_int8.batchnorm_to_depthwise) and measured uint8 ranges {tensor: (lo, hi)}."""
+    """int8 for ONNX Runtime's CPU provider from the fp32 graph after calibration.cpu_int8.prepare
+    (BatchNorms and pools as depthwise convs) and measured uint8 ranges {tensor: (lo, hi)}."""
     try:
         from shfan.calibration import cpu_int8
         import onnxruntime.quantization  # noqa: F401

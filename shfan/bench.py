@@ -59,6 +59,7 @@ class BenchConfig:
     detector_model: str | None = None
     threads: int | None = None
     tensorrt: bool = True
+    target: str = "all"  # int8 files built into the cache: both, so ONNX Runtime rows show the CPU and TensorRT files
 
 
 def quick(config: BenchConfig) -> BenchConfig:
@@ -243,11 +244,12 @@ def build_folder(source: ModelSource, config: BenchConfig, precision: str, decod
     from shfan.builder.pipeline import BuildOptions, build
     from shfan.builder.progress import Stages
 
-    out = bench_cache_dir(config) / f"{source.path.stem}-{_file_key(source.path)}-{precision}-{decoder}"
+    target = "" if config.target == "tensorrt" else f"-{config.target}"
+    out = bench_cache_dir(config) / f"{source.path.stem}-{_file_key(source.path)}-{precision}-{decoder}{target}"
     opts = BuildOptions(weights=str(source.path) if source.kind == "weights" else None,
                         onnx=str(source.path) if source.kind == "onnx" else None, precision=precision,
                         calib_data=config.calib_data, max_calib=config.max_calib, calib_method=config.calib_method,
-                        decoder=decoder, max_batch=max_batch, out=out)
+                        decoder=decoder, max_batch=max_batch, out=out, target=config.target)
     log(f"building {precision} ONNX files into {out} (once; reused while the inputs are unchanged)")
     build(opts, Stages(lambda line: print(f"  {line}", file=sys.stderr, flush=True)))
     return out
@@ -401,8 +403,9 @@ class Case:
     backend: str  # onnxruntime | tensorrt
     precision: str
     decoder: str  # what decodes the heatmaps: "host subpixel" | "plugin" | "onnx ops"
-    model: Path  # the build folder
+    model: Path  # the build folder (or, for a build's TensorRT-style int8 file in ONNX Runtime, that file)
     results: dict = field(default_factory=dict)
+    target: str | None = None  # int8 only: which file ONNX Runtime runs, "cpu" or "tensorrt"
 
 
 def run_case(case: Case, faces, frames, detector, config: BenchConfig) -> dict:
@@ -410,7 +413,7 @@ def run_case(case: Case, faces, frames, detector, config: BenchConfig) -> dict:
     from shfan.runtime.backend import open_backend
     from shfan.runtime.pipeline import Pipeline
 
-    label = f"{case.backend} {case.precision} ({case.decoder})"
+    label = f"{case.backend} {case_precision(case.precision, case.target)} ({case.decoder})"
     backend = open_backend(case.model, case.backend, case.precision, threads=config.threads)
     try:
         batches = {}
@@ -422,7 +425,7 @@ def run_case(case: Case, faces, frames, detector, config: BenchConfig) -> dict:
     log(f"{label}: pipeline on {len(frames)} demo frames")
     with Pipeline(case.model, case.backend, case.precision, detector=detector, threads=config.threads) as pipeline:
         pipe = time_pipeline(pipeline, frames, config.warmup)
-    return {"backend": case.backend, "precision": case.precision, "decoder": case.decoder,
+    return {"backend": case.backend, "precision": case.precision, "decoder": case.decoder, "target": case.target,
             "model": str(case.model), "batches": batches, "pipeline": pipe}
 
 
@@ -439,9 +442,30 @@ def run_cases(cases: list[Case], faces, frames, detector, config: BenchConfig) -
     return results, failed
 
 
+def case_precision(precision: str, target: str | None) -> str:
+    """'int8 (cpu file)' for the rows of the two int8 files, else the precision."""
+    return f"{precision} ({target} file)" if target else precision
+
+
 def ort_cases(folder: Path, precisions) -> tuple[list[Case], list[dict]]:
+    """One ONNX Runtime case per precision; int8 gets one per file in the folder: the CPU file
+    (what the runtime picks, first) and the TensorRT-style file, run by path."""
+    from shfan.runtime.backend import read_manifest
+
     have, missing = available_precisions(folder, precisions)
-    cases = [Case("onnxruntime", p, "host subpixel", folder) for p in have]
+    artifacts = read_manifest(folder).get("artifacts") or {}
+    cases = []
+    for p in have:
+        entry = artifacts[p]
+        if p != "int8":
+            cases.append(Case("onnxruntime", p, "host subpixel", folder))
+            continue
+        if entry.get("target") == "cpu" or entry.get("cpu"):
+            cases.append(Case("onnxruntime", p, "host subpixel", folder, target="cpu"))
+        if entry.get("target") != "cpu":
+            trt_file = folder / entry["onnx"]
+            cases.append(Case("onnxruntime", p, "host subpixel", trt_file if entry.get("cpu") else folder,
+                              target="tensorrt"))
     skipped = [{"backend": "onnxruntime", "precision": p, "reason": f"{folder} has no {p} model"} for p in missing]
     return cases, skipped
 
@@ -462,8 +486,9 @@ def tensorrt_cases(source: ModelSource, config: BenchConfig) -> tuple[list[Case]
             if precision not in config.precisions:
                 continue
             try:
-                folder = (source.path if source.kind == "build"
-                          else build_folder(source, config, precision, decoder, max(config.batch_sizes)))
+                folder = (source.path if source.kind == "build"  # engines: the TensorRT-style files only
+                          else build_folder(source, replace(config, target="tensorrt"), precision, decoder,
+                                            max(config.batch_sizes)))
                 cases.append(Case("tensorrt", precision, "plugin" if decoder == "plugin" else "onnx ops", folder))
             except ShfanError as exc:
                 skipped.append({"backend": "tensorrt", "precision": precision, "decoder": decoder, "reason": str(exc)})
@@ -596,6 +621,12 @@ def default_precision(source: ModelSource, folder: Path) -> str:
     return read_manifest(folder).get("selected_precision") or "fp32"
 
 
+def _default_threads() -> int:
+    from shfan.runtime.ort_backend import physical_cores
+
+    return min(physical_cores(), 8)
+
+
 def validate(config: BenchConfig) -> None:
     bad = [p for p in config.precisions if p not in ORT_PRECISIONS]
     if bad or not config.precisions:
@@ -604,6 +635,10 @@ def validate(config: BenchConfig) -> None:
         raise BenchError("--batch-sizes must be integers from 1 to 64, e.g. 1,2,4,8")
     if config.repeats < 1 or config.warmup < 0 or config.frames < 1:
         raise BenchError("--repeats and --frames must be >= 1 and --warmup >= 0")
+    from shfan.builder.precision import TARGETS
+
+    if config.target not in TARGETS:
+        raise BenchError(f"unknown --target {config.target!r}; choose {', '.join(TARGETS)}")
     if config.baseline_weights and not Path(config.baseline_weights).is_file():
         raise BenchError(f"--baseline-weights {config.baseline_weights}: no such checkpoint")
 
@@ -631,10 +666,13 @@ def run(config: BenchConfig) -> dict:
         "machine": machine_details(),
         "settings": {"batch_sizes": list(config.batch_sizes), "warmup": config.warmup, "repeats": config.repeats,
                      "frames": config.frames, "baseline_frames": config.baseline_frames,
-                     "threads": config.threads or min(os.cpu_count() or 1, 8), "statistic": "median, p10/p90"},
+                     "threads": config.threads or _default_threads(), "statistic": "median, p10/p90",
+                     "int8_target": config.target},
         "model": {"source": str(source.path), "kind": source.kind, "build": str(folder),
                   "config": manifest.get("model_config"), "calibration": calibration_note(folder),
-                  "int8_kept_out": ((manifest.get("artifacts") or {}).get("int8") or {}).get("excluded_layers")},
+                  "int8_kept_out": ((manifest.get("artifacts") or {}).get("int8") or {}).get("excluded_layers"),
+                  "int8_cpu_kept_out": ((((manifest.get("artifacts") or {}).get("int8") or {}).get("cpu") or {})
+                                        .get("excluded_layers"))},
         "frames": {"source": "demo", "count": config.frames, "size": list(FRAME_SIZE), "with_face": len(faces)},
         "detect": detect,
         "results": results,
@@ -665,7 +703,7 @@ def stage_rows(report: dict) -> list[list[str]]:
     for r in report["results"]:
         for b, row in r["batches"].items():
             s = row["stages"]
-            rows.append([r["backend"], r["precision"], r["decoder"], b, *(_ms(s[k]) for k in BATCH_STAGES),
+            rows.append([r["backend"], case_precision(r["precision"], r.get("target")), r["decoder"], b, *(_ms(s[k]) for k in BATCH_STAGES),
                          f"{row['per_face_ms']:.2f}", f"{row['faces_per_s'] or 0:.0f}"])
     return rows
 
@@ -677,7 +715,8 @@ def pipeline_rows(report: dict) -> list[list[str]]:
     for r in report["results"]:
         p = r["pipeline"]
         ratio = speedup(p["fps"], base.get("fps"))
-        rows.append([f"shfan {r['backend']} {r['precision']} ({r['decoder']})", f"{p['fps']:.1f}",
+        rows.append([f"shfan {r['backend']} {case_precision(r['precision'], r.get('target'))} ({r['decoder']})",
+                     f"{p['fps']:.1f}",
                      *(_mean(p["stages"][k]) for k in PIPELINE_STAGES), f"{p['faces']}/{p['detector_runs']}",
                      f"{ratio:.1f}x" if ratio else "—"])
     if base:
@@ -721,7 +760,7 @@ def summary_lines(report: dict) -> list[str]:
     for r in report["results"]:
         p = r["pipeline"]
         if p["faces"] == 0:
-            lines.append(f"{r['backend']} {r['precision']}: the tracker kept no face (landmark scores below its "
+            lines.append(f"{r['backend']} {case_precision(r['precision'], r.get('target'))}: the tracker kept no face (landmark scores below its "
                          "min_score: an untrained model?), so the detector ran on every frame: "
                          "this FPS is the no-tracking worst case")
     cal = report["model"]["calibration"]
@@ -730,6 +769,10 @@ def summary_lines(report: dict) -> list[str]:
         kept = report["model"].get("int8_kept_out") or []
         lines.append(f"int8 calibrated on {cal.get('faces')} faces from {origin} ({cal.get('method')}); "
                      f"kept out of int8 by the accuracy guard: {', '.join(kept) or 'nothing'}")
+        if report["model"].get("int8_cpu_kept_out") is not None:
+            kept = report["model"]["int8_cpu_kept_out"]
+            lines.append(f"int8 (cpu file): ONNX Runtime's integer kernels; kept in fp32 by the accuracy guard: "
+                         f"{', '.join(kept) or 'nothing'}")
     for s in report["skipped"]:
         what = " ".join(str(s[k]) for k in ("backend", "precision", "decoder") if s.get(k))
         lines.append(f"skipped {what}: {s['reason']}")

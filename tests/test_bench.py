@@ -107,6 +107,7 @@ def test_quick_keeps_small_batches_and_few_repeats():
     (bench.BenchConfig(precisions=("fp8",)), "unknown precision fp8"),
     (bench.BenchConfig(batch_sizes=(0, 2)), "--batch-sizes"),
     (bench.BenchConfig(repeats=0), "--repeats"),
+    (bench.BenchConfig(target="gpu"), "unknown --target 'gpu'"),
 ])
 def test_validate_names_the_bad_option(config, message):
     with pytest.raises(bench.BenchError, match=message):
@@ -124,6 +125,35 @@ def test_resolve_model_errors(tmp_path):
         bench.resolve_model(engine)
     (tmp_path / "manifest.json").write_text("{}")
     assert bench.resolve_model(tmp_path).kind == "build"
+
+
+def _folder(tmp_path, name, int8):
+    folder = tmp_path / name
+    folder.mkdir()
+    fp32 = {"onnx": "model_fp32.onnx"}
+    (folder / "manifest.json").write_text(json.dumps({"artifacts": {"fp32": fp32, "int8": int8}}))
+    return folder
+
+
+def test_ort_cases_time_each_int8_file_cpu_first(tmp_path):
+    cpu = {"onnx": "model_int8_cpu.onnx", "target": "cpu"}
+    both = _folder(tmp_path, "all", {"onnx": "model_int8.onnx", "cpu": cpu})
+    cases, skipped = bench.ort_cases(both, ("fp32", "fp16", "int8"))
+    assert [(c.precision, c.target, c.model) for c in cases] == [
+        ("fp32", None, both), ("int8", "cpu", both), ("int8", "tensorrt", both / "model_int8.onnx")]
+    assert skipped == [{"backend": "onnxruntime", "precision": "fp16", "reason": f"{both} has no fp16 model"}]
+    only_cpu = _folder(tmp_path, "cpu", cpu)
+    assert [(c.target, c.model) for c in bench.ort_cases(only_cpu, ("int8",))[0]] == [("cpu", only_cpu)]
+    only_trt = _folder(tmp_path, "trt", {"onnx": "model_int8.onnx"})
+    assert [(c.target, c.model) for c in bench.ort_cases(only_trt, ("int8",))[0]] == [("tensorrt", only_trt)]
+    assert bench.case_precision("int8", "cpu") == "int8 (cpu file)" and bench.case_precision("fp32", None) == "fp32"
+
+
+def test_cli_target_option():
+    from shfan.cli.bench import build_parser, config_from_args
+
+    assert config_from_args(build_parser().parse_args([])).target == "all"
+    assert config_from_args(build_parser().parse_args(["--target", "cpu"])).target == "cpu"
 
 
 def test_cli_batch_sizes_parse():
@@ -170,7 +200,7 @@ REPORT = {
               "int8_kept_out": ["^/l0/"]},
     "frames": {"count": 90},
     "detect": bench.spread([4.1, 4.3, 4.0]),
-    "results": [{"backend": "onnxruntime", "precision": "int8", "decoder": "host subpixel",
+    "results": [{"backend": "onnxruntime", "precision": "int8", "decoder": "host subpixel", "target": "cpu",
                  "batches": {"1": {"stages": {"preprocess": bench.spread([0.3]), "infer": bench.spread([11.2]),
                                               "decode": bench.spread([0.7]), "postprocess": bench.spread([0.2])},
                                    **bench.per_face({"x": bench.spread([12.4])}, 1)}},
@@ -184,9 +214,10 @@ REPORT["speedup"] = bench.speedup_summary(REPORT["results"], REPORT["baseline"],
 
 def test_table_rows_carry_medians_spread_and_ratio():
     (row,) = bench.stage_rows(REPORT)
-    assert row[:4] == ["onnxruntime", "int8", "host subpixel", "1"]
+    assert row[:4] == ["onnxruntime", "int8 (cpu file)", "host subpixel", "1"]
     assert row[5] == "11.20 (11.2–11.2)" and row[-2:] == ["12.40", "81"]
     shfan_row, base_row = bench.pipeline_rows(REPORT)
+    assert shfan_row[0] == "shfan onnxruntime int8 (cpu file) (host subpixel)"
     assert shfan_row[1] == "64.0" and shfan_row[-2:] == ["0/90", "20.0x"]
     assert base_row[0].startswith("baseline") and base_row[1] == "3.20"
 

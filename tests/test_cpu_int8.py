@@ -45,17 +45,19 @@ def run(path, x):
     return sess.run(None, {sess.get_inputs()[0].name: x})[0]
 
 
-def test_batchnorm_becomes_an_exact_depthwise_conv(tiny_fp32, helen_dir, tmp_path):
+def test_batchnorm_and_pools_become_exact_depthwise_convs(tiny_fp32, helen_dir, tmp_path):
     from shfan.calibration import sources
 
     path, _ = tiny_fp32
     model = onnx.load(str(path))
     bns = sum(n.op_type == "BatchNormalization" for n in model.graph.node)
-    assert bns > 20
-    prepared = cpu_int8.batchnorm_to_depthwise(model)
+    pools = sum(n.op_type == "AveragePool" for n in model.graph.node)
+    assert bns > 20 and pools > 3
+    prepared = cpu_int8.prepare(model)
     ops = [n.op_type for n in prepared.graph.node]
-    assert "BatchNormalization" not in ops
-    assert ops.count("Conv") == sum(n.op_type == "Conv" for n in model.graph.node) + bns
+    assert "BatchNormalization" not in ops and "AveragePool" not in ops
+    assert ops.count("Conv") == sum(n.op_type == "Conv" for n in model.graph.node) + bns + pools
+    assert [n.op_type for n in cpu_int8.batchnorm_to_depthwise(model).graph.node].count("AveragePool") == pools
     onnx.checker.check_model(prepared)
     onnx.save(prepared, str(tmp_path / "prepared.onnx"))
     x = sources.load_faces(helen_dir, 64, 4).crops
@@ -71,7 +73,7 @@ def tiny_cpu_int8(tiny_fp32, helen_dir, tmp_path_factory):
 
     path, cfg = tiny_fp32
     d = tmp_path_factory.mktemp("cpu_int8_q")
-    prepared = cpu_int8.batchnorm_to_depthwise(onnx.load(str(path)))
+    prepared = cpu_int8.prepare(onnx.load(str(path)))
     onnx.save(prepared, str(d / "prepared.onnx"))
     faces = sources.load_faces(helen_dir, 64, 24)
     sample = ranges.sample_tensors(prepared, cpu_int8.tensors_to_quantize(prepared), faces.crops)
@@ -112,7 +114,7 @@ def test_cpu_int8_has_no_fp16_and_every_conv_runs_as_an_integer_kernel(tiny_cpu_
     convs = sum(n.op_type == "Conv" for n in prepared.graph.node)
     assert report["integer_convs"] == convs and report["float_convs"] == 0
     assert report["transposes"] <= 2  # NHWC from the first conv to the last: one in, one out
-    assert report["ops"].get("BatchNormalization", 0) == 0
+    assert not {"BatchNormalization", "AveragePool", "QLinearAveragePool"} & set(report["ops"])
 
 
 def test_cpu_int8_stays_close_to_fp32(tiny_fp32, tiny_cpu_int8):

@@ -10,7 +10,7 @@ import json
 import sys
 from pathlib import Path
 
-from shfan.builder.precision import CALIB_METHODS
+from shfan.builder.precision import CALIB_METHODS, TARGETS
 from shfan.cli.common import fail
 
 
@@ -54,6 +54,9 @@ def build_parser():
                     help=f"calibration faces (default {d.max_calib}: speed, not accuracy, is measured here)")
     ap.add_argument("--calib-method", default=d.calib_method, choices=CALIB_METHODS,
                     help=f"int8 activation ranges (default {d.calib_method})")
+    ap.add_argument("--target", default=d.target, choices=TARGETS,
+                    help=f"int8 files built for a .onnx/checkpoint model (default {d.target}: the CPU file and the "
+                         "TensorRT-style file, each timed in ONNX Runtime)")
     ap.add_argument("--cache-dir", type=Path, help="where built fp16/int8 files are kept (default ~/.cache/shfan/bench)")
     ap.add_argument("--detector-model", help="YuNet .onnx (default: $SHFAN_DETECTOR_MODEL or the cached download)")
     ap.add_argument("--threads", type=int, help="ONNX Runtime intra-op threads (default: cores, at most 8)")
@@ -70,7 +73,8 @@ def config_from_args(args):
                          baseline_frames=args.baseline_frames, baseline=not args.no_baseline,
                          baseline_weights=args.baseline_weights, calib_data=args.calib_data, max_calib=args.max_calib,
                          calib_method=args.calib_method, cache_dir=args.cache_dir, detector_model=args.detector_model,
-                         threads=args.threads, tensorrt=not args.no_tensorrt)
+                         threads=args.threads, tensorrt=not args.no_tensorrt,
+                         target=args.target)
     return quick(config) if args.quick else config
 
 
