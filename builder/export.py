@@ -24,7 +24,15 @@ def file_sha256(path) -> str:
 
 
 def resolve_weights(weights) -> Path:
-    """The checkpoint to export: --weights, else the shipped default (clear error if absent)."""
+    """The checkpoint to export: --weights (a path or a model name), else the shipped default."""
+    from shfan import weights as shipped
+    from shfan.errors import ShfanError
+
+    if weights in shipped.MODEL_NAMES:
+        try:
+            return shipped.model_path(weights, "checkpoint")
+        except ShfanError as exc:
+            raise BuildError(str(exc)) from None
     if weights:
         path = Path(weights)
         if not path.is_file():

@@ -182,13 +182,18 @@ OPTION_NAMES = frozenset(f.name for f in dataclasses.fields(PipelineOptions))
 IGNORED_KWARGS = frozenset({"check_side"})  # replaced by min_face (checks and acquisition share one size)
 
 
-def default_model() -> Path:
-    from shfan.weights import DEFAULT_ONNX
+from shfan.weights import MODEL_NAMES  # noqa: E402  (no torch: a tuple of names)
 
-    if not Path(DEFAULT_ONNX).is_file():
-        raise BackendError(f"the default model {DEFAULT_ONNX} is missing from this install; "
-                           "reinstall shfan or pass --model PATH (.onnx, .engine or shfan-build folder)")
-    return Path(DEFAULT_ONNX)
+
+def default_model(name: str = "compact") -> Path:
+    """The ONNX file of a shipped model by name (compact: the default)."""
+    from shfan import weights
+    from shfan.errors import ShfanError
+
+    try:
+        return weights.model_path(name, "onnx")
+    except ShfanError as exc:
+        raise BackendError(str(exc)) from None
 
 
 class Pipeline:
@@ -216,7 +221,9 @@ class Pipeline:
             log.warning("threads=%d capped at the %d cores available", opts.threads, cores)
             opts = dataclasses.replace(opts, threads=cores)
         self.options = opts
-        self.backend = open_backend(model if model is not None else default_model(), backend,
+        if model is None or str(model) in MODEL_NAMES:
+            model = default_model(str(model or "compact"))
+        self.backend = open_backend(model, backend,
                                     precision=precision, threads=opts.threads)
         self.info = self.backend.info
         self.backend_name = self.backend.name

@@ -3,7 +3,9 @@
 Writes shfan/weights/shfan_default.pt (fp16 weights + config, ~6 MB), shfan_default.onnx
 (fp32, heatmap output, shfan metadata; what the torch-free runtime loads) and
 default_model.json (provenance and measured accuracy).
-Usage: python scripts/ship_default_model.py runs/default/best.pt [--afw-nme 4.2 ...]
+Usage: python scripts/ship_default_model.py runs/default/best.pt [--notes JSON]
+       python scripts/ship_default_model.py runs/accurate/best.pt --name accurate --to DIR
+(then SHFAN_MODELS=DIR makes `--model accurate` find it).
 """
 
 import argparse
@@ -16,38 +18,43 @@ import torch
 
 from shfan import model as fan
 from shfan.builder.export import export_onnx, file_sha256
-from shfan.weights import DEFAULT_CHECKPOINT, DEFAULT_ONNX
-
-PROVENANCE = DEFAULT_CHECKPOINT.with_name("default_model.json")
+from shfan.weights import _FILES, MODEL_NAMES
 
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("checkpoint")
-    ap.add_argument("--notes", default="{}", help="JSON object merged into default_model.json")
+    ap.add_argument("--notes", default="{}", help="JSON object merged into the provenance file")
+    ap.add_argument("--name", default="compact", choices=MODEL_NAMES)
+    ap.add_argument("--to", type=Path, default=Path(__file__).resolve().parents[1] / "shfan" / "weights",
+                    help="folder (default: the package's weights)")
     args = ap.parse_args()
+    args.to.mkdir(parents=True, exist_ok=True)
+    ckpt_path = args.to / (_FILES[args.name] + ".pt")
+    onnx_path = args.to / (_FILES[args.name] + ".onnx")
+    provenance = args.to / ("default_model.json" if args.name == "compact" else f"{_FILES[args.name]}.json")
 
     src = torch.load(args.checkpoint, map_location="cpu", weights_only=False)
     model = fan.load_checkpoint(args.checkpoint)
     # fp16 storage halves the wheel; weights are promoted back to fp32 when loaded
     half = {k: (v.half() if v.is_floating_point() else v) for k, v in model.state_dict().items()}
     model.load_state_dict(half)  # so the ONNX export uses exactly the shipped (rounded) weights
-    tmp = DEFAULT_CHECKPOINT.with_name(DEFAULT_CHECKPOINT.name + ".tmp")
+    tmp = ckpt_path.with_name(ckpt_path.name + ".tmp")
     torch.save({"format": "shfan-checkpoint-v1", "config": model.config.to_dict(), "state_dict": half,
                 "epoch": src.get("epoch"), "val_nme": src.get("val_nme"),
                 "decoder_tuning": src.get("decoder_tuning")}, tmp)
-    os.replace(tmp, DEFAULT_CHECKPOINT)
+    os.replace(tmp, ckpt_path)
 
     proto = export_onnx(model.eval())
-    tmp = DEFAULT_ONNX.with_name(DEFAULT_ONNX.name + ".tmp")
+    tmp = onnx_path.with_name(onnx_path.name + ".tmp")
     onnx.save(proto, tmp)
-    os.replace(tmp, DEFAULT_ONNX)
+    os.replace(tmp, onnx_path)
 
     info = {"config": model.config.to_dict(), "source_checkpoint": str(args.checkpoint),
             "epoch": src.get("epoch"), "val_nme_inter_ocular": src.get("val_nme"),
-            "checkpoint_sha256": file_sha256(DEFAULT_CHECKPOINT), "onnx_sha256": file_sha256(DEFAULT_ONNX),
+            "checkpoint_sha256": file_sha256(ckpt_path), "onnx_sha256": file_sha256(onnx_path),
             **json.loads(args.notes)}
-    PROVENANCE.write_text(json.dumps(info, indent=1) + "\n")
+    provenance.write_text(json.dumps(info, indent=1) + "\n")
     print(json.dumps(info, indent=1))
 
 

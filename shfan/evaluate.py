@@ -16,6 +16,26 @@ from shfan.datasets import Sample
 
 Infer = Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]]
 
+HARD_SEED = 7  # the hard validation set: face i is degraded with seed (HARD_SEED, i)
+
+
+def with_flip(infer: Infer, input_size: int) -> Infer:
+    """Test-time flip averaging: run the crops and their mirror images, map the mirrored points
+    back (x -> S - x, left/right channels swapped) and average points and scores."""
+
+    def flipped(crops):
+        pts, scores = infer(crops)
+        k = pts.shape[1]
+        if k not in augment.FLIP_PERMUTATIONS:
+            raise ValueError(f"no left/right map for {k} landmarks; drop the flip option")
+        perm = augment.FLIP_PERMUTATIONS[k]
+        mpts, mscores = infer(np.ascontiguousarray(crops[..., ::-1]))
+        mpts = mpts[:, perm].copy()
+        mpts[..., 0] = input_size - mpts[..., 0]
+        return (pts + mpts) / 2, (scores + mscores[:, perm]) / 2
+
+    return flipped
+
 
 def batched(items: Sequence, size: int) -> Iterable[Sequence]:
     for i in range(0, len(items), size):

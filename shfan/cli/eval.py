@@ -17,13 +17,19 @@ def build_parser():
     ap.add_argument("--image-root", help="image folder for wflw/aflw19 annotation files")
     ap.add_argument("--points-dir", help="COFW-68 points folder")
     ap.add_argument("--box", default="gt", choices=["gt"], help="face box source (gt: from the annotation)")
-    ap.add_argument("--model", help="checkpoint (.pt/.pth.tar/.zip), .onnx file or shfan-build folder "
-                                    "(default: the shipped model)")
+    ap.add_argument("--model", help="compact (default) | accurate | a checkpoint (.pt/.pth.tar/.zip), .onnx file "
+                                    "or shfan-build folder")
     ap.add_argument("--backend", choices=["pytorch", "onnxruntime", "tensorrt"],
                     help="default: pytorch for checkpoints, onnxruntime for ONNX and build folders")
     ap.add_argument("--precision", help="precision to use from a build folder (default: the selected one)")
     ap.add_argument("--decoder", default="subpixel", choices=["subpixel", "fan", "argmax"],
                     help="heatmap decoder (ignored by graphs with a built-in decoder)")
+    ap.add_argument("--views", default="clean", choices=["clean", "hard"],
+                    help="clean: the annotation-box crop; hard: the same faces under fixed, seeded in-the-wild "
+                         "degradations (roll 30-50 deg, box error, occluder, blur, low light/noise, JPEG), as "
+                         "shfan-train's hard validation")
+    ap.add_argument("--flip", action="store_true",
+                    help="test-time flip averaging: also run the mirrored crop and average (2x the network time)")
     ap.add_argument("--batch-size", type=int, default=8)
     ap.add_argument("--limit", type=int, help="evaluate only the first N faces")
     ap.add_argument("--json", action="store_true", help="print one JSON object on stdout")
@@ -31,17 +37,18 @@ def build_parser():
     return ap
 
 
-def default_model(backend: str | None) -> Path:
-    from shfan.weights import DEFAULT_CHECKPOINT, DEFAULT_ONNX
+def default_model(backend: str | None, name: str = "compact") -> Path:
+    """A shipped model's checkpoint where PyTorch is installed (the pytorch backend), else its ONNX."""
+    from shfan import weights
 
     if backend in (None, "pytorch"):
         try:
             import torch  # noqa: F401
 
-            return DEFAULT_CHECKPOINT
+            return weights.model_path(name, "checkpoint")
         except ImportError:
             pass
-    return DEFAULT_ONNX
+    return weights.model_path(name, "onnx")
 
 
 def open_model(model: Path, backend: str | None, precision: str | None, decoder: str):
@@ -70,13 +77,18 @@ def main(argv=None):
         samples = read_dataset(args.data, args.format, image_root=args.image_root, points_dir=args.points_dir)
         if args.limit:
             samples = samples[:args.limit]
-        model = Path(args.model) if args.model else default_model(args.backend)
+        from shfan.weights import MODEL_NAMES
+
+        named = args.model is None or args.model in MODEL_NAMES
+        model = default_model(args.backend, args.model or "compact") if named else Path(args.model)
         backend = open_model(model, args.backend, args.precision, args.decoder)
         if backend.info.landmarks != samples[0].points.shape[0]:
             fail(f"model predicts {backend.info.landmarks} landmarks but {args.data} has "
                  f"{samples[0].points.shape[0]}")
-        summary, per_face = evaluate.score(backend.infer, samples, backend.info.input_size,
-                                           batch_size=args.batch_size, progress=sys.stderr.isatty())
+        infer = evaluate.with_flip(backend.infer, backend.info.input_size) if args.flip else backend.infer
+        summary, per_face = evaluate.score(infer, samples, backend.info.input_size, batch_size=args.batch_size,
+                                           progress=sys.stderr.isatty(),
+                                           hard=evaluate.HARD_SEED if args.views == "hard" else None)
         backend_name = backend.name
         precision = args.precision
         if model.is_dir() and precision is None:  # a build folder: say which precision was scored
@@ -89,7 +101,8 @@ def main(argv=None):
         # every path, errors included: a TensorRT backend frees its GPU buffers here, before exit
         if backend is not None:
             backend.close()
-    report = {**summary, "decoder": args.decoder, "backend": backend_name, "model": str(model),
+    report = {**summary, "decoder": args.decoder, "views": args.views, "flip": args.flip,
+              "backend": backend_name, "model": str(model),
               "precision": precision, "data": str(args.data), "box": args.box}
     if args.plot:
         metrics.save_ced_plot({f"{model.name} ({args.decoder})": per_face}, args.plot)

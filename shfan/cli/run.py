@@ -17,7 +17,7 @@ def build_parser():
                      help="demo (default), N, /dev/videoN, v4l2:///dev/videoN, csi://N, rtsp://..., "
                           "a video file or an image folder")
     src.add_argument("--camera", type=int, metavar="N", help="USB/V4L2 camera N (same as --source /dev/videoN)")
-    ap.add_argument("--model", help="shfan-build folder, .onnx or .engine (default: the shipped model)")
+    ap.add_argument("--model", help="compact (default) | accurate | a shfan-build folder, .onnx or .engine")
     ap.add_argument("--backend", default="auto", choices=["auto", "tensorrt", "onnxruntime"])
     ap.add_argument("--precision", help="precision to use from a build folder (default: the selected one)")
     ap.add_argument("--headless", action="store_true", help="no preview window")

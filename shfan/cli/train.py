@@ -46,7 +46,7 @@ def build_parser():
     ap.add_argument("--val-every", type=int, default=2, help="validate every N epochs")
     ap.add_argument("--resume", action="store_true", help="continue from OUT/last.pt")
     ap.add_argument("--init", metavar="CHECKPOINT",
-                    help="fine-tune: start from these weights ('default': the shipped model) with a fresh "
+                    help="fine-tune: start from these weights ('default' or 'compact': the shipped model) with a fresh "
                          "schedule; the architecture comes from the checkpoint")
     ap.add_argument("--no-tune", action="store_true", help="skip tuning the decoder on validation")
     return ap
@@ -64,7 +64,6 @@ def main(argv=None):
         import torch  # noqa: F401
     except ImportError:
         fail("shfan-train needs PyTorch: pip install 'shfan[torch]' (torch==2.13.0 on CPU)")
-    import numpy as np
 
     from shfan import codec, evaluate
     from shfan import model as fan_model
@@ -79,11 +78,10 @@ def main(argv=None):
             if args.val_data:
                 train_s += samples
                 continue
-            order = np.random.default_rng(args.seed).permutation(len(samples))
-            n_val = max(1, int(round(args.val_fraction * len(samples))))
-            val_s += [samples[i] for i in sorted(order[:n_val])]
-            val_names += [Path(data).name] * n_val
-            train_s += [samples[i] for i in sorted(order[n_val:])]
+            fit, held_out = trainer.split_validation(samples, args.val_fraction, args.seed)
+            val_s += held_out
+            val_names += [Path(data).name] * len(held_out)
+            train_s += fit
         if args.val_data:
             val_s = read_dataset(args.val_data, args.format)
             val_names = [Path(args.val_data).name] * len(val_s)
@@ -134,11 +132,9 @@ def main(argv=None):
 
 
 def _init_path(name: str) -> Path:
-    if name == "default":
-        from shfan.weights import DEFAULT_CHECKPOINT
+    from shfan import weights
 
-        return DEFAULT_CHECKPOINT
-    return Path(name)
+    return weights.resolve("compact" if name == "default" else name, "checkpoint")
 
 
 if __name__ == "__main__":

@@ -1,0 +1,64 @@
+"""Score a model on the validation faces shfan-train holds out (per subset, clean and hard views,
+with and without test-time flip), so models trained in different sessions compare on the same faces.
+
+    python benchmarks/validation.py --model compact --data ../shared/data/faces68/helen_train \
+        --data ../shared/data/faces68/lfpw_train [--flip] [--json out.json]
+
+The split is shfan-train's (`train.split_validation`, fraction 0.1, seed 0): helen_train -> 87
+faces, lfpw_train -> 80. The hard views are `shfan-eval --views hard` (seed evaluate.HARD_SEED).
+"""
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+from shfan import evaluate, metrics
+from shfan.cli.eval import default_model, open_model
+from shfan.datasets import read_dataset
+from shfan.train import split_validation
+from shfan.weights import MODEL_NAMES
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--model", default="compact", help="compact | accurate | checkpoint/.onnx/build folder")
+    ap.add_argument("--backend", default="onnxruntime")
+    ap.add_argument("--data", action="append", required=True)
+    ap.add_argument("--val-fraction", type=float, default=0.1)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--flip", action="store_true", help="also score test-time flip averaging")
+    ap.add_argument("--json", help="write the table here")
+    args = ap.parse_args()
+    model = default_model(args.backend, args.model) if args.model in MODEL_NAMES else Path(args.model)
+    backend = open_model(model, args.backend, None, "subpixel")
+    rows = []
+    try:
+        for data in args.data:
+            _, val = split_validation(read_dataset(data, "300w"), args.val_fraction, args.seed)
+            images = [s.load_image() for s in val]
+            gt = np.stack([s.points for s in val])
+            for flip in ([False, True] if args.flip else [False]):
+                infer = evaluate.with_flip(backend.infer, backend.info.input_size) if flip else backend.infer
+                for views, seed in (("clean", None), ("hard", evaluate.HARD_SEED)):
+                    t0 = time.perf_counter()
+                    pred = evaluate.predict(infer, val, backend.info.input_size, images=images, hard=seed)
+                    ms = 1000 * (time.perf_counter() - t0) / len(val)
+                    per_face = metrics.nme_per_face(pred, gt, "inter_ocular")
+                    rows.append({"subset": Path(data).name, "faces": len(val), "views": views, "flip": flip,
+                                 "nme_io": round(float(per_face.mean()), 4),
+                                 "fr10": round(float((per_face > 10).mean()), 4), "ms_per_face": round(ms, 1)})
+                    print(json.dumps(rows[-1]), file=sys.stderr)
+    finally:
+        backend.close()
+    result = {"model": str(model), "rows": rows}
+    if args.json:
+        Path(args.json).write_text(json.dumps(result, indent=1) + "\n")
+    print(json.dumps(result))
+
+
+if __name__ == "__main__":
+    main()
