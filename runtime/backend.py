@@ -16,6 +16,8 @@ import numpy as np
 
 META_KEY = "shfan"  # ONNX metadata_props key holding {"model_config": {...}, ...}
 BACKENDS = ("auto", "tensorrt", "onnxruntime")
+CHECKPOINT_SUFFIXES = (".pt", ".pth", ".tar", ".zip")
+PRECISIONS = ("fp32", "fp16", "int8")  # of a build folder (shfan.builder.precision.PRECISIONS)
 
 
 from shfan.errors import BackendError  # noqa: E402  (re-exported)
@@ -57,9 +59,14 @@ def read_manifest(folder: Path) -> dict:
     if not path.is_file():
         raise BackendError(f"{folder}: no manifest.json; is this a shfan-build output folder?")
     try:
-        return json.loads(path.read_text())
-    except json.JSONDecodeError as exc:
-        raise BackendError(f"{path}: corrupt manifest ({exc.msg}); rebuild with shfan-build") from None
+        manifest = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise BackendError(f"{path}: corrupt manifest ({getattr(exc, 'msg', exc)}); rebuild with shfan-build") \
+            from None
+    if not isinstance(manifest, dict) or not isinstance(manifest.get("artifacts", {}), dict):
+        raise BackendError(f"{path}: not a shfan-build manifest (expected a JSON object with 'artifacts'); "
+                           "rebuild with shfan-build")
+    return manifest
 
 
 def onnx_from_build(folder: Path, precision: str | None = None, cpu: bool = True) -> Path:
@@ -86,6 +93,16 @@ def open_backend(model, backend: str = "auto", precision: str | None = None,
     path = Path(model)
     if not path.exists():
         raise BackendError(f"{path}: no such model (give a shfan-build folder, .onnx or .engine file)")
+    if path.is_file() and path.suffix in CHECKPOINT_SUFFIXES:
+        raise BackendError(f"{path} is a PyTorch checkpoint; export it first: shfan-build --weights {path} "
+                           "--precision fp32, then use the build folder")
+    engine = path.suffix in (".engine", ".plan")
+    if backend == "onnxruntime" and engine:
+        raise BackendError(f"{path} is a TensorRT engine, which ONNX Runtime cannot run; use backend tensorrt "
+                           "(on the machine it was built for), or the shfan-build folder / .onnx it came from")
+    if backend == "tensorrt" and not (engine or path.is_dir()):
+        raise BackendError(f"backend tensorrt runs a shfan-build folder or .engine, not {path.name}; build one "
+                           "with shfan-build (on the Jetson), or use backend onnxruntime or auto")
     if backend in ("auto", "tensorrt") and (path.suffix in (".engine", ".plan") or path.is_dir()):
         try:
             from shfan.runtime.trt_backend import TensorRTBackend, tensorrt_available
@@ -104,7 +121,7 @@ def open_backend(model, backend: str = "auto", precision: str | None = None,
                                                            "ONNX Runtime", exc)
         if backend == "tensorrt" or path.suffix in (".engine", ".plan"):
             raise BackendError("TensorRT is not available here (python -c 'import tensorrt' fails); "
-                               "use --backend onnxruntime, or run shfan-doctor for the fix")
+                               "use the onnxruntime backend, or run shfan-doctor for the fix")
     from shfan.runtime.ort_backend import OnnxRuntimeBackend, cuda_device_present
 
     # the CPU int8 file where ONNX Runtime runs on the CPU; with a GPU its CUDA provider takes

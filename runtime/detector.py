@@ -23,6 +23,9 @@ YUNET_FILE = "face_detection_yunet_2023mar.onnx"
 YUNET_URL = ("https://github.com/opencv/opencv_zoo/raw/main/models/face_detection_yunet/" + YUNET_FILE)
 YUNET_SHA256 = "8f2383e4dd3cfbb4553ea8718107fc0423210dc964f9f4280604804ed2552fa4"
 ENV_DETECTOR_MODEL = "SHFAN_DETECTOR_MODEL"
+# How to give the detector, for the API and the CLIs alike (library errors must not assume a CLI).
+GIVE_PATH = (f"pass its path: Pipeline(detector_model=PATH), --detector-model PATH on the command line, or "
+             f"${ENV_DETECTOR_MODEL}; the file is {YUNET_FILE} from OpenCV Zoo")
 
 # YuNet box (x, y, w, h; continuous px) -> tight 68-landmark box. Measured on 1207 real faces
 # (../shared/data/faces68: all 337 AFW + 870 Helen-train crops, YuNet 2023mar, score >= 0.6,
@@ -93,14 +96,14 @@ def download_yunet(dest: Path, url: str = YUNET_URL, timeout: float = 30.0) -> P
         got = sha256_of(Path(tmp))
         if got != YUNET_SHA256:
             raise DetectorError(f"downloaded {url} has sha256 {got[:12]}..., expected {YUNET_SHA256[:12]}...; "
-                                f"download it yourself and pass --detector-model PATH")
+                                f"download it yourself and {GIVE_PATH}")
         os.replace(tmp, dest)
     except DetectorError:
         raise
     except Exception as exc:  # no network, proxy, HTTP error, disk full
         reason = getattr(exc, "reason", None) or exc
         raise DetectorError(f"cannot download the YuNet face detector ({str(reason).splitlines()[0][:120]}); "
-                            f"pass --detector-model PATH to {YUNET_FILE} (or set ${ENV_DETECTOR_MODEL})") from None
+                            f"{GIVE_PATH}") from None
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
@@ -109,19 +112,25 @@ def download_yunet(dest: Path, url: str = YUNET_URL, timeout: float = 30.0) -> P
 
 def resolve_detector_model(model_path=None, download: bool = True) -> Path:
     """Explicit path, else $SHFAN_DETECTOR_MODEL, else the cached (downloaded once) file."""
-    for origin, candidate in (("--detector-model", model_path), (f"${ENV_DETECTOR_MODEL}", os.environ.get(ENV_DETECTOR_MODEL))):
+    for origin, candidate in (("detector_model", model_path), (f"${ENV_DETECTOR_MODEL}", os.environ.get(ENV_DETECTOR_MODEL))):
         if candidate:
             path = Path(candidate).expanduser()
             if not path.is_file():
-                raise DetectorError(f"face detector model {path} (from {origin}) does not exist; "
-                                    f"pass --detector-model PATH to {YUNET_FILE}")
+                raise DetectorError(f"face detector model {path} (from {origin}) does not exist; {GIVE_PATH}")
             return path
     cached = cache_dir() / YUNET_FILE
     if cached.is_file():
         return cached
     if not download:
-        raise DetectorError(f"no face detector model; pass --detector-model PATH to {YUNET_FILE}")
+        raise DetectorError(f"no face detector model; {GIVE_PATH}")
     return download_yunet(cached)
+
+
+def _cv_reason(exc) -> str:
+    lines = [ln.strip() for ln in str(exc).strip().splitlines() if ln.strip()]
+    import textwrap
+
+    return textwrap.shorten(lines[-1], 120, placeholder=" ...") if lines else type(exc).__name__
 
 
 def quiet_opencv_log():
@@ -150,8 +159,13 @@ class YuNetDetector:
                                                   float(nms_threshold), 5000)
         except cv2.error as exc:
             raise DetectorError(f"{self.path}: OpenCV cannot load it as a YuNet model "
-                                f"({str(exc).strip().splitlines()[-1][:120]}); pass --detector-model PATH") from None
+                                f"({_cv_reason(exc)}); {GIVE_PATH}") from None
         self._size = None
+        try:  # a readable ONNX of another kind loads fine and fails only at detect(): find out now
+            self.detect_faces(np.zeros((64, 64, 3), np.uint8))
+        except cv2.error as exc:
+            raise DetectorError(f"{self.path} is not a YuNet face detector ({_cv_reason(exc)}); expected "
+                                f"{YUNET_FILE} (OpenCV Zoo); {GIVE_PATH}") from None
 
     def detect(self, image_rgb: np.ndarray) -> list[tuple[np.ndarray, float]]:
         """[(box (x0, y0, x1, y1), score)], best first."""

@@ -14,10 +14,23 @@ from shfan.runtime.backend import META_KEY, BackendError, ModelInfo, decode_heat
 def _import_ort():
     try:
         import onnxruntime
-    except ImportError:
+    except ImportError as exc:
+        import importlib.util
+
+        if importlib.util.find_spec("onnxruntime") is not None:  # there, but broken (or half-imported)
+            raise BackendError(f"onnxruntime is installed but does not import ({short(str(exc))}); reinstall it: "
+                               "pip install --force-reinstall onnxruntime (or onnxruntime-gpu; not both)") from None
         raise BackendError("onnxruntime is not installed: pip install onnxruntime "
                            "(or onnxruntime-gpu; not both)") from None
     return onnxruntime
+
+
+def short(text: str, limit: int = 200) -> str:
+    """The first line of a library message, cut at a word boundary (ONNX Runtime's run long)."""
+    import textwrap
+
+    first = next((ln.strip() for ln in str(text).splitlines() if ln.strip()), "")
+    return textwrap.shorten(first, limit, placeholder=" ...") if first else ""
 
 
 def cuda_device_present() -> bool:
@@ -60,15 +73,30 @@ def session_options(ort, threads: int | None = None):
     return opts
 
 
-def model_info(session) -> ModelInfo:
-    """From our metadata, else from the graph's input/output shapes (foreign FAN exports)."""
+NOT_LANDMARKS = ("is not a shfan landmark model (expected one image input [N, 3, S, S] and heatmaps "
+                 "[N, K, S/4, S/4] or landmarks [N, K, 2] + scores out); give a shfan-build folder or its .onnx")
+
+
+def model_info(session, path="the model") -> ModelInfo:
+    """From our metadata, else from the graph's input/output shapes (foreign FAN exports); a
+    graph of another shape (a face detector, a classifier) is refused here, not at infer()."""
     meta = session.get_modelmeta().custom_metadata_map
+    inputs, outputs = session.get_inputs(), session.get_outputs()
+    shape = inputs[0].shape
+    out = outputs[0].shape
+    if len(inputs) != 1 or len(shape) != 4 or shape[1] != 3:
+        raise BackendError(f"{path} {NOT_LANDMARKS}")
+    names = {o.name for o in outputs}
     if META_KEY in meta:
-        return ModelInfo.from_config(json.loads(meta[META_KEY])["model_config"])
-    shape = session.get_inputs()[0].shape
-    out = session.get_outputs()[0].shape
+        try:
+            return ModelInfo.from_config(json.loads(meta[META_KEY])["model_config"])
+        except (ValueError, KeyError, TypeError):
+            raise BackendError(f"{path}: its shfan metadata is damaged; rebuild it with shfan-build") from None
+    heatmaps = len(out) == 4
+    if not (heatmaps or {"landmarks", "scores"} <= names):
+        raise BackendError(f"{path} {NOT_LANDMARKS}")
     if not (isinstance(shape[-1], int) and isinstance(out[1], int)):
-        raise BackendError("ONNX model has no shfan metadata and dynamic spatial shapes; "
+        raise BackendError(f"{path}: ONNX model has no shfan metadata and dynamic spatial shapes; "
                            "export it with shfan-build")
     return ModelInfo(input_size=shape[-1], landmarks=out[1], heatmap_size=shape[-1] // 4)
 
@@ -87,9 +115,10 @@ class OnnxRuntimeBackend:
         try:
             self.session = ort.InferenceSession(str(path), opts, providers=providers)
         except Exception as exc:  # ORT raises its own exception types for bad files
-            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-            raise BackendError(f"{path}: ONNX Runtime cannot load this model ({first[:200]})") from None
-        self.info = model_info(self.session)
+            raise BackendError(f"{path}: ONNX Runtime cannot load this model "
+                               f"({short(str(exc)) or type(exc).__name__}); give a shfan-build folder or .onnx") \
+                from None
+        self.info = model_info(self.session, path)
         self.decoder = decoder
         self.input_name = self.session.get_inputs()[0].name
         self.output_names = [o.name for o in self.session.get_outputs()]

@@ -17,13 +17,9 @@ from pathlib import Path
 
 import numpy as np
 
-from shfan.errors import ShfanError
+from shfan.errors import OutputError  # noqa: F401  (re-exported)
 
 log = logging.getLogger("shfan.runtime")
-
-
-class OutputError(ShfanError, RuntimeError):
-    """An output file or window that cannot be created."""
 
 
 def annotate(image_rgb: np.ndarray, faces, fps: float | None = None) -> np.ndarray:
@@ -49,16 +45,28 @@ def annotate(image_rgb: np.ndarray, faces, fps: float | None = None) -> np.ndarr
 
 
 class VideoSink:
-    """Annotated frames -> video file (mp4v for .mp4/.mov/.m4v, MJPG for .avi)."""
+    """Annotated frames -> video file (mp4v for .mp4/.mov/.m4v, MJPG for .avi).
+
+    OpenCV's writer reports no write errors (a full disk gave exit 0 and an unplayable file), so
+    close() reads the finished file back and refuses to move it into place unless it decodes.
+    Frames go to `.NAME.<pid>.partial.EXT`; partial files of processes that no longer run
+    (kill -9, power loss) are removed when the next sink for the same name opens."""
 
     def __init__(self, path, fps: float = 30.0):
         self.path = Path(path)
+        if self.path.is_dir():
+            raise OutputError(f"{self.path} is a folder; give a video file name")
         if not self.path.parent.is_dir():
-            raise OutputError(f"{self.path}: folder {self.path.parent} does not exist; create it or pick another --output")
+            raise OutputError(f"{self.path}: folder {self.path.parent} does not exist; create it or pick another output")
         suffix = self.path.suffix.lower()
         if suffix not in (".mp4", ".mov", ".m4v", ".avi", ".mkv"):
             raise OutputError(f"{self.path}: unsupported video type {suffix or '(none)'}; use .mp4 or .avi")
+        from shfan.atomic import can_create_in
+
+        if not can_create_in(self.path.parent):
+            raise OutputError(f"{self.path}: cannot write in {self.path.parent} (read-only or no permission)")
         self.fourcc = "MJPG" if suffix == ".avi" else "mp4v"
+        remove_stale_partials(self.path)
         self.tmp = self.path.with_name(f".{self.path.stem}.{os.getpid()}.partial{self.path.suffix}")
         self.fps = fps
         self.writer = None
@@ -72,19 +80,74 @@ class VideoSink:
             self.writer = cv2.VideoWriter(str(self.tmp), cv2.VideoWriter_fourcc(*self.fourcc), self.fps, (w, h))
             if not self.writer.isOpened():
                 self.writer = None
-                raise OutputError(f"{self.path}: OpenCV cannot write {self.fourcc} video here; try an .avi name")
+                self._discard()
+                raise OutputError(f"{self.path}: OpenCV cannot encode {self.fourcc} video; try an .avi name")
         self.writer.write(frame_bgr)
         self.frames += 1
 
     def close(self, keep: bool = True):
-        """Finish the file and move it into place (keep=False: discard it)."""
+        """Finish the file and move it into place (keep=False: discard it). OutputError when the
+        finished file does not decode (disk full, I/O error); nothing is left behind then."""
         if self.writer is not None:
             self.writer.release()
             self.writer = None
-        if keep and self.frames and self.tmp.exists():
-            os.replace(self.tmp, self.path)
-        elif self.tmp.exists():
+        if not (keep and self.frames and self.tmp.exists()):
+            self._discard()
+            return
+        readable = decodable_frames(self.tmp)
+        if readable < 1:
+            self._discard()
+            raise OutputError(f"{self.path}: the video could not be written completely (disk full or I/O "
+                              f"error: {self.frames} frames written, none decodes); nothing was kept")
+        os.replace(self.tmp, self.path)
+
+    def _discard(self):
+        try:
             self.tmp.unlink()
+        except OSError:
+            pass
+
+
+def decodable_frames(path, limit: int = 2) -> int:
+    """How many of the first `limit` frames OpenCV can decode from a finished video file, and
+    0 when its container is unreadable (an mp4 cut short has no index)."""
+    import cv2
+
+    cap = cv2.VideoCapture(str(path))
+    try:
+        n = 0
+        while n < limit and cap.isOpened():
+            ok, _ = cap.read()
+            if not ok:
+                break
+            n += 1
+        return n
+    finally:
+        cap.release()
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's process
+        return True
+    return True
+
+
+def remove_stale_partials(path: Path) -> list[Path]:
+    """Remove `.STEM.<pid>.partial.EXT` files beside `path` left by processes that are gone."""
+    removed = []
+    for p in path.parent.glob(f".{path.stem}.*.partial{path.suffix}"):
+        pid = p.name[len(path.stem) + 2:-len(f".partial{path.suffix}")]
+        if pid.isdigit() and int(pid) != os.getpid() and not _pid_alive(int(pid)):
+            try:
+                p.unlink()
+                removed.append(p)
+            except OSError:
+                pass
+    return removed
 
 
 def face_record(face) -> dict:
@@ -98,44 +161,70 @@ def result_record(result) -> dict:
 
 class JsonlSink:
     """One JSON object per processed frame, appended; '-' writes to stdout. The file is checked
-    here and opened at the first write, so a source that fails to open leaves it untouched."""
+    here and opened at the first write, so a source that fails to open leaves it untouched.
+    Each record goes out in one write(2); a write that fails part-way (disk full) is cut back
+    off the file, so readers only ever see whole lines."""
 
     def __init__(self, path):
         self.path = str(path)
-        self.f = None
-        if self.path == "-":
-            self.f = sys.stdout
+        self.fd = None
+        self.stdout = self.path == "-"
+        if self.stdout:
             return
         p = Path(self.path)
+        if p.is_dir():
+            raise OutputError(f"{p} is a folder; give a file name")
         if not p.parent.is_dir():
-            raise OutputError(f"{p}: folder {p.parent} does not exist; create it or pick another --jsonl")
-        if p.is_dir() or (p.exists() and not os.access(p, os.W_OK)) or not os.access(p.parent, os.W_OK):
-            raise OutputError(f"{p}: cannot write here; pick another --jsonl")
+            raise OutputError(f"{p}: folder {p.parent} does not exist; create it or pick another file")
+        from shfan.atomic import can_create_in
+
+        if (p.exists() and not os.access(p, os.W_OK)) or not (p.exists() or can_create_in(p.parent)):
+            raise OutputError(f"{p}: cannot write here (read-only or no permission)")
 
     def _open(self):
         p = Path(self.path)
         try:
-            f = open(p, "a+b")
-            # A line cut off by a crash (power loss) would glue onto our first record: end it.
-            if f.tell() > 0:
-                f.seek(-1, os.SEEK_END)
-                if f.read(1) != b"\n":
-                    f.write(b"\n")
-            f.close()
-            self.f = open(p, "a", encoding="utf-8")
+            fd = os.open(p, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o666)
         except OSError as exc:
             raise OutputError(f"{p}: cannot write ({exc.strerror})") from None
+        self.fd = fd
+        # A line cut off by a crash (power loss) would glue onto our first record: end it.
+        try:
+            size = os.fstat(fd).st_size
+            cut = size > 0 and os.pread(fd, 1, size - 1) != b"\n"
+        except OSError as exc:
+            raise OutputError(f"{p}: cannot read its end ({exc.strerror})") from None
+        if cut:
+            self._append(b"\n")
+
+    def _append(self, data: bytes):
+        start = os.fstat(self.fd).st_size
+        try:
+            view = memoryview(data)
+            while view:
+                view = view[os.write(self.fd, view):]
+        except OSError as exc:
+            try:
+                os.ftruncate(self.fd, start)  # no half line for a reader tailing the file
+            except OSError:
+                pass
+            raise OutputError(f"{self.path}: cannot write ({exc.strerror}); the lines before this frame are kept") \
+                from None
 
     def write(self, result):
-        if self.f is None:
+        line = json.dumps(result_record(result), separators=(",", ":"), ) + "\n"
+        if self.stdout:
+            sys.stdout.write(line)
+            sys.stdout.flush()
+            return
+        if self.fd is None:
             self._open()
-        self.f.write(json.dumps(result_record(result), separators=(",", ":")) + "\n")
-        self.f.flush()
+        self._append(line.encode("utf-8"))
 
     def close(self):
-        if self.f is not None and self.f is not sys.stdout:
-            self.f.close()
-        self.f = None
+        if self.fd is not None:
+            os.close(self.fd)
+        self.fd = None
 
 
 def gui_available() -> tuple[bool, str]:

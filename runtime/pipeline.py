@@ -175,6 +175,19 @@ class PipelineOptions:
             raise ValueError(f"min_face must be > 0 px, got {self.min_face}")
         if self.threads is not None and self.threads < 1:
             raise ValueError(f"threads must be >= 1, got {self.threads}")
+        for name in ("detector_threshold", "verify_below"):
+            if not 0.0 <= float(getattr(self, name)) <= 1.0:  # NaN fails too
+                raise ValueError(f"{name} must be from 0 to 1, got {getattr(self, name)}")
+        if not 0.0 <= float(self.min_score) < math.inf:  # heatmap peaks may exceed 1 a little
+            raise ValueError(f"min_score must be a finite number >= 0, got {self.min_score}")
+        for name in ("min_face", "smooth_min_cutoff"):
+            if not 0.0 < float(getattr(self, name)) < math.inf:
+                raise ValueError(f"{name} must be a finite number > 0, got {getattr(self, name)}")
+        for name in ("max_step", "scene_cut"):  # inf: never
+            if not float(getattr(self, name)) > 0.0:
+                raise ValueError(f"{name} must be > 0 (inf: off), got {getattr(self, name)}")
+        if not 0.0 <= float(self.smooth_beta) < math.inf:
+            raise ValueError(f"smooth_beta must be a finite number >= 0, got {self.smooth_beta}")
         return self
 
 
@@ -250,6 +263,10 @@ class Pipeline:
         return self.options.smooth
 
     # -- lifecycle
+    def _check_open(self):
+        if self.backend is None:
+            raise BackendError("this Pipeline is closed (close() or the end of its with-block); open a new one")
+
     def close(self):
         if self.backend is not None:
             self.backend.close()
@@ -356,8 +373,8 @@ class Pipeline:
 
     def _as_rgb(self, image) -> np.ndarray:
         image = np.asarray(image)
-        if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
-            raise ValueError(f"expected an H x W x 3 uint8 {self.options.color.upper()} image, "
+        if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8 or 0 in image.shape:
+            raise ValueError(f"expected an H x W x 3 uint8 {self.options.color.upper()} image (H, W >= 1), "
                              f"got {image.dtype} {image.shape}")
         if self.options.color == "bgr":
             import cv2
@@ -375,6 +392,7 @@ class Pipeline:
         chin, as YuNet's; "landmarks": the tight box of the 68 points); then no detection and
         no tracking happen, and face i belongs to box i (track_id i). Thread-safe.
         """
+        self._check_open()
         rgb = self._as_rgb(image)
         if box_kind not in ("detector", "landmarks"):
             raise ValueError(f"box_kind must be 'detector' or 'landmarks', got {box_kind!r}")
@@ -422,6 +440,7 @@ class Pipeline:
         self.stats restarts with each stream and keeps bounded running summaries."""
         from shfan.runtime.sources import FrameSource
 
+        self._check_open()
         src = source if isinstance(source, FrameSource) else FrameSource(source, **source_options)
         self.reset()
         self.stats = RunStats()

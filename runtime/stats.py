@@ -8,10 +8,8 @@ of per-frame timings grew by ~450 B per frame: ~1.2 GB a day at 30 FPS.)"""
 from __future__ import annotations
 
 import json
-import os
 import time
 from collections import deque
-from pathlib import Path
 
 import numpy as np
 
@@ -111,8 +109,7 @@ class RunStats:
         Console(file=file, stderr=file is None).print(table)
 
     def write_json(self, path, summary: dict | None = None):
-        """Atomic write (temp file + rename)."""
-        path = Path(path)
-        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-        tmp.write_text(json.dumps(summary or self.summary(), indent=2) + "\n")
-        os.replace(tmp, path)
+        """Atomic write (temp file + rename; OutputError naming the file when it fails)."""
+        from shfan.atomic import write_text
+
+        write_text(path, json.dumps(summary or self.summary(), indent=2) + "\n")

@@ -155,7 +155,7 @@ def engine_from_build(folder: Path, precision: str | None = None) -> tuple[Path,
     if not engine:
         raise BackendError(f"{folder}: the {precision} build has no TensorRT engine (built without TensorRT); "
                            f"build one here: {rebuild_command(folder, manifest, precision)}, "
-                           "or use --backend onnxruntime")
+                           "or use the onnxruntime backend")
     path = Path(folder) / engine
     if not path.is_file():
         raise BackendError(f"{path}: engine listed in the manifest is missing; rebuild: "

@@ -58,10 +58,17 @@ def read_pts(path) -> np.ndarray:
         try:
             if len(parts) != 2:
                 raise ValueError
-            pts.append((float(parts[0]), float(parts[1])))
+            x, y = float(parts[0]), float(parts[1])
         except ValueError:
             raise DatasetError(f"{path}:{lineno + 1}: expected 'x y', got {lines[lineno]!r}") from None
-    n = int(header.get("n_points", len(pts)))
+        if not (np.isfinite(x) and np.isfinite(y)):
+            raise DatasetError(f"{path}:{lineno + 1}: point is not finite ({lines[lineno].strip()}); fix or remove "
+                               "this file")
+        pts.append((x, y))
+    try:
+        n = int(header.get("n_points", len(pts)))
+    except ValueError:
+        raise DatasetError(f"{path}: n_points is not a number ({header['n_points']!r})") from None
     if n != len(pts):
         raise DatasetError(f"{path}: header says n_points: {n} but {len(pts)} points follow")
     return np.asarray(pts, np.float32) - 0.5
@@ -70,6 +77,9 @@ def read_pts(path) -> np.ndarray:
 def read_300w(folder) -> list[Sample]:
     """Images with a .pts file of the same stem, sorted by name."""
     folder = Path(folder)
+    if folder.is_file():
+        raise DatasetError(f"{folder} is a file; a 300-W dataset is a folder of images with .pts files "
+                           "(annotation files have formats wflw, cofw68, aflw19)")
     if not folder.is_dir():
         raise DatasetError(f"{folder}: no such dataset folder")
     samples = []
@@ -78,6 +88,10 @@ def read_300w(folder) -> list[Sample]:
         if image is None:
             raise DatasetError(f"{pts_path}: no image beside it ({'/'.join(IMAGE_SUFFIXES)})")
         pts = read_pts(pts_path)
+        if samples and len(pts) != len(samples[0].points):
+            raise DatasetError(f"{pts_path}: {len(pts)} points, but {samples[0].image_path.with_suffix('.pts').name} "
+                               f"and the files before it have {len(samples[0].points)}; one landmark scheme per "
+                               "dataset (fix or remove this file)")
         samples.append(Sample(image, pts, box_from_points(pts)))
     if not samples:
         raise DatasetError(f"{folder}: no .pts annotations found (expected a 300-W style folder)")
@@ -86,10 +100,14 @@ def read_300w(folder) -> list[Sample]:
 
 def read_wflw(annotation_txt, image_root=None) -> list[Sample]:
     """WFLW `list_98pt_rect_attr_*.txt`: 196 coords, 4 box values, 6 attributes, image path."""
-    annotation_txt = Path(annotation_txt)
+    annotation_txt = _annotation_file(annotation_txt, "WFLW list_98pt_rect_attr_*.txt")
     root = Path(image_root) if image_root else annotation_txt.parent
     samples = []
-    for lineno, line in enumerate(annotation_txt.read_text().splitlines(), 1):
+    try:
+        text = annotation_txt.read_text(errors="replace")
+    except OSError as exc:
+        raise DatasetError(f"{annotation_txt}: cannot read ({exc.strerror})") from None
+    for lineno, line in enumerate(text.splitlines(), 1):
         parts = line.split()
         if not parts:
             continue
@@ -100,16 +118,28 @@ def read_wflw(annotation_txt, image_root=None) -> list[Sample]:
             values = np.asarray(parts[:200], np.float32)
         except ValueError:
             raise DatasetError(f"{annotation_txt}:{lineno}: non-numeric coordinate") from None
+        if not np.isfinite(values).all():
+            raise DatasetError(f"{annotation_txt}:{lineno}: coordinate or box is not finite")
         pts = values[:196].reshape(98, 2) + 0.5
         samples.append(Sample(root / parts[206], pts, values[196:200].astype(np.float64)))
     return samples
 
 
-def _loadmat(path):
+def _annotation_file(path, what: str) -> Path:
+    path = Path(path)
+    if path.is_dir():
+        raise DatasetError(f"{path} is a folder; give the annotation file ({what})")
+    if not path.is_file():
+        raise DatasetError(f"{path}: no such annotation file ({what})")
+    return path
+
+
+def _loadmat(path, what: str = "MATLAB .mat file"):
     import scipy.io
 
+    path = _annotation_file(path, what)
     try:
-        return scipy.io.loadmat(str(path))
+        return scipy.io.loadmat(str(path), appendmat=False)  # appendmat: 'afw' would be read as 'afw.mat'
     except Exception as exc:
         raise DatasetError(f"{path}: cannot read MATLAB file ({exc})") from None
 
@@ -117,16 +147,20 @@ def _loadmat(path):
 def read_cofw68(test_mat, points_dir) -> list[Sample]:
     """COFW-68 (Ghiasi & Fowlkes): images from COFW_test_color.mat, 68 points from
     `<points_dir>/<i>_points.mat` (1-based MATLAB pixel coordinates)."""
-    data = _loadmat(test_mat)
+    if points_dir is None or not Path(points_dir).is_dir():
+        raise DatasetError(f"COFW-68 needs the folder of <i>_points.mat files (points_dir), got {points_dir}")
+    data = _loadmat(test_mat, "COFW_test_color.mat")
     if "IsT" not in data:
         raise DatasetError(f"{test_mat}: no 'IsT' image array (is this COFW_test_color.mat?)")
     images = data["IsT"].ravel()
     samples = []
     for i, img in enumerate(images, 1):
         pm = Path(points_dir) / f"{i}_points.mat"
-        pts_mat = _loadmat(pm)
+        pts_mat = _loadmat(pm, f"COFW-68 points for image {i}")
         if "Points" not in pts_mat or pts_mat["Points"].shape != (68, 2):
             raise DatasetError(f"{pm}: expected 'Points' of shape 68x2")
+        if not np.isfinite(pts_mat["Points"]).all():
+            raise DatasetError(f"{pm}: 'Points' holds non-finite values")
         pts = pts_mat["Points"].astype(np.float32) - 0.5
         img = np.asarray(img)
         if img.ndim == 2:
@@ -137,13 +171,17 @@ def read_cofw68(test_mat, points_dir) -> list[Sample]:
 
 def read_aflw19(info_mat, image_root) -> list[Sample]:
     """AFLW-19 `AFLWinfo_release.mat`: data N x 38 (19 x's then 19 y's, 1-based), bbox, nameList."""
-    m = _loadmat(info_mat)
+    if image_root is None or not Path(image_root).is_dir():
+        raise DatasetError(f"AFLW-19 needs the image folder (image_root), got {image_root}")
+    m = _loadmat(info_mat, "AFLWinfo_release.mat")
     for key in ("data", "bbox", "nameList"):
         if key not in m:
             raise DatasetError(f"{info_mat}: missing '{key}' (is this AFLWinfo_release.mat?)")
     data, bbox, names = m["data"], m["bbox"], m["nameList"].ravel()
     if data.shape[1] != 38:
         raise DatasetError(f"{info_mat}: 'data' must be N x 38, got {data.shape}")
+    if not np.isfinite(data).all():
+        raise DatasetError(f"{info_mat}: 'data' holds non-finite coordinates")
     samples = []
     for row, box, name in zip(data, bbox, names):
         pts = np.stack([row[:19], row[19:]], axis=1).astype(np.float32) - 0.5
@@ -159,7 +197,7 @@ def read_dataset(path, fmt: str = "300w", **kwargs) -> list[Sample]:
     if fmt == "wflw":
         return read_wflw(path, kwargs.get("image_root"))
     if fmt == "cofw68":
-        return read_cofw68(path, kwargs["points_dir"])
+        return read_cofw68(path, kwargs.get("points_dir"))
     if fmt == "aflw19":
-        return read_aflw19(path, kwargs["image_root"])
+        return read_aflw19(path, kwargs.get("image_root"))
     raise DatasetError(f"unknown dataset format {fmt!r}; choose one of {', '.join(FORMATS)}")

@@ -16,3 +16,7 @@ class DatasetError(ShfanError, ValueError):
 
 class BackendError(ShfanError, RuntimeError):
     """A model or inference backend that cannot be used."""
+
+
+class OutputError(ShfanError, RuntimeError):
+    """An output file, folder or window that cannot be created or written."""

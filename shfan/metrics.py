@@ -77,8 +77,6 @@ def summary(pred, gt) -> dict:
 
 def save_ced_plot(curves: dict, path, threshold_percent: float = 10.0, norm_label: str = "inter-ocular") -> None:
     """CED plot (one curve per label -> per-face NME list) written atomically as PNG."""
-    import os
-
     import matplotlib
 
     matplotlib.use("Agg")
@@ -95,7 +93,10 @@ def save_ced_plot(curves: dict, path, threshold_percent: float = 10.0, norm_labe
     ax.grid(alpha=0.3)
     ax.legend(loc="lower right")
     fig.tight_layout()
-    tmp = f"{path}.tmp.png"
-    fig.savefig(tmp)
-    plt.close(fig)
-    os.replace(tmp, path)
+    from shfan.atomic import atomic_path
+
+    try:
+        with atomic_path(path, ".png") as tmp:
+            fig.savefig(tmp, format="png")
+    finally:
+        plt.close(fig)

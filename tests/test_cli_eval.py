@@ -33,17 +33,88 @@ def test_json_report_fields(afw_dir, tiny_checkpoint, tmp_path):
     assert (tmp_path / "ced.png").read_bytes()[:4] == b"\x89PNG"
 
 
-@pytest.mark.parametrize("args, message", [
-    (["--data", "/nonexistent"], "no such dataset folder"),
-    (["--model", "/nonexistent.pt"], "no such model"),
-])
-def test_errors_are_one_line(afw_dir, tiny_checkpoint, args, message):
-    base = {"--data": str(afw_dir), "--model": str(tiny_checkpoint)}
-    for flag, value in zip(args[::2], args[1::2]):
-        base[flag] = value
-    r = run_eval(*[x for kv in base.items() for x in kv], "--limit", "2")
-    assert r.returncode == 2
-    assert message in r.stderr and len(r.stderr.strip().splitlines()) == 1 and "Traceback" not in r.stderr
+def test_errors_are_one_line_in_a_subprocess(afw_dir, tiny_checkpoint):
+    """The installed entry point too: one line, exit 2 for usage, no traceback."""
+    r = run_eval("--data", "/nonexistent", "--model", tiny_checkpoint, "--limit", "2")
+    assert r.returncode == 2 and "no such file" in r.stderr and len(r.stderr.strip().splitlines()) == 1
+    assert "Traceback" not in r.stderr
+
+
+# ---------------------------------------------------------------- hostile inputs (#15)
+
+
+@pytest.fixture(scope="module")
+def hostile(afw_dir, tiny_checkpoint, tmp_path_factory):
+    """Every broken input the hostile pass tried, made once."""
+    from conftest import small_300w
+
+    root = tmp_path_factory.mktemp("hostile")
+    d = {"ok": small_300w(afw_dir, root / "ok", 3), "ckpt": tiny_checkpoint, "root": root}
+    d["mixed"] = small_300w(afw_dir, root / "mixed", 3,
+                            lambda i, t: t.replace("n_points: 68", "n_points: 67").rsplit("\n", 3)[0] + "\n}\n"
+                            if i == 2 else t)
+    d["inf"] = small_300w(afw_dir, root / "inf", 2, lambda i, t: t.replace("{\n", "{\ninf 3\n", 1).replace(
+        "n_points: 68", "n_points: 69") if i == 1 else t)
+    d["nan"] = small_300w(afw_dir, root / "nan", 2, lambda i, t: t.replace("{\n", "{\n12 nan\n", 1).replace(
+        "n_points: 68", "n_points: 69") if i == 1 else t)
+    (root / "file.txt").write_text("x")
+    (root / "plotdir").mkdir()
+    (root / "list_build").mkdir()
+    (root / "list_build" / "manifest.json").write_text("[1, 2]")
+    (root / "fake.engine").write_bytes(b"not an engine")
+    return d
+
+
+def _flag_value(d, value):
+    return str(d[value[1:]]) if isinstance(value, str) and value.startswith("@") else value
+
+
+HOSTILE = [  # (extra args; "@name" -> hostile[name]), exit code, words in the one line
+    (["--batch-size", "0"], 2, "--batch-size"),
+    (["--batch-size", "-1"], 2, "--batch-size"),
+    (["--limit", "0"], 2, "--limit"),
+    (["--limit", "-1"], 2, "--limit"),
+    (["--data", "@mixed"], 1, ["67 points", ".pts"]),
+    (["--data", "@inf"], 1, ["not finite", ".pts:4"]),
+    (["--data", "@nan"], 1, ["not finite", ".pts:4"]),
+    (["--data", "/no/such/folder"], 2, "no such file"),
+    (["--data", "@file.txt"], 2, "is a file; --format 300w takes a folder"),
+    (["--format", "wflw", "--data", "/no/such.txt"], 2, "no such file"),
+    (["--format", "wflw", "--data", "@ok"], 2, "is a folder; --format wflw"),
+    (["--format", "cofw68", "--data", "@file.txt"], 2, "needs --points-dir"),
+    (["--format", "cofw68", "--data", "@file.txt", "--points-dir", "@ok"], 1, ["file.txt", "cannot read MATLAB"]),
+    (["--format", "aflw19", "--data", "@file.txt"], 2, "needs --image-root"),
+    (["--plot", "/no/such/dir/ced.png"], 2, "does not exist"),
+    (["--plot", "@plotdir"], 2, "is a folder"),
+    (["--plot", "@readonly/ced.png"], 2, "cannot write"),
+    (["--precision", "int3"], 2, "--precision"),
+    (["--precision", "fp16"], 2, "build folder"),
+    (["--model", "@list_build"], 1, "not a shfan-build manifest"),
+    (["--model", "@fake.engine"], 1, "TensorRT is not available"),
+    (["--model", "@fake.engine", "--backend", "onnxruntime"], 1, "TensorRT engine"),
+    (["--model", "@yunet"], 1, "not a shfan landmark model"),
+    (["--model", "@ckpt", "--backend", "onnxruntime"], 1, "PyTorch checkpoint"),
+]
+
+
+@pytest.mark.parametrize("extra, code, words", HOSTILE, ids=[" ".join(h[0]) for h in HOSTILE])
+def test_hostile_inputs(hostile, readonly_dir, extra, code, words):
+    from conftest import YUNET, assert_one_line_error, files_under, run_main
+
+    from shfan.cli.eval import main
+
+    d = {**hostile, "readonly": readonly_dir, "yunet": YUNET,
+         **{name: hostile["root"] / name for name in ("file.txt", "plotdir", "list_build", "fake.engine")}}
+    args = {"--data": str(d["ok"]), "--model": str(d["ckpt"])}
+    for flag, value in zip(extra[::2], extra[1::2]):
+        if value.startswith("@") and "/" in value:
+            name, rest = value[1:].split("/", 1)
+            value = f"{d[name]}/{rest}"
+        args[flag] = _flag_value(d, value)
+    before = files_under(hostile["root"])
+    code_, out, err = run_main(main, [x for kv in args.items() for x in kv] + ["--json"])
+    assert_one_line_error(code_, err, code, words)
+    assert files_under(hostile["root"]) == before and out == ""
 
 
 class _Closing:
@@ -67,12 +138,13 @@ class _Closing:
 
 
 @pytest.mark.parametrize("fail_infer, message", [(False, "predicts 5 landmarks"), (True, "stand-in inference")])
-def test_backend_closed_on_every_path(afw_dir, monkeypatch, capsys, fail_infer, message):
+def test_backend_closed_on_every_path(afw_dir, monkeypatch, capsys, tmp_path, fail_infer, message):
     """A TensorRT backend left open aborts the interpreter at exit (pycuda); errors close it too."""
     from shfan.cli import eval as cli
 
     backend = _Closing(fail_infer)
     monkeypatch.setattr(cli, "open_model", lambda *a, **k: backend)
     with pytest.raises(SystemExit):
-        cli.main(["--data", str(afw_dir), "--limit", "2", "--model", "x.onnx"])
+        (tmp_path / "x.onnx").write_bytes(b"")
+        cli.main(["--data", str(afw_dir), "--limit", "2", "--model", str(tmp_path / "x.onnx")])
     assert backend.closed == 1 and message in capsys.readouterr().err

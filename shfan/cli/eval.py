@@ -2,26 +2,32 @@
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 from pathlib import Path
 
-from shfan.cli.common import fail
+from shfan.cli.common import (Parser, entry, existing_dir, existing_path, fail, positive_int,
+                               writable_file)
+
+
+PRECISIONS = ("fp32", "fp16", "int8")  # of a build folder
 
 
 def build_parser():
-    ap = argparse.ArgumentParser(prog="shfan-eval", description=__doc__)
-    ap.add_argument("--data", required=True, help="dataset folder or annotation file")
+    ap = Parser(prog="shfan-eval", description=__doc__)
+    ap.add_argument("--data", required=True, type=existing_path,
+                    help="dataset: a 300-W folder (300w), an annotation file (wflw), COFW_test_color.mat (cofw68) "
+                         "or AFLWinfo_release.mat (aflw19)")
     ap.add_argument("--format", default="300w", choices=["300w", "wflw", "cofw68", "aflw19"])
-    ap.add_argument("--image-root", help="image folder for wflw/aflw19 annotation files")
-    ap.add_argument("--points-dir", help="COFW-68 points folder")
+    ap.add_argument("--image-root", type=existing_dir, help="image folder for wflw/aflw19 annotation files")
+    ap.add_argument("--points-dir", type=existing_dir, help="COFW-68 points folder (needed by --format cofw68)")
     ap.add_argument("--box", default="gt", choices=["gt"], help="face box source (gt: from the annotation)")
     ap.add_argument("--model", help="compact (default) | accurate | a checkpoint (.pt/.pth.tar/.zip), .onnx file "
                                     "or shfan-build folder")
     ap.add_argument("--backend", choices=["pytorch", "onnxruntime", "tensorrt"],
                     help="default: pytorch for checkpoints, onnxruntime for ONNX and build folders")
-    ap.add_argument("--precision", help="precision to use from a build folder (default: the selected one)")
+    ap.add_argument("--precision", choices=PRECISIONS,
+                    help="precision to use from a build folder (default: the selected one)")
     ap.add_argument("--decoder", default="subpixel", choices=["subpixel", "fan", "argmax"],
                     help="heatmap decoder (ignored by graphs with a built-in decoder)")
     ap.add_argument("--views", default="clean", choices=["clean", "hard"],
@@ -30,10 +36,10 @@ def build_parser():
                          "shfan-train's hard validation")
     ap.add_argument("--flip", action="store_true",
                     help="test-time flip averaging: also run the mirrored crop and average (2x the network time)")
-    ap.add_argument("--batch-size", type=int, default=8)
-    ap.add_argument("--limit", type=int, help="evaluate only the first N faces")
+    ap.add_argument("--batch-size", type=positive_int, default=8)
+    ap.add_argument("--limit", type=positive_int, help="evaluate only the first N faces")
     ap.add_argument("--json", action="store_true", help="print one JSON object on stdout")
-    ap.add_argument("--plot", help="write the cumulative error curve (CED) to this PNG")
+    ap.add_argument("--plot", type=writable_file, help="write the cumulative error curve (CED) to this PNG")
     return ap
 
 
@@ -55,6 +61,8 @@ def open_model(model: Path, backend: str | None, precision: str | None, decoder:
     from shfan.runtime.backend import open_backend
 
     is_checkpoint = model.suffix in (".pt", ".pth", ".tar", ".zip") and model.is_file()
+    if backend is None and model.suffix in (".engine", ".plan"):
+        backend = "tensorrt"
     if backend == "pytorch" or (backend is None and is_checkpoint):
         if not is_checkpoint:
             fail(f"{model}: the pytorch backend needs a checkpoint (.pt/.pth.tar/.zip)")
@@ -66,8 +74,31 @@ def open_model(model: Path, backend: str | None, precision: str | None, decoder:
     return open_backend(model, backend or "onnxruntime", precision=precision, decoder=decoder)
 
 
+def check_args(ap, args) -> None:
+    """Usage checks that span several options (each option's own value is checked by its type)."""
+    if args.format == "cofw68" and not args.points_dir:
+        ap.error("--format cofw68 needs --points-dir (the folder of <i>_points.mat files)")
+    if args.format == "aflw19" and not args.image_root:
+        ap.error("--format aflw19 needs --image-root (the AFLW image folder)")
+    if args.format == "300w" and not Path(args.data).is_dir():
+        ap.error(f"--data {args.data} is a file; --format 300w takes a folder of images with .pts files "
+                 "(an annotation file: --format wflw, cofw68 or aflw19)")
+    if args.format != "300w" and not Path(args.data).is_file():
+        ap.error(f"--data {args.data} is a folder; --format {args.format} takes the annotation file")
+    from shfan.weights import MODEL_NAMES
+
+    if args.model and args.model not in MODEL_NAMES and not Path(args.model).exists():
+        ap.error(f"--model {args.model}: no such model (give compact, accurate, a checkpoint, .onnx, "
+                 "a shfan-build folder or .engine)")
+    if args.precision and not (args.model and Path(args.model).is_dir()):
+        ap.error("--precision picks a precision inside a shfan-build folder; give --model BUILD_FOLDER")
+
+
+@entry
 def main(argv=None):
-    args = build_parser().parse_args(argv)
+    ap = build_parser()
+    args = ap.parse_args(argv)
+    check_args(ap, args)
     from shfan import evaluate, metrics
     from shfan.datasets import read_dataset
     from shfan.errors import ShfanError
@@ -77,6 +108,8 @@ def main(argv=None):
         samples = read_dataset(args.data, args.format, image_root=args.image_root, points_dir=args.points_dir)
         if args.limit:
             samples = samples[:args.limit]
+        if not samples:
+            fail(f"{args.data}: no faces in this dataset")
         from shfan.weights import MODEL_NAMES
 
         named = args.model is None or args.model in MODEL_NAMES
@@ -101,6 +134,11 @@ def main(argv=None):
         # every path, errors included: a TensorRT backend frees its GPU buffers here, before exit
         if backend is not None:
             backend.close()
+    import math
+
+    bad = [k for k, v in summary.items() if isinstance(v, float) and not math.isfinite(v)]
+    if bad:
+        fail(f"the scores are not finite ({', '.join(bad)}): the model returned NaN/inf landmarks for some faces")
     report = {**summary, "decoder": args.decoder, "views": args.views, "flip": args.flip,
               "backend": backend_name, "model": str(model),
               "precision": precision, "data": str(args.data), "box": args.box}
@@ -108,7 +146,7 @@ def main(argv=None):
         metrics.save_ced_plot({f"{model.name} ({args.decoder})": per_face}, args.plot)
         report["plot"] = args.plot
     if args.json:
-        print(json.dumps(report))
+        print(json.dumps(report, allow_nan=False))
         return
     from rich.console import Console
     from rich.table import Table

@@ -2,46 +2,46 @@
 
 from __future__ import annotations
 
-import argparse
 import logging
 import signal
 import sys
 
-from shfan.cli.common import fail
+from shfan.cli.common import (INTERRUPTED, Parser, entry, existing_file, fail, nonneg_int, positive_float,
+                               positive_int, probability, writable_file)
 
 
 def build_parser():
-    ap = argparse.ArgumentParser(prog="shfan-run", description=__doc__)
+    ap = Parser(prog="shfan-run", description=__doc__)
     src = ap.add_mutually_exclusive_group()
     src.add_argument("--source", default=None,
                      help="demo (default), N, /dev/videoN, v4l2:///dev/videoN, csi://N, rtsp://..., "
                           "a video file or an image folder")
-    src.add_argument("--camera", type=int, metavar="N", help="USB/V4L2 camera N (same as --source /dev/videoN)")
+    src.add_argument("--camera", type=nonneg_int, metavar="N", help="USB/V4L2 camera N (same as --source /dev/videoN)")
     ap.add_argument("--model", help="compact (default) | accurate | a shfan-build folder, .onnx or .engine")
     ap.add_argument("--backend", default="auto", choices=["auto", "tensorrt", "onnxruntime"])
-    ap.add_argument("--precision", help="precision to use from a build folder (default: the selected one)")
+    ap.add_argument("--precision", choices=("fp32", "fp16", "int8"), help="precision to use from a build folder (default: the selected one)")
     ap.add_argument("--headless", action="store_true", help="no preview window")
-    ap.add_argument("--output", metavar="VIDEO", help="write the annotated video (.mp4 or .avi)")
+    ap.add_argument("--output", metavar="VIDEO", type=writable_file, help="write the annotated video (.mp4 or .avi)")
     ap.add_argument("--jsonl", metavar="FILE",
                     help="append one JSON line per frame ('-' for stdout); earlier lines are kept")
-    ap.add_argument("--max-frames", type=int, metavar="N", help="stop after N frames")
+    ap.add_argument("--max-frames", type=positive_int, metavar="N", help="stop after N frames")
     ap.add_argument("--smooth", action="store_true", help="One Euro smoothing of the landmarks")
-    ap.add_argument("--detector-model", metavar="PATH",
+    ap.add_argument("--detector-model", metavar="PATH", type=existing_file,
                     help="YuNet face detector .onnx (default: $SHFAN_DETECTOR_MODEL, else downloaded once "
                          "to ~/.cache/shfan)")
-    ap.add_argument("--max-faces", type=int, default=4, help="faces tracked at once (default 4)")
-    ap.add_argument("--min-face", type=float, default=24.0, metavar="PX",
+    ap.add_argument("--max-faces", type=positive_int, default=4, help="faces tracked at once (default 4)")
+    ap.add_argument("--min-face", type=positive_float, default=24.0, metavar="PX",
                     help="smallest face (width in frame pixels) to find; the detector sees the frame scaled "
                          "so such a face is 24 px: full size at 24 (default), half size at 48 (~4x cheaper)")
-    ap.add_argument("--min-score", type=float, default=0.25,
+    ap.add_argument("--min-score", type=probability, default=0.25,
                     help="mean heatmap score below which a track is dropped and re-detected (default 0.25)")
-    ap.add_argument("--redetect-every", type=int, default=5, metavar="N",
+    ap.add_argument("--redetect-every", type=nonneg_int, default=5, metavar="N",
                     help="run the face detector every N frames to check tracks and find new faces "
                          "(0: only when a track is lost; default 5)")
-    ap.add_argument("--max-misses", type=int, default=1, metavar="N",
+    ap.add_argument("--max-misses", type=positive_int, default=1, metavar="N",
                     help="drop a track after N detector checks in a row found no face under it (default 1)")
-    ap.add_argument("--stats-json", metavar="FILE", help="write per-stage latency and FPS as JSON at exit")
-    ap.add_argument("--threads", type=int, metavar="N",
+    ap.add_argument("--stats-json", metavar="FILE", type=writable_file, help="write per-stage latency and FPS as JSON at exit")
+    ap.add_argument("--threads", type=positive_int, metavar="N",
                     help="ONNX Runtime CPU threads (default: all cores, <= 8; capped at the cores available)")
     ap.add_argument("--quiet", action="store_true", help="no stats table at exit")
     return ap
@@ -66,25 +66,29 @@ class _Stop:
 
 def _source_uri(args) -> str:
     if args.camera is not None:
-        if args.camera < 0:
-            fail(f"--camera takes a camera number >= 0, got {args.camera}")
         return str(args.camera)
     return args.source or "demo"
 
 
-def _check_args(args):
-    if args.max_frames is not None and args.max_frames < 1:
-        fail(f"--max-frames must be >= 1, got {args.max_frames}")
-    if args.max_faces < 1:
-        fail(f"--max-faces must be >= 1, got {args.max_faces}")
-    if args.redetect_every < 0:
-        fail(f"--redetect-every must be >= 0, got {args.redetect_every}")
-    if args.max_misses < 1:
-        fail(f"--max-misses must be >= 1, got {args.max_misses}")
-    if not args.min_face > 0:
-        fail(f"--min-face must be > 0 px, got {args.min_face}")
-    if args.threads is not None and args.threads < 1:
-        fail(f"--threads must be >= 1, got {args.threads}")
+def check_args(ap, args):
+    """Usage checks over several options and the file-system (each value's range is its type's)."""
+    from pathlib import Path
+
+    from shfan.weights import MODEL_NAMES
+
+    if args.output and Path(args.output).suffix.lower() not in (".mp4", ".mov", ".m4v", ".avi", ".mkv"):
+        ap.error(f"--output {args.output}: unsupported video type; use .mp4 or .avi")
+    if args.jsonl and args.jsonl != "-":
+        writable_file_or_error(ap, "--jsonl", args.jsonl)
+    if args.model and args.model not in MODEL_NAMES:
+        path = Path(args.model)
+        if not path.exists():
+            ap.error(f"--model {args.model}: no such model (give compact, accurate, a shfan-build folder, "
+                     ".onnx or .engine)")
+        if args.precision and not path.is_dir():
+            ap.error("--precision picks a precision inside a shfan-build folder; give --model BUILD_FOLDER")
+    elif args.precision:
+        ap.error("--precision picks a precision inside a shfan-build folder; give --model BUILD_FOLDER")
     if args.threads is not None:
         from shfan.runtime.pipeline import available_cores
 
@@ -94,9 +98,20 @@ def _check_args(args):
             args.threads = cores
 
 
+def writable_file_or_error(ap, flag: str, value: str) -> None:
+    import argparse
+
+    try:
+        writable_file(value)
+    except argparse.ArgumentTypeError as exc:
+        ap.error(f"argument {flag}: {exc}")
+
+
+@entry
 def main(argv=None):
-    args = build_parser().parse_args(argv)
-    _check_args(args)
+    ap = build_parser()
+    args = ap.parse_args(argv)
+    check_args(ap, args)
     logging.basicConfig(level=logging.WARNING, format="warning: %(message)s", stream=sys.stderr)
 
     from shfan.errors import ShfanError
@@ -105,10 +120,14 @@ def main(argv=None):
     from shfan.runtime.sources import FrameSource
 
     uri = _source_uri(args)
-    video = jsonl = window = pipeline = None
-    error = None
     try:
-        source = FrameSource(uri)  # parse first: a bad URI fails before the model loads
+        source = FrameSource(uri)  # parse first: a bad source is a usage error, found before the model loads
+    except ShfanError as exc:
+        ap.error(str(exc))
+    video = jsonl = window = pipeline = None
+    errors = []
+    interrupted = False
+    try:
         options = PipelineOptions(running_mode="video", max_faces=args.max_faces, min_face=args.min_face,
                                   min_score=args.min_score, smooth=args.smooth, redetect_every=args.redetect_every,
                                   max_misses=args.max_misses, threads=args.threads)
@@ -138,27 +157,34 @@ def main(argv=None):
             if stop.requested:
                 break
     except ShfanError as exc:
-        error = str(exc)
+        errors.append(str(exc))
     except KeyboardInterrupt:
-        pass
+        interrupted = True
     finally:
-        if jsonl:
-            jsonl.close()
-        if video:
-            video.close(keep=True)  # frames so far form a complete, playable file
-        if window:
-            window.close()
-        if pipeline is not None:
-            pipeline.close()
-    if pipeline is not None and pipeline.stats.frames:
+        for close in (jsonl and jsonl.close, video and (lambda: video.close(keep=True)),  # frames so far: a whole file
+                      window and window.close, pipeline and pipeline.close):
+            if close:
+                try:
+                    close()
+                except ShfanError as exc:
+                    errors.append(str(exc))
+    frames = pipeline.stats.frames if pipeline is not None else 0
+    if frames:
         summary = pipeline.stats.summary(source=uri, backend=getattr(pipeline, "backend_name", None),
                                          model=str(args.model or "default"))
         if args.stats_json:
-            pipeline.stats.write_json(args.stats_json, summary)
+            try:
+                pipeline.stats.write_json(args.stats_json, summary)
+            except ShfanError as exc:
+                errors.append(str(exc))
         if not args.quiet:
             pipeline.stats.print_table(summary)
-    if error:
-        fail(error, code=1 if pipeline is not None and pipeline.stats.frames else 2)  # 1: failed mid-stream
+    if errors:
+        fail(errors[0])
+    if not frames:
+        if interrupted:
+            fail("interrupted before the first frame", INTERRUPTED)
+        fail(f"no frame could be read from {uri} (unreadable images, or an empty video)")
     return 0
 
 
