@@ -172,10 +172,11 @@ def save_checkpoint(model: FAN, path, **extra) -> None:
     """Our format: {'config', 'state_dict', ...extra}; written atomically."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save({"format": "shfan-checkpoint-v1", "config": model.config.to_dict(),
-                "state_dict": model.state_dict(), **extra}, tmp)
-    tmp.replace(path)
+    from shfan.atomic import atomic_path
+
+    with atomic_path(path) as tmp:  # removed on failure (disk full): no stray .tmp beside the run
+        torch.save({"format": "shfan-checkpoint-v1", "config": model.config.to_dict(),
+                    "state_dict": model.state_dict(), **extra}, tmp)
 
 
 def _read_checkpoint(path: Path):

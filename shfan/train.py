@@ -181,7 +181,6 @@ def train(model_cfg: fan_model.ModelConfig, cfg: TrainConfig, train_samples: lis
     `resume` continues OUT/last.pt and wins over it. `val_names` labels each validation face
     with its subset (per-subset NME in the history)."""
     t_start = time.time()
-    out_dir.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(cfg.seed)
     torch.set_num_threads(cfg.threads)
     import cv2
@@ -198,17 +197,29 @@ def train(model_cfg: fan_model.ModelConfig, cfg: TrainConfig, train_samples: lis
 
         raise ShfanError(f"{len(train_samples)} training faces are fewer than one batch of {cfg.batch_size}: "
                          f"lower --batch-size")
+    out_dir.mkdir(parents=True, exist_ok=True)  # after the checks: a refused run leaves no folder
     plan = Schedule(cfg.epochs * steps_per_epoch, steps_per_epoch)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, plan)
     budget_s = cfg.time_budget_min * 60.0 if cfg.time_budget_min else None
     start_epoch, best_nme, history = 0, float("inf"), []
     last = out_dir / "last.pt"
     if resume and last.is_file():
-        state = torch.load(last, map_location=device, weights_only=False)
-        model.load_state_dict(state["state_dict"])
-        opt.load_state_dict(state["optimizer"])
-        sched.load_state_dict(state["scheduler"])
-        start_epoch, best_nme, history = state["epoch"], state["best_nme"], state["history"]
+        from shfan.errors import ShfanError
+
+        try:
+            state = torch.load(last, map_location=device, weights_only=False)
+        except Exception as exc:  # truncated or not a checkpoint: pickle/zip errors of many kinds
+            raise ShfanError(f"{last} cannot be read ({type(exc).__name__}); it is damaged: resume from a copy, "
+                             "or start afresh without --resume") from None
+        try:
+            model.load_state_dict(state["state_dict"])
+            opt.load_state_dict(state["optimizer"])
+            sched.load_state_dict(state["scheduler"])
+            start_epoch, best_nme, history = state["epoch"], state["best_nme"], state["history"]
+        except (RuntimeError, KeyError, ValueError, TypeError):
+            saved = state.get("config") if isinstance(state, dict) else None
+            raise ShfanError(f"{last} is from another model ({_arch(saved)}) than this run ({_arch(model_cfg)}); "
+                             "resume with the options it was trained with, or use another --out") from None
         plan.total = state.get("schedule_total", plan.total)
         log(f"resumed from {last} at epoch {start_epoch}")
 
@@ -330,7 +341,9 @@ def train(model_cfg: fan_model.ModelConfig, cfg: TrainConfig, train_samples: lis
         if budget_s is not None and step_times:
             epochs = _refit(plan, budget_s, time.time() - t_train, sched.last_epoch, step_times, val_s,
                             steps_per_epoch, cfg, log, quiet=True)
-    (out_dir / "history.json").write_text(json.dumps(history, indent=1))
+    from shfan.atomic import write_text
+
+    write_text(out_dir / "history.json", json.dumps(history, indent=1))
     return out_dir / "best.pt"
 
 
@@ -346,6 +359,12 @@ def _refit(plan: Schedule, budget_s, elapsed, steps_done, step_times, val_s, ste
         log(f"time budget {budget_s / 60:.1f} min: {step_s * 1000:.0f} ms per step -> {plan.total} steps "
             f"({epochs} epochs of {steps_per_epoch})")
     return epochs
+
+
+def _arch(cfg) -> str:
+    cfg = cfg.to_dict() if hasattr(cfg, "to_dict") else (cfg or {})
+    keys = ("stacks", "width", "input_size", "landmarks")
+    return ", ".join(f"{k} {cfg[k]}" for k in keys if k in cfg) or "unknown architecture"
 
 
 def _quiet_worker(_):

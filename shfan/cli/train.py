@@ -1,49 +1,49 @@
-"""shfan-train: train FAN / SH-FAN on 300-W style folders (or WFLW, COFW, AFLW readers)."""
+"""shfan-train: train FAN / SH-FAN on 300-W style folders or WFLW annotation files."""
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import json
 import sys
 from pathlib import Path
 
-from shfan.cli.common import fail
+from shfan.cli.common import (Parser, entry, existing_path, fail, nonneg_float, nonneg_int, open_fraction,
+                               positive_float, positive_int, writable_dir)
 
 
 def build_parser():
-    ap = argparse.ArgumentParser(prog="shfan-train", description=__doc__)
-    ap.add_argument("--data", required=True, action="append", metavar="PATH",
+    ap = Parser(prog="shfan-train", description=__doc__)
+    ap.add_argument("--data", required=True, action="append", metavar="PATH", type=existing_path,
                     help="training dataset (300-W folder or annotation file); repeatable: each gets its own "
                          "seeded validation split, reported per subset")
-    ap.add_argument("--extra-data", action="append", default=[], metavar="PATH",
+    ap.add_argument("--extra-data", action="append", default=[], metavar="PATH", type=existing_path,
                     help="more training data, all of it trained on (no validation split); repeatable")
     ap.add_argument("--format", default="300w", choices=["300w", "wflw"], help="dataset format")
-    ap.add_argument("--val-data", help="validation dataset; default: a held-out part of --data")
-    ap.add_argument("--val-fraction", type=float, default=0.1, help="share of --data held out for validation")
-    ap.add_argument("--test-data", help="dataset scored once at the end (never used for choices)")
-    ap.add_argument("--out", default="runs/train", help="run folder (checkpoints, history)")
-    ap.add_argument("--stacks", type=int, default=2)
-    ap.add_argument("--width", type=int, default=128)
-    ap.add_argument("--input-size", type=int, default=128)
-    ap.add_argument("--sigma", type=float, default=None, help="target Gaussian sigma (heatmap px)")
-    ap.add_argument("--epochs", type=int, default=40)
-    ap.add_argument("--time-budget", type=float, metavar="MINUTES",
+    ap.add_argument("--val-data", type=existing_path, help="validation dataset; default: a held-out part of --data")
+    ap.add_argument("--val-fraction", type=open_fraction, default=0.1, help="share of --data held out for validation")
+    ap.add_argument("--test-data", type=existing_path, help="dataset scored once at the end (never used for choices)")
+    ap.add_argument("--out", default="runs/train", type=writable_dir, help="run folder (checkpoints, history)")
+    ap.add_argument("--stacks", type=positive_int, default=2)
+    ap.add_argument("--width", type=positive_int, default=128)
+    ap.add_argument("--input-size", type=positive_int, default=128)
+    ap.add_argument("--sigma", type=positive_float, default=None, help="target Gaussian sigma (heatmap px)")
+    ap.add_argument("--epochs", type=positive_int, default=40)
+    ap.add_argument("--time-budget", type=positive_float, metavar="MINUTES",
                     help="fit the schedule to this wall time: a probe measures the step time and the "
                          "cosine schedule (warm-up, epochs) is sized to end within the budget; --epochs is ignored")
     ap.add_argument("--augment", default="hard", choices=sorted(augment_presets()),
                     help="training augmentation: hard (in-the-wild: large roll, box errors, occluders, blur, "
                          "low light, noise, JPEG, grayscale) or mild (the first default model's)")
-    ap.add_argument("--batch-size", type=int, default=16)
-    ap.add_argument("--lr", type=float, default=1e-3)
-    ap.add_argument("--consistency", type=float, default=0.1, help="Siamese consistency weight (0 = off)")
+    ap.add_argument("--batch-size", type=positive_int, default=16)
+    ap.add_argument("--lr", type=positive_float, default=1e-3)
+    ap.add_argument("--consistency", type=nonneg_float, default=0.1, help="Siamese consistency weight (0 = off)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--device-augment", default="auto", choices=["auto", "on", "off"],
                     help="make the training views on the device in batches (auto: on CUDA, where per-face CPU "
                          "augmentation starves the GPU)")
-    ap.add_argument("--workers", type=int, default=0, help="DataLoader worker processes (0: augment in the training process)")
-    ap.add_argument("--threads", type=int, default=2, help="torch CPU threads")
-    ap.add_argument("--val-every", type=int, default=2, help="validate every N epochs")
+    ap.add_argument("--workers", type=nonneg_int, default=0, help="DataLoader worker processes (0: augment in the training process)")
+    ap.add_argument("--threads", type=positive_int, default=2, help="torch CPU threads")
+    ap.add_argument("--val-every", type=positive_int, default=2, help="validate every N epochs")
     ap.add_argument("--resume", action="store_true", help="continue from OUT/last.pt")
     ap.add_argument("--init", metavar="CHECKPOINT",
                     help="fine-tune: start from these weights ('default' or 'compact': the shipped model) with a fresh "
@@ -58,8 +58,11 @@ def augment_presets():
     return PRESETS
 
 
+@entry
 def main(argv=None):
-    args = build_parser().parse_args(argv)
+    ap = build_parser()
+    args = ap.parse_args(argv)
+    out = Path(args.out)
     try:
         import torch  # noqa: F401
     except ImportError:
@@ -99,6 +102,11 @@ def main(argv=None):
             cfg = fan_model.ModelConfig(stacks=args.stacks, width=args.width, landmarks=len(train_s[0].points),
                                         input_size=args.input_size,
                                         sigma=args.sigma if args.sigma else codec.DEFAULT_SIGMA)
+        if len(train_s) < args.batch_size:  # before the run folder exists: a failed run leaves nothing
+            fail(f"{len(train_s)} training faces are fewer than one batch of {args.batch_size}: lower --batch-size "
+                 f"(e.g. --batch-size {max(1, len(train_s))})")
+        if not val_s:
+            fail("no validation faces: give more --data faces, a larger --val-fraction, or --val-data")
     except (ShfanError, ValueError) as exc:
         fail(str(exc))
     tcfg = trainer.TrainConfig(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
@@ -106,7 +114,6 @@ def main(argv=None):
                                threads=args.threads, val_every=args.val_every,
                                augment=augment_presets()[args.augment], time_budget_min=args.time_budget,
                                device_augment=args.device_augment)
-    out = Path(args.out)
     log = lambda msg: print(msg, file=sys.stderr, flush=True)  # noqa: E731
     try:
         best = trainer.train(cfg, tcfg, train_s, val_s, out, resume=args.resume, init_state=init_state, log=log,

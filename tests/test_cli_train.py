@@ -1,0 +1,57 @@
+"""shfan-train under hostile inputs (#15): exit 1 or 2, one line, no traceback, and a refused
+run leaves no run folder behind."""
+
+import pytest
+
+from conftest import assert_one_line_error, files_under, run_main, small_300w
+
+torch = pytest.importorskip("torch")
+
+TINY = ["--stacks", "1", "--width", "16", "--input-size", "64", "--threads", "1", "--no-tune"]
+
+
+@pytest.fixture
+def place(helen_dir, tmp_path, readonly_dir):
+    from shfan import model as fan
+
+    small_300w(helen_dir, tmp_path / "faces", 6)
+    (tmp_path / "a_file").write_text("x")
+    for name in ("truncated", "other_arch"):
+        (tmp_path / name).mkdir()
+    (tmp_path / "truncated" / "last.pt").write_bytes(b"PK\x03\x04 cut short")
+    torch.manual_seed(0)
+    fan.save_checkpoint(fan.FAN(fan.ModelConfig(stacks=2, width=32, input_size=64)), tmp_path / "other_arch" / "last.pt",
+                        optimizer={}, scheduler={}, epoch=1, best_nme=9.0, history=[])
+    return {"tmp": tmp_path, "ro": readonly_dir}
+
+
+HOSTILE = [  # extra args, exit code, words in the one line
+    (["--epochs", "0"], 2, "--epochs"),
+    (["--epochs", "-1"], 2, "--epochs"),
+    (["--batch-size", "0"], 2, "--batch-size"),
+    (["--batch-size", "-4"], 2, "--batch-size"),
+    (["--val-fraction", "1.0"], 2, "--val-fraction"),
+    (["--val-fraction", "0"], 2, "--val-fraction"),
+    (["--threads", "0"], 2, "--threads"),
+    (["--val-every", "0"], 2, "--val-every"),
+    (["--lr", "nan"], 2, "--lr"),
+    (["--out", "@tmp/a_file"], 2, "is a file"),
+    (["--out", "@ro/run"], 2, "cannot write"),
+    (["--data", "@tmp/no_such"], 2, "no such file"),
+    (["--format", "cofw68"], 2, "--format"),
+    (["--batch-size", "8"], 1, "fewer than one batch"),  # 5 training faces: "fine-tune on my 6 faces"
+    (["--batch-size", "2", "--resume", "--out", "@tmp/truncated"], 1, ["last.pt", "damaged"]),
+    (["--batch-size", "2", "--resume", "--out", "@tmp/other_arch"], 1, ["another model", "stacks 2", "stacks 1"]),
+]
+
+
+@pytest.mark.parametrize("extra, code, words", HOSTILE, ids=[" ".join(h[0]) for h in HOSTILE])
+def test_hostile_inputs(place, extra, code, words):
+    from shfan.cli.train import main
+
+    argv = ["--data", "@tmp/faces", "--out", "@tmp/run", "--epochs", "1", "--batch-size", "2", *TINY, *extra]
+    argv = [a.replace("@tmp", str(place["tmp"])).replace("@ro", str(place["ro"])) for a in argv]
+    before = files_under(place["tmp"])
+    got, out, err = run_main(main, argv)
+    assert_one_line_error(got, err, code, words)
+    assert files_under(place["tmp"]) == before  # no run folder, no history.json = []
