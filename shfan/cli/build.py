@@ -3,19 +3,19 @@ TensorRT engine when TensorRT is here; every precision's accuracy measured in ON
 
 from __future__ import annotations
 
-import argparse
 import sys
 from pathlib import Path
 
 from shfan.builder.precision import CALIB_METHODS, TARGETS
-from shfan.cli.common import fail
+from shfan.cli.common import (INTERRUPTED, Parser, entry, existing_file, existing_path, fail, nonneg_int,
+                               positive_float, positive_int, writable_dir)
 
 
 def build_parser():
-    ap = argparse.ArgumentParser(prog="shfan-build", description=__doc__)
+    ap = Parser(prog="shfan-build", description=__doc__)
     src = ap.add_argument_group("model source (one of)")
     src.add_argument("--weights", help="checkpoint to export, or a shipped model name: compact (default) | accurate")
-    src.add_argument("--onnx", help="start from a shfan ONNX file (e.g. model_int8.onnx built elsewhere); "
+    src.add_argument("--onnx", type=existing_file, help="start from a shfan ONNX file (e.g. model_int8.onnx built elsewhere); "
                                     "no PyTorch needed")
     ap.add_argument("--precision", default="best", choices=["fp32", "fp16", "int8", "best"],
                     help="best: fastest precision within --max-nme-drift (default)")
@@ -23,21 +23,23 @@ def build_parser():
                     help="which int8 file: tensorrt (default: symmetric Q/DQ on convs, fp16 elsewhere, for TensorRT), "
                          "cpu (for ONNX Runtime's CPU provider: integer kernels, fp32 elsewhere; ~1.7x faster than "
                          "fp32 on a 2-core AVX2 CPU), or all (both in one folder; each runtime picks its own)")
-    ap.add_argument("--calib-data", help="faces for int8 calibration and the accuracy guard: a folder of images, "
+    ap.add_argument("--calib-data", type=existing_path, help="faces for int8 calibration and the accuracy guard: a folder of images, "
                                          "a 300-W folder (.pts used) or a video (default: a built-in fallback face)")
-    ap.add_argument("--max-calib", type=int, default=512, help="at most this many calibration faces (default 512)")
+    ap.add_argument("--max-calib", type=nonneg_int, default=512, help="at most this many calibration faces (default 512)")
     ap.add_argument("--calib-method", default="percentile", choices=CALIB_METHODS,
                     help="int8 activation ranges: percentile (default: the 99/99.5/99.9/99.99th of |x| that "
                          "moves landmarks least), max, or ModelOpt's entropy (~10x slower on CPU)")
-    ap.add_argument("--max-nme-drift", type=float, default=0.1,
+    ap.add_argument("--max-nme-drift", type=positive_float, default=0.1,
                     help="largest accepted NME increase over fp32, in inter-ocular NME points (default 0.1)")
     ap.add_argument("--decoder", default="onnx", choices=["plugin", "onnx", "none"],
                     help="decoder in the graph: plugin (TensorRT SubpixelDecode), onnx (standard ops), none (heatmaps)")
-    ap.add_argument("--plugin-lib", help="SubpixelDecode plugin .so (default: $SHFAN_PLUGIN_LIB or plugins/build)")
-    ap.add_argument("--max-batch", type=int, default=4, help="TensorRT profile: batch 1..N (default 4)")
-    ap.add_argument("--workspace-mb", type=int, default=1024, help="TensorRT builder workspace (default 1024 MiB)")
-    ap.add_argument("--out", default="build", help="output folder (default build/)")
+    ap.add_argument("--plugin-lib", type=existing_file, help="SubpixelDecode plugin .so (default: $SHFAN_PLUGIN_LIB or plugins/build)")
+    ap.add_argument("--max-batch", type=positive_int, default=4, help="TensorRT profile: batch 1..N (default 4)")
+    ap.add_argument("--workspace-mb", type=positive_int, default=1024, help="TensorRT builder workspace (default 1024 MiB)")
+    ap.add_argument("--out", default="build", type=writable_dir, help="output folder (default build/)")
     ap.add_argument("--force", action="store_true", help="rebuild even when the output is up to date")
+    ap.add_argument("--triton-repo", metavar="DIR", help="also write a Triton Inference Server model repository "
+                    "(onnxruntime and tensorrt backends, config.pbtxt, README) from the build to DIR")
     return ap
 
 
@@ -64,6 +66,8 @@ def summary_table(result, total_s: float):
         mark = " ★" if p == m["selected_precision"] else ""
         label = f"{p} (CPU)" if a.get("target") == "cpu" else p
         nme = "—" if a["nme_inter_ocular"] is None else f"{a['nme_inter_ocular']:.3f}"
+        if p == "fp32" and ref == "fp32 predictions":  # no ground truth: fp32 is what the others are scored against
+            nme = "reference"
         drift = "—" if a["nme_drift"] is None else f"{a['nme_drift']:+.3f}"
         table.add_row(label + mark, f"{a['size_bytes'] / 1e6:.1f} MB", nme, drift, f"{a['ort_cpu_latency_ms']:.1f}",
                       a["engine"] or "—", _excluded(a["excluded_layers"]))
@@ -72,8 +76,12 @@ def summary_table(result, total_s: float):
     return table
 
 
+@entry
 def main(argv=None):
-    args = build_parser().parse_args(argv)
+    ap = build_parser()
+    args = ap.parse_args(argv)
+    if args.weights and args.onnx:
+        ap.error("give either --weights (export from PyTorch) or --onnx (start from an ONNX file), not both")
     from rich.console import Console
 
     from shfan.builder.pipeline import BuildOptions, build
@@ -97,7 +105,16 @@ def main(argv=None):
     except ShfanError as exc:
         fail(str(exc))
     except KeyboardInterrupt:
-        fail(f"interrupted; {args.out} was left as it was", code=130)
+        fail(f"interrupted; {args.out} was left as it was", code=INTERRUPTED)
+    if args.triton_repo:
+        from shfan.builder.triton_repo import write_repository
+
+        try:
+            write_repository(result.out, Path(args.triton_repo), engine_max_batch=args.max_batch,
+                             plugin_lib=args.plugin_lib)
+        except ShfanError as exc:
+            fail(str(exc))
+        err.print(f"Triton model repository: {args.triton_repo} (see its README.md)", markup=False)
     console = Console()
     console.print(summary_table(result, stages.total))
     if not result.tensorrt:
