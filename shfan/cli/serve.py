@@ -1,0 +1,94 @@
+"""shfan-serve: the shfan pipeline behind NVIDIA Triton Inference Server (PyTriton).
+
+Models: shfan_faces (encoded image bytes -> faces), shfan_faces_rgb (RGB uint8 arrays -> faces),
+shfan_points (image + a face detector's box -> points). HTTP, gRPC and Prometheus metrics
+endpoints; dynamic batching across concurrent requests. Needs: pip install 'shfan[serve]'.
+Stop with Ctrl-C or SIGTERM (tritonserver is stopped with it)."""
+
+from __future__ import annotations
+
+import logging
+import signal
+import sys
+import threading
+
+from shfan.cli.common import Parser, entry, existing_path, fail, nonneg_int, positive_float, positive_int
+
+
+
+def port(text: str) -> int:
+    import argparse
+
+    value = positive_int(text)
+    if value > 65535:
+        raise argparse.ArgumentTypeError(f"expected a port 1-65535, got {text!r}")
+    return value
+
+
+def build_parser():
+    ap = Parser(prog="shfan-serve", description=__doc__)
+    ap.add_argument("--model", help="compact (default) | accurate | a shfan-build folder | .onnx | .engine")
+    ap.add_argument("--backend", default="auto", choices=["auto", "tensorrt", "onnxruntime"])
+    ap.add_argument("--precision", choices=["fp32", "fp16", "int8"], help="of a build folder (default: its selection)")
+    ap.add_argument("--detector-model", type=existing_path, help="YuNet .onnx (default: downloaded once, sha256-checked)")
+    ap.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1; 0.0.0.0 for all)")
+    ap.add_argument("--http-port", type=port, default=8000)
+    ap.add_argument("--grpc-port", type=port, default=8001)
+    ap.add_argument("--metrics-port", type=port, default=8002, help="Prometheus metrics (GET /metrics)")
+    ap.add_argument("--max-batch", type=positive_int, default=16, help="images per batch (Triton max_batch_size)")
+    ap.add_argument("--queue-delay-us", type=nonneg_int, default=2000,
+                    help="longest wait for a fuller batch (default 2000 us; BENCHMARKS.md §7)")
+    ap.add_argument("--no-batching", action="store_true", help="every request alone (max_batch_size 1)")
+    ap.add_argument("--max-faces", type=positive_int, default=8, help="faces per image (default 8)")
+    ap.add_argument("--min-face", type=positive_float, default=24.0, help="smallest face to detect, px (default 24)")
+    ap.add_argument("--threads", type=positive_int, help="backend CPU threads (default: physical cores)")
+    ap.add_argument("--verbose", action="store_true", help="tritonserver's log on the console")
+    return ap
+
+
+@entry
+def main(argv=None):
+    args = build_parser().parse_args(argv)
+    try:
+        from shfan.serve.server import ServeOptions, ShfanTriton
+    except ImportError as exc:
+        fail(f"shfan-serve needs PyTriton and tritonclient ({exc.name} is missing): pip install 'shfan[serve]'")
+    try:
+        import pytriton  # noqa: F401
+    except ImportError:
+        fail("shfan-serve needs PyTriton: pip install 'shfan[serve]' (nvidia-pytriton; x86-64 or aarch64, glibc >= 2.35)")
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    logging.getLogger("shfan.serve").setLevel(logging.INFO)
+    try:
+        opts = ServeOptions(model=args.model, backend=args.backend, precision=args.precision,
+                            detector_model=args.detector_model, host=args.host, http_port=args.http_port,
+                            grpc_port=args.grpc_port, metrics_port=args.metrics_port, max_batch=args.max_batch,
+                            queue_delay_us=args.queue_delay_us, batching=not args.no_batching,
+                            max_faces=args.max_faces, min_face=args.min_face, threads=args.threads,
+                            verbose=args.verbose).validate()
+    except ValueError as exc:
+        fail(str(exc), 2)
+    stop = threading.Event()
+
+    def on_signal(signum, frame):
+        stop.set()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    server = ShfanTriton(opts)
+    try:
+        server.start()
+    except BaseException:
+        server.stop()
+        raise
+    print(f"shfan-serve: models shfan_faces, shfan_faces_rgb, shfan_points on http://{opts.host}:{opts.http_port} "
+          f"(gRPC {opts.grpc_port}, metrics http://{opts.host}:{opts.metrics_port}/metrics); "
+          f"batching {'up to ' + str(opts.max_batch) if opts.batching else 'off'}; Ctrl-C or SIGTERM stops",
+          flush=True)
+    ok = server.serve(stop)
+    print("shfan-serve: stopped", flush=True)
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
