@@ -9,7 +9,12 @@ TORCH ?= torch==2.13.0
 DETECTOR ?= $(wildcard ../shared/models/yunet_s_640_640.onnx)
 DETECTOR_FLAG := $(if $(DETECTOR),--detector-model $(DETECTOR),)
 
-.PHONY: install test demo bench doctor plugin clean
+# Triton serving (shfan-serve) lives in its own venv: PyTriton pins numpy < 2, the main venv has 2.x.
+SERVE_VENV ?= .venv-serve
+SERVE_BIN := $(SERVE_VENV)/bin
+SERVE_TESTS := tests/test_triton_repo.py tests/test_triton_batching.py tests/test_triton_serve.py
+
+.PHONY: install test demo bench doctor plugin clean serve-install test-serve
 
 $(BIN)/shfan-run: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -20,8 +25,20 @@ $(BIN)/shfan-run: pyproject.toml
 
 install: $(BIN)/shfan-run
 
+$(SERVE_BIN)/shfan-serve: pyproject.toml
+	$(PYTHON) -m venv $(SERVE_VENV)
+	$(SERVE_BIN)/pip install -q --upgrade pip
+	$(SERVE_BIN)/pip install -q -e ".[serve,demo,dev]"
+	@touch $@
+
+serve-install: $(SERVE_BIN)/shfan-serve
+
 test: install
 	$(BIN)/python -m pytest -q
+
+# starts a real tritonserver (PyTriton) on loopback ports; CPU only
+test-serve: serve-install
+	OMP_WAIT_POLICY=PASSIVE $(SERVE_BIN)/python -m pytest -q $(SERVE_TESTS)
 
 demo: install
 	$(BIN)/shfan-run --source demo --headless --max-frames 300 --output demo.mp4 --jsonl demo.jsonl $(DETECTOR_FLAG)
@@ -36,4 +53,4 @@ plugin:
 	cmake -S plugins -B plugins/build && cmake --build plugins/build -j
 
 clean:
-	rm -rf $(VENV) build plugins/build .pytest_cache demo.mp4 demo.jsonl
+	rm -rf $(VENV) $(SERVE_VENV) build plugins/build .pytest_cache demo.mp4 demo.jsonl
