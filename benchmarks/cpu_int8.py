@@ -1,8 +1,9 @@
 """CPU int8 (`shfan-build --target cpu|all`) against fp32, side by side in one run, on this CPU.
 
 1. Network latency per face in ONNX Runtime (the runtime's own session settings), batch 1 and
-   4, on real face crops: the models take turns round after round (interleaved), so background
-   load hits all of them alike; medians, p10-p90 and the median of the per-round ratios.
+   4, on real face crops: the models take turns round after round (interleaved, the order
+   reversed every other round), so background load hits all of them alike; medians, p10-p90
+   and the median of the per-round ratios.
 2. NME on held-out faces with `shfan-eval` (same crops and metric as BENCHMARKS §3), each file
    of the build folder, and the drift against fp32.
 3. `shfan-run --source demo` FPS, the fp32 default model vs the build folder, alternating runs.
@@ -57,8 +58,9 @@ def latency(files: dict[str, Path], crops: np.ndarray, batch: int, rounds: int, 
         for _ in range(3):
             b.session.run(None, {b.input_name: x})
     per_face = {k: [] for k in backends}
-    for _ in range(rounds):
-        for k, b in backends.items():
+    for r in range(rounds):
+        for k in (list(backends) if r % 2 == 0 else list(backends)[::-1]):  # ABBA: no order advantage
+            b = backends[k]
             t0 = time.perf_counter()
             for _ in range(runs):
                 b.session.run(None, {b.input_name: x})
@@ -81,8 +83,9 @@ def run_fps(models: dict[str, str], frames: int, rounds: int, detector: str | No
     """shfan-run on the demo source, the models alternating; fps (wall) and processing_fps."""
     got = {k: {"fps": [], "processing_fps": []} for k in models}
     with tempfile.TemporaryDirectory() as d:
-        for _ in range(rounds):
-            for k, model in models.items():
+        for r in range(rounds):
+            for k in (list(models) if r % 2 == 0 else list(models)[::-1]):
+                model = models[k]
                 cmd = [str(BIN / "shfan-run"), "--source", "demo", "--headless", "--quiet", "--max-frames", str(frames),
                        "--stats-json", f"{d}/s.json"] + (["--model", model] if model else [])
                 cmd += ["--detector-model", detector] if detector else []

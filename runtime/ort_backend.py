@@ -62,8 +62,8 @@ def session_options(ort, threads: int | None = None):
     intra-op threads = physical cores (at most 8: small convolutions stop scaling); no spinning
     (busy-waiting threads halve throughput when the capture thread or anything else shares
     the cores: 97 -> 59 ms per face); full graph optimisation (NCHWc conv layout for fp32, integer
-    QLinearConv in NHWC for the CPU int8 file; 'extended' is ~10 % slower); denormals flushed to
-    zero (values below 1e-38 change no landmark and slow fp32 arithmetic several-fold)."""
+    QLinearConv in NHWC for the CPU int8 file; 'extended' was 4-10 % slower); denormals flushed
+    to zero (values below 1e-38 change no landmark; it measured 0-5 % faster, within noise)."""
     opts = ort.SessionOptions()
     opts.intra_op_num_threads = threads or min(physical_cores(), 8)
     opts.log_severity_level = 3
