@@ -30,8 +30,11 @@ def staged_folder(out: Path):
     removed and `out` is untouched."""
     out = Path(out)
     check_out_dir(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    stage = Path(tempfile.mkdtemp(prefix=f".{out.name}.building-", dir=out.parent))
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        stage = Path(tempfile.mkdtemp(prefix=f".{out.name}.building-", dir=out.parent))
+    except OSError as exc:
+        raise BuildError(f"{out}: cannot write in {out.parent} ({exc.strerror}); choose another --out") from None
     umask = os.umask(0)
     os.umask(umask)
     os.chmod(stage, 0o777 & ~umask)  # mkdtemp makes it private; the build folder is not
@@ -41,23 +44,33 @@ def staged_folder(out: Path):
         shutil.rmtree(stage, ignore_errors=True)
         raise
     old = None
-    if out.exists():
-        old = out.with_name(f".{out.name}.old-{os.getpid()}")
-        os.rename(out, old)
-    os.rename(stage, out)
+    try:
+        if out.exists():
+            old = out.with_name(f".{out.name}.old-{os.getpid()}")
+            os.rename(out, old)
+        os.rename(stage, out)
+    except OSError as exc:
+        shutil.rmtree(stage, ignore_errors=True)
+        if old is not None and not out.exists():
+            os.rename(old, out)
+        raise BuildError(f"{out}: cannot be replaced ({exc.strerror}); the previous build was kept") from None
     if old is not None:
         shutil.rmtree(old, ignore_errors=True)
 
 
 def write_json(path: Path, data: dict) -> None:
-    path.write_text(json.dumps(data, indent=2, sort_keys=False) + "\n")
+    from shfan.atomic import write_text
+
+    write_text(path, json.dumps(data, indent=2, sort_keys=False, allow_nan=False) + "\n")
 
 
 def read_json(path: Path) -> dict | None:
+    """The JSON object in `path`, or None when it is missing, unreadable or not an object."""
     try:
-        return json.loads(Path(path).read_text())
-    except (OSError, json.JSONDecodeError):
+        data = json.loads(Path(path).read_text())
+    except (OSError, ValueError):
         return None
+    return data if isinstance(data, dict) else None
 
 
 def artifact_entry(onnx: str, onnx_decoded: str | None, engine: str | None, nme: float, drift: float | None,

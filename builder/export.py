@@ -37,6 +37,8 @@ def resolve_weights(weights) -> Path:
         path = Path(weights)
         if not path.is_file():
             raise BuildError(f"{path}: no such checkpoint; pass --weights PATH to a .pt file (or --onnx FILE)")
+        if path.suffix.lower() == ".onnx":
+            raise BuildError(f"{path} is an ONNX file, not a checkpoint; pass it with --onnx {path}")
         return path
     from shfan.weights import DEFAULT_CHECKPOINT
 

@@ -15,6 +15,7 @@ from shfan.builder.precision import CALIB_METHODS, CHOICES, PRECISIONS, TARGETS
 from shfan.builder.progress import Stages
 
 MIN_CALIB_FACES = 32
+MIN_HELDOUT = 8  # held-out faces the accuracy guard scores (fewer: no bound worth the name; 0 crashed ORT)
 WARN_CALIB_FACES = 300
 MAX_HOLDOUT = 200
 FALLBACK_FACES = 384
@@ -79,11 +80,14 @@ def _validate(opts: BuildOptions) -> None:
         raise BuildError(f"unknown decoder {opts.decoder!r}; choose plugin, onnx or none")
     if opts.weights and opts.onnx:
         raise BuildError("give either --weights (export from PyTorch) or --onnx (start from an ONNX file), not both")
-    if opts.max_calib < MIN_CALIB_FACES:
-        raise BuildError(f"--max-calib {opts.max_calib} is below the {MIN_CALIB_FACES} faces int8 needs; use >= 300")
+    if opts.precision in ("int8", "best") and opts.max_calib < MIN_CALIB_FACES:
+        raise BuildError(f"--max-calib {opts.max_calib} is below the {MIN_CALIB_FACES} faces int8 needs; use >= 300 "
+                         f"(--precision {opts.precision} builds int8)")
+    if opts.max_calib < 0:
+        raise BuildError(f"--max-calib must be >= 0, got {opts.max_calib}")
     if opts.calib_method not in CALIB_METHODS:
         raise BuildError(f"unknown --calib-method {opts.calib_method!r}; choose {', '.join(CALIB_METHODS)}")
-    if opts.max_nme_drift <= 0:
+    if not 0 < opts.max_nme_drift < float("inf"):  # NaN too
         raise BuildError(f"--max-nme-drift must be > 0 (NME points), got {opts.max_nme_drift}")
     if opts.target not in TARGETS:
         raise BuildError(f"unknown --target {opts.target!r}; choose {', '.join(TARGETS)}")
@@ -202,6 +206,10 @@ def _load_faces(opts: BuildOptions, cfg: dict, int8_wanted: bool, st: Stages):
     if int8_wanted and len(calib) < MIN_CALIB_FACES:
         raise BuildError(f"only {len(calib)} calibration faces from {faces.origin}; int8 needs >= {MIN_CALIB_FACES} "
                          f"(>= {WARN_CALIB_FACES} recommended): add images to --calib-data or build --precision fp16")
+    if len(heldout) < MIN_HELDOUT:
+        raise BuildError(f"only {len(faces)} usable faces from {faces.origin}: the accuracy guard scores at least "
+                         f"{MIN_HELDOUT} held-out faces, so >= {2 * MIN_HELDOUT} are needed; add face images to "
+                         "--calib-data, or leave it out to use the built-in fallback face")
     if int8_wanted and len(calib) < WARN_CALIB_FACES and not faces.fallback:
         st.warn(f"only {len(calib)} calibration faces (>= {WARN_CALIB_FACES} recommended for stable int8 ranges)")
     return faces, calib, heldout
@@ -440,6 +448,12 @@ def build(opts: BuildOptions, st: Stages | None = None) -> BuildResult:
         shfan=__version__, opset=OPSET, **({"target": opts.target} if opts.target != "tensorrt" else {}))
 
     reuse = (not opts.force and old_cache.get("inputs_key") == inputs_key and bool(old_manifest))
+    if reuse:
+        damaged = damaged_files(out, old_cache)
+        if damaged:
+            st.note(f"{out}: {damaged[0]}{f' (+{len(damaged) - 1} more)' if len(damaged) > 1 else ''} is missing "
+                    "or changed since it was built; rebuilding")
+            reuse = False
     if reuse and (trt_info is None or _engine_up_to_date(out, old_manifest, old_cache, opts, trt_info, plugin_sha)):
         st.note(f"{out} is up to date (same weights, options and calibration data; cache key {inputs_key[:12]}); "
                 "--force rebuilds")
@@ -464,8 +478,27 @@ def build(opts: BuildOptions, st: Stages | None = None) -> BuildResult:
         manifest.update(plugin_record(opts.decoder, plugin_sha, opts.plugin_lib))
         artifacts.write_json(stage_dir / artifacts.MANIFEST, manifest)
         artifacts.write_json(stage_dir / artifacts.CALIBRATION, calibration)
-        artifacts.write_json(stage_dir / artifacts.CACHE, {"inputs_key": inputs_key, "engines": engine_keys})
+        artifacts.write_json(stage_dir / artifacts.CACHE, {"inputs_key": inputs_key, "engines": engine_keys,
+                                                           "files": file_hashes(stage_dir)})
     return BuildResult(out, manifest, tensorrt=trt_info is not None, next_commands=_next_commands(out, manifest, trt_info))
+
+
+def file_hashes(folder: Path) -> dict:
+    """sha256 of every file of a build folder (but cache.json, which holds them): a later build
+    with the same inputs is skipped only while every one is still there, unchanged."""
+    return {str(p.relative_to(folder)): _sha256(p) for p in sorted(Path(folder).rglob("*"))
+            if p.is_file() and p.name != artifacts.CACHE}
+
+
+def damaged_files(folder: Path, cache: dict) -> list[str]:
+    """Files recorded in cache.json that are missing or differ; all of them for a folder built
+    before the hashes were recorded (["cache.json (no file hashes)"])."""
+    recorded = cache.get("files")
+    if not isinstance(recorded, dict) or not recorded:
+        return [f"{artifacts.CACHE} (no file hashes)"]
+    folder = Path(folder)
+    return [name for name, sha in recorded.items()
+            if not (folder / name).is_file() or _sha256(folder / name) != sha]
 
 
 def _reuse_onnx(out: Path, stage_dir: Path, old_manifest: dict, st: Stages):
@@ -515,7 +548,9 @@ def _build_onnx(opts: BuildOptions, stage_dir: Path, st: Stages, add_decoder, ve
             calibration["reference"] = reference.kind
             nme, drift, lat = _measure(src, reference, cfg)
             measured["fp32"] = {"nme": nme, "drift": drift, "latency": lat, "excluded": [], "path": src}
-            s["detail"] = f"NME {nme:.3f} vs {reference.kind}, ORT CPU {lat:.1f} ms"
+            s["detail"] = (f"NME {nme:.3f} vs ground truth, ORT CPU {lat:.1f} ms" if reference.kind == "ground truth"
+                           else f"the reference (no ground truth: other precisions are scored against its "
+                                f"landmarks), ORT CPU {lat:.1f} ms")
     else:
         prior = meta or {}
         st.note(f"{source_precision} ONNX given: accuracy numbers are the ones recorded when it was built")

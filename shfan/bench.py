@@ -633,8 +633,8 @@ def validate(config: BenchConfig) -> None:
         raise BenchError(f"unknown precision {', '.join(bad) or '(none)'}; choose from {', '.join(ORT_PRECISIONS)}")
     if not config.batch_sizes or any(b < 1 or b > 64 for b in config.batch_sizes):
         raise BenchError("--batch-sizes must be integers from 1 to 64, e.g. 1,2,4,8")
-    if config.repeats < 1 or config.warmup < 0 or config.frames < 1:
-        raise BenchError("--repeats and --frames must be >= 1 and --warmup >= 0")
+    if config.repeats < 1 or config.warmup < 0 or config.frames < 1 or config.baseline_frames < 1:
+        raise BenchError("--repeats, --frames and --baseline-frames must be >= 1 and --warmup >= 0")
     from shfan.builder.precision import TARGETS
 
     if config.target not in TARGETS:

@@ -14,6 +14,7 @@ from __future__ import annotations
 import importlib
 import importlib.metadata
 import json
+import os
 import platform
 import re
 import shutil
@@ -514,17 +515,53 @@ def _one_line(exc: BaseException) -> str:
 
 
 def check_default_model(path: Optional[Path] = None) -> Check:
+    """The file shfan-run loads without --model: the shipped ONNX (the .pt only trains/exports)."""
     if path is None:
-        from shfan.weights import DEFAULT_CHECKPOINT as path
+        from shfan.weights import model_path
+
+        try:
+            path = model_path("compact", "onnx")
+        except Exception as exc:  # ShfanError: not in this install
+            return Check("default-model", MISSING, _one_line(exc), "reinstall shfan (or pass --model PATH)")
     if Path(path).is_file():
         return Check("default-model", OK, str(path), value=str(path))
     return Check("default-model", MISSING, f"{path} is missing",
                  "reinstall shfan (or pass --model PATH)")
 
 
+def check_detector(environ: Optional[Mapping[str, str]] = None, cached: Optional[Path] = None) -> Check:
+    """The YuNet face detector shfan-run needs: $SHFAN_DETECTOR_MODEL, else the downloaded copy.
+    Not there yet counts as missing: offline, shfan-run cannot start without it."""
+    try:
+        from shfan.runtime import detector
+    except ImportError as exc:
+        return Check("detector", MISSING, f"the detector module does not import ({_one_line(exc)})",
+                     "install the numpy check's fix first")
+    environ = os.environ if environ is None else environ
+    how = (f"copy {detector.YUNET_FILE} (OpenCV Zoo) here and set ${detector.ENV_DETECTOR_MODEL} to it "
+           "or pass --detector-model PATH")
+    given = environ.get(detector.ENV_DETECTOR_MODEL)
+    if given:
+        path = Path(given).expanduser()
+        if path.is_file():
+            return Check("detector", OK, f"{path} (${detector.ENV_DETECTOR_MODEL})", value=str(path))
+        return Check("detector", MISSING, f"${detector.ENV_DETECTOR_MODEL} points to {path}, which does not exist",
+                     f"set ${detector.ENV_DETECTOR_MODEL} to the path of {detector.YUNET_FILE}, or unset it "
+                     "(shfan-run then downloads it once)")
+    cached = cached or detector.cache_dir() / detector.YUNET_FILE
+    if cached.is_file():
+        if detector.sha256_of(cached) != detector.YUNET_SHA256:
+            return Check("detector", MISSING, f"{cached} is damaged (sha256 differs)",
+                         f"delete it (shfan-run downloads it again), or {how}")
+        return Check("detector", OK, f"{cached} (downloaded)", value=str(cached))
+    return Check("detector", MISSING, f"not downloaded yet ({cached}); shfan-run fetches it at its first start, "
+                 "which needs network access",
+                 f"online: shfan-run --headless --max-frames 1 (downloads it once); offline: {how}")
+
+
 # ---------------------------------------------------------------- report
 
-CPU_PATH = ("numpy", "opencv", "onnxruntime", "default-model")
+CPU_PATH = ("numpy", "opencv", "onnxruntime", "default-model", "detector")
 TENSORRT_PATH = ("tensorrt", "gpu", "cuda-host-api")
 
 
@@ -564,7 +601,7 @@ def run_checks(probes: Optional[Probes] = None, model_path: Optional[Path] = Non
     model = jetson_model(probes)
     checks = [check_python(), check_shfan(), check_numpy(probes), check_opencv(probes),
               check_opencv_gstreamer(probes), check_onnxruntime(probes),
-              check_default_model(model_path)]
+              check_default_model(model_path), check_detector()]
     checks += [check_optional_package(probes, *spec) for spec in OPTIONAL_PACKAGES]
     checks += [check_jetson(probes), check_jetpack(probes), check_cuda(probes),
                check_gpu(probes, model), check_tensorrt(probes, model is not None),

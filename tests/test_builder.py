@@ -47,10 +47,11 @@ def manifest(folder):
     return json.loads((Path(folder) / "manifest.json").read_text())
 
 
-def error_of(capsys, argv):
+def error_of(capsys, argv, code=1):
+    """The one-line error of a refused build: exit 1 (the build failed), 2 (usage, #15)."""
     with pytest.raises(SystemExit) as exc:
         main(argv)
-    assert exc.value.code == 2
+    assert exc.value.code == code
     err = capsys.readouterr().err
     last = err.strip().splitlines()[-1]
     assert last.startswith("error: ") and "Traceback" not in err
@@ -210,8 +211,8 @@ def test_unreadable_calib_folder(tiny_checkpoint, tmp_path, capsys):
                             "--out", str(tmp_path / "out")])
     assert "could be read" in msg
     msg = error_of(capsys, ["--weights", str(tiny_checkpoint), "--calib-data", str(tmp_path / "nope"),
-                            "--out", str(tmp_path / "out")])
-    assert "no such calibration source" in msg
+                            "--out", str(tmp_path / "out")], code=2)
+    assert "--calib-data" in msg and "no such file" in msg
 
 
 def test_missing_and_wrong_checkpoint(tmp_path, capsys):

@@ -182,6 +182,37 @@ def test_missing_default_model_blocks_the_cpu_path(tmp_path):
     assert check.status == doctor.MISSING and "reinstall shfan" in check.fix
 
 
+def test_default_model_check_looks_at_the_onnx_shfan_run_loads(tmp_path, monkeypatch):
+    """#15: with the shipped ONNX gone (the .pt still there) shfan-run cannot start: not OK."""
+    from shfan import weights
+
+    monkeypatch.setenv("SHFAN_MODELS", str(tmp_path))
+    monkeypatch.setattr(weights, "_folders", lambda: [tmp_path])
+    check = doctor.check_default_model()
+    assert check.status == doctor.MISSING and ".onnx" in check.detail
+    (tmp_path / (weights._FILES["compact"] + ".onnx")).write_bytes(b"x")
+    assert doctor.check_default_model().status == doctor.OK
+
+
+def test_detector_check_follows_what_shfan_run_needs(tmp_path, monkeypatch):
+    """#15: offline without a detector, or $SHFAN_DETECTOR_MODEL pointing nowhere: the CPU path is
+    not available, and the fix says how to give the file."""
+    from shfan.runtime import detector
+
+    check = doctor.check_detector({"SHFAN_DETECTOR_MODEL": str(tmp_path / "nowhere.onnx")})
+    assert check.status == doctor.MISSING and "does not exist" in check.detail and "SHFAN_DETECTOR_MODEL" in check.fix
+    check = doctor.check_detector({}, cached=tmp_path / detector.YUNET_FILE)
+    assert check.status == doctor.MISSING and "not downloaded" in check.detail and "offline" in check.fix
+    (tmp_path / detector.YUNET_FILE).write_bytes(b"not yunet")
+    assert doctor.check_detector({}, cached=tmp_path / detector.YUNET_FILE).status == doctor.MISSING
+    from conftest import YUNET
+
+    if YUNET.is_file():
+        assert doctor.check_detector({"SHFAN_DETECTOR_MODEL": str(YUNET)}).status == doctor.OK
+    report = doctor.Report({"detector": check})
+    assert "detector" in report.blockers(doctor.CPU_PATH)
+
+
 def test_every_failing_check_names_a_fix():
     report = doctor.run_checks(doctor.Probes.from_dicts(), model_path=Path("/nonexistent.pt"))
     for check in report.checks.values():
@@ -201,7 +232,7 @@ def test_json_on_this_machine(capsys):
     for name in ("python", "shfan", "numpy", "opencv", "onnxruntime", "default-model"):
         assert set(checks[name]) == {"status", "detail", "fix", "value"}
     assert report["shfan_version"] == checks["shfan"]["value"]
-    assert set(report["cpu_path"]["needs"]) == {"numpy", "opencv", "onnxruntime", "default-model"}
+    assert set(report["cpu_path"]["needs"]) == {"numpy", "opencv", "onnxruntime", "default-model", "detector"}
     assert code == (0 if report["cpu_path"]["ok"] else 1)
 
 

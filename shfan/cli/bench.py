@@ -11,7 +11,8 @@ import sys
 from pathlib import Path
 
 from shfan.builder.precision import CALIB_METHODS, TARGETS
-from shfan.cli.common import fail
+from shfan.cli.common import (INTERRUPTED, Parser, entry, existing_file, existing_path, fail, nonneg_int,
+                               positive_int, writable_dir)
 
 
 def int_list(text: str) -> tuple[int, ...]:
@@ -28,38 +29,56 @@ def name_list(text: str) -> tuple[str, ...]:
     return tuple(v.strip() for v in text.split(",") if v.strip())
 
 
+def precision_list(text: str) -> tuple[str, ...]:
+    from shfan.bench import ORT_PRECISIONS
+
+    names = name_list(text)
+    bad = [n for n in names if n not in ORT_PRECISIONS]
+    if bad or not names:
+        raise argparse.ArgumentTypeError(f"unknown precision {', '.join(bad) or '(none)'}; "
+                                         f"choose from {', '.join(ORT_PRECISIONS)}")
+    return names
+
+
+def batch_list(text: str) -> tuple[int, ...]:
+    values = int_list(text)
+    if any(b < 1 or b > 64 for b in values):
+        raise argparse.ArgumentTypeError(f"batch sizes must be from 1 to 64, got {text!r}")
+    return values
+
+
 def build_parser():
     from shfan.bench import BenchConfig
 
     d = BenchConfig()
-    ap = argparse.ArgumentParser(prog="shfan-bench", description=__doc__)
+    ap = Parser(prog="shfan-bench", description=__doc__)
     ap.add_argument("--model", help="shfan-build folder (used as is), .onnx or checkpoint (fp16/int8 built once into "
                                     "the cache) (default: the shipped model)")
-    ap.add_argument("--precisions", type=name_list, default=d.precisions,
+    ap.add_argument("--precisions", type=precision_list, default=d.precisions,
                     help=f"comma-separated (default {','.join(d.precisions)})")
-    ap.add_argument("--batch-sizes", type=int_list, default=d.batch_sizes,
+    ap.add_argument("--batch-sizes", type=batch_list, default=d.batch_sizes,
                     help=f"comma-separated (default {','.join(map(str, d.batch_sizes))})")
-    ap.add_argument("--warmup", type=int, default=d.warmup, help=f"untimed runs first (default {d.warmup})")
-    ap.add_argument("--repeats", type=int, default=d.repeats, help=f"timed runs per batch size (default {d.repeats})")
-    ap.add_argument("--frames", type=int, default=d.frames, help=f"demo frames for pipeline FPS (default {d.frames})")
-    ap.add_argument("--baseline-frames", type=int, default=d.baseline_frames,
+    ap.add_argument("--warmup", type=nonneg_int, default=d.warmup, help=f"untimed runs first (default {d.warmup})")
+    ap.add_argument("--repeats", type=positive_int, default=d.repeats, help=f"timed runs per batch size (default {d.repeats})")
+    ap.add_argument("--frames", type=positive_int, default=d.frames, help=f"demo frames for pipeline FPS (default {d.frames})")
+    ap.add_argument("--baseline-frames", type=positive_int, default=d.baseline_frames,
                     help=f"demo frames for the FAN-4 baseline (default {d.baseline_frames}; ~0.3 s each here)")
-    ap.add_argument("--baseline-weights", type=Path, help="FAN-4 checkpoint for the baseline (default: random weights; "
+    ap.add_argument("--baseline-weights", type=lambda t: Path(existing_file(t)), help="FAN-4 checkpoint for the baseline (default: random weights; "
                                                           "speed does not depend on them)")
     ap.add_argument("--no-baseline", action="store_true", help="skip the PyTorch baseline")
     ap.add_argument("--no-tensorrt", action="store_true", help="skip TensorRT even where it is installed")
-    ap.add_argument("--calib-data", help="faces for int8 calibration (folder, 300-W folder or video; "
+    ap.add_argument("--calib-data", type=existing_path, help="faces for int8 calibration (folder, 300-W folder or video; "
                                          "default: the builder's built-in fallback face)")
-    ap.add_argument("--max-calib", type=int, default=d.max_calib,
+    ap.add_argument("--max-calib", type=positive_int, default=d.max_calib,
                     help=f"calibration faces (default {d.max_calib}: speed, not accuracy, is measured here)")
     ap.add_argument("--calib-method", default=d.calib_method, choices=CALIB_METHODS,
                     help=f"int8 activation ranges (default {d.calib_method})")
     ap.add_argument("--target", default=d.target, choices=TARGETS,
                     help=f"int8 files built for a .onnx/checkpoint model (default {d.target}: the CPU file and the "
                          "TensorRT-style file, each timed in ONNX Runtime)")
-    ap.add_argument("--cache-dir", type=Path, help="where built fp16/int8 files are kept (default ~/.cache/shfan/bench)")
-    ap.add_argument("--detector-model", help="YuNet .onnx (default: $SHFAN_DETECTOR_MODEL or the cached download)")
-    ap.add_argument("--threads", type=int, help="ONNX Runtime intra-op threads (default: cores, at most 8)")
+    ap.add_argument("--cache-dir", type=lambda t: Path(writable_dir(t)), help="where built fp16/int8 files are kept (default ~/.cache/shfan/bench)")
+    ap.add_argument("--detector-model", type=existing_file, help="YuNet .onnx (default: $SHFAN_DETECTOR_MODEL or the cached download)")
+    ap.add_argument("--threads", type=positive_int, help="ONNX Runtime intra-op threads (default: cores, at most 8)")
     ap.add_argument("--quick", action="store_true", help="smoke run: batch 1-2, 3 repeats, 8 frames, 2 baseline frames")
     ap.add_argument("--json", action="store_true", help="print one JSON object on stdout (progress stays on stderr)")
     return ap
@@ -78,6 +97,7 @@ def config_from_args(args):
     return quick(config) if args.quick else config
 
 
+@entry
 def main(argv=None):
     args = build_parser().parse_args(argv)
     from shfan import bench
@@ -88,7 +108,7 @@ def main(argv=None):
     except ShfanError as exc:
         fail(str(exc))
     except KeyboardInterrupt:
-        fail("interrupted", code=130)
+        fail("interrupted", code=INTERRUPTED)
     if args.json:
         print(json.dumps(report, indent=2))
         return

@@ -66,9 +66,9 @@ def summary_table(result, total_s: float):
         mark = " ★" if p == m["selected_precision"] else ""
         label = f"{p} (CPU)" if a.get("target") == "cpu" else p
         nme = "—" if a["nme_inter_ocular"] is None else f"{a['nme_inter_ocular']:.3f}"
-        if p == "fp32" and ref == "fp32 predictions":  # no ground truth: fp32 is what the others are scored against
-            nme = "reference"
         drift = "—" if a["nme_drift"] is None else f"{a['nme_drift']:+.3f}"
+        if p == "fp32" and ref == "fp32 predictions":  # no ground truth: fp32 is what the others are scored against
+            nme, drift = "reference", "—"
         table.add_row(label + mark, f"{a['size_bytes'] / 1e6:.1f} MB", nme, drift, f"{a['ort_cpu_latency_ms']:.1f}",
                       a["engine"] or "—", _excluded(a["excluded_layers"]))
     table.caption = (f"★ selected · NME on held-out faces vs {ref} · decoder {m['decoder']} · "

@@ -9,7 +9,7 @@ exit 1 when any fails; without TensorRT one line saying so, exit 0.
 
 from __future__ import annotations
 
-import argparse
+import argparse  # noqa: F401  (the Namespace type below)
 import json
 import sys
 from typing import Optional, Sequence
@@ -20,7 +20,9 @@ STATUS_STYLE = {OK: "[green]ok[/]", WARN: "[yellow]warn[/]", MISSING: "[red]miss
 
 
 def parse_args(argv: Optional[Sequence[str]]) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(
+    from shfan.cli.common import Parser
+
+    parser = Parser(
         prog="shfan-doctor",
         description="Report what this machine can run (CPU / TensorRT path) and how to fix gaps.")
     parser.add_argument("--json", action="store_true", help="print one JSON object instead")

@@ -1,0 +1,104 @@
+"""shfan-build under hostile inputs (#15): exit 1 or 2, one line, no traceback, nothing left in
+the output's parent; a damaged build folder is rebuilt, not reported up to date."""
+
+import json
+
+import pytest
+
+from conftest import assert_one_line_error, files_under, run_main, small_300w
+
+pytest.importorskip("onnx")
+pytest.importorskip("torch")
+
+
+@pytest.fixture(scope="module")
+def tiny_pt(tmp_path_factory):
+    import torch
+
+    from shfan.model import FAN, ModelConfig, save_checkpoint
+
+    torch.manual_seed(0)
+    path = tmp_path_factory.mktemp("tiny") / "tiny.pt"
+    save_checkpoint(FAN(ModelConfig(stacks=1, width=16, input_size=64)), path)
+    return path
+
+
+@pytest.fixture
+def place(tmp_path, tiny_pt, helen_dir, afw_dir, readonly_dir):
+    small_300w(helen_dir, tmp_path / "one_face", 1)
+    small_300w(afw_dir, tmp_path / "mixed", 3, lambda i, t: t.replace("n_points: 68", "n_points: 67")
+               .rsplit("\n", 3)[0] + "\n}\n" if i == 1 else t)
+    (tmp_path / "model.onnx").write_bytes(b"onnx bytes")
+    (tmp_path / "a_file").write_text("x")
+    return {"tmp": tmp_path, "tiny": tiny_pt, "ro": readonly_dir}
+
+
+HOSTILE = [  # extra args, exit code, words in the one line
+    (["--max-nme-drift", "nan"], 2, "--max-nme-drift"),
+    (["--max-nme-drift", "0"], 2, "--max-nme-drift"),
+    (["--max-calib", "-1"], 2, "--max-calib"),
+    (["--max-batch", "0"], 2, "--max-batch"),
+    (["--out", "@ro/build"], 2, "cannot write"),
+    (["--out", "@tmp/a_file"], 2, "is a file"),
+    (["--calib-data", "@tmp/nope"], 2, "no such file"),
+    (["--onnx", "@tmp/model.onnx"], 2, "not both"),
+    (["--weights", "@tmp/model.onnx"], 1, "pass it with --onnx"),
+    (["--precision", "fp32", "--max-calib", "0", "--calib-data", "@tmp/one_face"], 1,
+     ["only 1 usable faces", "held-out"]),
+    (["--precision", "int8", "--max-calib", "0"], 1, ["--max-calib 0", "int8"]),
+    (["--precision", "fp32", "--calib-data", "@tmp/mixed"], 1, ["67 points", ".pts"]),
+]
+
+
+@pytest.mark.parametrize("extra, code, words", HOSTILE, ids=[" ".join(h[0]) for h in HOSTILE])
+def test_hostile_inputs(place, extra, code, words):
+    from shfan.cli.build import main
+
+    argv = ["--weights", "@tiny", "--precision", "fp32", "--out", "@tmp/out", *extra]
+    argv = [a.replace("@tiny", str(place["tiny"])).replace("@tmp", str(place["tmp"])).replace("@ro", str(place["ro"]))
+            for a in argv]
+    if "--onnx" in extra:
+        argv += ["--weights", str(place["tiny"])]
+    before = files_under(place["tmp"])
+    got, out, err = run_main(main, argv)
+    assert_one_line_error(got, err, code, words)
+    assert files_under(place["tmp"]) == before  # no out folder, no staging folder
+
+
+def test_damaged_build_folder_is_rebuilt_not_up_to_date(tiny_pt, tmp_path):
+    from shfan.cli.build import main
+
+    out = tmp_path / "b"
+    argv = ["--weights", tiny_pt, "--precision", "fp32", "--decoder", "none", "--out", out]
+    assert run_main(main, argv)[0] == 0
+    code, _, err = run_main(main, argv)
+    assert code == 0 and "up to date" in err
+    cache = json.loads((out / "cache.json").read_text())
+    assert set(cache["files"]) >= {"model_fp32.onnx", "manifest.json"}
+    onnx_file = out / "model_fp32.onnx"
+    good = onnx_file.read_bytes()
+    onnx_file.write_bytes(good[: len(good) // 2])  # truncated
+    code, _, err = run_main(main, argv)
+    assert code == 0 and "model_fp32.onnx" in err and "rebuilding" in err and "up to date" not in err
+    assert onnx_file.read_bytes() == good  # the export is deterministic: the same bytes are back
+    onnx_file.unlink()
+    code, _, err = run_main(main, argv)
+    assert code == 0 and "missing or changed" in err and onnx_file.is_file()
+
+
+def test_fp32_without_ground_truth_is_the_reference_not_nme_zero(tiny_pt, tmp_path):
+    from shfan.cli.build import main
+
+    code, out, err = run_main(main, ["--weights", tiny_pt, "--precision", "fp32", "--decoder", "none",
+                                     "--out", tmp_path / "b"])
+    assert code == 0 and "reference" in out and "0.000" not in out
+
+
+def test_manifest_that_is_a_list_is_rebuilt(tiny_pt, tmp_path):
+    from shfan.cli.build import main
+
+    out = tmp_path / "b"
+    out.mkdir()
+    (out / "manifest.json").write_text("[]")
+    code, _, err = run_main(main, ["--weights", tiny_pt, "--precision", "fp32", "--decoder", "none", "--out", out])
+    assert code == 0 and json.loads((out / "manifest.json").read_text())["selected_precision"] == "fp32"
