@@ -12,7 +12,7 @@ DETECTOR_FLAG := $(if $(DETECTOR),--detector-model $(DETECTOR),)
 # Triton serving (shfan-serve) lives in its own venv: PyTriton pins numpy < 2, the main venv has 2.x.
 SERVE_VENV ?= .venv-serve
 SERVE_BIN := $(SERVE_VENV)/bin
-SERVE_TESTS := tests/test_triton_repo.py tests/test_triton_batching.py tests/test_triton_serve.py
+SERVE_TESTS := tests/test_triton_env.py tests/test_triton_repo.py tests/test_triton_batching.py tests/test_triton_serve.py
 
 .PHONY: install test demo bench doctor plugin clean serve-install test-serve
 

@@ -7,9 +7,6 @@ against Pipeline.process() on the same image in this process."""
 import os
 import platform
 import signal
-import socket
-import subprocess
-import sys
 import threading
 import time
 from pathlib import Path
@@ -27,6 +24,7 @@ from conftest import YUNET  # noqa: E402
 from shfan.runtime.pipeline import Pipeline  # noqa: E402
 from shfan.serve.batching import decode_image  # noqa: E402
 from shfan.serve.client import ShfanClient  # noqa: E402
+from shfan.serve.process import ServeProcess, alive, descendants  # noqa: E402
 from shfan.serve.server import FACES, FACES_RGB, POINTS  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -42,86 +40,19 @@ def _platform_ok():
     return None
 
 
-def _free_ports(n):
-    socks = [socket.socket() for _ in range(n)]
-    for s in socks:
-        s.bind(("127.0.0.1", 0))
-    ports = [s.getsockname()[1] for s in socks]
-    for s in socks:
-        s.close()
-    return ports
-
-
-def _children(pid):
-    """All descendant pids of pid (from /proc)."""
-    out, todo = [], [pid]
-    while todo:
-        p = todo.pop()
-        for task in Path(f"/proc/{p}/task").glob("*"):
-            try:
-                kids = [int(c) for c in (task / "children").read_text().split()]
-            except OSError:
-                kids = []
-            out += kids
-            todo += kids
-    return out
-
-
-def _alive(pid):
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    stat = Path(f"/proc/{pid}/stat")
-    return not (stat.exists() and stat.read_text().split(") ")[-1].startswith("Z"))
-
-
-class Server:
+class Server(ServeProcess):
     def __init__(self, *args):
         reason = _platform_ok()
         if reason:
             pytest.skip(reason)
         if not YUNET.is_file():
             pytest.skip("../shared/models/yunet_s_640_640.onnx not present")
-        self.http, self.grpc, self.metrics = _free_ports(3)
-        self.log = Path(os.environ.get("TMPDIR", "/tmp")) / f"shfan-serve-test-{self.http}.log"
-        cmd = [sys.executable, "-m", "shfan.cli.serve", "--detector-model", str(YUNET), "--host", "127.0.0.1",
-               "--http-port", str(self.http), "--grpc-port", str(self.grpc), "--metrics-port", str(self.metrics),
-               "--threads", "2", *args]
-        env = {**os.environ, "OMP_WAIT_POLICY": "PASSIVE"}
-        self.proc = subprocess.Popen(cmd, stdout=self.log.open("w"), stderr=subprocess.STDOUT, cwd=ROOT, env=env)
-        self.url = f"127.0.0.1:{self.http}"
-        deadline = time.monotonic() + 240
-        with ShfanClient(self.url) as c:
-            while True:
-                if self.proc.poll() is not None:
-                    pytest.fail(f"shfan-serve exited with {self.proc.returncode} before it was ready:\n{self.tail()}")
-                try:
-                    c.wait_ready(timeout_s=2)
-                    break
-                except TimeoutError:
-                    if time.monotonic() > deadline:
-                        self.stop()
-                        pytest.fail(f"shfan-serve not ready after 240 s:\n{self.tail()}")
-        self.tree = _children(self.proc.pid)
-
-    def tail(self, n=3000):
-        return self.log.read_text(errors="replace")[-n:] if self.log.exists() else ""
-
-    def stop(self, sig=signal.SIGTERM, timeout=60):
-        """Signal shfan-serve; returns its exit code (kills what is left after timeout)."""
-        tree = _children(self.proc.pid) or getattr(self, "tree", [])
-        if self.proc.poll() is None:
-            self.proc.send_signal(sig)
-            try:
-                self.proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        for pid in tree:  # never leave a tritonserver behind, even when the test failed
-            if _alive(pid):
-                os.kill(pid, signal.SIGKILL)
-        return self.proc.returncode
+        super().__init__(["--detector-model", YUNET, "--threads", "2", *args],
+                         log=Path(os.environ.get("TMPDIR", "/tmp")) / f"shfan-serve-test-{os.getpid()}.log")
+        try:
+            self.start()
+        except RuntimeError as exc:
+            pytest.fail(str(exc))
 
 
 @pytest.fixture(scope="module")
@@ -283,10 +214,11 @@ def test_bad_requests_get_errors_and_the_server_keeps_serving(server, reference,
 
 
 def test_sigterm_stops_tritonserver_cleanly(server):
-    tree = _children(server.proc.pid)
-    assert tree, "tritonserver should run as a child of shfan-serve"
-    code = server.stop(signal.SIGTERM, timeout=60)
+    tree = descendants(server.proc.pid)
+    assert any("tritonserver" in Path(f"/proc/{p}/cmdline").read_bytes().decode(errors="replace") for p in tree), \
+        "tritonserver should run below shfan-serve"
+    code = server.stop(signal.SIGTERM, timeout_s=60)
     assert code == 0, server.tail()
     assert "shfan-serve: stopped" in server.tail()
     time.sleep(0.5)
-    assert not [pid for pid in tree if _alive(pid)], "tritonserver (or its stub) outlived shfan-serve"
+    assert not [pid for pid in tree if alive(pid)], "tritonserver (or its stub) outlived shfan-serve"
