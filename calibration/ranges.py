@@ -60,8 +60,43 @@ def sample_conv_inputs(onnx_path, crops: np.ndarray, batch: int = 16, samples: i
 def sample_tensors(model, names: list[str], crops: np.ndarray, batch: int = 16, samples: int = 100_000,
                    seed: int = 0, budget_bytes: int = 1 << 29) -> ActivationSample:
     """ActivationSample of the named tensors of `model` (a ModelProto) over `crops`. The batch
-    shrinks so that the fetched tensors stay within `budget_bytes` (all of a graph's tensors
-    for the CPU int8 file: ~200 MB per 128 px face)."""
+    shrinks so that the fetched tensors stay within `budget_bytes` (every tensor the CPU int8
+    file quantizes: 54 MB per face for the 128 px default model); when one face's tensors alone
+    exceed it (FAN-4 at 256 px: gigabytes), they are fetched in groups, one pass each."""
+    rng = np.random.default_rng(seed)
+    result = ActivationSample({}, {}, {}, {})
+    for group in _groups(names, _bytes_per_face(model, names), budget_bytes):
+        part = _sample_group(model, group, crops, batch, samples, rng, budget_bytes)
+        for mine, theirs in ((result.amax, part.amax), (result.picked, part.picked), (result.lo, part.lo),
+                             (result.hi, part.hi)):
+            mine.update(theirs)
+    return result
+
+
+def _bytes_per_face(model, names) -> dict[str, int]:
+    """float32 bytes of each tensor for one face, from ONNX shape inference (0 when unknown)."""
+    import onnx
+
+    inferred = onnx.shape_inference.infer_shapes(model)
+    dims = {v.name: [d.dim_value for d in v.type.tensor_type.shape.dim]
+            for v in (*inferred.graph.value_info, *inferred.graph.input, *inferred.graph.output)}
+    return {n: 4 * int(np.prod([d or 1 for d in dims[n][1:]])) if dims.get(n) else 0 for n in names}
+
+
+def _groups(names, sizes: dict[str, int], budget_bytes: int) -> list[list[str]]:
+    """Consecutive groups of names whose tensors for one face fit the budget (one group when
+    everything fits, so small models sample exactly as before)."""
+    groups, current, used = [], [], 0
+    for n in names:
+        if current and used + sizes[n] > budget_bytes:
+            groups.append(current)
+            current, used = [], 0
+        current.append(n)
+        used += sizes[n]
+    return groups + [current] if current else groups
+
+
+def _sample_group(model, names, crops, batch, samples, rng, budget_bytes) -> ActivationSample:
     import onnx
 
     model = onnx.ModelProto.FromString(model.SerializeToString())
@@ -73,7 +108,6 @@ def sample_tensors(model, names: list[str], crops: np.ndarray, batch: int = 16, 
     sess = session(model.SerializeToString())
     input_name = sess.get_inputs()[0].name
     fetch = [n for n in names if n not in graph_inputs]
-    rng = np.random.default_rng(seed)
     amax, lo, hi = dict.fromkeys(names, 0.0), dict.fromkeys(names, 0.0), dict.fromkeys(names, 0.0)
     picked: dict[str, list[np.ndarray]] = {n: [] for n in names}
     i = 0

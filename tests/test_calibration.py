@@ -238,3 +238,23 @@ def test_guard_with_ground_truth_reports_signed_drift(two_models, helen_dir):
     se = per_face.std(ddof=1) / np.sqrt(len(per_face))
     assert lossy.drift_upper == pytest.approx(per_face.mean() + 1.645 * se) and se > 0
     assert mean_nme(held.points, held.points) == 0.0
+
+
+def test_tensors_too_big_for_one_pass_are_sampled_in_groups(two_models, helen_dir):
+    """A budget smaller than one face's tensors: several passes, the same extremes."""
+    onnx = pytest.importorskip("onnx")
+    from shfan.calibration import ranges
+
+    d, _ = two_models
+    model = onnx.load(str(d / "fp32.onnx"))
+    names = ranges.conv_inputs(model)
+    sizes = ranges._bytes_per_face(model, names)
+    assert sizes["image"] == 3 * 64 * 64 * 4 and all(v > 0 for v in sizes.values())
+    groups = ranges._groups(names, sizes, sum(sizes.values()) // 3)
+    assert len(groups) >= 3 and [n for g in groups for n in g] == names
+    assert ranges._groups(names, sizes, sum(sizes.values())) == [names]
+    crops = sources.load_faces(helen_dir, 64, 12).crops
+    whole = ranges.sample_tensors(model, names, crops)
+    split = ranges.sample_tensors(model, names, crops, budget_bytes=sum(sizes.values()) // 3)
+    assert split.amax == whole.amax and split.lo == whole.lo and split.hi == whole.hi
+    assert set(split.picked) == set(names)
