@@ -12,11 +12,12 @@ def session(model, threads: int | None = None):
     """A CPU session from a path or serialized ONNX bytes."""
     import onnxruntime as ort
 
-    from shfan.runtime.ort_backend import session_options
+    from shfan.runtime.ort_backend import DISABLED_OPTIMIZERS, session_options
 
     opts = session_options(ort, threads)  # as the runtime runs it, so latencies and kernels match
     source = model if isinstance(model, bytes) else str(model)
-    return ort.InferenceSession(source, opts, providers=["CPUExecutionProvider"])
+    return ort.InferenceSession(source, opts, providers=["CPUExecutionProvider"],
+                                disabled_optimizers=DISABLED_OPTIMIZERS)
 
 
 def predict_landmarks(model, crops: np.ndarray, model_config: dict, batch: int = 16) -> np.ndarray:

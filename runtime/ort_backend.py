@@ -57,6 +57,13 @@ def physical_cores() -> int:
     return max(1, len(cores))
 
 
+# ORT's WeightBiasQuantization pass gives a Conv whose input is dequantized but whose weights
+# are float (a layer the int8 accuracy guard kept out of int8) per-tensor 8-bit weights, so it
+# becomes an integer conv after all, with weights that saturate on AVX2. Every shfan session
+# turns it off; it changes nothing else (quantized convs already carry int8 weights and biases).
+DISABLED_OPTIMIZERS = ["WeightBiasQuantization"]
+
+
 def session_options(ort, threads: int | None = None):
     """The CPU settings every shfan session uses (measured on the 2-core VM, fp32 default model):
     intra-op threads = physical cores (at most 8: small convolutions stop scaling); no spinning
@@ -113,7 +120,8 @@ class OnnxRuntimeBackend:
         wanted = ("CUDAExecutionProvider", "CPUExecutionProvider") if cuda_device_present() else ("CPUExecutionProvider",)
         providers = providers or [p for p in wanted if p in available]
         try:
-            self.session = ort.InferenceSession(str(path), opts, providers=providers)
+            self.session = ort.InferenceSession(str(path), opts, providers=providers,
+                                                disabled_optimizers=DISABLED_OPTIMIZERS)
         except Exception as exc:  # ORT raises its own exception types for bad files
             raise BackendError(f"{path}: ONNX Runtime cannot load this model "
                                f"({short(str(exc)) or type(exc).__name__}); give a shfan-build folder or .onnx") \

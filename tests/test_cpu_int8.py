@@ -117,6 +117,25 @@ def test_cpu_int8_has_no_fp16_and_every_conv_runs_as_an_integer_kernel(tiny_cpu_
     assert not {"BatchNormalization", "AveragePool", "QLinearAveragePool"} & set(report["ops"])
 
 
+def test_convs_kept_out_of_int8_run_in_fp32(tiny_cpu_int8, tmp_path):
+    """The guard's exclusions must hold in the graph ORT runs (its WeightBiasQuantization pass
+    would otherwise quantize their float weights per tensor and fuse them anyway)."""
+    from shfan.builder.precision import to_int8_cpu
+
+    _, prepared, sample, _ = tiny_cpu_int8
+    onnx.save(prepared, str(tmp_path / "prepared.onnx"))
+    convs = [n.name for n in prepared.graph.node if n.op_type == "Conv"]
+    kept = [convs[10], convs[11], convs[-1]]  # a conv, a BatchNorm-as-depthwise conv, the heatmap head
+    to_int8_cpu(tmp_path / "prepared.onnx", tmp_path / "q.onnx", cpu_int8.asymmetric_ranges(sample, 99.9), kept)
+    report = cpu_int8.fusion_report(tmp_path / "q.onnx")
+    assert report["float_convs"] == len(kept) and report["integer_convs"] == len(convs) - len(kept)
+    model = onnx.load(str(tmp_path / "q.onnx"))
+    inits = {i.name: i.data_type for i in model.graph.initializer}
+    for node in model.graph.node:
+        if node.name in kept:
+            assert inits.get(node.input[1]) == onnx.TensorProto.FLOAT  # float weights in the file
+
+
 def test_cpu_int8_stays_close_to_fp32(tiny_fp32, tiny_cpu_int8):
     path, _, _, faces = tiny_cpu_int8
     ref, got = run(tiny_fp32[0], faces.crops[:8]), run(path, faces.crops[:8])
