@@ -137,6 +137,29 @@ def test_points_for_the_callers_boxes(server, reference, images):
     assert np.abs(points[0] - ref.faces[0].points).max() <= TOL_PX
 
 
+def test_stream_video_from_concurrent_clients(server, reference, images, tmp_path):
+    from shfan.serve.client import stream_video
+
+    video = tmp_path / "clip.avi"
+    a = cv2.cvtColor(images["astronaut"], cv2.COLOR_RGB2BGR)
+    writer = cv2.VideoWriter(str(video), cv2.VideoWriter_fourcc(*"MJPG"), 10, (a.shape[1], a.shape[0]))
+    for i in range(7):
+        writer.write(np.roll(a, 9 * i, axis=1))
+    writer.release()
+    got = stream_video(video, server.url, clients=3)
+    cap = cv2.VideoCapture(str(video))
+    frames = []
+    while True:
+        ok, frame = cap.read()
+        if not ok:
+            break
+        frames.append(frame)
+    assert len(got) == len(frames) == 7
+    for frame, faces in zip(frames, got):  # the client sends JPEG quality 90: the same bytes here
+        jpeg = cv2.imencode(".jpg", frame, [cv2.IMWRITE_JPEG_QUALITY, 90])[1].tobytes()
+        _check(faces, reference.process(decode_image(jpeg)))
+
+
 def _counters(port, model):
     """Triton's own Prometheus counters for a model: (images inferred, model executions)."""
     import re
