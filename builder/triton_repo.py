@@ -36,11 +36,12 @@ MODEL_NAME = "shfan_landmarks"
 MARKER = "shfan_repo.json"
 BACKENDS = ("onnxruntime", "tensorrt")
 KINDS = ("cpu", "gpu")
-# Dynamic batching. On the 2-core CPU (ONNX Runtime, default model) a face costs about the same
-# alone or in a batch (45 ms at 1, 44 at 2, 51 at 8, 37 at 16 per face, benchmarks in
-# BENCHMARKS.md §7), so batching there saves the per-request overhead; on a GPU it is what fills
-# the device. A short queue delay costs little next to a 30-50 ms face: 2 ms, and preferred sizes
-# that the TensorRT profile (shfan-build --max-batch) covers.
+# Dynamic batching. On the 2-core CPU (ONNX Runtime, compact model) a face costs nearly the same
+# alone or in a batch (40.2 ms at 1, 37.8 at 4, 37.0 at 8, 37.9 at 16 per face) and batching gave
+# shfan-serve no throughput gain there (BENCHMARKS.md §8); on a GPU a batch is what fills the
+# device. A 2 ms queue delay cost nothing measurable next to a 40 ms face (0 / 2 / 8 ms: same
+# throughput, mean batch 4.9 / 7.6 / 7.5 at 16 clients), and the preferred sizes fit the TensorRT
+# profile of shfan-build --max-batch 8 or more. Tune them on the target (perf_analyzer).
 MAX_BATCH = 16
 PREFERRED_BATCH = (4, 8)
 QUEUE_DELAY_US = 2000

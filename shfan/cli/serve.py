@@ -37,7 +37,7 @@ def build_parser():
     ap.add_argument("--metrics-port", type=port, default=8002, help="Prometheus metrics (GET /metrics)")
     ap.add_argument("--max-batch", type=positive_int, default=16, help="images per batch (Triton max_batch_size)")
     ap.add_argument("--queue-delay-us", type=nonneg_int, default=2000,
-                    help="longest wait for a fuller batch (default 2000 us; BENCHMARKS.md §7)")
+                    help="longest wait for a fuller batch (default 2000 us; BENCHMARKS.md §8)")
     ap.add_argument("--no-batching", action="store_true", help="every request alone (max_batch_size 1)")
     ap.add_argument("--max-faces", type=positive_int, default=8, help="faces per image (default 8)")
     ap.add_argument("--min-face", type=positive_float, default=24.0, help="smallest face to detect, px (default 24)")
