@@ -161,3 +161,19 @@ def test_not_a_build_folder(tmp_path):
     with pytest.raises(BuildError, match="manifest"):
         triton_repo.write_repository(tmp_path, tmp_path / "repo")
     assert not np.any([p.name == "repo" for p in tmp_path.iterdir()])
+
+
+@pytest.mark.slow
+def test_shfan_build_triton_repo_flag(tmp_path, capsys):
+    """shfan-build --onnx ... --triton-repo DIR: the repository of the build it just made."""
+    pytest.importorskip("onnxruntime")
+    pytest.importorskip("skimage", reason="the built-in calibration faces need scikit-image")
+    from shfan.cli.build import main
+
+    main(["--onnx", str(DEFAULT_ONNX), "--precision", "fp32", "--out", str(tmp_path / "b"),
+          "--triton-repo", str(tmp_path / "r")])
+    assert "Triton model repository" in capsys.readouterr().err
+    onnx_file = json.loads((tmp_path / "b" / "manifest.json").read_text())["artifacts"]["fp32"]["onnx_decoded"]
+    copied = tmp_path / "r" / "onnxruntime" / "shfan_landmarks" / "1" / "model.onnx"
+    assert copied.read_bytes() == (tmp_path / "b" / onnx_file).read_bytes()
+    assert (tmp_path / "r" / "tensorrt" / "shfan_landmarks" / "config.pbtxt").is_file()
