@@ -119,6 +119,17 @@ def test_concurrent_clients_get_what_pipeline_process_gives(server, reference, i
     assert len(done) == 48
 
 
+def test_bytes_ending_in_zeros_arrive_whole(server, reference, images):
+    """A BMP stores rows bottom-up: a black top row makes the file end in zero bytes, which a
+    fixed-width numpy bytes array would strip."""
+    a = images["astronaut"].copy()
+    a[:8] = 0
+    bmp = cv2.imencode(".bmp", cv2.cvtColor(a, cv2.COLOR_RGB2BGR))[1].tobytes()
+    assert bmp.endswith(b"\x00" * 16)
+    with ShfanClient(server.url) as c:
+        _check(c.faces(bmp), reference.process(a))
+
+
 def test_points_for_the_callers_boxes(server, reference, images):
     a = images["astronaut"]
     boxes = [[170.0, 40.0, 290.0, 200.0], [160.0, 30.0, 300.0, 215.0]]
