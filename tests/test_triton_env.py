@@ -74,3 +74,18 @@ def test_process_helpers():
     assert process.alive(os.getpid())
     assert not process.alive(2 ** 22 + 12345)
     assert process.descendants(2 ** 22 + 12345) == []
+
+
+def test_busy_port_is_named():
+    import socket
+
+    from shfan.errors import ShfanError
+    from shfan.serve.server import check_ports
+
+    free = process.free_ports(1)[0]
+    check_ports("127.0.0.1", [free])
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        port = busy.getsockname()[1]
+        with pytest.raises(ShfanError, match=f"127.0.0.1:{port}.*--http-port"):
+            check_ports("127.0.0.1", [free, port])

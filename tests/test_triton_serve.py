@@ -256,3 +256,28 @@ def test_sigterm_stops_tritonserver_cleanly(server):
     assert "shfan-serve: stopped" in server.tail()
     time.sleep(0.5)
     assert not [pid for pid in tree if alive(pid)], "tritonserver (or its stub) outlived shfan-serve"
+
+
+def test_port_in_use_is_a_one_line_error_and_leaves_nothing_behind(tmp_path):
+    import socket
+
+    if _platform_ok() or not YUNET.is_file():
+        pytest.skip("no tritonserver here, or no YuNet")
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))  # bound, not listening: tritonserver cannot bind it, connects are refused
+        port = busy.getsockname()[1]
+        # the last --http-port wins: the busy one
+        proc = ServeProcess(["--detector-model", YUNET, "--http-port", port], log=tmp_path / "serve.log")
+        with pytest.raises(RuntimeError, match="exited with 1"):
+            proc.start(timeout_s=120)
+    log = proc.tail()
+    assert f"error: cannot listen on 127.0.0.1:{port} (Address already in use)" in log, log
+    assert "Traceback" not in log, log
+
+    def cmdline(p):
+        try:
+            return (p / "cmdline").read_bytes().replace(b"\0", b" ")
+        except OSError:
+            return b""
+
+    assert not [p for p in Path("/proc").iterdir() if p.name.isdigit() and f"--http-port {port} ".encode() in cmdline(p)]

@@ -59,6 +59,8 @@ def main(argv=None):
         fail("shfan-serve needs PyTriton: pip install 'shfan[serve]' (nvidia-pytriton; x86-64 or aarch64, glibc >= 2.35)")
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     logging.getLogger("shfan.serve").setLevel(logging.INFO)
+    if not args.verbose:  # its failures come back to us as exceptions, reported in one line below
+        logging.getLogger("pytriton").setLevel(logging.CRITICAL)
     try:
         opts = ServeOptions(model=args.model, backend=args.backend, precision=args.precision,
                             detector_model=args.detector_model, host=args.host, http_port=args.http_port,
@@ -68,6 +70,8 @@ def main(argv=None):
                             verbose=args.verbose).validate()
     except ValueError as exc:
         fail(str(exc), 2)
+    from shfan.errors import ShfanError
+
     stop = threading.Event()
 
     def on_signal(signum, frame):
@@ -78,6 +82,13 @@ def main(argv=None):
     server = ShfanTriton(opts)
     try:
         server.start()
+    except Exception as exc:  # PyTriton's own errors (a port in use, tritonserver exited, ...)
+        server.stop()
+        if isinstance(exc, ShfanError):
+            raise
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:300]
+        fail(f"Triton did not start ({first}); check that ports {opts.http_port}, {opts.grpc_port} and "
+             f"{opts.metrics_port} are free (--http-port/--grpc-port/--metrics-port) and rerun with --verbose")
     except BaseException:
         server.stop()
         raise

@@ -31,14 +31,32 @@ from pathlib import Path
 
 import numpy as np
 
+from shfan.errors import ShfanError
+
 log = logging.getLogger("shfan.serve")
 
 FACES, FACES_RGB, POINTS = "shfan_faces", "shfan_faces_rgb", "shfan_points"
 RESEND = "send them again"  # in the error of requests that failed only because of another one
 
 
-class ServeError(ValueError):
-    """A batch with a bad request (Triton answers every request of the batch with this text)."""
+class ServeError(ShfanError, ValueError):
+    """A batch with a bad request (Triton answers every request of the batch with this text), or
+    a server that cannot start (a port in use)."""
+
+
+def check_ports(host: str, ports) -> None:
+    """ServeError naming the first port that cannot be bound on host. PyTriton does not notice a
+    tritonserver that exited on a busy port and waits out its 120 s start-up timeout."""
+    import socket
+
+    for port in ports:
+        with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as s:
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as Triton's servers do
+            try:
+                s.bind((host, int(port)))
+            except OSError as exc:
+                raise ServeError(f"cannot listen on {host}:{port} ({exc.strerror}); stop what uses it or choose "
+                                 "another --http-port/--grpc-port/--metrics-port") from None
 
 
 @dataclass
@@ -182,6 +200,7 @@ class ShfanTriton:
 
         use_own_libpython()
         o = self.opts
+        check_ports(o.host, (o.http_port, o.grpc_port, o.metrics_port))
         config = TritonConfig(http_address=o.host, http_port=o.http_port, grpc_address=o.host, grpc_port=o.grpc_port,
                               metrics_address=o.host, metrics_port=o.metrics_port, exit_timeout_secs=5,
                               log_verbose=1 if o.verbose else 0)
