@@ -37,10 +37,10 @@ MARKER = "shfan_repo.json"
 BACKENDS = ("onnxruntime", "tensorrt")
 KINDS = ("cpu", "gpu")
 # Dynamic batching. On the 2-core CPU (ONNX Runtime, compact model) a face costs nearly the same
-# alone or in a batch (40.2 ms at 1, 37.8 at 4, 37.0 at 8, 37.9 at 16 per face) and batching gave
-# shfan-serve no throughput gain there (BENCHMARKS.md §8); on a GPU a batch is what fills the
-# device. A 2 ms queue delay cost nothing measurable next to a 40 ms face (0 / 2 / 8 ms: same
-# throughput, mean batch 4.9 / 7.6 / 7.5 at 16 clients), and the preferred sizes fit the TensorRT
+# alone or in a batch (40.2 ms at 1, 37.8 at 4, 37.0 at 8, 37.9 at 16 per face), and batching gave
+# shfan-serve 5-10 % more throughput at 16 clients there (BENCHMARKS.md §8); on a GPU a batch is what
+# fills the device. A 2 ms queue delay: same 16-client throughput as 0 or 8 ms, fuller batches
+# (mean 5.0 / 7.5 / 7.9), +2 ms for a lone client; the preferred sizes fit the TensorRT
 # profile of shfan-build --max-batch 8 or more. Tune them on the target (perf_analyzer).
 MAX_BATCH = 16
 PREFERRED_BATCH = (4, 8)
