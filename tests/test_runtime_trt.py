@@ -85,7 +85,7 @@ def test_engine_from_build(tmp_path):
         tb.engine_from_build(tmp_path, "int8")
     no_engine = {**MANIFEST, "artifacts": {"fp16": {"onnx": "model_fp16.onnx", "engine": None}}}
     (tmp_path / "manifest.json").write_text(json.dumps(no_engine))
-    with pytest.raises(BackendError, match="no TensorRT engine.*--backend onnxruntime"):
+    with pytest.raises(BackendError, match="no TensorRT engine.*onnxruntime backend"):
         tb.engine_from_build(tmp_path)
 
 
@@ -94,7 +94,7 @@ def test_engine_without_tensorrt_names_the_fix(tmp_path):
         pytest.skip("TensorRT is installed here")
     engine = tmp_path / "m.engine"
     engine.write_bytes(b"x")
-    with pytest.raises(BackendError, match="--backend onnxruntime"):
+    with pytest.raises(BackendError, match="onnxruntime backend"):
         open_backend(engine, "auto")
     with pytest.raises(BackendError, match="TensorRT is not available"):
         open_backend(tmp_path, "tensorrt")
