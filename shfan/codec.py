@@ -109,7 +109,8 @@ def decode(
     """Heatmaps [B, K, H, W] -> points [B, K, 2] (continuous heatmap coords), scores [B, K]."""
     if method not in METHODS:
         raise ValueError(f"unknown decoder method {method!r}; choose one of {', '.join(METHODS)}")
-    check_params(window, temperature)
+    if method == "subpixel":  # the only method that reads window and temperature
+        check_params(window, temperature)
     hm = np.asarray(heatmaps, dtype=np.float32)
     if hm.ndim != 4:
         raise ValueError(f"heatmaps must be [B, K, H, W], got shape {hm.shape}")

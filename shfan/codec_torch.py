@@ -39,7 +39,8 @@ def decode(
     """
     if method not in METHODS:
         raise ValueError(f"unknown decoder method {method!r}; choose one of {', '.join(METHODS)}")
-    check_params(window, temperature)
+    if method == "subpixel":  # the only method that reads window and temperature
+        check_params(window, temperature)
     hm = heatmaps.float()
     b, k, h, w = hm.shape
     flat = hm.reshape(b, k, h * w)

@@ -172,6 +172,22 @@ def fit_total_steps(budget_s: float, elapsed_s: float, steps_done: int, step_s: 
     return steps_done + max(0, int((left - val_s_per_epoch) / per_step))
 
 
+def tune_and_save(best: Path, val_samples, device) -> dict:
+    """Tune the subpixel decoder on validation and store the choice (and the whole table) in
+    the checkpoint, so every backend decodes with it."""
+    import dataclasses
+
+    model = fan_model.load_checkpoint(best)
+    window, tau, results = tune_decoder(model, device, val_samples, load_images(val_samples))
+    model.config = dataclasses.replace(model.config, window=window, temperature=tau)
+    saved = torch.load(best, map_location="cpu", weights_only=False)
+    extra = {k: v for k, v in saved.items() if k not in ("format", "config", "state_dict", "decoder_tuning")}
+    fan_model.save_checkpoint(model, best, decoder_tuning={f"{m}/w{w}/t{t}": v for (m, w, t), v in results.items()},
+                              **extra)
+    return {"decoder_validation_nme": {f"{m} w={w} tau={t}": round(v, 4) for (m, w, t), v in results.items()},
+            "chosen": {"window": window, "temperature": tau}}
+
+
 def train(model_cfg: fan_model.ModelConfig, cfg: TrainConfig, train_samples: list[Sample],
           val_samples: list[Sample], out_dir: Path, resume: bool = False, init_state: dict | None = None,
           log=print, val_names: list[str] | None = None) -> Path:

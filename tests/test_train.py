@@ -193,3 +193,19 @@ def test_cli_refuses_fewer_faces_than_a_batch(helen_dir, tmp_path, capsys):
                   "--batch-size", "8", "--threads", "1", "--out", str(tmp_path / "run")])
     assert exc.value.code != 0
     assert "fewer than one batch" in capsys.readouterr().err
+
+
+def test_tune_and_save_scores_every_decoder(helen_dir, tmp_path):
+    """The post-training tuning decodes argmax/fan too (their window/temperature are unused and
+    must not be validated) and stores the subpixel choice in the checkpoint."""
+    samples = read_300w(helen_dir)[:6]
+    torch.manual_seed(0)
+    fan.save_checkpoint(fan.FAN(TINY), tmp_path / "best.pt")
+    report = trainer.tune_and_save(tmp_path / "best.pt", samples, torch.device("cpu"))
+    keys = report["decoder_validation_nme"]
+    assert "argmax w=1 tau=0.0" in keys and "fan w=1 tau=0.0" in keys and len(keys) == 2 + 18
+    chosen = report["chosen"]
+    cfg = fan.load_checkpoint(tmp_path / "best.pt").config
+    assert (cfg.window, cfg.temperature) == (chosen["window"], chosen["temperature"])
+    best = min((k for k in keys if k.startswith("subpixel")), key=keys.get)
+    assert best == f"subpixel w={chosen['window']} tau={chosen['temperature']}"

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import sys
 from pathlib import Path
@@ -124,14 +123,8 @@ def main(argv=None):
     device = torch.device("cpu")
     report = {"checkpoint": str(best), "config": model.config.to_dict()}
     if not args.no_tune:
-        window, tau, results = trainer.tune_decoder(model, device, val_s, trainer.load_images(val_s))
-        model.config = dataclasses.replace(model.config, window=window, temperature=tau)
-        saved = torch.load(best, map_location="cpu", weights_only=False)
-        extra = {k: v for k, v in saved.items() if k not in ("format", "config", "state_dict", "decoder_tuning")}
-        fan_model.save_checkpoint(model, best, decoder_tuning={f"{m}/w{w}/t{t}": v for (m, w, t), v in results.items()},
-                                  **extra)
-        report["decoder_validation_nme"] = {f"{m} w={w} tau={t}": round(v, 4) for (m, w, t), v in results.items()}
-        report["chosen"] = {"window": window, "temperature": tau}
+        report.update(trainer.tune_and_save(best, val_s, device))
+        model = fan_model.load_checkpoint(best)
     if test_s:
         summary, _ = evaluate.score(trainer.torch_infer(model, device), test_s, cfg.input_size)
         report["test"] = summary
