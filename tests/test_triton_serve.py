@@ -188,7 +188,13 @@ def _counters(port, model):
 
 def test_concurrent_requests_reach_the_model_as_batches(server, images):
     """Triton's own counters: 12 images at once run in fewer model executions than images."""
-    before = _counters(server.metrics, FACES)
+    before, deadline = _counters(server.metrics, FACES), time.monotonic() + 10
+    while time.monotonic() < deadline:  # earlier tests' requests may still be on their way into the counters
+        time.sleep(0.5)
+        now = _counters(server.metrics, FACES)
+        if now == before:
+            break
+        before = now
     jpeg = _jpeg(images["small"])
     barrier = threading.Barrier(12)
     counts = []
