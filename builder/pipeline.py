@@ -218,7 +218,7 @@ def _load_faces(opts: BuildOptions, cfg: dict, int8_wanted: bool, st: Stages):
 def _build_int8(src: Path, stage_dir: Path, calib, reference, cfg: dict, opts: BuildOptions, st: Stages,
                 calibration_log: dict):
     from shfan.builder.precision import to_int8
-    from shfan.calibration import ranges, sensitivity
+    from shfan.calibration import ranges
     from shfan.calibration.guard import guarded_quantize, mean_nme
     from shfan.calibration.ort_tools import predict_landmarks
 
@@ -253,11 +253,7 @@ def _build_int8(src: Path, stage_dir: Path, calib, reference, cfg: dict, opts: B
             s["detail"] = f"{len(excluded)} convs kept in fp16" if excluded else "every conv in int8"
         return dst
 
-    def rank(int8_path):
-        with st.stage("int8 sensitivity per conv") as s:
-            ranking = sensitivity.rank_convs(int8_path, tuning, tuning_fp32, cfg, progress=_bar("ranking convs"))
-            s["detail"] = "worst: " + ", ".join(f"{n} {d:+.2f}" for n, d in ranking[:3])
-        return ranking
+    rank = _conv_ranker(st, "int8 sensitivity per conv", tuning, tuning_fp32, cfg)
 
     result = guarded_quantize(quantize, reference, rank, opts.max_nme_drift, st.note)
     return dst, result
@@ -274,7 +270,7 @@ def _build_int8_cpu(src: Path, stage_dir: Path, calib, reference, cfg: dict, opt
 
     from shfan.builder.metadata import get_metadata
     from shfan.builder.precision import to_int8_cpu
-    from shfan.calibration import cpu_int8, ranges, sensitivity
+    from shfan.calibration import cpu_int8, ranges
     from shfan.calibration.guard import guarded_quantize, mean_nme
     from shfan.calibration.ort_tools import predict_landmarks
 
@@ -311,11 +307,7 @@ def _build_int8_cpu(src: Path, stage_dir: Path, calib, reference, cfg: dict, opt
                 s["detail"] = f"{len(excluded)} convs kept in fp32" if excluded else "every op with an integer kernel"
             return dst
 
-        def rank(int8_path):
-            with st.stage("CPU int8 sensitivity per conv") as s:
-                ranking = sensitivity.rank_convs(int8_path, tuning, tuning_fp32, cfg, progress=_bar("ranking convs"))
-                s["detail"] = "worst: " + ", ".join(f"{n} {d:+.2f}" for n, d in ranking[:3])
-            return ranking
+        rank = _conv_ranker(st, "CPU int8 sensitivity per conv", tuning, tuning_fp32, cfg)
 
         result = guarded_quantize(quantize, reference, rank, opts.max_nme_drift, lambda m: st.note("cpu: " + m))
     with st.stage("CPU int8 fusion check") as s:
@@ -641,3 +633,18 @@ def _next_commands(out: Path, manifest: dict, trt_info) -> list[str]:
         cmds.append("on the Jetson: copy " + f"{out}/{entry['onnx']} there and run: "
                     + plan.jetson_command(entry["onnx"], selected, decoder, 4))
     return cmds
+
+
+def _conv_ranker(st, label, tuning, tuning_fp32, cfg):
+    """The guard's `rank` step for either int8 target: each conv alone in int8, ranked by the
+    landmark drift it causes on the tuning faces (one progress stage)."""
+
+    def rank(int8_path):
+        from shfan.calibration import sensitivity
+
+        with st.stage(label) as s:
+            ranking = sensitivity.rank_convs(int8_path, tuning, tuning_fp32, cfg, progress=_bar("ranking convs"))
+            s["detail"] = "worst: " + ", ".join(f"{n} {d:+.2f}" for n, d in ranking[:3])
+        return ranking
+
+    return rank
