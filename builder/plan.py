@@ -6,17 +6,11 @@ from __future__ import annotations
 
 import hashlib
 import json
-import re
 
 from shfan.builder.metadata import BuildError
+from shfan.io import version_tuple  # noqa: F401  (re-exported: plan.version_tuple)
 
 MIN_TENSORRT = (10, 1)  # IPluginV3 (the SubpixelDecode plugin) and strongly typed networks
-
-
-def version_tuple(text: str) -> tuple[int, ...]:
-    """'10.3.0.30' -> (10, 3, 0, 30); '11.0.0b1' -> (11, 0, 0)."""
-    m = re.match(r"\s*v?(\d+(?:\.\d+)*)", str(text or ""))
-    return tuple(int(x) for x in m.group(1).split(".")) if m else ()
 
 
 def check_tensorrt_version(version: str) -> None:

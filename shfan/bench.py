@@ -148,7 +148,7 @@ def _dist_and_version(probes, dists) -> str | None:
     """'onnxruntime-gpu 1.24.4': which of the interchangeable distributions, and its version."""
     from shfan import doctor
 
-    dist, version = doctor._first_version(probes, dists)
+    dist, version = doctor.first_version(probes, dists)
     return f"{dist} {version}" if dist else None
 
 

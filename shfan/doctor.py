@@ -24,6 +24,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Callable, Dict, List, Mapping, Optional, Sequence, Tuple
 
+from shfan import io
+
 OK, WARN, MISSING = "ok", "warn", "missing"
 
 MIN_PYTHON = (3, 10)
@@ -148,10 +150,7 @@ class Probes:
 
 # ---------------------------------------------------------------- parsers (pure, no I/O)
 
-def version_tuple(text: Optional[str]) -> Tuple[int, ...]:
-    """Leading numeric fields of a version string: '10.3.0.30-1+cuda12.5' -> (10, 3, 0, 30)."""
-    match = re.match(r"\s*v?(\d+(?:\.\d+)*)", text or "")
-    return tuple(int(part) for part in match.group(1).split(".")) if match else ()
+version_tuple = io.version_tuple  # re-exported: doctor's callers and tests use it
 
 
 def parse_l4t_release(text: Optional[str]) -> Optional[Tuple[int, int, int]]:
@@ -245,7 +244,7 @@ def check_shfan() -> Check:
     return Check("shfan", OK, shfan.__version__, value=shfan.__version__)
 
 
-def _first_version(probes: Probes, dists: Sequence[str]) -> Tuple[Optional[str], Optional[str]]:
+def first_version(probes: Probes, dists: Sequence[str]) -> Tuple[Optional[str], Optional[str]]:
     for dist in dists:
         version = probes.dist_version(dist)
         if version:
@@ -275,7 +274,7 @@ def check_opencv(probes: Probes) -> Check:
         return Check("opencv", MISSING, error,
                      "pip install opencv-python-headless (Jetson: apt's OpenCV, see jetson/README.md)")
     version = getattr(module, "__version__", "?")
-    dist, _ = _first_version(probes, OPENCV_DISTS)
+    dist, _ = first_version(probes, OPENCV_DISTS)
     return Check("opencv", OK, f"{version} ({dist or 'system package'})", value=version)
 
 
@@ -296,14 +295,14 @@ def check_onnxruntime(probes: Probes) -> Check:
     if module is None:
         return Check("onnxruntime", MISSING, error, "pip install 'shfan[ort]'")
     version = getattr(module, "__version__", "?")
-    dist, _ = _first_version(probes, ONNXRUNTIME_DISTS)
+    dist, _ = first_version(probes, ONNXRUNTIME_DISTS)
     providers = ", ".join(module.get_available_providers())
     return Check("onnxruntime", OK, f"{version} ({dist or '?'}; {providers})", value=version)
 
 
 def check_optional_package(probes: Probes, name: str, dists: Sequence[str], why: str,
                            fix: str) -> Check:
-    dist, version = _first_version(probes, dists)
+    dist, version = first_version(probes, dists)
     if version:
         return Check(name, OK, version, value=version)
     return Check(name, WARN, f"not installed (needed for {why})", fix)
@@ -311,7 +310,7 @@ def check_optional_package(probes: Probes, name: str, dists: Sequence[str], why:
 
 def check_cuda_host_api(probes: Probes) -> Check:
     found = [f"{name} {version}" for name, dists in CUDA_HOST_APIS
-             for _, version in [_first_version(probes, dists)] if version]
+             for _, version in [first_version(probes, dists)] if version]
     if found:
         return Check("cuda-host-api", OK, ", ".join(found), value=found[0].split()[0])
     return Check("cuda-host-api", MISSING, "neither pycuda nor cuda-python is installed",

@@ -1,0 +1,71 @@
+"""Small file and system utilities every layer shares (torch-free, light): the media suffixes,
+reading an image, the demo face, sha256 of a file, the cache folder and version parsing.
+Nothing heavy at import (doctor imports it even when numpy is broken).
+Atomic writes live in `shfan.atomic` and are re-exported here so callers need one import."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+import tempfile
+from pathlib import Path
+
+from shfan.atomic import atomic_path, can_create_in, write_bytes, write_text  # noqa: F401  (re-exported)
+
+# What OpenCV reads as a still image / a video file (frame sources, calibration data, datasets).
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
+VIDEO_SUFFIXES = (".mp4", ".avi", ".mkv", ".mov", ".webm", ".m4v", ".mpg", ".mpeg", ".h264", ".h265", ".ts")
+
+
+def is_image(path) -> bool:
+    return Path(path).suffix.lower() in IMAGE_SUFFIXES
+
+
+def is_video(path) -> bool:
+    return Path(path).suffix.lower() in VIDEO_SUFFIXES
+
+
+def read_rgb(path):
+    """An image file as RGB uint8 [H, W, 3], or None when OpenCV cannot decode it."""
+    import cv2
+
+    bgr = cv2.imread(str(path), cv2.IMREAD_COLOR)
+    return None if bgr is None else cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+
+
+def astronaut():
+    """skimage's astronaut (RGB uint8, 512 x 512): the built-in demo and fallback face."""
+    from skimage import data
+
+    return data.astronaut()
+
+
+def sha256_file(path, chunk: int = 1 << 20) -> str:
+    """Hex sha256 of a file, read in 1 MiB chunks (models and engines can be hundreds of MB)."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(chunk), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def cache_dir(sub: str | None = None, create: bool = False) -> Path:
+    """$SHFAN_CACHE_DIR, else $XDG_CACHE_HOME (or ~/.cache)/shfan; `sub` appended. With `create`,
+    the folder is made, falling back to the temp dir on a read-only home (containers, CI)."""
+    root = Path(os.environ["SHFAN_CACHE_DIR"]) if os.environ.get("SHFAN_CACHE_DIR") else \
+        Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "shfan"
+    out = root / sub if sub else root
+    if create:
+        try:
+            out.mkdir(parents=True, exist_ok=True)
+        except OSError:
+            out = Path(tempfile.gettempdir()) / ("shfan-" + (sub or "cache"))
+            out.mkdir(parents=True, exist_ok=True)
+    return out
+
+
+def version_tuple(text: str | None) -> tuple[int, ...]:
+    """Leading numeric fields of a version string: '10.3.0.30-1+cuda12.5' -> (10, 3, 0, 30)."""
+    match = re.match(r"\s*v?(\d+(?:\.\d+)*)", text or "")
+    return tuple(int(part) for part in match.group(1).split(".")) if match else ()
