@@ -132,12 +132,28 @@ class OnnxRuntimeBackend:
         self.output_names = [o.name for o in self.session.get_outputs()]
         self.providers = self.session.get_providers()
 
+    @property
+    def outputs_heatmaps(self) -> bool:
+        """Whether the graph ends at the heatmaps (decoded on the host) rather than the points."""
+        return "landmarks" not in self.output_names
+
+    def infer_heatmaps(self, crops: np.ndarray) -> np.ndarray:
+        """The network alone: heatmaps [N, K, H, W] float32 (graphs that output heatmaps)."""
+        if not self.outputs_heatmaps:
+            raise BackendError("this graph decodes inside (landmarks output); it has no heatmaps to return")
+        outs = self.session.run(None, {self.input_name: np.ascontiguousarray(crops, np.float32)})
+        index = self.output_names.index("heatmaps") if "heatmaps" in self.output_names else 0
+        return outs[index].astype(np.float32)
+
+    def decode_heatmaps(self, heatmaps: np.ndarray):
+        """The host decoder alone: (points [N, K, 2] in input px, scores [N, K])."""
+        return decode_heatmaps(heatmaps, self.info, self.decoder)
+
     def infer(self, crops: np.ndarray):
+        if self.outputs_heatmaps:
+            return self.decode_heatmaps(self.infer_heatmaps(crops))
         outs = dict(zip(self.output_names, self.session.run(None, {self.input_name: np.ascontiguousarray(crops, np.float32)})))
-        if "landmarks" in outs:
-            return outs["landmarks"], outs["scores"]
-        heatmaps = outs.get("heatmaps", next(iter(outs.values())))
-        return decode_heatmaps(heatmaps.astype(np.float32), self.info, self.decoder)
+        return outs["landmarks"], outs["scores"]
 
     def close(self):
         self.session = None

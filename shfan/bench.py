@@ -311,23 +311,12 @@ def detect_all(detector, frames) -> tuple[list[tuple[np.ndarray, np.ndarray]], d
 
 
 def split_infer(backend):
-    """(network, decoder or None): ONNX Runtime graphs that output heatmaps are decoded on the
-    host, so the two are timed apart; graphs with the decoder inside time as one stage."""
-    session = getattr(backend, "session", None)
-    names = getattr(backend, "output_names", [])
-    if session is None or "landmarks" in names:
-        return backend.infer, None
-    from shfan.runtime.backend import decode_heatmaps
-
-    index = names.index("heatmaps") if "heatmaps" in names else 0
-
-    def network(crops):
-        return session.run(None, {backend.input_name: crops})[index]
-
-    def decode(heatmaps):
-        return decode_heatmaps(heatmaps.astype(np.float32), backend.info, backend.decoder)
-
-    return network, decode
+    """(network, decoder or None): backends whose graph outputs heatmaps are decoded on the host,
+    so the two are timed apart (through the seam's infer_heatmaps / decode_heatmaps); graphs with
+    the decoder inside time as one stage."""
+    if getattr(backend, "outputs_heatmaps", False):
+        return backend.infer_heatmaps, backend.decode_heatmaps
+    return backend.infer, None
 
 
 def preprocess(faces, size: int):
