@@ -1,0 +1,193 @@
+"""The contracts between layers, in one torch-free module: the model config every stage agrees
+on (trainer, exporter, builder, runtime), the ONNX metadata key that marks a file as ours, and
+the build manifest that shfan-build writes and the runtime, eval, bench and Triton read.
+
+Only stdlib here (the codec defaults are numbers), so the runtime can import it on a Jetson
+without torch or onnx."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from shfan.errors import BackendError
+
+META_KEY = "shfan"  # ONNX metadata_props key holding {"model_config": {...}, "precision": ..., ...}
+MANIFEST = "manifest.json"  # the build folder's record (written by shfan.builder.artifacts)
+HEATMAP_STRIDE = 4  # input px per heatmap px: the hourglass runs at 1/4 of the input
+SUPPORTED_LANDMARKS = (68, 98, 29, 19)
+# The codec's defaults (shfan.codec re-uses these; kept here so this module stays numpy-free).
+DEFAULT_SIGMA = 2.0
+DEFAULT_WINDOW = 5
+DEFAULT_TEMPERATURE = 12.0
+
+
+def heatmap_size(input_size: int) -> int:
+    return int(input_size) // HEATMAP_STRIDE
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """Everything needed to rebuild a model and decode its output; stored in checkpoints, in the
+    ONNX metadata and in the build manifest."""
+
+    stacks: int = 4
+    width: int = 256
+    landmarks: int = 68
+    input_size: int = 256
+    sigma: float = DEFAULT_SIGMA
+    window: int = DEFAULT_WINDOW
+    temperature: float = DEFAULT_TEMPERATURE
+
+    def __post_init__(self):
+        if self.landmarks not in SUPPORTED_LANDMARKS:
+            raise ValueError(f"landmarks must be one of {SUPPORTED_LANDMARKS}, got {self.landmarks}")
+        if self.input_size % 64:
+            raise ValueError(f"input_size must be a multiple of 64 (hourglass depth 4), got {self.input_size}")
+        if self.stacks < 1 or self.width % 4:
+            raise ValueError(f"need stacks >= 1 and width divisible by 4, got {self.stacks}, {self.width}")
+
+    @property
+    def heatmap_size(self) -> int:
+        return heatmap_size(self.input_size)
+
+    @property
+    def heatmap_scale(self) -> float:
+        """Input px per heatmap px (points decoded on the heatmap grid are multiplied by it)."""
+        return self.input_size / self.heatmap_size
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "ModelConfig":
+        names = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{k: v for k, v in d.items() if k in names})
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    """What a backend needs to run and decode a graph: the part of ModelConfig an exported file
+    carries (foreign exports without our metadata give only sizes, so no validation here)."""
+
+    input_size: int
+    landmarks: int
+    heatmap_size: int
+    window: int = DEFAULT_WINDOW
+    temperature: float = DEFAULT_TEMPERATURE
+
+    @property
+    def heatmap_scale(self) -> float:
+        return self.input_size / self.heatmap_size
+
+    @classmethod
+    def from_sizes(cls, input_size: int, landmarks: int) -> "ModelInfo":
+        return cls(int(input_size), int(landmarks), heatmap_size(input_size))
+
+    @classmethod
+    def from_config(cls, cfg: dict) -> "ModelInfo":
+        return cls(int(cfg["input_size"]), int(cfg["landmarks"]), heatmap_size(cfg["input_size"]),
+                   int(cfg.get("window", DEFAULT_WINDOW)), float(cfg.get("temperature", DEFAULT_TEMPERATURE)))
+
+
+@dataclass
+class BuildManifest:
+    """A shfan-build folder's manifest.json. `artifacts` maps a precision to its entry:
+    {"onnx", "onnx_decoded", "engine", "nme_inter_ocular", "nme_drift", "excluded_layers",
+    "size_bytes", "ort_cpu_latency_ms"[, "target": "cpu"][, "cpu": {same, for ORT's CPU}]}."""
+
+    shfan_version: str | None = None
+    model_config: dict = field(default_factory=dict)
+    model_sha256: str | None = None
+    decoder: str = "plugin"
+    opset: int | None = None
+    selected_precision: str | None = None
+    artifacts: dict = field(default_factory=dict)
+    tensorrt: dict | None = None
+    plugin_sha256: str | None = None
+    plugin_lib: str | None = None
+    calibration: dict = field(default_factory=dict)
+
+    # ------------------------------------------------------------ JSON
+
+    def to_json(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_json(cls, data: dict, where: str = "manifest.json") -> "BuildManifest":
+        if not isinstance(data, dict) or not isinstance(data.get("artifacts", {}), dict):
+            raise BackendError(f"{where}: not a shfan-build manifest (expected a JSON object with 'artifacts'); "
+                               "rebuild with shfan-build")
+        names = {f.name for f in dataclasses.fields(cls)}
+        known = {k: v for k, v in data.items() if k in names and v is not None}
+        return cls(**known)
+
+    @classmethod
+    def read(cls, folder) -> "BuildManifest":
+        """The manifest of a build folder; a one-line BackendError naming the fix otherwise."""
+        path = Path(folder) / MANIFEST
+        if not path.is_file():
+            raise BackendError(f"{folder}: no {MANIFEST}; is this a shfan-build output folder?")
+        try:
+            data = json.loads(path.read_text())
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            raise BackendError(f"{path}: corrupt manifest ({getattr(exc, 'msg', exc)}); rebuild with shfan-build") \
+                from None
+        return cls.from_json(data, str(path))
+
+    # ------------------------------------------------------------ lookups
+
+    def precision_or_default(self, precision: str | None = None) -> str | None:
+        """The precision asked for, else the one the build selected, else its first."""
+        return precision or self.selected_precision or next(iter(self.artifacts), None)
+
+    def entry(self, precision: str | None = None, folder="this build") -> tuple[str, dict]:
+        """(precision, artifact entry); BackendError naming the shfan-build command when absent."""
+        precision = self.precision_or_default(precision)
+        if precision not in self.artifacts:
+            raise BackendError(f"{folder}: no {precision} model in this build (has: "
+                               f"{', '.join(self.artifacts) or 'none'}); run shfan-build --precision {precision}")
+        return precision, self.artifacts[precision]
+
+    def onnx_for(self, folder, precision: str | None = None, cpu: bool = True) -> Path:
+        """The ONNX Runtime-runnable file (heatmap output) for a precision. With `cpu`, the file
+        built for ONNX Runtime's CPU provider (`--target cpu|all`) when the build has one."""
+        _, entry = self.entry(precision, folder)
+        if cpu and entry.get("cpu"):
+            return Path(folder) / entry["cpu"]["onnx"]
+        return Path(folder) / entry["onnx"]
+
+    # ------------------------------------------------------------ TensorRT engines
+
+    @property
+    def needs_plugin(self) -> bool:
+        """The engine contains the SubpixelDecode node. Older builds recorded the plugin hash for
+        every decoder; only `--decoder plugin` engines actually need it."""
+        return bool(self.plugin_sha256 and (self.decoder or "plugin") == "plugin")
+
+    def engine_problems(self, tensorrt_version: str, sm: int | None, device_name: str | None = None,
+                        plugin_sha256: str | None = None) -> list[str]:
+        """Why the engine recorded here cannot run on this system (empty: it can)."""
+        built = self.tensorrt or {}
+        if not built:
+            return ["the build has no TensorRT engine (it was made without TensorRT)"]
+        problems = []
+        if str(built.get("version")) != str(tensorrt_version):
+            problems.append(f"built with TensorRT {built.get('version')}, this system has {tensorrt_version}")
+        if built.get("sm") is not None and sm is not None and int(built["sm"]) != int(sm):
+            problems.append(f"built for sm_{built['sm']} ({built.get('device') or 'unknown GPU'}), this GPU is "
+                            f"sm_{sm} ({device_name or 'unknown'})")
+        want = self.plugin_sha256 if self.needs_plugin else None
+        if want and plugin_sha256 != want:
+            problems.append("the SubpixelDecode plugin library differs from the one the engine was built with"
+                            if plugin_sha256 else "the engine needs the SubpixelDecode plugin library, which is not found")
+        return problems
+
+    def rebuild_command(self, folder, precision: str) -> str:
+        """The shfan-build line that makes this precision's engine on the machine it runs on."""
+        art = self.artifacts.get(precision) or {}
+        onnx = art.get("onnx_decoded") or art.get("onnx") or f"model_{precision}.onnx"
+        decoder = self.decoder or "plugin"
+        return f"shfan-build --onnx {Path(folder) / onnx} --precision {precision} --decoder {decoder} --out {folder}"
