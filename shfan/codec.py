@@ -15,12 +15,11 @@ from __future__ import annotations
 
 import numpy as np
 
-METHODS = ("subpixel", "fan", "argmax")
+# The defaults (sigma 2.0, window 5, temperature 12.0) were chosen by the round-trip sweep in
+# benchmarks/codec_roundtrip.py (see BENCHMARKS.md); they live in the numpy-free shfan.contracts.
+from shfan.contracts import DEFAULT_SIGMA, DEFAULT_TEMPERATURE, DEFAULT_WINDOW  # noqa: F401  (re-exported)
 
-# Chosen by the round-trip sweep in benchmarks/codec_roundtrip.py (see BENCHMARKS.md).
-DEFAULT_SIGMA = 2.0
-DEFAULT_WINDOW = 5
-DEFAULT_TEMPERATURE = 12.0
+METHODS = ("subpixel", "fan", "argmax")
 
 
 def encode(points, heatmap_size: int | tuple[int, int], sigma: float = DEFAULT_SIGMA) -> np.ndarray:

@@ -9,50 +9,16 @@ Input: RGB in [0, 1], [B, 3, S, S]; output: heatmaps [B, K, S/4, S/4] of the las
 
 from __future__ import annotations
 
-import dataclasses
-from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from shfan import codec
+from shfan.contracts import SUPPORTED_LANDMARKS, ModelConfig  # noqa: F401  (re-exported: shfan.model.ModelConfig)
 
-SUPPORTED_LANDMARKS = (68, 98, 29, 19)
-
-
-@dataclass(frozen=True)
-class ModelConfig:
-    """Everything needed to rebuild a model and decode its output; stored in checkpoints."""
-
-    stacks: int = 4
-    width: int = 256
-    landmarks: int = 68
-    input_size: int = 256
-    sigma: float = codec.DEFAULT_SIGMA
-    window: int = codec.DEFAULT_WINDOW
-    temperature: float = codec.DEFAULT_TEMPERATURE
-
-    def __post_init__(self):
-        if self.landmarks not in SUPPORTED_LANDMARKS:
-            raise ValueError(f"landmarks must be one of {SUPPORTED_LANDMARKS}, got {self.landmarks}")
-        if self.input_size % 64:
-            raise ValueError(f"input_size must be a multiple of 64 (hourglass depth 4), got {self.input_size}")
-        if self.stacks < 1 or self.width % 4:
-            raise ValueError(f"need stacks >= 1 and width divisible by 4, got {self.stacks}, {self.width}")
-
-    @property
-    def heatmap_size(self) -> int:
-        return self.input_size // 4
-
-    def to_dict(self) -> dict:
-        return dataclasses.asdict(self)
-
-    @classmethod
-    def from_dict(cls, d: dict) -> "ModelConfig":
-        names = {f.name for f in dataclasses.fields(cls)}
-        return cls(**{k: v for k, v in d.items() if k in names})
+__all__ = ["ModelConfig", "SUPPORTED_LANDMARKS", "FAN", "ConvBlock", "HourGlass", "conv3x3", "CheckpointError",
+           "infer_config", "save_checkpoint", "load_checkpoint"]  # the first two from shfan.contracts
 
 
 def conv3x3(cin, cout):
