@@ -6,9 +6,9 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from shfan.contracts import META_KEY
 from shfan.errors import ShfanError
 
-META_KEY = "shfan"  # same key as shfan.runtime.backend.META_KEY (kept torch- and runtime-free)
 OPSET = 17
 
 
