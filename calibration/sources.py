@@ -7,15 +7,17 @@ so calibration sees the activation ranges the deployed model will see."""
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
+from shfan import io
 from shfan.errors import ShfanError
+from shfan.io import IMAGE_SUFFIXES, VIDEO_SUFFIXES
 
-VIDEO_SUFFIXES = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg")
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
+log = logging.getLogger("shfan.calibration")
 # skimage.data.astronaut(): tight landmark box of the one face (YuNet box 178,63..268,176).
 ASTRONAUT_BOX = (176.0, 82.0, 270.0, 182.0)
 
@@ -52,7 +54,7 @@ def load_faces(path, input_size: int, max_faces: int, seed: int = 0, detector_mo
         if next(path.rglob("*.pts"), None) is not None:
             return annotated_faces(path, input_size, max_faces, seed)
         return image_folder_faces(path, input_size, max_faces, seed, detector_model)
-    if path.suffix.lower() in VIDEO_SUFFIXES:
+    if io.is_video(path):
         return video_faces(path, input_size, max_faces, detector_model)
     raise CalibrationError(f"{path}: not a folder or a video ({'/'.join(VIDEO_SUFFIXES)}); "
                            "give a folder of face images, a 300-W folder or a video file")
@@ -116,15 +118,8 @@ def _crops_from_detections(images, input_size, detector_model, limit):
     return crops
 
 
-def _read_rgb(path):
-    import cv2
-
-    bgr = cv2.imread(str(path), cv2.IMREAD_COLOR)
-    return None if bgr is None else cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
-
-
 def image_folder_faces(folder: Path, input_size: int, max_faces: int, seed: int = 0, detector_model=None) -> FaceSet:
-    files = sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
+    files = sorted(p for p in folder.rglob("*") if io.is_image(p))
     if not files:
         raise CalibrationError(f"{folder}: no images ({'/'.join(IMAGE_SUFFIXES)}) found; "
                                "give a folder of face photos, a 300-W folder or a video")
@@ -133,7 +128,7 @@ def image_folder_faces(folder: Path, input_size: int, max_faces: int, seed: int 
 
     def images():
         for f in files:
-            img = _read_rgb(f)
+            img = io.read_rgb(f)
             if img is None:
                 skipped.append(str(f))
                 continue
@@ -147,26 +142,35 @@ def image_folder_faces(folder: Path, input_size: int, max_faces: int, seed: int 
 
 
 def video_faces(path: Path, input_size: int, max_faces: int, detector_model=None, every: int = 5) -> FaceSet:
-    import cv2
+    """Every `every`th frame, read by the runtime's video device (no capture thread: calibration
+    reads at its own pace)."""
+    from shfan.runtime.sources import OpenCVDevice, SourceError, SourceSpec
 
-    cap = cv2.VideoCapture(str(path))
-    if not cap.isOpened():
-        raise CalibrationError(f"{path}: OpenCV cannot open this video; convert it to .mp4 (H.264) or use images")
+    device = OpenCVDevice(SourceSpec("file", str(path)))
+    try:
+        device.open()
+    except SourceError:
+        raise CalibrationError(f"{path}: OpenCV cannot open this video; convert it to .mp4 (H.264) or use images") \
+            from None
 
     def frames():
         i = 0
         while True:
-            ok, bgr = cap.read()
-            if not ok:
+            try:
+                got = device.read()
+            except SourceError as exc:  # a truncated clip: calibrate on the frames before the cut
+                log.warning("%s", exc)
+                return
+            if got is None:
                 return
             if i % every == 0:
-                yield cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+                yield got[0]
             i += 1
 
     try:
         crops = _crops_from_detections(frames(), input_size, detector_model, max_faces)
     finally:
-        cap.release()
+        device.close()
     if not crops:
         raise CalibrationError(f"{path}: no face detected in the video; use a clip with visible faces")
     return FaceSet(np.stack(crops), None, f"{path} (YuNet detections, every {every}th frame)")
@@ -176,13 +180,12 @@ def fallback_faces(input_size: int, count: int, seed: int = 0) -> FaceSet:
     """skimage's astronaut under random similarity jitter: one face seen many ways. Only a
     fallback: one person, one lighting; real faces from the deployment calibrate far better."""
     try:
-        from skimage import data
+        img = io.astronaut()
     except ImportError:
         raise CalibrationError("no --calib-data given and scikit-image (the built-in fallback face) is missing; "
                                "pass --calib-data FOLDER or pip install scikit-image") from None
-    from shfan import augment, geometry
+    from shfan import geometry
 
-    img = data.astronaut()
     rng = np.random.default_rng(seed)
     x0, y0, x1, y1 = ASTRONAUT_BOX
     crops = []

@@ -27,12 +27,11 @@ from urllib.parse import urlparse
 
 import numpy as np
 
+from shfan import geometry, io
 from shfan.errors import ShfanError
+from shfan.io import IMAGE_SUFFIXES
 
 log = logging.getLogger("shfan.runtime")
-
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
-VIDEO_SUFFIXES = (".mp4", ".avi", ".mkv", ".mov", ".webm", ".m4v", ".mpg", ".mpeg", ".h264", ".h265", ".ts")
 
 
 class SourceError(ShfanError, RuntimeError):
@@ -91,7 +90,7 @@ def parse_source(uri) -> SourceSpec:
     if not path.exists():
         raise SourceError(f"{path}: no such file or folder (sources: demo, --camera N, csi://N, rtsp://..., "
                           "a video file or an image folder)")
-    if path.suffix.lower() in IMAGE_SUFFIXES:
+    if io.is_image(path):
         return SourceSpec("image", str(path))
     return SourceSpec("file", str(path))
 
@@ -115,8 +114,7 @@ def gstreamer_pipeline(spec: SourceSpec, width: int = 1280, height: int = 720, f
 def opencv_has_gstreamer() -> bool:
     import cv2
 
-    m = re.search(r"GStreamer:\s*(\w+)", cv2.getBuildInformation())
-    return bool(m and m.group(1).upper() == "YES")
+    return bool(io.opencv_gstreamer(cv2.getBuildInformation()))
 
 
 # ------------------------------------------------------------------------------ devices
@@ -204,7 +202,7 @@ class ImageFolderDevice:
         self.spec, self.fps = spec, fps
         path = Path(spec.location)
         self.paths = ([path] if spec.kind == "image" else
-                      sorted(p for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES))
+                      sorted(p for p in path.iterdir() if io.is_image(p)))
         self.i = 0
 
     def open(self):
@@ -212,16 +210,14 @@ class ImageFolderDevice:
             raise SourceError(f"{self.spec.location}: no images ({', '.join(IMAGE_SUFFIXES)}) in this folder")
 
     def read(self):
-        import cv2
-
         while self.i < len(self.paths):
             path = self.paths[self.i]
             self.i += 1
-            bgr = cv2.imread(str(path), cv2.IMREAD_COLOR)
-            if bgr is None:
+            image = io.read_rgb(path)
+            if image is None:
                 log.warning("%s: cannot read image; skipped", path)
                 continue
-            return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB), (self.i - 1) / self.fps, None
+            return image, (self.i - 1) / self.fps, None
         return None
 
     def close(self):
@@ -244,24 +240,15 @@ def demo_motion(index: int, fps: float = 30.0, size=(640, 480)) -> np.ndarray:
     return np.array([[c, -s, tx - c * fx + s * fy], [s, c, ty - s * fx - c * fy]], np.float64)
 
 
-def warp_to(image: np.ndarray, m: np.ndarray, size, border_value=(40, 40, 40)) -> np.ndarray:
-    """Warp with a continuous-coordinate 2x3 matrix (pixel centres at +0.5) to size (w, h)."""
-    import cv2
-
-    m = np.asarray(m, np.float64)
-    m_cv = m.copy()
-    m_cv[:, 2] = m[:, :2] @ [0.5, 0.5] + m[:, 2] - 0.5
-    return cv2.warpAffine(image, m_cv, tuple(size), flags=cv2.INTER_LINEAR,
-                          borderMode=cv2.BORDER_CONSTANT, borderValue=border_value)
+DEMO_BACKGROUND = (40, 40, 40)  # grey around the warped astronaut
 
 
 def astronaut() -> np.ndarray:
     """skimage's astronaut (RGB uint8, 512 x 512): the demo's face."""
     try:
-        from skimage import data
+        return io.astronaut()
     except ImportError:
         raise SourceError("the demo source needs scikit-image: pip install 'shfan[demo]'") from None
-    return data.astronaut()
 
 
 class DemoDevice:
@@ -281,7 +268,7 @@ class DemoDevice:
         if self.frames is not None and self.i >= self.frames:
             return None
         m = demo_motion(self.i, self.fps, self.size)
-        image = warp_to(self.reference, m, self.size)
+        image = geometry.warp(self.reference, m, self.size, DEMO_BACKGROUND)
         self.i += 1
         return image, (self.i - 1) / self.fps, m
 

@@ -15,8 +15,8 @@ from pathlib import Path
 import numpy as np
 
 from shfan.geometry import box_from_points
+from shfan.io import IMAGE_SUFFIXES, read_rgb
 
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp")
 FORMATS = ("300w", "wflw", "cofw68", "aflw19")
 
 
@@ -34,12 +34,10 @@ class Sample:
         """RGB uint8 image."""
         if self.image is not None:
             return self.image
-        import cv2
-
-        bgr = cv2.imread(str(self.image_path), cv2.IMREAD_COLOR)
-        if bgr is None:
+        image = read_rgb(self.image_path)
+        if image is None:
             raise DatasetError(f"{self.image_path}: cannot read image")
-        return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+        return image
 
 
 def read_pts(path) -> np.ndarray:

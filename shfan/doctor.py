@@ -222,10 +222,7 @@ def sm_for_jetson_model(model: Optional[str]) -> Optional[int]:
     return next((sm for key, sm in JETSON_SM if key in lowered), None)
 
 
-def opencv_gstreamer(build_information: str) -> Optional[bool]:
-    """Whether cv2.getBuildInformation() says `GStreamer: YES (...)`; None if not listed."""
-    match = re.search(r"^\s*GStreamer:\s*(\S+)", build_information or "", re.MULTILINE)
-    return None if not match else match.group(1).upper() == "YES"
+opencv_gstreamer = io.opencv_gstreamer  # the one parser; the frame sources use it too
 
 
 # ---------------------------------------------------------------- checks

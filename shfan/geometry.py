@@ -47,8 +47,9 @@ def transform_points(points, m: np.ndarray) -> np.ndarray:
     return out if np.asarray(points).dtype == np.float64 else out.astype(np.float32)
 
 
-def warp(image: np.ndarray, m: np.ndarray, out_size: int, border_value=0) -> np.ndarray:
-    """Warp `image` with the continuous-coordinate matrix `m` into an out_size square crop.
+def warp(image: np.ndarray, m: np.ndarray, out_size, border_value=0) -> np.ndarray:
+    """Warp `image` with the continuous-coordinate matrix `m` into an out_size square crop
+    (or, given (w, h), a w x h frame: the demo source renders whole frames this way).
 
     OpenCV addresses pixel centres at integers, our convention at +0.5; shift accordingly.
     """
@@ -57,7 +58,8 @@ def warp(image: np.ndarray, m: np.ndarray, out_size: int, border_value=0) -> np.
     m = np.asarray(m, np.float64)
     m_cv = m.copy()
     m_cv[:, 2] = m[:, :2] @ [0.5, 0.5] + m[:, 2] - 0.5
-    return cv2.warpAffine(image, m_cv, (out_size, out_size), flags=cv2.INTER_LINEAR,
+    size = (out_size, out_size) if np.isscalar(out_size) else tuple(int(v) for v in out_size)
+    return cv2.warpAffine(image, m_cv, size, flags=cv2.INTER_LINEAR,
                           borderMode=cv2.BORDER_CONSTANT, borderValue=border_value)
 
 

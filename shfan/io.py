@@ -1,5 +1,6 @@
 """Small file and system utilities every layer shares (torch-free, light): the media suffixes,
-reading an image, the demo face, sha256 of a file, the cache folder and version parsing.
+reading an image, the demo face, sha256 of a file, the cache folder, version parsing and what
+OpenCV's build information says about GStreamer.
 Nothing heavy at import (doctor imports it even when numpy is broken).
 Atomic writes live in `shfan.atomic` and are re-exported here so callers need one import."""
 
@@ -11,7 +12,11 @@ import re
 import tempfile
 from pathlib import Path
 
-from shfan.atomic import atomic_path, can_create_in, write_bytes, write_text  # noqa: F401  (re-exported)
+from shfan.atomic import atomic_path, can_create_in, write_bytes, write_text
+
+__all__ = ["IMAGE_SUFFIXES", "VIDEO_SUFFIXES", "is_image", "is_video", "read_rgb", "astronaut", "sha256_file",
+           "cache_dir", "version_tuple", "opencv_gstreamer",
+           "atomic_path", "can_create_in", "write_bytes", "write_text"]  # the last four from shfan.atomic
 
 # What OpenCV reads as a still image / a video file (frame sources, calibration data, datasets).
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
@@ -69,3 +74,10 @@ def version_tuple(text: str | None) -> tuple[int, ...]:
     """Leading numeric fields of a version string: '10.3.0.30-1+cuda12.5' -> (10, 3, 0, 30)."""
     match = re.match(r"\s*v?(\d+(?:\.\d+)*)", text or "")
     return tuple(int(part) for part in match.group(1).split(".")) if match else ()
+
+
+def opencv_gstreamer(build_information: str | None) -> bool | None:
+    """Whether cv2.getBuildInformation() says `GStreamer: YES (...)`; None if not listed.
+    (The frame sources need it for CSI cameras; shfan-doctor reports it.)"""
+    match = re.search(r"^\s*GStreamer:\s*(\S+)", build_information or "", re.MULTILINE)
+    return None if not match else match.group(1).upper() == "YES"
