@@ -11,33 +11,34 @@ import tempfile
 from pathlib import Path
 
 from shfan.builder.metadata import BuildError
+from shfan.contracts import MANIFEST, BuildManifest
 
-MANIFEST = "manifest.json"
 CALIBRATION = "calibration.json"
 CALIBRATION_CACHE = "calibration.cache"  # int8 activation scales, TensorRT calibration-cache format
 CACHE = "cache.json"  # build-input key and engine keys, for reuse on identical rebuilds
 
 
-def check_out_dir(out: Path) -> None:
-    """Only a previous shfan-build folder (or nothing) may be replaced."""
-    if out.exists() and not (out.is_dir() and ((out / MANIFEST).is_file() or not any(out.iterdir()))):
-        raise BuildError(f"{out} exists and is not a shfan-build folder; choose another --out or remove it")
+def check_out_dir(out: Path, marker: str = MANIFEST, what: str = "shfan-build folder", option: str = "--out") -> None:
+    """Only a previous folder of ours (it holds `marker`), an empty one or nothing may be replaced."""
+    if out.exists() and not (out.is_dir() and ((out / marker).is_file() or not any(out.iterdir()))):
+        raise BuildError(f"{out} exists and is not a {what}; choose another {option} or remove it")
 
 
 @contextlib.contextmanager
-def staged_folder(out: Path):
+def staged_folder(out: Path, marker: str = MANIFEST, what: str = "shfan-build folder", option: str = "--out"):
     """Yield an empty folder beside `out`; on success it replaces `out`, on any error it is
-    removed and `out` is untouched."""
+    removed and `out` is untouched. `marker`, `what`, `option`: see check_out_dir (the Triton
+    repository writer stages its folder the same way)."""
     out = Path(out)
-    check_out_dir(out)
+    check_out_dir(out, marker, what, option)
     try:
         out.parent.mkdir(parents=True, exist_ok=True)
         stage = Path(tempfile.mkdtemp(prefix=f".{out.name}.building-", dir=out.parent))
     except OSError as exc:
-        raise BuildError(f"{out}: cannot write in {out.parent} ({exc.strerror}); choose another --out") from None
+        raise BuildError(f"{out}: cannot write in {out.parent} ({exc.strerror}); choose another {option}") from None
     umask = os.umask(0)
     os.umask(umask)
-    os.chmod(stage, 0o777 & ~umask)  # mkdtemp makes it private; the build folder is not
+    os.chmod(stage, 0o777 & ~umask)  # mkdtemp makes it private; the output folder is not
     try:
         yield stage
     except BaseException:
@@ -53,7 +54,7 @@ def staged_folder(out: Path):
         shutil.rmtree(stage, ignore_errors=True)
         if old is not None and not out.exists():
             os.rename(old, out)
-        raise BuildError(f"{out}: cannot be replaced ({exc.strerror}); the previous build was kept") from None
+        raise BuildError(f"{out}: cannot be replaced ({exc.strerror}); the previous {what} was kept") from None
     if old is not None:
         shutil.rmtree(old, ignore_errors=True)
 
@@ -86,7 +87,8 @@ def artifact_entry(onnx: str, onnx_decoded: str | None, engine: str | None, nme:
 def manifest(shfan_version: str, model_config: dict, model_sha256: str, decoder: str, opset: int,
              selected_precision: str, artifacts: dict, tensorrt: dict | None, plugin_sha256: str | None,
              calibration: dict) -> dict:
-    return {"shfan_version": shfan_version, "model_config": model_config, "model_sha256": model_sha256,
-            "decoder": decoder, "opset": opset, "selected_precision": selected_precision,
-            "artifacts": artifacts, "tensorrt": tensorrt, "plugin_sha256": plugin_sha256,
-            "calibration": calibration}
+    """The manifest as a dict, from the positional fields of earlier versions (tests and scripts
+    that make a build folder by hand); the builder itself makes a BuildManifest."""
+    return BuildManifest(shfan_version=shfan_version, model_config=model_config, model_sha256=model_sha256,
+                         decoder=decoder, opset=opset, selected_precision=selected_precision, artifacts=artifacts,
+                         tensorrt=tensorrt, plugin_sha256=plugin_sha256, calibration=calibration).to_json()

@@ -6,6 +6,7 @@ ModelOpt onto the TensorRT provider). Two forms:
 from __future__ import annotations
 
 from shfan.builder.metadata import BuildError, get_metadata, set_metadata
+from shfan.contracts import ModelInfo
 
 DECODERS = ("plugin", "onnx", "none")
 OP_TYPE, PLUGIN_NAMESPACE, PLUGIN_VERSION = "SubpixelDecode", "shfan", "1"
@@ -28,7 +29,7 @@ def add_plugin_decoder(model, model_config: dict):
     k = model_config["landmarks"]
     landmarks = gs.Variable("landmarks", dtype=np.float32, shape=["batch", k, 2])
     scores = gs.Variable("scores", dtype=np.float32, shape=["batch", k])
-    scale = model_config["input_size"] / (model_config["input_size"] // 4)
+    scale = ModelInfo.from_config(model_config).heatmap_scale
     graph.layer(op=OP_TYPE, name="subpixel_decode", inputs=[heatmaps], outputs=[landmarks, scores],
                 attrs={"plugin_namespace": PLUGIN_NAMESPACE, "plugin_version": PLUGIN_VERSION,
                        "window": int(model_config["window"]), "temperature": float(model_config["temperature"]),
@@ -53,10 +54,10 @@ def add_onnx_decoder(model, model_config: dict):
     from shfan.codec_onnx import decoder_model
 
     meta = get_metadata(model)
-    size = model_config["input_size"]
+    info = ModelInfo.from_config(model_config)
     decoder = decoder_model("subpixel", int(model_config["window"]), float(model_config["temperature"]),
-                            scale=size / (size // 4), landmarks=model_config["landmarks"],
-                            heatmap_size=size // 4, opset=_opset(model))
+                            scale=info.heatmap_scale, landmarks=model_config["landmarks"],
+                            heatmap_size=info.heatmap_size, opset=_opset(model))
     decoder.ir_version = model.ir_version
     decoder = onnx.compose.add_prefix(decoder, "decoder/", rename_inputs=False, rename_outputs=False)
     merged = onnx.compose.merge_models(model, decoder, io_map=[("heatmaps", "heatmaps")])

@@ -3,7 +3,6 @@ ONNX file computes what PyTorch computes (on real face crops, not noise)."""
 
 from __future__ import annotations
 
-import hashlib
 import io
 from dataclasses import dataclass
 from pathlib import Path
@@ -11,16 +10,10 @@ from pathlib import Path
 import numpy as np
 
 from shfan.builder.metadata import OPSET, BuildError, make_metadata, set_metadata
+from shfan.io import sha256_file
 
 INPUT, OUTPUT = "image", "heatmaps"
-
-
-def file_sha256(path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
+file_sha256 = sha256_file  # the old name, still imported by scripts/ship_default_model.py
 
 
 def resolve_weights(weights) -> Path:
@@ -102,7 +95,7 @@ def parity_check(model, onnx_path, crops: np.ndarray) -> Parity:
     with torch.no_grad():
         ref = model(torch.from_numpy(crops)).numpy()
     got = session(onnx_path).run(None, {INPUT: crops})[0].astype(np.float32)
-    scale = cfg.input_size / cfg.heatmap_size
+    scale = cfg.heatmap_scale
     p_ref, _ = codec.decode(ref, "subpixel", cfg.window, cfg.temperature)
     p_got, _ = codec.decode(got, "subpixel", cfg.window, cfg.temperature)
     return Parity(len(crops), float(np.abs(ref - got).max()), float(np.abs(p_ref - p_got).max() * scale))

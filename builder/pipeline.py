@@ -13,6 +13,8 @@ from shfan.builder import artifacts, plan
 from shfan.builder.metadata import OPSET, BuildError
 from shfan.builder.precision import CALIB_METHODS, CHOICES, PRECISIONS, TARGETS
 from shfan.builder.progress import Stages
+from shfan.contracts import MANIFEST, BuildManifest
+from shfan.io import sha256_file
 
 MIN_CALIB_FACES = 32
 MIN_HELDOUT = 8  # held-out faces the accuracy guard scores (fewer: no bound worth the name; 0 crashed ORT)
@@ -38,6 +40,7 @@ class BuildOptions:
     out: Path = Path("build")
     force: bool = False
     target: str = "tensorrt"  # which int8 file(s): tensorrt, cpu (ONNX Runtime CPU provider) or all
+    progress: bool = True  # transient bars for long loops, drawn only when stderr is a terminal
 
 
 @dataclass
@@ -50,12 +53,6 @@ class BuildResult:
 
 
 # ------------------------------------------------------------------ small helpers
-
-
-def _sha256(path: Path) -> str:
-    from shfan.builder.export import file_sha256
-
-    return file_sha256(path)
 
 
 def _source_fingerprint(path) -> str:
@@ -167,7 +164,7 @@ def _load_source(opts: BuildOptions, stage_dir: Path, st: Stages):
             path = stage_dir / f"model_{precision}.onnx"
             onnx.save(model, str(path))
             s["detail"] = f"{Path(opts.onnx).name}: {precision}, {meta['model_config']['stacks']}-stack"
-        return path, meta["model_config"], _sha256(Path(opts.onnx)), precision, None, meta
+        return path, meta["model_config"], sha256_file(opts.onnx), precision, None, meta
 
     from shfan.builder import export
 
@@ -181,7 +178,7 @@ def _load_source(opts: BuildOptions, stage_dir: Path, st: Stages):
         path = stage_dir / "model_fp32.onnx"
         onnx.save(proto, str(path))
         s["detail"] = f"{len(proto.graph.node)} nodes after onnxsim"
-    return path, cfg.to_dict(), _sha256(weights), "fp32", torch_model, None
+    return path, cfg.to_dict(), sha256_file(weights), "fp32", torch_model, None
 
 
 def _load_faces(opts: BuildOptions, cfg: dict, int8_wanted: bool, st: Stages):
@@ -253,7 +250,7 @@ def _build_int8(src: Path, stage_dir: Path, calib, reference, cfg: dict, opts: B
             s["detail"] = f"{len(excluded)} convs kept in fp16" if excluded else "every conv in int8"
         return dst
 
-    rank = _conv_ranker(st, "int8 sensitivity per conv", tuning, tuning_fp32, cfg)
+    rank = _conv_ranker(st, "int8 sensitivity per conv", tuning, tuning_fp32, cfg, opts.progress)
 
     result = guarded_quantize(quantize, reference, rank, opts.max_nme_drift, st.note)
     return dst, result
@@ -307,7 +304,7 @@ def _build_int8_cpu(src: Path, stage_dir: Path, calib, reference, cfg: dict, opt
                 s["detail"] = f"{len(excluded)} convs kept in fp32" if excluded else "every op with an integer kernel"
             return dst
 
-        rank = _conv_ranker(st, "CPU int8 sensitivity per conv", tuning, tuning_fp32, cfg)
+        rank = _conv_ranker(st, "CPU int8 sensitivity per conv", tuning, tuning_fp32, cfg, opts.progress)
 
         result = guarded_quantize(quantize, reference, rank, opts.max_nme_drift, lambda m: st.note("cpu: " + m))
     with st.stage("CPU int8 fusion check") as s:
@@ -345,9 +342,12 @@ def _int8_cpu_measured(src, stage_dir, calib, reference, cfg, opts: BuildOptions
     return m
 
 
-def _bar(desc: str):
+def _bar(desc: str, enabled: bool = True):
     """A transient tqdm bar for long loops inside one stage (the stage line stays the record);
-    off when stderr is not a terminal, so logs get the stage lines only."""
+    drawn only when asked (BuildOptions.progress) and stderr is a terminal (tqdm's disable=None),
+    so logs and library callers get the stage lines only."""
+    if not enabled:
+        return None
     from tqdm import tqdm
 
     return lambda items: tqdm(items, desc=desc, unit="conv", leave=False, disable=None)
@@ -374,7 +374,7 @@ def _select(requested: str, measured: dict, bound: float) -> str:
 
 def _engine_key(folder: Path, entry: dict, opts: BuildOptions, trt_info: dict, plugin_sha: str | None) -> str:
     onnx_name = entry["onnx_decoded"] or entry["onnx"]
-    return plan.engine_cache_key(trt_info["version"], trt_info["sm"], _sha256(folder / onnx_name),
+    return plan.engine_cache_key(trt_info["version"], trt_info["sm"], sha256_file(folder / onnx_name),
                                  plugin_sha if opts.decoder == "plugin" else None, opts.max_batch, opts.workspace_mb)
 
 
@@ -424,7 +424,7 @@ def build(opts: BuildOptions, st: Stages | None = None) -> BuildResult:
     _validate(opts)
     out = Path(opts.out)
     artifacts.check_out_dir(out)
-    old_manifest = artifacts.read_json(out / artifacts.MANIFEST) or {}
+    old_manifest = artifacts.read_json(out / MANIFEST) or {}  # unreadable: nothing to reuse
     old_cache = artifacts.read_json(out / artifacts.CACHE) or {}
     trt_info = _tensorrt_info()
     plugin_sha = _plugin_sha(opts)
@@ -435,7 +435,7 @@ def build(opts: BuildOptions, st: Stages | None = None) -> BuildResult:
                          "(or pass --plugin-lib, or use --decoder onnx)")
     source_file = _source_file(opts)
     inputs_key = plan.build_inputs_key(
-        source=_sha256(source_file), precision=opts.precision, decoder=opts.decoder,
+        source=sha256_file(source_file), precision=opts.precision, decoder=opts.decoder,
         calib=_source_fingerprint(opts.calib_data), max_calib=opts.max_calib, calib_method=opts.calib_method, max_nme_drift=opts.max_nme_drift,
         shfan=__version__, opset=OPSET, **({"target": opts.target} if opts.target != "tensorrt" else {}))
 
@@ -455,30 +455,31 @@ def build(opts: BuildOptions, st: Stages | None = None) -> BuildResult:
     with artifacts.staged_folder(out) as stage_dir:
         if reuse:
             manifest, calibration = _reuse_onnx(out, stage_dir, old_manifest, st)
-            cfg = manifest["model_config"]
-            selected = manifest["selected_precision"]
         else:
-            manifest, calibration, cfg, selected = _build_onnx(opts, stage_dir, st, add_decoder, __version__)
+            manifest, calibration = _build_onnx(opts, stage_dir, st, add_decoder, __version__)
+        selected = manifest.selected_precision
         engine_keys = {}
-        if trt_info is not None and manifest["artifacts"][selected].get("target") == "cpu":
+        if trt_info is not None and manifest.artifacts[selected].get("target") == "cpu":
             st.note(f"no TensorRT engine: the selected {selected} file is for ONNX Runtime's CPU provider "
                     "(build --target all or tensorrt for an engine)")
         elif trt_info is not None:
-            engine_keys = _engines(stage_dir, manifest["artifacts"], selected, cfg, opts, trt_info, plugin_sha,
-                                   old_cache, st)
-        manifest["tensorrt"] = trt_info
-        manifest.update(plugin_record(opts.decoder, plugin_sha, opts.plugin_lib))
-        artifacts.write_json(stage_dir / artifacts.MANIFEST, manifest)
+            engine_keys = _engines(stage_dir, manifest.artifacts, selected, manifest.model_config, opts, trt_info,
+                                   plugin_sha, old_cache, st)
+        manifest.tensorrt = trt_info
+        record = plugin_record(opts.decoder, plugin_sha, opts.plugin_lib)
+        manifest.plugin_sha256, manifest.plugin_lib = record["plugin_sha256"], record["plugin_lib"]
+        written = manifest.to_json()
+        artifacts.write_json(stage_dir / MANIFEST, written)
         artifacts.write_json(stage_dir / artifacts.CALIBRATION, calibration)
         artifacts.write_json(stage_dir / artifacts.CACHE, {"inputs_key": inputs_key, "engines": engine_keys,
                                                            "files": file_hashes(stage_dir)})
-    return BuildResult(out, manifest, tensorrt=trt_info is not None, next_commands=_next_commands(out, manifest, trt_info))
+    return BuildResult(out, written, tensorrt=trt_info is not None, next_commands=_next_commands(out, written, trt_info))
 
 
 def file_hashes(folder: Path) -> dict:
     """sha256 of every file of a build folder (but cache.json, which holds them): a later build
     with the same inputs is skipped only while every one is still there, unchanged."""
-    return {str(p.relative_to(folder)): _sha256(p) for p in sorted(Path(folder).rglob("*"))
+    return {str(p.relative_to(folder)): sha256_file(p) for p in sorted(Path(folder).rglob("*"))
             if p.is_file() and p.name != artifacts.CACHE}
 
 
@@ -490,13 +491,14 @@ def damaged_files(folder: Path, cache: dict) -> list[str]:
         return [f"{artifacts.CACHE} (no file hashes)"]
     folder = Path(folder)
     return [name for name, sha in recorded.items()
-            if not (folder / name).is_file() or _sha256(folder / name) != sha]
+            if not (folder / name).is_file() or sha256_file(folder / name) != sha]
 
 
 def _reuse_onnx(out: Path, stage_dir: Path, old_manifest: dict, st: Stages):
     """Identical inputs: copy the ONNX files, only the engine is (re)built."""
+    manifest = BuildManifest.from_json(old_manifest, str(out / MANIFEST))
     with st.stage("reuse ONNX files") as s:
-        for entry in old_manifest["artifacts"].values():
+        for entry in manifest.artifacts.values():
             cpu = entry.get("cpu") or {}
             for name in (entry["onnx"], entry["onnx_decoded"], cpu.get("onnx"), cpu.get("onnx_decoded")):
                 if name:
@@ -505,8 +507,8 @@ def _reuse_onnx(out: Path, stage_dir: Path, old_manifest: dict, st: Stages):
         if (out / artifacts.CALIBRATION_CACHE).is_file():
             shutil.copy2(out / artifacts.CALIBRATION_CACHE, stage_dir / artifacts.CALIBRATION_CACHE)
         s["detail"] = f"from {out} (same inputs)"
-    calibration = artifacts.read_json(out / artifacts.CALIBRATION) or old_manifest.get("calibration", {})
-    return old_manifest, calibration
+    calibration = artifacts.read_json(out / artifacts.CALIBRATION) or manifest.calibration
+    return manifest, calibration
 
 
 def _build_onnx(opts: BuildOptions, stage_dir: Path, st: Stages, add_decoder, version: str):
@@ -606,9 +608,10 @@ def _build_onnx(opts: BuildOptions, stage_dir: Path, st: Stages, add_decoder, ve
             if "cpu" in m:
                 entries[precision]["cpu"] = entry(m["cpu"])
         s["detail"] = "heatmap-output ONNX kept beside each decoded graph" if opts.decoder != "none" else "heatmaps out"
-    manifest = artifacts.manifest(version, cfg, model_sha, opts.decoder, OPSET, selected, entries, None, None,
-                                  {k: v for k, v in calibration.items() if k not in ("guard", "cpu")})
-    return manifest, calibration, cfg, selected
+    manifest = BuildManifest(shfan_version=version, model_config=cfg, model_sha256=model_sha, decoder=opts.decoder,
+                             opset=OPSET, selected_precision=selected, artifacts=entries,
+                             calibration={k: v for k, v in calibration.items() if k not in ("guard", "cpu")})
+    return manifest, calibration
 
 
 def _record_accuracy(path: Path, m: dict) -> None:
@@ -635,7 +638,7 @@ def _next_commands(out: Path, manifest: dict, trt_info) -> list[str]:
     return cmds
 
 
-def _conv_ranker(st, label, tuning, tuning_fp32, cfg):
+def _conv_ranker(st, label, tuning, tuning_fp32, cfg, progress: bool = True):
     """The guard's `rank` step for either int8 target: each conv alone in int8, ranked by the
     landmark drift it causes on the tuning faces (one progress stage)."""
 
@@ -643,7 +646,7 @@ def _conv_ranker(st, label, tuning, tuning_fp32, cfg):
         from shfan.calibration import sensitivity
 
         with st.stage(label) as s:
-            ranking = sensitivity.rank_convs(int8_path, tuning, tuning_fp32, cfg, progress=_bar("ranking convs"))
+            ranking = sensitivity.rank_convs(int8_path, tuning, tuning_fp32, cfg, progress=_bar("ranking convs", progress))
             s["detail"] = "worst: " + ", ".join(f"{n} {d:+.2f}" for n, d in ranking[:3])
         return ranking
 

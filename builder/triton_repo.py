@@ -19,16 +19,16 @@ its creator when it is dlopen'ed (plugins/src/plugin_registration.cpp), which bo
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
-import os
 import shutil
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from shfan.builder.artifacts import staged_folder
 from shfan.builder.metadata import BuildError
+from shfan.contracts import BuildManifest
+from shfan.io import sha256_file
 
 log = logging.getLogger("shfan.builder")
 
@@ -140,47 +140,22 @@ def validate_config(text: str) -> bool:
     return True
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
+_sha256 = sha256_file  # the old name, still read by tests/test_triton_repo.py
 
 
-def pick_onnx(build: Path, manifest: dict, kind: str) -> tuple[Path, str]:
+def pick_onnx(build: Path, manifest: BuildManifest, kind: str) -> tuple[Path, str]:
     """(ONNX file for Triton's onnxruntime backend, why). The graph with the standard-ops decoder
     when the build has one (landmarks + scores out); the heatmap graph otherwise (a plugin node
     does not run in ONNX Runtime). On CPU the file built for ONNX Runtime's CPU provider, if any."""
-    selected = manifest.get("selected_precision")
-    artifacts = manifest.get("artifacts", {})
-    if selected not in artifacts:
+    selected = manifest.selected_precision
+    if selected not in manifest.artifacts:
         raise BuildError(f"{build}: manifest has no artifacts for {selected!r}; rebuild with shfan-build")
-    entry = artifacts[selected]
+    entry = manifest.artifacts[selected]
     if kind == "cpu" and entry.get("cpu"):
         entry = entry["cpu"]
-    if manifest.get("decoder") == "onnx" and entry.get("onnx_decoded"):
+    if manifest.decoder == "onnx" and entry.get("onnx_decoded"):
         return build / entry["onnx_decoded"], f"{selected}, standard-ops subpixel decoder (landmarks + scores out)"
-    return build / entry["onnx"], f"{selected}, heatmaps out (decoder {manifest.get('decoder')}: decode on the client)"
-
-
-def _stage(dest: Path) -> Path:
-    """Only an earlier repository of ours (or nothing, or an empty folder) may be replaced."""
-    if dest.exists() and not (dest.is_dir() and ((dest / MARKER).is_file() or not any(dest.iterdir()))):
-        raise BuildError(f"{dest} exists and is not a shfan Triton repository; choose another --triton-repo or remove it")
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    return Path(tempfile.mkdtemp(prefix=f".{dest.name}.writing-", dir=dest.parent))
-
-
-def _swap(stage: Path, dest: Path) -> None:
-    os.chmod(stage, 0o755)
-    old = None
-    if dest.exists():
-        old = dest.with_name(f".{dest.name}.old-{os.getpid()}")
-        os.rename(dest, old)
-    os.rename(stage, dest)
-    if old is not None:
-        shutil.rmtree(old, ignore_errors=True)
+    return build / entry["onnx"], f"{selected}, heatmaps out (decoder {manifest.decoder}: decode on the client)"
 
 
 def write_repository(build, dest, *, kind: str = "cpu", max_batch: int = MAX_BATCH,
@@ -188,7 +163,7 @@ def write_repository(build, dest, *, kind: str = "cpu", max_batch: int = MAX_BAT
                      instances: int = 1, engine_max_batch: int | None = None, plugin_lib=None) -> dict:
     """Write DIR (see the module doc) from a shfan-build folder; returns the summary also written
     to DIR/shfan_repo.json. The whole folder is staged and renamed into place."""
-    from shfan.runtime.backend import read_manifest
+    from shfan.errors import BackendError
 
     build, dest = Path(build), Path(dest)
     if kind not in KINDS:
@@ -196,19 +171,18 @@ def write_repository(build, dest, *, kind: str = "cpu", max_batch: int = MAX_BAT
     if max_batch < 1 or instances < 1 or queue_delay_us < 0:
         raise BuildError("max batch and instances must be >= 1 and the queue delay >= 0 us")
     try:
-        manifest = read_manifest(build)
-    except Exception as exc:  # BackendError: same one-line message
+        manifest = BuildManifest.read(build)
+    except BackendError as exc:  # same one-line message
         raise BuildError(str(exc)) from None
     onnx_path, why = pick_onnx(build, manifest, kind)
     inputs, outputs, batched = onnx_io(onnx_path)
-    selected = manifest["selected_precision"]
-    entry = manifest["artifacts"][selected]
+    selected = manifest.selected_precision
+    entry = manifest.artifacts[selected]
     engine = build / entry["engine"] if entry.get("engine") else None
     summary = {"source_build": str(build.resolve()), "model_name": MODEL_NAME, "precision": selected,
-               "decoder": manifest.get("decoder"), "input_size": manifest["model_config"]["input_size"],
-               "landmarks": manifest["model_config"]["landmarks"], "onnxruntime": {}, "tensorrt": {}}
-    stage = _stage(dest)
-    try:
+               "decoder": manifest.decoder, "input_size": manifest.model_config["input_size"],
+               "landmarks": manifest.model_config["landmarks"], "onnxruntime": {}, "tensorrt": {}}
+    with staged_folder(dest, MARKER, "shfan Triton repository", "--triton-repo") as stage:
         ort_dir = stage / "onnxruntime" / MODEL_NAME
         (ort_dir / "1").mkdir(parents=True)
         shutil.copyfile(onnx_path, ort_dir / "1" / "model.onnx")
@@ -217,14 +191,14 @@ def write_repository(build, dest, *, kind: str = "cpu", max_batch: int = MAX_BAT
         text = config_text(spec)
         checked = validate_config(text)
         (ort_dir / "config.pbtxt").write_text(text)
-        summary["onnxruntime"] = {"onnx": onnx_path.name, "what": why, "sha256": _sha256(onnx_path),
+        summary["onnxruntime"] = {"onnx": onnx_path.name, "what": why, "sha256": sha256_file(onnx_path),
                                   "max_batch_size": spec.max_batch_size, "kind": kind, "schema_checked": checked}
 
         # TensorRT: the engine's I/O are those of the graph it was built from (decoded graph).
         trt_source = build / (entry.get("onnx_decoded") or entry["onnx"])
-        t_in, t_out, t_batched = onnx_io(trt_source) if manifest.get("decoder") != "plugin" else (inputs, None, batched)
+        t_in, t_out, t_batched = onnx_io(trt_source) if manifest.decoder != "plugin" else (inputs, None, batched)
         if t_out is None:  # plugin graph: same outputs as the standard-ops decoder by contract (DESIGN.md §4)
-            k = int(manifest["model_config"]["landmarks"])
+            k = int(manifest.model_config["landmarks"])
             t_out = [TensorSpec("landmarks", "TYPE_FP32", (k, 2)), TensorSpec("scores", "TYPE_FP32", (k,))]
         trt_batch = min(max_batch, engine_max_batch) if engine_max_batch else max_batch
         trt_spec = ModelSpec("tensorrt", t_in, t_out, trt_batch if t_batched else 0, preferred, queue_delay_us,
@@ -237,10 +211,10 @@ def write_repository(build, dest, *, kind: str = "cpu", max_batch: int = MAX_BAT
         if engine is not None and engine.is_file():
             shutil.copyfile(engine, trt_dir / "1" / "model.plan")
         plugin = None
-        if manifest.get("decoder") == "plugin":
+        if manifest.decoder == "plugin":
             from shfan.plugins import find_plugin_library
 
-            lib = find_plugin_library(plugin_lib, manifest.get("plugin_lib"))
+            lib = find_plugin_library(plugin_lib, manifest.plugin_lib)
             if lib is not None:
                 (stage / "tensorrt" / "plugins").mkdir()
                 plugin = stage / "tensorrt" / "plugins" / Path(lib).name
@@ -248,14 +222,10 @@ def write_repository(build, dest, *, kind: str = "cpu", max_batch: int = MAX_BAT
         summary["tensorrt"] = {"engine": "model.plan" if engine is not None and engine.is_file() else None,
                                "built_from": trt_source.name, "max_batch_size": trt_spec.max_batch_size,
                                "plugin": f"plugins/{plugin.name}" if plugin else None,
-                               "needs_plugin": manifest.get("decoder") == "plugin",
-                               "tensorrt_version": (manifest.get("tensorrt") or {}).get("version")}
+                               "needs_plugin": manifest.decoder == "plugin",
+                               "tensorrt_version": (manifest.tensorrt or {}).get("version")}
         (stage / "README.md").write_text(readme(summary, spec, trt_spec))
         (stage / MARKER).write_text(json.dumps(summary, indent=2) + "\n")
-    except BaseException:
-        shutil.rmtree(stage, ignore_errors=True)
-        raise
-    _swap(stage, dest)
     return summary
 
 
