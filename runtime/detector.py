@@ -10,14 +10,15 @@ from __future__ import annotations
 import hashlib
 import math
 import os
-import tempfile
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
+from shfan import io
 from shfan.errors import ShfanError
+from shfan.io import cache_dir  # detector.cache_dir(): bench and doctor look for YuNet there too
 
 YUNET_FILE = "face_detection_yunet_2023mar.onnx"
 YUNET_URL = ("https://github.com/opencv/opencv_zoo/raw/main/models/face_detection_yunet/" + YUNET_FILE)
@@ -70,43 +71,27 @@ def landmark_box_from_detection(box) -> np.ndarray:
     return np.array([cx - hw, cy - hh, cx + hw, cy + hh], np.float64)
 
 
-def cache_dir() -> Path:
-    """$SHFAN_CACHE_DIR, else $XDG_CACHE_HOME (or ~/.cache)/shfan."""
-    if os.environ.get("SHFAN_CACHE_DIR"):
-        return Path(os.environ["SHFAN_CACHE_DIR"])
-    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "shfan"
-
-
-def sha256_of(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
+sha256_of = io.sha256_file  # the name doctor and the tests use
 
 
 def download_yunet(dest: Path, url: str = YUNET_URL, timeout: float = 30.0) -> Path:
-    """Fetch YuNet once into `dest`, verified by sha256, written atomically."""
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=dest.parent, suffix=".part")
+    """Fetch YuNet once into `dest`, verified by sha256, written atomically. The file is 230 KB,
+    so it is checked in memory and only a verified copy ever reaches the disk."""
     try:
-        with os.fdopen(fd, "wb") as f, urllib.request.urlopen(url, timeout=timeout) as resp:
-            while block := resp.read(1 << 16):
-                f.write(block)
-        got = sha256_of(Path(tmp))
+        with urllib.request.urlopen(url, timeout=timeout) as resp:
+            data = resp.read()
+        got = hashlib.sha256(data).hexdigest()
         if got != YUNET_SHA256:
             raise DetectorError(f"downloaded {url} has sha256 {got[:12]}..., expected {YUNET_SHA256[:12]}...; "
                                 f"download it yourself and {GIVE_PATH}")
-        os.replace(tmp, dest)
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        io.write_bytes(dest, data)
     except DetectorError:
         raise
     except Exception as exc:  # no network, proxy, HTTP error, disk full
         reason = getattr(exc, "reason", None) or exc
         raise DetectorError(f"cannot download the YuNet face detector ({str(reason).splitlines()[0][:120]}); "
                             f"{GIVE_PATH}") from None
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
     return dest
 
 

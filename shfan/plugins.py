@@ -15,10 +15,11 @@ import hashlib
 import os
 import shutil
 import subprocess
-import tempfile
 from pathlib import Path
 
 import numpy as np
+
+from shfan import io
 
 PLUGIN_DIR = Path(__file__).resolve().parent.parent / "plugins"
 DEFAULT_PLUGIN_LIB = PLUGIN_DIR / "build" / "libshfan_plugins.so"
@@ -77,28 +78,10 @@ def load_plugin_library(path: str | os.PathLike | None = None) -> ctypes.CDLL:
 
 def plugin_sha256(path: str | os.PathLike) -> str:
     """Hex sha256 of a plugin library (recorded in engine manifests)."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
+    return io.sha256_file(path)
 
 
 # ---------------------------------------------------------------- CPU build of the plugin math
-
-
-def _cache_dir() -> Path:
-    """$SHFAN_CACHE_DIR/plugins, else $XDG_CACHE_HOME (or ~/.cache)/shfan/plugins, else the temp dir."""
-    if os.environ.get("SHFAN_CACHE_DIR"):
-        out = Path(os.environ["SHFAN_CACHE_DIR"]) / "plugins"
-    else:
-        out = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "shfan" / "plugins"
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-    except OSError:  # read-only home (containers, CI)
-        out = Path(tempfile.gettempdir()) / "shfan-plugins"
-        out.mkdir(parents=True, exist_ok=True)
-    return out
 
 
 def host_compiler() -> str | None:
@@ -118,20 +101,20 @@ def build_host_library(cache_dir: str | os.PathLike | None = None, force: bool =
     if cxx is None:
         raise PluginError("no C++ compiler found for the host decoder build; install g++ (apt install g++) or set CXX")
     digest = hashlib.sha256(b"".join(p.read_bytes() for p in _HOST_SOURCES)).hexdigest()[:16]
-    out = Path(cache_dir) if cache_dir else _cache_dir()
+    # $SHFAN_CACHE_DIR/plugins, else ~/.cache/shfan/plugins, else the temp dir (read-only home)
+    out = Path(cache_dir) if cache_dir else io.cache_dir("plugins", create=True)
     out.mkdir(parents=True, exist_ok=True)
     lib = out / f"libshfan_decode_host-{digest}.so"
     if lib.is_file() and not force:
         return lib
-    tmp = lib.with_suffix(f".{os.getpid()}.tmp")
-    cmd = [cxx, "-std=c++17", "-O2", "-fPIC", "-shared", "-fvisibility=hidden",
-           f"-I{PLUGIN_DIR / 'include'}", str(_HOST_SOURCES[0]), "-o", str(tmp)]
-    proc = subprocess.run(cmd, capture_output=True, text=True)
-    if proc.returncode != 0:
-        tmp.unlink(missing_ok=True)
-        first = (proc.stderr.strip().splitlines() or ["(no output)"])[0]
-        raise PluginError(f"host decoder build failed: {first}; command: {' '.join(cmd)}")
-    os.replace(tmp, lib)  # atomic: parallel test workers never see a half-written library
+    # atomic: parallel test workers never see a half-written library
+    with io.atomic_path(lib, ".so") as tmp:
+        cmd = [cxx, "-std=c++17", "-O2", "-fPIC", "-shared", "-fvisibility=hidden",
+               f"-I{PLUGIN_DIR / 'include'}", str(_HOST_SOURCES[0]), "-o", str(tmp)]
+        proc = subprocess.run(cmd, capture_output=True, text=True)
+        if proc.returncode != 0:
+            first = (proc.stderr.strip().splitlines() or ["(no output)"])[0]
+            raise PluginError(f"host decoder build failed: {first}; command: {' '.join(cmd)}")
     return lib
 
 
