@@ -3,41 +3,40 @@
 crops: [N, 3, S, S] float32 RGB in [0, 1]; points: [N, K, 2] float32 in network-input pixels
 (continuous convention); scores: [N, K] heatmap peak values. Everything above this seam
 (pipeline, evaluation, benchmarks) is backend-agnostic.
+
+The backends themselves are registered in `shfan.runtime.backends` (one module each);
+`open_backend` picks one for a model path.
 """
 
 from __future__ import annotations
 
-import json
-from dataclasses import dataclass
+import logging
 from pathlib import Path
 from typing import Protocol
 
 import numpy as np
 
-META_KEY = "shfan"  # ONNX metadata_props key holding {"model_config": {...}, ...}
-BACKENDS = ("auto", "tensorrt", "onnxruntime")
-CHECKPOINT_SUFFIXES = (".pt", ".pth", ".tar", ".zip")
+from shfan.contracts import META_KEY, BuildManifest, ModelInfo  # META_KEY, ModelInfo: re-exported
+from shfan.errors import BackendError  # re-exported
+from shfan.runtime import backends
+from shfan.runtime.backends import CHECKPOINT_SUFFIXES, is_checkpoint, is_engine  # CHECKPOINT_SUFFIXES: re-exported
+
+BACKENDS = backends.choices()  # at import; open_backend also takes backends registered later
 PRECISIONS = ("fp32", "fp16", "int8")  # of a build folder (shfan.builder.precision.PRECISIONS)
 
+log = logging.getLogger("shfan.runtime")
 
-from shfan.errors import BackendError  # noqa: E402  (re-exported)
-
-
-@dataclass(frozen=True)
-class ModelInfo:
-    input_size: int
-    landmarks: int
-    heatmap_size: int
-    window: int = 5
-    temperature: float = 12.0
-
-    @classmethod
-    def from_config(cls, cfg: dict) -> "ModelInfo":
-        return cls(int(cfg["input_size"]), int(cfg["landmarks"]), int(cfg["input_size"]) // 4,
-                   int(cfg.get("window", 5)), float(cfg.get("temperature", 12.0)))
+__all__ = ["META_KEY", "ModelInfo", "BackendError", "CHECKPOINT_SUFFIXES", "BACKENDS", "PRECISIONS", "Backend",
+           "decode_heatmaps", "read_manifest", "onnx_from_build", "open_backend"]
 
 
 class Backend(Protocol):
+    """What every backend provides. Optional, where the graph ends at the heatmaps (ONNX Runtime
+    on heatmap graphs, PyTorch): `outputs_heatmaps` (bool), `infer_heatmaps(crops) -> heatmaps
+    [N, K, H, W]` (the network alone) and `decode_heatmaps(heatmaps) -> (points, scores)` (the
+    host decoder alone), so benchmarks can time the two halves; check `getattr(b,
+    "outputs_heatmaps", False)` before calling them."""
+
     info: ModelInfo
     name: str
 
@@ -55,76 +54,40 @@ def decode_heatmaps(heatmaps: np.ndarray, info: ModelInfo, method: str = "subpix
 
 
 def read_manifest(folder: Path) -> dict:
-    path = Path(folder) / "manifest.json"
-    if not path.is_file():
-        raise BackendError(f"{folder}: no manifest.json; is this a shfan-build output folder?")
-    try:
-        manifest = json.loads(path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise BackendError(f"{path}: corrupt manifest ({getattr(exc, 'msg', exc)}); rebuild with shfan-build") \
-            from None
-    if not isinstance(manifest, dict) or not isinstance(manifest.get("artifacts", {}), dict):
-        raise BackendError(f"{path}: not a shfan-build manifest (expected a JSON object with 'artifacts'); "
-                           "rebuild with shfan-build")
-    return manifest
+    """A build folder's manifest as a dict (shfan.contracts.BuildManifest has the lookups)."""
+    return BuildManifest.read(folder).to_json()
 
 
 def onnx_from_build(folder: Path, precision: str | None = None, cpu: bool = True) -> Path:
     """The ONNX Runtime-runnable file (heatmap output) of a build folder for a precision
     (default: the precision the build selected). With `cpu`, the file built for ONNX Runtime's
     CPU provider (`shfan-build --target cpu|all`, artifacts[p]["cpu"]) when the build has one."""
-    manifest = read_manifest(folder)
-    artifacts = manifest.get("artifacts", {})
-    precision = precision or manifest.get("selected_precision") or next(iter(artifacts), None)
-    if precision not in artifacts:
-        raise BackendError(f"{folder}: no {precision} model in this build (has: {', '.join(artifacts) or 'none'}); "
-                           f"run shfan-build --precision {precision}")
-    entry = artifacts[precision]
-    if cpu and entry.get("cpu"):
-        return Path(folder) / entry["cpu"]["onnx"]
-    return Path(folder) / entry["onnx"]
+    return BuildManifest.read(folder).onnx_for(folder, precision, cpu)
 
 
 def open_backend(model, backend: str = "auto", precision: str | None = None,
                  decoder: str = "subpixel", threads: int | None = None) -> Backend:
-    """A backend for a build folder, .onnx file or .engine/.plan file."""
-    if backend not in BACKENDS:
-        raise BackendError(f"unknown backend {backend!r}; choose one of {', '.join(BACKENDS)}")
+    """A backend for a build folder, .onnx file or .engine/.plan file (a checkpoint with
+    backend pytorch). auto: TensorRT for engines, and for build folders where TensorRT is
+    importable (falling back to ONNX Runtime, with a warning, when the engine cannot run);
+    ONNX Runtime otherwise."""
+    if backend not in backends.choices():
+        raise BackendError(f"unknown backend {backend!r}; choose one of {', '.join(backends.choices())}")
     path = Path(model)
     if not path.exists():
         raise BackendError(f"{path}: no such model (give a shfan-build folder, .onnx or .engine file)")
-    if path.is_file() and path.suffix in CHECKPOINT_SUFFIXES:
+    if is_checkpoint(path) and (backend == "auto" or not backends.get(backend).accepts(path)):
         raise BackendError(f"{path} is a PyTorch checkpoint; export it first: shfan-build --weights {path} "
                            "--precision fp32, then use the build folder")
-    engine = path.suffix in (".engine", ".plan")
-    if backend == "onnxruntime" and engine:
-        raise BackendError(f"{path} is a TensorRT engine, which ONNX Runtime cannot run; use backend tensorrt "
-                           "(on the machine it was built for), or the shfan-build folder / .onnx it came from")
-    if backend == "tensorrt" and not (engine or path.is_dir()):
-        raise BackendError(f"backend tensorrt runs a shfan-build folder or .engine, not {path.name}; build one "
-                           "with shfan-build (on the Jetson), or use backend onnxruntime or auto")
-    if backend in ("auto", "tensorrt") and (path.suffix in (".engine", ".plan") or path.is_dir()):
-        try:
-            from shfan.runtime.trt_backend import TensorRTBackend, tensorrt_available
-        except ImportError:
-            tensorrt_available = lambda: False  # noqa: E731
-        if tensorrt_available():
+    options = dict(precision=precision, decoder=decoder, threads=threads)
+    if backend == "auto":
+        tensorrt = backends.get("tensorrt")
+        if is_engine(path):
+            return tensorrt.open(path, **options)  # says so when TensorRT is not available
+        if path.is_dir() and tensorrt.available():
             try:
-                return TensorRTBackend.open(path, precision=precision, decoder=decoder)
-            except BackendError as exc:
-                if backend == "tensorrt" or not path.is_dir():
-                    raise
-                # auto + build folder: its ONNX still runs; say why the engine was not used
-                import logging
-
-                logging.getLogger("shfan.runtime").warning("TensorRT engine not used: %s; falling back to "
-                                                           "ONNX Runtime", exc)
-        if backend == "tensorrt" or path.suffix in (".engine", ".plan"):
-            raise BackendError("TensorRT is not available here (python -c 'import tensorrt' fails); "
-                               "use the onnxruntime backend, or run shfan-doctor for the fix")
-    from shfan.runtime.ort_backend import OnnxRuntimeBackend, cuda_device_present
-
-    # the CPU int8 file where ONNX Runtime runs on the CPU; with a GPU its CUDA provider takes
-    # the TensorRT-style file (it has no integer convolution kernels)
-    onnx_path = onnx_from_build(path, precision, cpu=not cuda_device_present()) if path.is_dir() else path
-    return OnnxRuntimeBackend(onnx_path, decoder=decoder, threads=threads)
+                return tensorrt.open(path, **options)
+            except BackendError as exc:  # its ONNX still runs; say why the engine was not used
+                log.warning("TensorRT engine not used: %s; falling back to ONNX Runtime", exc)
+        backend = "onnxruntime"
+    return backends.get(backend).open(path, **options)

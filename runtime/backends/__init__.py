@@ -1,0 +1,126 @@
+"""The inference backend registry: one `BackendSpec` per backend, in registration order.
+
+A backend is one module here that defines a spec and calls `register(SPEC)`; this package
+imports those modules when it is imported, so `names()` lists every backend. The spec modules
+stay light (no onnxruntime, tensorrt or torch at import): availability is checked without
+importing the library, and the backend class is imported only by `open`.
+
+    from shfan.runtime import backends
+    backends.choices()                      # ("auto", "onnxruntime", "tensorrt", "pytorch")
+    backends.get("tensorrt").available()    # importable here, without importing it
+    backends.get("onnxruntime").open("model.onnx", threads=2).infer(crops)
+"""
+
+from __future__ import annotations
+
+import importlib.metadata
+import importlib.util
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+from shfan.errors import BackendError
+
+CHECKPOINT_SUFFIXES = (".pt", ".pth", ".tar", ".zip")  # PyTorch checkpoints (shfan.model.load_checkpoint)
+ENGINE_SUFFIXES = (".engine", ".plan")  # serialized TensorRT engines
+
+
+@dataclass(frozen=True)
+class BackendSpec:
+    """What the registry knows about one backend.
+
+    available() -> bool: its library is importable here (checked without importing it).
+    version() -> str | None: the installed library's version, None when it is not installed.
+    open(model, *, precision=None, decoder="subpixel", threads=None) -> Backend: a ready
+        backend (shfan.runtime.backend.Backend); BackendError naming the fix otherwise.
+    accepts(path) -> bool: which model files it runs (build folder, .onnx, engine, checkpoint).
+    """
+
+    name: str
+    summary: str
+    module: str  # dotted path of the module holding the backend class (imported by open only)
+    available: Callable[[], bool]
+    version: Callable[[], "str | None"]
+    open: Callable[..., object]
+    accepts: Callable[[Path], bool]
+
+
+_SPECS: dict[str, BackendSpec] = {}
+
+
+def register(spec: BackendSpec) -> BackendSpec:
+    """Add a backend (after the ones already registered). A second spec under a taken name is
+    an error, so two modules cannot silently fight over one backend."""
+    if spec.name == "auto":
+        raise ValueError("'auto' is the open_backend choice, not a backend name")
+    if spec.name in _SPECS and _SPECS[spec.name] is not spec:
+        raise ValueError(f"a backend named {spec.name!r} is already registered ({_SPECS[spec.name].module})")
+    _SPECS[spec.name] = spec
+    return spec
+
+
+def unregister(name: str) -> None:
+    """Remove a backend (tests register throwaway ones)."""
+    _SPECS.pop(name, None)
+
+
+def names() -> tuple[str, ...]:
+    """Registered backend names, in registration order."""
+    return tuple(_SPECS)
+
+
+def choices() -> tuple[str, ...]:
+    """What a --backend option accepts: 'auto' and every registered backend."""
+    return ("auto", *names())
+
+
+def get(name: str) -> BackendSpec:
+    try:
+        return _SPECS[name]
+    except KeyError:
+        raise BackendError(f"unknown backend {name!r}; choose one of {', '.join(names())}") from None
+
+
+def available() -> tuple[str, ...]:
+    """The registered backends whose library is importable here."""
+    return tuple(name for name, spec in _SPECS.items() if spec.available())
+
+
+# ------------------------------------------------------------------ helpers for spec modules
+
+
+def module_available(module: str) -> bool:
+    """`module` is importable (found without importing it; a broken parent counts as absent)."""
+    try:
+        return importlib.util.find_spec(module) is not None
+    except (ImportError, ValueError):
+        return False
+
+
+def dist_version(module: str, dists) -> str | None:
+    """The version of the first installed distribution in `dists`, else the imported module's
+    __version__ (JetPack's apt-installed tensorrt may have no package metadata), else None."""
+    for dist in dists:
+        try:
+            return importlib.metadata.version(dist)
+        except importlib.metadata.PackageNotFoundError:
+            continue
+    loaded = sys.modules.get(module)
+    return getattr(loaded, "__version__", None) if loaded is not None else None
+
+
+def is_checkpoint(path: Path) -> bool:
+    path = Path(path)
+    return path.is_file() and path.suffix in CHECKPOINT_SUFFIXES
+
+
+def is_engine(path: Path) -> bool:
+    return Path(path).suffix in ENGINE_SUFFIXES
+
+
+# Each module registers its spec at import; the order here is the order of names().
+BUILTIN = ("onnxruntime", "tensorrt", "pytorch")
+for _module in BUILTIN:
+    importlib.import_module(f"{__name__}.{_module}")
+del _module

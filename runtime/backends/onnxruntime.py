@@ -1,0 +1,46 @@
+"""The ONNX Runtime backend's registration: build folders and .onnx files, on the CPU (or the
+CUDA provider where onnxruntime-gpu finds a GPU). The backend class is
+shfan.runtime.ort_backend.OnnxRuntimeBackend; onnxruntime is imported only by `open`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from shfan.contracts import BuildManifest
+from shfan.errors import BackendError
+from shfan.runtime.backends import BackendSpec, dist_version, is_engine, module_available, register
+
+DISTS = ("onnxruntime", "onnxruntime-gpu")  # either provides the `onnxruntime` module (not both)
+
+
+def available() -> bool:
+    return module_available("onnxruntime")
+
+
+def version() -> str | None:
+    return dist_version("onnxruntime", DISTS)
+
+
+def accepts(path) -> bool:
+    path = Path(path)
+    return path.is_dir() or path.suffix == ".onnx"
+
+
+def open_model(model, *, precision: str | None = None, decoder: str = "subpixel", threads: int | None = None):
+    """A shfan-build folder (its `precision` file) or an .onnx file. Any other file is handed to
+    ONNX Runtime, whose load error names it; only engines are refused up front."""
+    path = Path(model)
+    if is_engine(path):
+        raise BackendError(f"{path} is a TensorRT engine, which ONNX Runtime cannot run; use backend tensorrt "
+                           "(on the machine it was built for), or the shfan-build folder / .onnx it came from")
+    from shfan.runtime.ort_backend import OnnxRuntimeBackend, cuda_device_present
+
+    # the CPU int8 file where ONNX Runtime runs on the CPU; with a GPU its CUDA provider takes
+    # the TensorRT-style file (it has no integer convolution kernels)
+    onnx = BuildManifest.read(path).onnx_for(path, precision, cpu=not cuda_device_present()) if path.is_dir() else path
+    return OnnxRuntimeBackend(onnx, decoder=decoder, threads=threads)
+
+
+SPEC = register(BackendSpec(
+    name="onnxruntime", summary="ONNX Runtime: CPU everywhere, CUDA provider with onnxruntime-gpu and a GPU",
+    module="shfan.runtime.ort_backend", available=available, version=version, open=open_model, accepts=accepts))
