@@ -1,4 +1,5 @@
-"""shfan-bench: statistics, report assembly and speedup on real numbers; one --quick --json run."""
+"""shfan-bench: statistics, report assembly and speedup on real numbers; one --quick --json run;
+the face-alignment baseline's crop math (benchmarks/face_alignment_baseline.py, loaded by path)."""
 
 import json
 
@@ -165,29 +166,67 @@ def test_cli_batch_sizes_parse():
         build_parser().parse_args(["--batch-sizes", "1,x"])
 
 
-# ------------------------------------------------------------------ baseline geometry
+def test_default_model_is_the_shipped_onnx():
+    from shfan import weights
+
+    source = bench.resolve_model(None)
+    assert (source.kind, source.path) == ("onnx", weights.model_path("compact", "onnx"))
 
 
-def test_fa_center_scale_as_face_alignment():
-    center, scale = bench.fa_center_scale([100.0, 100.0, 300.0, 340.0])
+def test_file_key_and_cache_dir(tmp_path, monkeypatch):
+    from shfan.io import sha256_file
+
+    f = tmp_path / "m.onnx"
+    f.write_bytes(b"weights")
+    assert bench.file_key(f) == sha256_file(f)[:12]
+    monkeypatch.setenv("SHFAN_CACHE_DIR", str(tmp_path / "c"))
+    assert bench.bench_cache_dir(bench.BenchConfig()) == tmp_path / "c" / "bench"
+    assert bench.bench_cache_dir(bench.BenchConfig(cache_dir=tmp_path / "x")) == tmp_path / "x"
+
+
+# ------------------------------------------------------------------ baseline (benchmarks/, not the package)
+
+
+@pytest.fixture(scope="module")
+def fa():
+    """benchmarks/face_alignment_baseline.py, as shfan-bench loads it from a checkout."""
+    from shfan.cli.bench import BASELINE_SCRIPT, load_baseline
+
+    assert BASELINE_SCRIPT.is_file()
+    import sys
+
+    load_baseline()
+    return sys.modules["face_alignment_baseline"]
+
+
+def test_baseline_loads_from_the_checkout_only(tmp_path, fa):
+    from shfan.cli.bench import load_baseline
+
+    assert load_baseline() is fa.run_baseline
+    assert load_baseline(tmp_path / "face_alignment_baseline.py") is None  # an installed package: no script
+    assert not hasattr(bench, "FaceAlignmentBaseline") and not hasattr(bench, "fa_crop")  # not in the wheel
+
+
+def test_fa_center_scale_as_face_alignment(fa):
+    center, scale = fa.fa_center_scale([100.0, 100.0, 300.0, 340.0])
     np.testing.assert_allclose(center, [200.0, 220.0 - 0.12 * 240.0])
     assert scale == pytest.approx(440.0 / 195.0)
 
 
-def test_fa_crop_centres_the_face_and_pads_outside():
+def test_fa_crop_centres_the_face_and_pads_outside(fa):
     image = np.zeros((480, 640, 3), np.uint8)
     image[190:210, 290:310] = 255  # a bright square at (300, 200)
-    crop = bench.fa_crop(image, np.array([300.0, 200.0]), 1.0, 256)
+    crop = fa.fa_crop(image, np.array([300.0, 200.0]), 1.0, 256)
     assert crop.shape == (256, 256, 3)
     ys, xs = np.nonzero(crop[..., 0] > 128)
     assert abs(xs.mean() - 128) < 3 and abs(ys.mean() - 128) < 3
-    edge = bench.fa_crop(image, np.array([5.0, 5.0]), 1.0, 256)  # mostly outside: zero padding
+    edge = fa.fa_crop(image, np.array([5.0, 5.0]), 1.0, 256)  # mostly outside: zero padding
     assert edge.shape == (256, 256, 3) and edge[:100, :100].max() == 0
 
 
-def test_fa_points_to_image_inverts_the_crop():
+def test_fa_points_to_image_inverts_the_crop(fa):
     center, scale = np.array([300.0, 200.0]), 2.0  # a 400 px square around (300, 200)
-    pts = bench.fa_points_to_image(np.array([[32.0, 32.0], [0.0, 0.0], [64.0, 64.0]]), center, scale, 64)
+    pts = fa.fa_points_to_image(np.array([[32.0, 32.0], [0.0, 0.0], [64.0, 64.0]]), center, scale, 64)
     np.testing.assert_allclose(pts, [[300.0, 200.0], [100.0, 0.0], [500.0, 400.0]])
 
 
@@ -230,10 +269,21 @@ def test_summary_lines_say_ratio_calibration_and_skips():
     assert "detector ran on every frame" in text  # faces 0: tracking never held
 
 
+def test_summary_lines_say_why_the_baseline_is_missing():
+    report = {**REPORT, "baseline": None, "skipped": [{"backend": "baseline", "reason": bench.NO_BASELINE}]}
+    report["speedup"] = bench.speedup_summary(report["results"], None, ("onnxruntime", "int8"))
+    text = "\n".join(bench.summary_lines(report))
+    assert "skipped baseline: " in text and "benchmarks/face_alignment_baseline.py" in text
+    assert "speedup (" not in text and bench.pipeline_rows(report)[-1][0].startswith("shfan ")
+
+
 def test_print_tables_renders(capsys):
+    """The library returns the tables; the CLI prints them."""
     from rich.console import Console
 
-    bench.print_tables(REPORT, Console(width=200))
+    from shfan.cli.bench import print_tables
+
+    print_tables(REPORT, Console(width=200))
     out = capsys.readouterr().out
     assert "Stages per batch" in out and "vs baseline" in out and "20.0x" in out
 

@@ -1,18 +1,24 @@
 """shfan-bench: per-stage latency and pipeline FPS for every backend and precision here
 (ONNX Runtime fp32/fp16/int8; TensorRT fp16/int8 with plugin and ONNX-ops decoders where
 TensorRT is installed), against a face-alignment-style FAN-4 PyTorch baseline on the same
-demo frames."""
+demo frames (benchmarks/face_alignment_baseline.py: loaded from a source checkout; an
+installed package reports the baseline as skipped)."""
 
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
+import logging
 import sys
 from pathlib import Path
 
 from shfan.builder.precision import CALIB_METHODS, TARGETS
 from shfan.cli.common import (INTERRUPTED, Parser, entry, existing_file, existing_path, fail, nonneg_int,
                                positive_int, writable_dir)
+
+# The baseline lives beside the package in a source checkout, not in the wheel (it needs torch).
+BASELINE_SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "face_alignment_baseline.py"
 
 
 def int_list(text: str) -> tuple[int, ...]:
@@ -97,24 +103,70 @@ def config_from_args(args):
     return quick(config) if args.quick else config
 
 
-@entry
-def main(argv=None):
+def load_baseline(path: Path = BASELINE_SCRIPT):
+    """run_baseline of benchmarks/face_alignment_baseline.py when this runs from a checkout,
+    else None (shfan.bench.run then reports the baseline as skipped, with the reason)."""
+    if not path.is_file():
+        return None
+    module = sys.modules.get("face_alignment_baseline")
+    if module is None or getattr(module, "__file__", None) != str(path):
+        spec = importlib.util.spec_from_file_location("face_alignment_baseline", path)
+        module = importlib.util.module_from_spec(spec)
+        sys.modules["face_alignment_baseline"] = module
+        spec.loader.exec_module(module)
+    return module.run_baseline
+
+
+def print_tables(report: dict, console) -> None:
+    """The report as the machine line, the two tables and the summary lines."""
+    from shfan.bench import header_line, summary_lines, tables
+
+    console.print(header_line(report))
+    for table in tables(report):
+        console.print(table)
+    for line in summary_lines(report):
+        console.print(line, highlight=False, markup=False)
+
+
+def progress_to_stderr() -> logging.Handler:
+    """shfan.bench's progress log as 'shfan-bench: ...' lines on stderr (stdout stays the report)."""
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("shfan-bench: %(message)s"))
+    logger = logging.getLogger("shfan.bench")
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    logger.propagate = False
+    return handler
+
+
+def command(argv=None, baseline=None):
+    """The work of shfan-bench; `baseline` (see shfan.bench.run) defaults to the checkout's."""
     args = build_parser().parse_args(argv)
     from shfan import bench
     from shfan.errors import ShfanError
 
+    if baseline is None and not args.no_baseline:
+        baseline = load_baseline()
+    handler = progress_to_stderr()
     try:
-        report = bench.run(config_from_args(args))
+        report = bench.run(config_from_args(args), baseline)
     except ShfanError as exc:
         fail(str(exc))
     except KeyboardInterrupt:
         fail("interrupted", code=INTERRUPTED)
+    finally:
+        logging.getLogger("shfan.bench").removeHandler(handler)
     if args.json:
         print(json.dumps(report, indent=2))
         return
     from rich.console import Console
 
-    bench.print_tables(report, Console())
+    print_tables(report, Console())
+
+
+@entry
+def main(argv=None):
+    return command(argv)
 
 
 if __name__ == "__main__":

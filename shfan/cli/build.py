@@ -6,7 +6,8 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from shfan.builder.precision import CALIB_METHODS, TARGETS
+from shfan.builder.decoder_node import DECODERS
+from shfan.builder.precision import CALIB_METHODS, CHOICES, TARGETS
 from shfan.cli.common import (INTERRUPTED, Parser, entry, existing_file, existing_path, fail, nonneg_int,
                                positive_float, positive_int, writable_dir)
 
@@ -17,7 +18,7 @@ def build_parser():
     src.add_argument("--weights", help="checkpoint to export, or a shipped model name: compact (default) | accurate")
     src.add_argument("--onnx", type=existing_file, help="start from a shfan ONNX file (e.g. model_int8.onnx built elsewhere); "
                                     "no PyTorch needed")
-    ap.add_argument("--precision", default="best", choices=["fp32", "fp16", "int8", "best"],
+    ap.add_argument("--precision", default="best", choices=CHOICES,
                     help="best: fastest precision within --max-nme-drift (default)")
     ap.add_argument("--target", default="tensorrt", choices=TARGETS,
                     help="which int8 file: tensorrt (default: symmetric Q/DQ on convs, fp16 elsewhere, for TensorRT), "
@@ -31,7 +32,7 @@ def build_parser():
                          "moves landmarks least), max, or ModelOpt's entropy (~10x slower on CPU)")
     ap.add_argument("--max-nme-drift", type=positive_float, default=0.1,
                     help="largest accepted NME increase over fp32, in inter-ocular NME points (default 0.1)")
-    ap.add_argument("--decoder", default="onnx", choices=["plugin", "onnx", "none"],
+    ap.add_argument("--decoder", default="onnx", choices=DECODERS,
                     help="decoder in the graph: plugin (TensorRT SubpixelDecode), onnx (standard ops), none (heatmaps)")
     ap.add_argument("--plugin-lib", type=existing_file, help="SubpixelDecode plugin .so (default: $SHFAN_PLUGIN_LIB or plugins/build)")
     ap.add_argument("--max-batch", type=positive_int, default=4, help="TensorRT profile: batch 1..N (default 4)")

@@ -1,6 +1,8 @@
 """What every command-line tool shares: one argparse type per kind of option value, so a value
 is checked once, where it is parsed, the same way in every CLI; output paths checked before any
-work starts; and one exit-code convention with one line of error and no traceback:
+work starts; --version, -v/--verbose and -q/--quiet on every tool (the `Parser`); the choice
+lists from the tables they name; and one exit-code convention with one line of error and no
+traceback:
 
     0    done
     1    the work failed (a ShfanError from the library, a file that cannot be written, ...)
@@ -11,16 +13,20 @@ work starts; and one exit-code convention with one line of error and no tracebac
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import functools
+import logging
 import math
 import os
 import sys
+import typing
 from pathlib import Path
 from typing import NoReturn
 
 from shfan.atomic import can_create_in
 
 FAILED, USAGE, INTERRUPTED = 1, 2, 130
+LOGGER = "shfan"  # every library module logs under it (shfan.train, shfan.runtime, ...)
 
 
 def fail(message: str, code: int = FAILED) -> NoReturn:
@@ -29,8 +35,78 @@ def fail(message: str, code: int = FAILED) -> NoReturn:
     raise SystemExit(code)
 
 
+@functools.lru_cache(maxsize=1)
+def version() -> str:
+    """The installed distribution's version; shfan.__version__ (its single source, read by
+    pyproject.toml) when running from a source tree that is not installed."""
+    from importlib.metadata import PackageNotFoundError
+    from importlib.metadata import version as dist_version
+
+    try:
+        return dist_version("shfan")
+    except PackageNotFoundError:
+        from shfan import __version__
+
+        return __version__
+
+
+# ---------------------------------------------------------------- logging
+
+
+class StderrHandler(logging.StreamHandler):
+    """Writes to whatever sys.stderr is when a record is emitted, so a redirected stderr (tests,
+    an embedding program) gets the lines."""
+
+    def __init__(self):
+        super().__init__(sys.stderr)
+
+    @property
+    def stream(self):
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, value):  # StreamHandler assigns it; the property always follows sys.stderr
+        pass
+
+
+class PlainFormatter(logging.Formatter):
+    """Info lines as they are (the CLIs' progress lines); others prefixed 'warning: ' etc."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        text = super().format(record)
+        return text if record.levelno == logging.INFO else f"{record.levelname.lower()}: {text}"
+
+
+def configure_logging(verbose: bool = False, quiet: bool = False) -> logging.Logger:
+    """The 'shfan' logger to stderr: INFO by default, DEBUG with -v, WARNING with -q. One
+    handler however often it is called (a test runs many mains in one process)."""
+    logger = logging.getLogger(LOGGER)
+    if not any(isinstance(h, StderrHandler) for h in logger.handlers):
+        handler = StderrHandler()
+        handler.setFormatter(PlainFormatter("%(message)s"))
+        logger.addHandler(handler)
+    logger.setLevel(logging.DEBUG if verbose else logging.WARNING if quiet else logging.INFO)
+    return logger
+
+
 class Parser(argparse.ArgumentParser):
-    """argparse with one-line usage errors (argparse prints the whole usage block first)."""
+    """argparse with one-line usage errors (argparse prints the whole usage block first), and
+    the options every shfan tool has: --version, -v/--verbose, -q/--quiet (logging configured
+    by parse_args). A tool whose -v/-q also do more says so in `verbose_help`/`quiet_help`."""
+
+    def __init__(self, *args, verbose_help: str = "more detail: debug messages",
+                 quiet_help: str = "less output: warnings and errors only", **kwargs):
+        super().__init__(*args, **kwargs)
+        self.add_argument("--version", action="version", version=f"shfan {version()}",
+                          help="print the shfan version and exit")
+        loud = self.add_mutually_exclusive_group()
+        loud.add_argument("-v", "--verbose", action="store_true", help=verbose_help)
+        loud.add_argument("-q", "--quiet", action="store_true", help=quiet_help)
+
+    def parse_args(self, args=None, namespace=None):
+        parsed = super().parse_args(args, namespace)
+        configure_logging(parsed.verbose, parsed.quiet)
+        return parsed
 
     def error(self, message: str) -> NoReturn:
         fail(f"{message} (see {self.prog} --help)", USAGE)
@@ -152,3 +228,50 @@ def writable_dir(text: str) -> str:
     if not can_create_in(base):
         raise argparse.ArgumentTypeError(f"{text}: cannot write in {base} (read-only or no permission)")
     return text
+
+
+# ---------------------------------------------------------------- choices, from the tables they name
+
+
+def backend_choices(auto: bool = True) -> tuple[str, ...]:
+    """--backend: the backend registry's names ('auto' first where the tool picks one itself)."""
+    from shfan.runtime import backends
+
+    return backends.choices() if auto else backends.names()
+
+
+def dataset_formats() -> tuple[str, ...]:
+    """--format: every dataset reader shfan.datasets has."""
+    from shfan.datasets import FORMATS
+
+    return FORMATS
+
+
+def build_precisions() -> tuple[str, ...]:
+    """--precision of a build folder: the precisions shfan-build makes."""
+    from shfan.builder.precision import PRECISIONS
+
+    return PRECISIONS
+
+
+# ---------------------------------------------------------------- options from a dataclass
+
+# field metadata "range" -> the argparse type that checks it, per the field's number type
+_RANGES = {(int, None): int, (int, "positive"): positive_int, (int, "nonneg"): nonneg_int,
+           (float, None): finite_float, (float, "positive"): positive_float, (float, "nonneg"): nonneg_float,
+           (float, "fraction"): open_fraction, (float, "probability"): probability}
+
+
+def add_dataclass_options(parser, cls, names, **kwargs) -> None:
+    """One --option per named number field of a dataclass, in the order given: the flag from
+    the name (input_size -> --input-size), the checking type from the field's type and its
+    metadata "range" (positive, nonneg, fraction, probability), the default from the field,
+    help and metavar from its metadata. So the library's options and the CLI's cannot drift."""
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    hints = typing.get_type_hints(cls)
+    for name in names:
+        f = fields[name]
+        kind = next(t for t in (int, float) if t in (hints[name], *typing.get_args(hints[name])))
+        options = {"type": _RANGES[kind, f.metadata.get("range")], "default": f.default, **kwargs}
+        options.update({k: f.metadata[k] for k in ("help", "metavar") if k in f.metadata})
+        parser.add_argument(f.metadata.get("flag", "--" + name.replace("_", "-")), **options)

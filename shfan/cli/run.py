@@ -2,24 +2,23 @@
 
 from __future__ import annotations
 
-import logging
 import signal
 import sys
 
-from shfan.cli.common import (INTERRUPTED, Parser, entry, existing_file, fail, nonneg_int, positive_float,
-                               positive_int, probability, writable_file)
+from shfan.cli.common import (INTERRUPTED, Parser, backend_choices, build_precisions, entry, existing_file, fail,
+                               nonneg_int, positive_float, positive_int, probability, writable_file)
 
 
 def build_parser():
-    ap = Parser(prog="shfan-run", description=__doc__)
+    ap = Parser(prog="shfan-run", description=__doc__, quiet_help="no stats table at exit; warnings and errors only")
     src = ap.add_mutually_exclusive_group()
     src.add_argument("--source", default=None,
                      help="demo (default), N, /dev/videoN, v4l2:///dev/videoN, csi://N, rtsp://..., "
                           "a video file or an image folder")
     src.add_argument("--camera", type=nonneg_int, metavar="N", help="USB/V4L2 camera N (same as --source /dev/videoN)")
     ap.add_argument("--model", help="compact (default) | accurate | a shfan-build folder, .onnx or .engine")
-    ap.add_argument("--backend", default="auto", choices=["auto", "tensorrt", "onnxruntime"])
-    ap.add_argument("--precision", choices=("fp32", "fp16", "int8"), help="precision to use from a build folder (default: the selected one)")
+    ap.add_argument("--backend", default="auto", choices=backend_choices())
+    ap.add_argument("--precision", choices=build_precisions(), help="precision to use from a build folder (default: the selected one)")
     ap.add_argument("--headless", action="store_true", help="no preview window")
     ap.add_argument("--output", metavar="VIDEO", type=writable_file, help="write the annotated video (.mp4 or .avi)")
     ap.add_argument("--jsonl", metavar="FILE",
@@ -43,7 +42,6 @@ def build_parser():
     ap.add_argument("--stats-json", metavar="FILE", type=writable_file, help="write per-stage latency and FPS as JSON at exit")
     ap.add_argument("--threads", type=positive_int, metavar="N",
                     help="ONNX Runtime CPU threads (default: all cores, <= 8; capped at the cores available)")
-    ap.add_argument("--quiet", action="store_true", help="no stats table at exit")
     return ap
 
 
@@ -112,7 +110,6 @@ def main(argv=None):
     ap = build_parser()
     args = ap.parse_args(argv)
     check_args(ap, args)
-    logging.basicConfig(level=logging.WARNING, format="warning: %(message)s", stream=sys.stderr)
 
     from shfan.errors import ShfanError
     from shfan.runtime import outputs

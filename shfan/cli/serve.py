@@ -12,7 +12,8 @@ import signal
 import sys
 import threading
 
-from shfan.cli.common import Parser, entry, existing_path, fail, nonneg_int, positive_float, positive_int
+from shfan.cli.common import (LOGGER, Parser, backend_choices, build_precisions, entry, existing_path, fail, nonneg_int,
+                               positive_float, positive_int)
 
 
 
@@ -26,10 +27,11 @@ def port(text: str) -> int:
 
 
 def build_parser():
-    ap = Parser(prog="shfan-serve", description=__doc__)
+    ap = Parser(prog="shfan-serve", description=__doc__,
+                verbose_help="tritonserver's log on the console, and shfan's debug messages")
     ap.add_argument("--model", help="compact (default) | accurate | a shfan-build folder | .onnx | .engine")
-    ap.add_argument("--backend", default="auto", choices=["auto", "tensorrt", "onnxruntime"])
-    ap.add_argument("--precision", choices=["fp32", "fp16", "int8"], help="of a build folder (default: its selection)")
+    ap.add_argument("--backend", default="auto", choices=backend_choices())
+    ap.add_argument("--precision", choices=build_precisions(), help="of a build folder (default: its selection)")
     ap.add_argument("--detector-model", type=existing_path, help="YuNet .onnx (default: downloaded once, sha256-checked)")
     ap.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1; 0.0.0.0 for all)")
     ap.add_argument("--http-port", type=port, default=8000)
@@ -42,7 +44,6 @@ def build_parser():
     ap.add_argument("--max-faces", type=positive_int, default=8, help="faces per image (default 8)")
     ap.add_argument("--min-face", type=positive_float, default=24.0, help="smallest face to detect, px (default 24)")
     ap.add_argument("--threads", type=positive_int, help="backend CPU threads (default: physical cores)")
-    ap.add_argument("--verbose", action="store_true", help="tritonserver's log on the console")
     return ap
 
 
@@ -57,8 +58,13 @@ def main(argv=None):
         import pytriton  # noqa: F401
     except ImportError:
         fail("shfan-serve needs PyTriton: pip install 'shfan[serve]' (nvidia-pytriton; x86-64 or aarch64, glibc >= 2.35)")
-    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-    logging.getLogger("shfan.serve").setLevel(logging.INFO)
+    root = logging.getLogger()
+    if not root.handlers:  # PyTriton's and tritonserver's loggers; shfan's have the CLI's handler (not twice)
+        handler = logging.StreamHandler()
+        handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
+        handler.addFilter(lambda record: not record.name.startswith(LOGGER))
+        root.addHandler(handler)
+        root.setLevel(logging.INFO if args.verbose else logging.WARNING)
     if not args.verbose:  # its failures come back to us as exceptions, reported in one line below
         logging.getLogger("pytriton").setLevel(logging.CRITICAL)
     try:

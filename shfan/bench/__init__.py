@@ -1,0 +1,92 @@
+"""shfan-bench as a library: per-stage latency and pipeline FPS of every backend and precision
+this machine can run, and the ratio to a baseline timed on the same demo frames.
+
+Stages: detect (YuNet on the full frame), preprocess (crop + normalise), infer (the network),
+decode (heatmaps -> points, where the backend decodes on the host), postprocess (points back
+to image px). Each is timed over `repeats` runs after `warmup` runs and reported as a median
+with its p10/p90 spread. The pipeline is timed end to end (tracking on) on pre-rendered demo
+frames, so capture never counts and every configuration sees the same pixels.
+
+config (BenchConfig, names) · stats (spread, speedup, machine) · cases (models, builds, timing)
+· report (rows, tables, summary lines). `run` returns one JSON-ready dict and logs its progress
+on the "shfan.bench" logger; printing is shfan.cli.bench's. The face-alignment-style baseline
+(PyTorch) is not part of the package: it is benchmarks/face_alignment_baseline.py, passed to
+`run` as `baseline`."""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Callable
+
+from shfan.bench.cases import (Case, ModelSource, available_precisions, batch_once, bench_cache_dir,
+                               build_folder, file_key, build_precision_choice, calibration_note, default_precision,
+                               default_source, default_threads, demo_frames, detect_all, open_detector, ort_cases,
+                               postprocess, preprocess, resolve_model, run_case, run_cases, split_infer,
+                               tensorrt_cases, time_batch, time_pipeline)
+from shfan.bench.config import (BATCH_STAGES, FPS, FRAME_SIZE, ORT_PRECISIONS, PIPELINE_STAGES,
+                                TRT_DECODERS, TRT_PRECISIONS, BenchConfig, BenchError, quick, validate)
+from shfan.bench.report import (case_precision, header_line, pipeline_rows, stage_rows, summary_lines,
+                                tables)
+from shfan.bench.stats import (SPEEDUP_GOAL, cpu_model, machine_details, per_face, speedup,
+                               speedup_summary, spread, timed)
+from shfan.contracts import BuildManifest
+
+log = logging.getLogger("shfan.bench")
+
+__all__ = ["Case", "ModelSource", "available_precisions", "batch_once", "bench_cache_dir", "build_folder",
+           "file_key", "build_precision_choice", "calibration_note", "default_precision", "default_source",
+           "default_threads",
+           "demo_frames", "detect_all", "open_detector", "ort_cases", "postprocess", "preprocess", "resolve_model",
+           "run_case", "run_cases", "split_infer", "tensorrt_cases", "time_batch", "time_pipeline", "BATCH_STAGES",
+           "FPS", "FRAME_SIZE", "ORT_PRECISIONS", "PIPELINE_STAGES", "TRT_DECODERS", "TRT_PRECISIONS",
+           "BenchConfig", "BenchError", "quick", "validate", "case_precision", "header_line", "pipeline_rows",
+           "stage_rows", "summary_lines", "tables", "SPEEDUP_GOAL", "cpu_model", "machine_details", "per_face",
+           "speedup", "speedup_summary", "spread", "timed", "Baseline", "NO_BASELINE", "run"]
+
+# (detector, frames, config) -> {"fps", "frames", "stages", "description", ...}: benchmarks/face_alignment_baseline.py
+Baseline = Callable[..., dict]
+NO_BASELINE = ("the face-alignment baseline is not part of the installed package; run it from a source checkout "
+               "(python benchmarks/face_alignment_baseline.py), or pass --no-baseline")
+
+
+def run(config: BenchConfig, baseline: Baseline | None = None) -> dict:
+    """The whole benchmark -> one JSON-ready dict. `baseline` times the reference on the same
+    frames when config.baseline asks for it; without one the report says why it is missing."""
+    validate(config)
+    t_start = time.perf_counter()
+    source = resolve_model(config.model)
+    detector = open_detector(config)  # before the build: a missing detector fails fast
+    folder, build_s = timed(build_folder, source, config, build_precision_choice(config.precisions))
+    manifest = BuildManifest.read(folder)
+    log.info("rendering %d demo frames; detecting faces", config.frames)
+    frames = demo_frames(max(config.frames, config.baseline_frames))
+    faces, detect = detect_all(detector, frames)
+    cases, skipped = ort_cases(folder, config.precisions)
+    trt_cases, trt_skipped = tensorrt_cases(source, config)
+    results, failed = run_cases(cases + trt_cases, faces, frames[:config.frames], detector, config)
+    base = baseline(detector, frames, config) if config.baseline and baseline is not None else None
+    if config.baseline and baseline is None:
+        failed.append({"backend": "baseline", "reason": NO_BASELINE})
+    default_key = ("onnxruntime", default_precision(source, folder))
+    int8 = manifest.artifacts.get("int8") or {}
+    return {
+        "tool": "shfan-bench",
+        "machine": machine_details(),
+        "settings": {"batch_sizes": list(config.batch_sizes), "warmup": config.warmup, "repeats": config.repeats,
+                     "frames": config.frames, "baseline_frames": config.baseline_frames,
+                     "threads": config.threads or default_threads(), "statistic": "median, p10/p90",
+                     "int8_target": config.target},
+        "model": {"source": str(source.path), "kind": source.kind, "build": str(folder),
+                  "config": manifest.model_config or None, "calibration": calibration_note(folder),
+                  "int8_kept_out": int8.get("excluded_layers"),
+                  "int8_cpu_kept_out": (int8.get("cpu") or {}).get("excluded_layers")},
+        "frames": {"source": "demo", "count": config.frames, "size": list(FRAME_SIZE), "with_face": len(faces)},
+        "detect": detect,
+        "results": results,
+        "skipped": skipped + trt_skipped + failed,
+        "baseline": base,
+        "speedup": speedup_summary(results, base, default_key),
+        "elapsed_s": round(time.perf_counter() - t_start, 1),
+        "build_s": round(build_s / 1000.0, 1),
+    }

@@ -1,0 +1,66 @@
+"""What shfan-bench measures and how often (BenchConfig), its names and its one error type.
+Light: no numpy, so the CLI parser imports it cheaply."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+from shfan.errors import ShfanError
+
+ORT_PRECISIONS = ("fp32", "fp16", "int8")
+TRT_PRECISIONS = ("fp16", "int8")
+TRT_DECODERS = ("plugin", "onnx")
+BATCH_STAGES = ("preprocess", "infer", "decode", "postprocess")
+PIPELINE_STAGES = ("detect", "preprocess", "infer", "postprocess", "total")
+FRAME_SIZE = (640, 480)
+FPS = 30.0
+
+
+class BenchError(ShfanError, RuntimeError):
+    """A benchmark that cannot run as asked (missing model, bad option)."""
+
+
+@dataclass
+class BenchConfig:
+    """What to measure and how often. Defaults keep the full run under 5 minutes on 2 cores."""
+
+    model: Path | None = None
+    precisions: tuple[str, ...] = ORT_PRECISIONS
+    batch_sizes: tuple[int, ...] = (1, 2, 4, 8)
+    warmup: int = 3
+    repeats: int = 20
+    frames: int = 90
+    baseline_frames: int = 10
+    baseline: bool = True
+    baseline_weights: Path | None = None
+    calib_data: str | None = None
+    max_calib: int = 128
+    calib_method: str = "percentile"
+    cache_dir: Path | None = None
+    detector_model: str | None = None
+    threads: int | None = None
+    tensorrt: bool = True
+    target: str = "all"  # int8 files built into the cache: both, so ONNX Runtime rows show the CPU and TensorRT files
+
+
+def quick(config: BenchConfig) -> BenchConfig:
+    """A smoke run: every code path once, minimal repeats."""
+    return replace(config, batch_sizes=tuple(b for b in config.batch_sizes if b <= 2) or (1,), warmup=1, repeats=3,
+                   frames=8, baseline_frames=2)
+
+
+def validate(config: BenchConfig) -> None:
+    bad = [p for p in config.precisions if p not in ORT_PRECISIONS]
+    if bad or not config.precisions:
+        raise BenchError(f"unknown precision {', '.join(bad) or '(none)'}; choose from {', '.join(ORT_PRECISIONS)}")
+    if not config.batch_sizes or any(b < 1 or b > 64 for b in config.batch_sizes):
+        raise BenchError("--batch-sizes must be integers from 1 to 64, e.g. 1,2,4,8")
+    if config.repeats < 1 or config.warmup < 0 or config.frames < 1 or config.baseline_frames < 1:
+        raise BenchError("--repeats, --frames and --baseline-frames must be >= 1 and --warmup >= 0")
+    from shfan.builder.precision import TARGETS
+
+    if config.target not in TARGETS:
+        raise BenchError(f"unknown --target {config.target!r}; choose {', '.join(TARGETS)}")
+    if config.baseline_weights and not Path(config.baseline_weights).is_file():
+        raise BenchError(f"--baseline-weights {config.baseline_weights}: no such checkpoint")
