@@ -17,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
+from shfan import io
 from shfan.errors import OutputError  # noqa: F401  (re-exported)
 
 log = logging.getLogger("shfan.runtime")
@@ -50,7 +51,11 @@ class VideoSink:
     OpenCV's writer reports no write errors (a full disk gave exit 0 and an unplayable file), so
     close() reads the finished file back and refuses to move it into place unless it decodes.
     Frames go to `.NAME.<pid>.partial.EXT`; partial files of processes that no longer run
-    (kill -9, power loss) are removed when the next sink for the same name opens."""
+    (kill -9, power loss) are removed when the next sink for the same name opens.
+
+    Not shfan.atomic.atomic_path: the file is renamed in close(), not at the end of one block,
+    only after it is read back, and its name must carry the writer's pid so that a later run can
+    tell a dead writer's leftovers from a live one's."""
 
     def __init__(self, path, fps: float = 30.0):
         self.path = Path(path)
@@ -61,9 +66,7 @@ class VideoSink:
         suffix = self.path.suffix.lower()
         if suffix not in (".mp4", ".mov", ".m4v", ".avi", ".mkv"):
             raise OutputError(f"{self.path}: unsupported video type {suffix or '(none)'}; use .mp4 or .avi")
-        from shfan.atomic import can_create_in
-
-        if not can_create_in(self.path.parent):
+        if not io.can_create_in(self.path.parent):
             raise OutputError(f"{self.path}: cannot write in {self.path.parent} (read-only or no permission)")
         self.fourcc = "MJPG" if suffix == ".avi" else "mp4v"
         remove_stale_partials(self.path)
@@ -126,22 +129,12 @@ def decodable_frames(path, limit: int = 2) -> int:
         cap.release()
 
 
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # someone else's process
-        return True
-    return True
-
-
 def remove_stale_partials(path: Path) -> list[Path]:
     """Remove `.STEM.<pid>.partial.EXT` files beside `path` left by processes that are gone."""
     removed = []
     for p in path.parent.glob(f".{path.stem}.*.partial{path.suffix}"):
         pid = p.name[len(path.stem) + 2:-len(f".partial{path.suffix}")]
-        if pid.isdigit() and int(pid) != os.getpid() and not _pid_alive(int(pid)):
+        if pid.isdigit() and int(pid) != os.getpid() and not io.pid_alive(int(pid)):
             try:
                 p.unlink()
                 removed.append(p)
@@ -176,9 +169,7 @@ class JsonlSink:
             raise OutputError(f"{p} is a folder; give a file name")
         if not p.parent.is_dir():
             raise OutputError(f"{p}: folder {p.parent} does not exist; create it or pick another file")
-        from shfan.atomic import can_create_in
-
-        if (p.exists() and not os.access(p, os.W_OK)) or not (p.exists() or can_create_in(p.parent)):
+        if (p.exists() and not os.access(p, os.W_OK)) or not (p.exists() or io.can_create_in(p.parent)):
             raise OutputError(f"{p}: cannot write here (read-only or no permission)")
 
     def _open(self):

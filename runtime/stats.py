@@ -94,8 +94,8 @@ class RunStats:
                 "percentile_window": min(self.count, self.window),
                 "stages": stages, **extra}
 
-    def print_table(self, summary: dict | None = None, file=None):
-        from rich.console import Console
+    def table(self, summary: dict | None = None):
+        """The summary as a rich Table, for the caller (a CLI) to print."""
         from rich.table import Table
 
         s = summary or self.summary()
@@ -106,10 +106,17 @@ class RunStats:
             table.add_row(stage, *(f"{v[k]:.2f}" for k in ("mean_ms", "p50_ms", "p95_ms", "max_ms")))
         table.caption = (f"{s['faces']} faces · detector ran on {s['detector_runs']} frames · "
                          f"processing alone {s['processing_fps']:.1f} FPS")
-        Console(file=file, stderr=file is None).print(table)
+        return table
+
+    def print_table(self, summary: dict | None = None, file=None):
+        """Print table() to `file` (default stderr). Kept for shfan-run, which calls it; new
+        callers print table() on their own console."""
+        from rich.console import Console
+
+        Console(file=file, stderr=file is None).print(self.table(summary))
 
     def write_json(self, path, summary: dict | None = None):
         """Atomic write (temp file + rename; OutputError naming the file when it fails)."""
-        from shfan.atomic import write_text
+        from shfan.io import write_text
 
         write_text(path, json.dumps(summary or self.summary(), indent=2) + "\n")

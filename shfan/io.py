@@ -15,7 +15,7 @@ from pathlib import Path
 from shfan.atomic import atomic_path, can_create_in, write_bytes, write_text
 
 __all__ = ["IMAGE_SUFFIXES", "VIDEO_SUFFIXES", "is_image", "is_video", "read_rgb", "astronaut", "sha256_file",
-           "cache_dir", "version_tuple", "opencv_gstreamer",
+           "cache_dir", "version_tuple", "opencv_gstreamer", "pid_alive",
            "atomic_path", "can_create_in", "write_bytes", "write_text"]  # the last four from shfan.atomic
 
 # What OpenCV reads as a still image / a video file (frame sources, calibration data, datasets).
@@ -74,6 +74,21 @@ def version_tuple(text: str | None) -> tuple[int, ...]:
     """Leading numeric fields of a version string: '10.3.0.30-1+cuda12.5' -> (10, 3, 0, 30)."""
     match = re.match(r"\s*v?(\d+(?:\.\d+)*)", text or "")
     return tuple(int(part) for part in match.group(1).split(".")) if match else ()
+
+
+def pid_alive(pid: int) -> bool:
+    """Whether process `pid` is running (not gone, not a zombie): for cleaning up after processes
+    that died (a video's partial file, a tritonserver left behind)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's process
+        return True
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(") ", 1)[-1][:1] != "Z"
+    except OSError:  # it exited just now; or no /proc (macOS): then kill() said it runs
+        return not Path("/proc").is_dir()
 
 
 def opencv_gstreamer(build_information: str | None) -> bool | None:

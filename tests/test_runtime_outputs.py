@@ -1,6 +1,7 @@
 """JSON Lines records, the annotated video file (atomic), the stats summary, and what
 `import shfan.runtime` may pull in."""
 
+import io
 import json
 import subprocess
 import sys
@@ -94,7 +95,14 @@ def test_stats_summary_and_json(tmp_path):
     assert s["processing_fps"] == pytest.approx(1000 / 10.7, rel=1e-3)
     st.write_json(tmp_path / "s.json", s)
     assert json.loads((tmp_path / "s.json").read_text())["frames"] == 10
-    st.print_table(s, file=open(tmp_path / "table.txt", "w"))
+    with open(tmp_path / "table.txt", "w") as f:
+        st.print_table(s, file=f)  # what shfan-run calls
+    assert "10 frames" in (tmp_path / "table.txt").read_text()
+    from rich.console import Console
+
+    console = Console(file=io.StringIO(), width=120)
+    console.print(st.table(s))  # library code returns the table; the caller prints it
+    assert "infer" in console.file.getvalue() and "10 frames" in console.file.getvalue()
 
 
 def test_runtime_imports_stay_light():

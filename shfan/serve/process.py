@@ -11,6 +11,8 @@ import sys
 import time
 from pathlib import Path
 
+from shfan import io
+
 
 def free_ports(n: int, host: str = "127.0.0.1") -> list[int]:
     socks = [socket.socket() for _ in range(n)]
@@ -38,18 +40,7 @@ def descendants(pid: int) -> list[int]:
     return out
 
 
-def alive(pid: int) -> bool:
-    """Running (not gone, not a zombie)."""
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().rsplit(") ", 1)[-1][:1] != "Z"
-    except OSError:
-        return False
+alive = io.pid_alive  # running: not gone, not a zombie
 
 
 class ServeProcess:
