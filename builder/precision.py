@@ -20,20 +20,43 @@ CHOICES = PRECISIONS + ("best",)
 CALIB_METHODS = ("percentile", "max", "entropy")
 
 
+# The packages whose logging the quantization steps silence below ERROR (nothing else's).
+NOISY_PACKAGES = ("modelopt", "onnx", "onnxruntime")
+
+
+class _FromNoisyPackages(logging.Filter):
+    """Drops records below ERROR that code inside NOISY_PACKAGES sends through the root logger
+    (onnxruntime.quantization calls logging.info/warning directly: a note per tensor)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return record.levelno >= logging.ERROR or not set(Path(record.pathname).parts) & set(NOISY_PACKAGES)
+
+
 @contextlib.contextmanager
-def _quiet():
-    """ModelOpt logs every pass and draws progress bars; keep the builder's one line per stage.
-    Exceptions still propagate (and become one-line errors in the CLI)."""
-    names = ["", "modelopt"] + [n for n in logging.root.manager.loggerDict if n.startswith("modelopt")]
-    loggers = [logging.getLogger(n) for n in names]
+def quiet(streams: bool = True):
+    """Keep the builder's one line per stage while ModelOpt / ONNX Runtime quantize: their named
+    loggers (ModelOpt gives each modelopt.onnx child its own level, so every one is lowered) and
+    their root-logger records go quiet below ERROR; other loggers are untouched. With `streams`,
+    stdout and stderr are redirected too, the only way to silence what no logger carries:
+    ONNX Runtime's calibrators print() ("Collecting tensor data and making histogram ...",
+    "Number of tensors : ...") and ModelOpt's ORT patches draw tqdm bars on stderr during int8
+    calibration. Exceptions still propagate (and become one-line errors in the CLI)."""
+    names = [n for n in logging.root.manager.loggerDict if any(n.startswith(p + ".") for p in NOISY_PACKAGES)]
+    loggers = [logging.getLogger(n) for n in (*NOISY_PACKAGES, *names)]
     levels = [lg.level for lg in loggers]
     for lg in loggers:
         lg.setLevel(logging.ERROR)
+    root_filter = _FromNoisyPackages()
+    logging.root.addFilter(root_filter)
     sink = io.StringIO()
     try:
-        with contextlib.redirect_stdout(sink), contextlib.redirect_stderr(sink):
+        with contextlib.ExitStack() as stack:
+            if streams:
+                stack.enter_context(contextlib.redirect_stdout(sink))
+                stack.enter_context(contextlib.redirect_stderr(sink))
             yield sink
     finally:
+        logging.root.removeFilter(root_filter)
         for lg, lv in zip(loggers, levels):
             lg.setLevel(lv)
 
@@ -79,7 +102,7 @@ def to_fp16(src: Path, dst: Path) -> None:
     autocast = _modelopt("autocast")
     model = onnx.load(str(src))
     meta = get_metadata(model)
-    with _quiet(), _one_line("fp16 AutoCast"):
+    with quiet(), _one_line("fp16 AutoCast"):
         converted = autocast.convert_to_f16(model, low_precision_type="fp16", keep_io_types=True)
     onnx.save(converted, str(dst))
     _restamp(dst, meta, "fp16")
@@ -113,7 +136,7 @@ def to_int8(src: Path, dst: Path, calib_crops: np.ndarray, nodes_to_exclude: lis
             # ModelOpt still runs a max pass before the cache replaces its scales: keep it short
             calib_crops, method = calib_crops[:16], "max"
         patterns = [f"^{re.escape(name)}$" for name in nodes_to_exclude or []]
-        with _quiet(), _one_line("int8 quantization"):
+        with quiet(), _one_line("int8 quantization"):
             quantization.quantize(str(work), quantize_mode="int8",
                                   calibration_data={"image": calib_crops.astype(np.float32)},
                                   calibration_method=method, calibration_eps=["cpu"],
@@ -143,7 +166,8 @@ def to_int8_cpu(prepared: Path, dst: Path, ranges: dict, nodes_to_exclude: list[
         raise BuildError("--target cpu needs onnxruntime's quantization tools: pip install onnxruntime "
                          "(or onnxruntime-gpu)") from None
     try:
-        cpu_int8.quantize(prepared, dst, ranges, nodes_to_exclude or [], reduce_range=cpu_int8.REDUCE_RANGE)
+        with quiet(streams=False):  # the QDQ quantizer only logs (per-tensor notes); no calibrator runs
+            cpu_int8.quantize(prepared, dst, ranges, nodes_to_exclude or [], reduce_range=cpu_int8.REDUCE_RANGE)
     except Exception as exc:  # onnxruntime.quantization raises many types
         first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
         raise BuildError(f"CPU int8 quantization failed in onnxruntime ({type(exc).__name__}: {first}); "

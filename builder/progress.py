@@ -1,15 +1,20 @@
-"""One line per build stage with its duration, and a total: the exporter-style UX."""
+"""One line per build stage with its duration, and a total: the exporter-style UX.
+
+The lines go to `write` (the CLIs pass a console printer); without one they are INFO records of
+the `shfan.builder` logger, so a library caller sees them only when it configures logging."""
 
 from __future__ import annotations
 
 import contextlib
-import sys
+import logging
 import time
+
+log = logging.getLogger("shfan.builder")
 
 
 class Stages:
     def __init__(self, write=None):
-        self.write = write or (lambda line: print(line, file=sys.stderr, flush=True))
+        self.write = write or log.info
         self.start = time.perf_counter()
         self.timings: list[tuple[str, float]] = []
 

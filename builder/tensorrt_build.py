@@ -3,11 +3,14 @@ serialize an engine. Imported only when TensorRT is present and an engine is wan
 
 from __future__ import annotations
 
-import os
+import logging
 from pathlib import Path
 
 from shfan.builder import plan
 from shfan.builder.metadata import BuildError
+from shfan.io import write_bytes
+
+_log = logging.getLogger("shfan.builder")
 
 
 def available() -> bool:
@@ -35,7 +38,7 @@ def device() -> tuple[str | None, int | None]:
         return doctor.visible_gpu(found) or (None, None)
 
 
-def use_timing_cache(config, data: bytes, log=print):
+def use_timing_cache(config, data: bytes, log=_log.warning):
     """Give `config` a timing cache from `data` (a previous build's), or a fresh one.
 
     A cache from another GPU or TensorRT version (a build folder copied from x86 to a Jetson)
@@ -55,20 +58,21 @@ def use_timing_cache(config, data: bytes, log=print):
     return cache
 
 
-def save_timing_cache(config, path: Path, log=print) -> bool:
+def save_timing_cache(config, path: Path, log=_log.warning) -> bool:
     """Write the build's timing cache atomically; False (and one line) when there is none."""
     cache = config.get_timing_cache()
     data = memoryview(cache.serialize()) if cache is not None else None
     if data is None or data.nbytes == 0:
         log("timing cache: TensorRT returned none after the build; not saved")
         return False
-    _write_atomic(path, data)
+    write_bytes(path, data)
     return True
 
 
 def build_engine(onnx_path: Path, engine_path: Path, input_size: int, max_batch: int, workspace_mb: int,
-                 timing_cache: Path, plugin_lib=None, needs_plugin: bool = False, log=print) -> None:
-    """Parse, build, and write `engine_path` atomically (tmp file + os.replace)."""
+                 timing_cache: Path, plugin_lib=None, needs_plugin: bool = False, log=_log.warning) -> None:
+    """Parse, build, and write `engine_path` atomically (shfan.io.write_bytes). `log` gets the
+    one-line timing-cache notes (the builder passes Stages.warn)."""
     import tensorrt as trt
 
     version = trt.__version__
@@ -101,13 +105,4 @@ def build_engine(onnx_path: Path, engine_path: Path, input_size: int, max_batch:
         raise BuildError(f"TensorRT failed to build an engine from {onnx_path.name} (see the log above); "
                          "try a larger --workspace-mb or --precision fp16")
     save_timing_cache(config, timing_cache, log)
-    _write_atomic(engine_path, memoryview(serialized))
-
-
-def _write_atomic(path: Path, data) -> None:
-    tmp = path.with_name(path.name + f".{os.getpid()}.tmp")
-    with open(tmp, "wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    write_bytes(engine_path, memoryview(serialized))

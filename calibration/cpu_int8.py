@@ -25,7 +25,6 @@ guard (calibration.guard) accepts or refuses the result as for TensorRT."""
 
 from __future__ import annotations
 
-import logging
 from pathlib import Path
 
 import numpy as np
@@ -153,12 +152,7 @@ def quantize(prepared_onnx, dst, ranges: dict[str, tuple[float, float]], nodes_t
     quantizer = QDQQuantizer(model, True, reduce_range, QuantType.QInt8, QuantType.QUInt8,
                              TensorsData(CalibrationMethod.MinMax, data), [], list(nodes_to_exclude), list(op_types),
                              {"ActivationSymmetric": False, "WeightSymmetric": True})
-    level = logging.getLogger().level
-    logging.getLogger().setLevel(logging.ERROR)  # its per-tensor notes are not the builder's business
-    try:
-        quantizer.quantize_model()
-    finally:
-        logging.getLogger().setLevel(level)
+    quantizer.quantize_model()  # logs a note per tensor through the root logger: builder.precision.quiet
     tmp = Path(dst).with_name(Path(dst).name + ".tmp")
     quantizer.model.save_model_to_file(str(tmp))
     tmp.replace(dst)
