@@ -2,6 +2,7 @@
 the face-alignment baseline's crop math (benchmarks/face_alignment_baseline.py, loaded by path)."""
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -148,6 +149,19 @@ def test_ort_cases_time_each_int8_file_cpu_first(tmp_path):
     only_trt = _folder(tmp_path, "trt", {"onnx": "model_int8.onnx"})
     assert [(c.target, c.model) for c in bench.ort_cases(only_trt, ("int8",))[0]] == [("tensorrt", only_trt)]
     assert bench.case_precision("int8", "cpu") == "int8 (cpu file)" and bench.case_precision("fp32", None) == "fp32"
+
+
+def test_tensorrt_cases_follow_the_backend_registry(monkeypatch):
+    from types import SimpleNamespace
+
+    from shfan.runtime import backends
+
+    source = bench.ModelSource("onnx", Path("m.onnx"))
+    assert bench.tensorrt_cases(source, bench.BenchConfig(tensorrt=False)) == (
+        [], [{"backend": "tensorrt", "reason": "--no-tensorrt"}])
+    monkeypatch.setattr(backends, "get", lambda name: SimpleNamespace(available=lambda: False))
+    cases, (skip,) = bench.tensorrt_cases(source, bench.BenchConfig())
+    assert cases == [] and skip["backend"] == "tensorrt" and "not importable" in skip["reason"]
 
 
 def test_cli_target_option():

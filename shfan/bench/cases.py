@@ -313,11 +313,11 @@ def ort_cases(folder: Path, precisions) -> tuple[list[Case], list[dict]]:
 def tensorrt_cases(source: ModelSource, config: BenchConfig) -> tuple[list[Case], list[dict]]:
     """TensorRT fp16/int8 with the plugin decoder and the ONNX-ops decoder, when TensorRT is
     importable; one engine build per combination (cached)."""
-    from shfan.runtime.trt_backend import tensorrt_available
+    from shfan.runtime import backends
 
     if not config.tensorrt:
         return [], [{"backend": "tensorrt", "reason": "--no-tensorrt"}]
-    if not tensorrt_available():
+    if not backends.get("tensorrt").available():
         return [], [{"backend": "tensorrt", "reason": "TensorRT is not importable here (python -c 'import tensorrt' "
                                                       "fails); shfan-doctor shows how to get it"}]
     cases, skipped = [], []

@@ -9,7 +9,6 @@ from __future__ import annotations
 import argparse
 import importlib.util
 import json
-import logging
 import sys
 from pathlib import Path
 
@@ -128,17 +127,6 @@ def print_tables(report: dict, console) -> None:
         console.print(line, highlight=False, markup=False)
 
 
-def progress_to_stderr() -> logging.Handler:
-    """shfan.bench's progress log as 'shfan-bench: ...' lines on stderr (stdout stays the report)."""
-    handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(logging.Formatter("shfan-bench: %(message)s"))
-    logger = logging.getLogger("shfan.bench")
-    logger.addHandler(handler)
-    logger.setLevel(logging.INFO)
-    logger.propagate = False
-    return handler
-
-
 def command(argv=None, baseline=None):
     """The work of shfan-bench; `baseline` (see shfan.bench.run) defaults to the checkout's."""
     args = build_parser().parse_args(argv)
@@ -147,15 +135,12 @@ def command(argv=None, baseline=None):
 
     if baseline is None and not args.no_baseline:
         baseline = load_baseline()
-    handler = progress_to_stderr()
-    try:
+    try:  # progress: the shfan.bench log, on stderr through the Parser's logging (-q: none)
         report = bench.run(config_from_args(args), baseline)
     except ShfanError as exc:
         fail(str(exc))
     except KeyboardInterrupt:
         fail("interrupted", code=INTERRUPTED)
-    finally:
-        logging.getLogger("shfan.bench").removeHandler(handler)
     if args.json:
         print(json.dumps(report, indent=2))
         return
