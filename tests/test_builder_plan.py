@@ -159,3 +159,52 @@ def test_manifest_records_the_plugin_only_for_plugin_engines(tmp_path, monkeypat
         assert plugin_record(decoder, "ab" * 32, lib) == {"plugin_sha256": None, "plugin_lib": None}
     assert plugin_record("plugin", "ab" * 32, lib) == {"plugin_sha256": "ab" * 32, "plugin_lib": str(lib.resolve())}
     assert plugin_record("plugin", None, None) == {"plugin_sha256": None, "plugin_lib": None}
+
+
+# ---------------------------------------------------------------- library output: logging, not prints
+
+
+def test_stages_log_to_the_builder_logger_without_a_writer(caplog, capsys):
+    import logging
+
+    from shfan.builder.progress import Stages
+
+    with caplog.at_level(logging.INFO, logger="shfan.builder"):
+        st = Stages()
+        with st.stage("export ONNX") as s:
+            s["detail"] = "12 nodes"
+        st.warn("few faces")
+    assert [r.name for r in caplog.records] == ["shfan.builder", "shfan.builder"]
+    assert "export ONNX" in caplog.records[0].getMessage() and "12 nodes" in caplog.records[0].getMessage()
+    assert caplog.records[1].getMessage() == "! few faces"
+    assert capsys.readouterr() == ("", "")  # nothing printed
+    lines = []
+    Stages(lines.append).note("kept")  # an explicit writer still gets the lines
+    assert lines == ["  kept"]
+
+
+def test_quantization_quiet_touches_only_the_noisy_packages(capsys):
+    import logging
+
+    from shfan.builder.precision import quiet
+
+    mo, ours, root = logging.getLogger("modelopt.onnx.quiet_test"), logging.getLogger("shfan.quiet_test"), logging.root
+    mo.setLevel(logging.INFO)
+    before = (mo.level, ours.level, root.level, list(root.filters))
+    with quiet() as sink:
+        assert not mo.isEnabledFor(logging.WARNING) and mo.isEnabledFor(logging.ERROR)
+        assert ours.level == before[1] and root.level == before[2]  # the root logger's level is not touched
+        print("a calibrator's print")
+    assert "calibrator" in sink.getvalue() and capsys.readouterr().out == ""
+    assert (mo.level, ours.level, root.level, list(root.filters)) == before
+
+
+def test_hand_made_manifest_has_the_contract_keys():
+    from shfan.builder import artifacts
+    from shfan.contracts import BuildManifest
+
+    m = artifacts.manifest("0.1.0", {"input_size": 64}, "0" * 64, "onnx", 17, "fp32", {"fp32": {}}, None, None, {"x": 1})
+    assert m == BuildManifest(shfan_version="0.1.0", model_config={"input_size": 64}, model_sha256="0" * 64,
+                              decoder="onnx", opset=17, selected_precision="fp32", artifacts={"fp32": {}},
+                              calibration={"x": 1}).to_json()
+    assert m["calibration"] == {"x": 1} and m["plugin_sha256"] is None
