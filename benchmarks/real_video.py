@@ -34,6 +34,9 @@ from pathlib import Path
 
 import numpy as np
 
+from shfan.metrics import OUTER_EYE_CORNERS
+from shfan.runtime.tracker import iou
+
 ROOT = Path(__file__).resolve().parents[1]
 VIDEOS = ROOT.parent / "shared" / "data" / "videos"
 YUNET = ROOT.parent / "shared" / "models" / "yunet_s_640_640.onnx"
@@ -42,14 +45,6 @@ MATCH_IOU = 0.3
 
 
 # ------------------------------------------------------------------------------ pure metrics
-
-
-def iou(a, b) -> float:
-    ix = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
-    iy = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
-    inter = ix * iy
-    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
-    return inter / union if union > 0 else 0.0
 
 
 def match(reported, reference, min_iou: float = MATCH_IOU) -> list[tuple[int, int]]:
@@ -79,7 +74,7 @@ def similarity_residual(p0: np.ndarray, p1: np.ndarray) -> np.ndarray:
     return np.abs(zb - fit)
 
 
-def jitter_io(p0, p1, eyes=(36, 45)) -> float:
+def jitter_io(p0, p1, eyes=OUTER_EYE_CORNERS[68]) -> float:
     """Mean residual after removing the fitted similarity, in % of the inter-ocular distance."""
     io = float(np.linalg.norm(np.asarray(p1[eyes[0]]) - np.asarray(p1[eyes[1]])))
     return float(similarity_residual(p0, p1).mean() / max(io, 1e-6) * 100.0)

@@ -16,9 +16,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from shfan import geometry
-
-# 68-point outer eye corners: the roll of a tracked face comes from the line between them.
-EYE_CORNERS_68 = (36, 45)
+from shfan.metrics import OUTER_EYE_CORNERS
 
 
 @dataclass
@@ -38,7 +36,8 @@ def roll_deg(points: np.ndarray) -> float:
     """In-plane roll (degrees) of a 68-point face: angle of the outer-eye-corner line."""
     if len(points) != 68:
         return 0.0
-    (x0, y0), (x1, y1) = points[EYE_CORNERS_68[0]], points[EYE_CORNERS_68[1]]
+    left, right = OUTER_EYE_CORNERS[68]
+    (x0, y0), (x1, y1) = points[left], points[right]
     return math.degrees(math.atan2(y1 - y0, x1 - x0))
 
 
