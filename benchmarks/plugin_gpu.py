@@ -14,7 +14,6 @@ from __future__ import annotations
 import argparse
 import ctypes
 import shutil
-import subprocess
 import sys
 import tempfile
 import time
@@ -28,15 +27,6 @@ TOL_PX = 1e-3
 SCALE = 4.0
 SHAPES = [(1, 68, 64, 64), (8, 68, 64, 64), (4, 98, 64, 64), (2, 5, 24, 40), (1, 17, 128, 128), (16, 1, 1, 1)]
 
-# extern "C" shim so ctypes can call the C++ launcher (namespaced, mangled) in the kernel library.
-SHIM = r"""
-#include "subpixel_decode_kernel.h"
-extern "C" int shfan_launch(const void* hm, int fp16, int B, int K, int H, int W, int window, float tau,
-                            float scale, float* landmarks, float* scores, void* stream) {
-    return static_cast<int>(shfan::launchSubpixelDecode(hm, fp16 != 0, B, K, H, W, window, tau, scale,
-                                                        landmarks, scores, static_cast<cudaStream_t>(stream)));
-}
-"""
 
 
 def bail(message: str) -> None:
@@ -45,24 +35,12 @@ def bail(message: str) -> None:
 
 
 def build_kernel_library(arch: str, out_dir: Path) -> ctypes.CDLL:
-    nvcc = shutil.which("nvcc")
-    if nvcc is None:
+    if shutil.which("nvcc") is None:
         bail("nvcc not found (install the CUDA toolkit)")
-    src = plugins.PLUGIN_DIR / "src"
-    shim = out_dir / "shim.cu"
-    shim.write_text(SHIM)
-    lib = out_dir / "libshfan_kernel_bench.so"
-    cmd = [nvcc, "-std=c++17", "-O3", f"-arch=sm_{arch}", "-shared", "-Xcompiler", "-fPIC",
-           f"-I{plugins.PLUGIN_DIR / 'include'}", f"-I{src}", str(src / "subpixel_decode_kernel.cu"), str(shim),
-           "-o", str(lib)]
-    proc = subprocess.run(cmd, capture_output=True, text=True)
-    if proc.returncode != 0:
-        sys.exit(f"plugin_gpu: nvcc failed:\n{proc.stderr}")
-    handle = ctypes.CDLL(str(lib))
-    handle.shfan_launch.argtypes = [ctypes.c_void_p, ctypes.c_int] + [ctypes.c_int] * 5 + [
-        ctypes.c_float, ctypes.c_float, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p]
-    handle.shfan_launch.restype = ctypes.c_int
-    return handle
+    try:
+        return plugins.build_kernel_library(arch, out_dir, "libshfan_kernel_bench.so")
+    except plugins.PluginError as exc:
+        sys.exit(f"plugin_gpu: {exc}")
 
 
 def random_maps(rng, shape, dtype):

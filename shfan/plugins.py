@@ -167,3 +167,41 @@ def parse_fields_host(lib: ctypes.CDLL, fields: dict[str, np.ndarray]) -> tuple[
     if status != 0:
         raise ValueError(message.value.decode())
     return window.value, tau.value, scale.value
+
+
+# ---------------------------------------------------------------- the CUDA kernel alone (GPU test, benchmark)
+
+# extern "C" shim so ctypes can call the C++ launcher (namespaced, mangled) in the kernel library.
+KERNEL_SHIM = r"""
+#include "subpixel_decode_kernel.h"
+extern "C" int shfan_launch(const void* hm, int fp16, int B, int K, int H, int W, int window, float tau,
+                            float scale, float* landmarks, float* scores, void* stream) {
+    return static_cast<int>(shfan::launchSubpixelDecode(hm, fp16 != 0, B, K, H, W, window, tau, scale,
+                                                        landmarks, scores, static_cast<cudaStream_t>(stream)));
+}
+"""
+
+
+def build_kernel_library(arch: str, out_dir: str | os.PathLike, name: str = "libshfan_kernel.so") -> ctypes.CDLL:
+    """Compile plugins/src/subpixel_decode_kernel.cu (the kernel the TensorRT plugin launches) with
+    nvcc for sm_`arch` into `out_dir`, without TensorRT; `shfan_launch` takes device pointers.
+    PluginError when nvcc is missing or fails."""
+    nvcc = shutil.which("nvcc")
+    if nvcc is None:
+        raise PluginError("nvcc not found (install the CUDA toolkit)")
+    out_dir = Path(out_dir)
+    shim = out_dir / "shim.cu"
+    shim.write_text(KERNEL_SHIM)
+    src = PLUGIN_DIR / "src"
+    lib = out_dir / name
+    cmd = [nvcc, "-std=c++17", "-O3", f"-arch=sm_{arch}", "-shared", "-Xcompiler", "-fPIC",
+           f"-I{PLUGIN_DIR / 'include'}", f"-I{src}", str(src / "subpixel_decode_kernel.cu"), str(shim),
+           "-o", str(lib)]
+    proc = subprocess.run(cmd, capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise PluginError(f"nvcc failed:\n{proc.stderr}")
+    handle = ctypes.CDLL(str(lib))
+    handle.shfan_launch.argtypes = [ctypes.c_void_p, ctypes.c_int] + [ctypes.c_int] * 5 + [
+        ctypes.c_float, ctypes.c_float, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p]
+    handle.shfan_launch.restype = ctypes.c_int
+    return handle

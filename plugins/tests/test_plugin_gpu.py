@@ -2,9 +2,7 @@
 in fp32 and in fp16 bytes, through the plugin's launcher, judged by the self-test's comparison.
 Needs nvcc, CuPy and a GPU; skips cleanly elsewhere."""
 
-import ctypes
 import shutil
-import subprocess
 
 import numpy as np
 import pytest
@@ -12,16 +10,6 @@ import pytest
 from shfan import plugins, selftest
 
 pytestmark = pytest.mark.gpu
-
-SHIM = r"""
-#include "subpixel_decode_kernel.h"
-extern "C" int shfan_launch(const void* hm, int fp16, int B, int K, int H, int W, int window, float tau,
-                            float scale, float* landmarks, float* scores, void* stream) {
-    return static_cast<int>(shfan::launchSubpixelDecode(hm, fp16 != 0, B, K, H, W, window, tau, scale,
-                                                        landmarks, scores, static_cast<cudaStream_t>(stream)));
-}
-"""
-
 
 @pytest.fixture(scope="module")
 def gpu(tmp_path_factory):
@@ -33,18 +21,7 @@ def gpu(tmp_path_factory):
         major, minor = cp.cuda.Device(0).compute_capability[:1], cp.cuda.Device(0).compute_capability[1:]
     except Exception as exc:  # no GPU / driver
         pytest.skip(f"no usable GPU: {exc}")
-    out = tmp_path_factory.mktemp("kernel")
-    (out / "shim.cu").write_text(SHIM)
-    src = plugins.PLUGIN_DIR / "src"
-    lib = out / "libkernel.so"
-    proc = subprocess.run([nvcc, "-std=c++17", "-O3", f"-arch=sm_{major}{minor}", "-shared", "-Xcompiler", "-fPIC",
-                           f"-I{plugins.PLUGIN_DIR / 'include'}", f"-I{src}", str(src / "subpixel_decode_kernel.cu"),
-                           str(out / "shim.cu"), "-o", str(lib)], capture_output=True, text=True)
-    assert proc.returncode == 0, proc.stderr
-    handle = ctypes.CDLL(str(lib))
-    handle.shfan_launch.argtypes = [ctypes.c_void_p, ctypes.c_int] + [ctypes.c_int] * 5 + [
-        ctypes.c_float, ctypes.c_float, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p]
-    handle.shfan_launch.restype = ctypes.c_int
+    handle = plugins.build_kernel_library(f"{major}{minor}", tmp_path_factory.mktemp("kernel"), "libkernel.so")
     return cp, handle
 
 
