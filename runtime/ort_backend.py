@@ -1,4 +1,6 @@
-"""ONNX Runtime backend: CPU by default, CUDA provider when onnxruntime-gpu has a GPU."""
+"""ONNX Runtime backend: CPU by default, CUDA provider when onnxruntime-gpu has a GPU.
+Registered as "onnxruntime" in shfan.runtime.backends; every shfan ONNX Runtime session (the
+runtime's, the builder's and the accuracy guard's) is made by `create_session` here."""
 
 from __future__ import annotations
 
@@ -8,7 +10,9 @@ from pathlib import Path
 
 import numpy as np
 
-from shfan.runtime.backend import META_KEY, BackendError, ModelInfo, decode_heatmaps
+from shfan.contracts import META_KEY, ModelInfo
+from shfan.errors import BackendError
+from shfan.runtime.backend import decode_heatmaps
 
 
 def _import_ort():
@@ -80,6 +84,19 @@ def session_options(ort, threads: int | None = None):
     return opts
 
 
+def create_session(model, threads: int | None = None, providers=None):
+    """An InferenceSession with `session_options` from a path or serialized ONNX bytes; providers
+    default to CUDA (where a GPU device exists and onnxruntime-gpu has it) then CPU."""
+    ort = _import_ort()
+    opts = session_options(ort, threads)
+    if not providers:
+        available = ort.get_available_providers()
+        wanted = ("CUDAExecutionProvider", "CPUExecutionProvider") if cuda_device_present() else ("CPUExecutionProvider",)
+        providers = [p for p in wanted if p in available]
+    source = model if isinstance(model, bytes) else str(model)
+    return ort.InferenceSession(source, opts, providers=providers, disabled_optimizers=DISABLED_OPTIMIZERS)
+
+
 NOT_LANDMARKS = ("is not a shfan landmark model (expected one image input [N, 3, S, S] and heatmaps "
                  "[N, K, S/4, S/4] or landmarks [N, K, 2] + scores out); give a shfan-build folder or its .onnx")
 
@@ -105,28 +122,26 @@ def model_info(session, path="the model") -> ModelInfo:
     if not (isinstance(shape[-1], int) and isinstance(out[1], int)):
         raise BackendError(f"{path}: ONNX model has no shfan metadata and dynamic spatial shapes; "
                            "export it with shfan-build")
-    return ModelInfo(input_size=shape[-1], landmarks=out[1], heatmap_size=shape[-1] // 4)
+    return ModelInfo.from_sizes(shape[-1], out[1])
 
 
 class OnnxRuntimeBackend:
     name = "onnxruntime"
 
-    def __init__(self, path, decoder: str = "subpixel", threads: int | None = None, providers=None):
+    def __init__(self, path, decoder: str = "subpixel", threads: int | None = None, providers=None,
+                 info: ModelInfo | None = None):
+        """`path`: an .onnx file or its serialized bytes. `info` overrides what the graph says
+        (the builder decodes intermediate graphs with the config it is building)."""
         ort = _import_ort()
-        path = Path(path)
-        opts = session_options(ort, threads)
+        label = "the ONNX model (bytes)" if isinstance(path, bytes) else Path(path)
         ort.set_default_logger_severity(3)  # onnxruntime-gpu without CUDA libs: fall back quietly
-        available = ort.get_available_providers()
-        wanted = ("CUDAExecutionProvider", "CPUExecutionProvider") if cuda_device_present() else ("CPUExecutionProvider",)
-        providers = providers or [p for p in wanted if p in available]
         try:
-            self.session = ort.InferenceSession(str(path), opts, providers=providers,
-                                                disabled_optimizers=DISABLED_OPTIMIZERS)
+            self.session = create_session(path, threads, providers)
         except Exception as exc:  # ORT raises its own exception types for bad files
-            raise BackendError(f"{path}: ONNX Runtime cannot load this model "
+            raise BackendError(f"{label}: ONNX Runtime cannot load this model "
                                f"({short(str(exc)) or type(exc).__name__}); give a shfan-build folder or .onnx") \
                 from None
-        self.info = model_info(self.session, path)
+        self.info = info or model_info(self.session, label)
         self.decoder = decoder
         self.input_name = self.session.get_inputs()[0].name
         self.output_names = [o.name for o in self.session.get_outputs()]

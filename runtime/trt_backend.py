@@ -13,25 +13,24 @@ everywhere; tensorrt and the CUDA host API are imported only in `TensorRTBackend
 
 from __future__ import annotations
 
-import importlib.util
-import json
 import threading
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from shfan.runtime.backend import BackendError, ModelInfo, decode_heatmaps, read_manifest
-
-ENGINE_SUFFIXES = (".engine", ".plan")
+from shfan.contracts import BuildManifest, ModelInfo
+from shfan.errors import BackendError
+from shfan.runtime.backend import decode_heatmaps, read_manifest
+from shfan.runtime.backends import ENGINE_SUFFIXES  # noqa: F401  (re-exported)
 
 
 def tensorrt_available() -> bool:
-    """TensorRT's Python module is importable (checked without importing it)."""
-    try:
-        return importlib.util.find_spec("tensorrt") is not None
-    except (ImportError, ValueError):
-        return False
+    """TensorRT's Python module is importable (checked without importing it): the registry's
+    one check, backends.get("tensorrt").available()."""
+    from shfan.runtime import backends
+
+    return backends.get("tensorrt").available()
 
 
 # ------------------------------------------------------------------------------ pure logic
@@ -108,59 +107,38 @@ def model_info_from_io(ios: list[TensorIO], manifest: dict | None = None) -> Mod
     size = input_tensor(ios).shape[-1]
     roles = output_roles(ios)
     out = next(t for t in ios if t.name == roles.get("heatmaps", roles.get("landmarks")))
-    return ModelInfo(input_size=size, landmarks=out.shape[1], heatmap_size=size // 4)
+    return ModelInfo.from_sizes(size, out.shape[1])
 
 
 def manifest_problems(manifest: dict, tensorrt_version: str, sm: int | None, device_name: str | None = None,
                       plugin_sha256: str | None = None) -> list[str]:
     """Why an engine recorded in a manifest cannot run here (empty: it can)."""
-    built = manifest.get("tensorrt") or {}
-    problems = []
-    if not built:
-        return ["the build has no TensorRT engine (it was made without TensorRT)"]
-    if str(built.get("version")) != str(tensorrt_version):
-        problems.append(f"built with TensorRT {built.get('version')}, this system has {tensorrt_version}")
-    if built.get("sm") is not None and sm is not None and int(built["sm"]) != int(sm):
-        problems.append(f"built for sm_{built['sm']} ({built.get('device') or 'unknown GPU'}), this GPU is "
-                        f"sm_{sm} ({device_name or 'unknown'})")
-    want = manifest.get("plugin_sha256") if manifest_needs_plugin(manifest) else None
-    if want and plugin_sha256 != want:
-        problems.append("the SubpixelDecode plugin library differs from the one the engine was built with"
-                        if plugin_sha256 else "the engine needs the SubpixelDecode plugin library, which is not found")
-    return problems
+    return BuildManifest.from_json(manifest).engine_problems(tensorrt_version, sm, device_name, plugin_sha256)
 
 
 def manifest_needs_plugin(manifest: dict | None) -> bool:
-    """The engine contains the SubpixelDecode node. Older builds recorded the plugin
-    hash for every decoder; only `--decoder plugin` engines actually need it."""
-    return bool(manifest and manifest.get("plugin_sha256") and manifest.get("decoder", "plugin") == "plugin")
+    """The engine contains the SubpixelDecode node (BuildManifest.needs_plugin)."""
+    return bool(manifest) and BuildManifest.from_json(manifest).needs_plugin
 
 
 def rebuild_command(folder: Path, manifest: dict, precision: str) -> str:
-    art = (manifest.get("artifacts") or {}).get(precision) or {}
-    onnx = art.get("onnx_decoded") or art.get("onnx") or f"model_{precision}.onnx"
-    decoder = manifest.get("decoder") or "plugin"
-    return f"shfan-build --onnx {Path(folder) / onnx} --precision {precision} --decoder {decoder} --out {folder}"
+    return BuildManifest.from_json(manifest).rebuild_command(folder, precision)
 
 
 def engine_from_build(folder: Path, precision: str | None = None) -> tuple[Path, dict, str]:
     """(engine path, manifest, precision) of a build folder; BackendError naming the fix."""
-    manifest = read_manifest(folder)
-    artifacts = manifest.get("artifacts") or {}
-    precision = precision or manifest.get("selected_precision") or next(iter(artifacts), None)
-    if precision not in artifacts:
-        raise BackendError(f"{folder}: no {precision} model in this build (has: {', '.join(artifacts) or 'none'}); "
-                           f"run shfan-build --precision {precision}")
-    engine = artifacts[precision].get("engine")
+    manifest = BuildManifest.read(folder)
+    precision, entry = manifest.entry(precision, folder)
+    engine = entry.get("engine")
     if not engine:
         raise BackendError(f"{folder}: the {precision} build has no TensorRT engine (built without TensorRT); "
-                           f"build one here: {rebuild_command(folder, manifest, precision)}, "
+                           f"build one here: {manifest.rebuild_command(folder, precision)}, "
                            "or use the onnxruntime backend")
     path = Path(folder) / engine
     if not path.is_file():
         raise BackendError(f"{path}: engine listed in the manifest is missing; rebuild: "
-                           f"{rebuild_command(folder, manifest, precision)}")
-    return path, manifest, precision
+                           f"{manifest.rebuild_command(folder, precision)}")
+    return path, manifest.to_json(), precision
 
 
 # ------------------------------------------------------------------------------ TensorRT glue
@@ -315,9 +293,8 @@ class TensorRTBackend:
             engine_path, manifest, chosen = engine_from_build(path, precision)
         elif path.suffix in ENGINE_SUFFIXES and path.is_file():
             engine_path = path
-            sidecar = path.parent / "manifest.json"  # an engine inside a build folder
-            if sidecar.is_file():
-                manifest = json.loads(sidecar.read_text())
+            if (path.parent / "manifest.json").is_file():  # an engine inside a build folder
+                manifest = read_manifest(path.parent)
         else:
             raise BackendError(f"{path}: not a TensorRT engine (.engine/.plan) or shfan-build folder")
         try:
