@@ -1,33 +1,59 @@
-"""PyTorch backend behind the same `infer(crops) -> (points, scores)` seam as the runtime's."""
+"""PyTorch backend behind the same `infer(crops) -> (points, scores)` seam as the runtime's
+(registered as "pytorch" in shfan.runtime.backends). It opens a checkpoint for shfan-eval, or
+wraps a live model (`from_model`) so training validation scores through the same seam."""
 
 from __future__ import annotations
 
 import numpy as np
 
-from shfan.runtime.backend import ModelInfo
+from shfan.contracts import ModelInfo
 
 
 class TorchBackend:
     name = "pytorch"
+    outputs_heatmaps = True  # the network's heatmaps are decoded by codec_torch, so both halves can be timed
 
     def __init__(self, checkpoint, decoder: str = "subpixel", threads: int | None = None):
         import torch
 
-        from shfan import codec_torch
         from shfan.model import load_checkpoint
 
         if threads:
             torch.set_num_threads(threads)
+        self._wrap(load_checkpoint(checkpoint).float().eval(), "cpu", decoder)
+
+    @classmethod
+    def from_model(cls, model, device="cpu", decoder: str = "subpixel") -> "TorchBackend":
+        """A backend over a live nn.Module on `device`, as it is (its train/eval mode, dtype and
+        weights untouched; close() only drops the reference)."""
+        self = cls.__new__(cls)
+        self._wrap(model, device, decoder)
+        return self
+
+    def _wrap(self, model, device, decoder: str):
+        import torch
+
+        from shfan import codec_torch
+
         self._torch, self._codec = torch, codec_torch
-        self.model = load_checkpoint(checkpoint).float().eval()
-        self.info = ModelInfo.from_config(self.model.config.to_dict())
-        self.decoder = decoder
+        self.model, self.device, self.decoder = model, device, decoder
+        self.info = ModelInfo.from_config(model.config.to_dict())
+
+    def infer_heatmaps(self, crops: np.ndarray):
+        """The network alone: heatmaps [N, K, H, W] as a tensor on the model's device."""
+        with self._torch.no_grad():
+            return self.model(self._torch.from_numpy(np.ascontiguousarray(crops, np.float32)).to(self.device))
+
+    def decode_heatmaps(self, heatmaps):
+        """The decoder alone (codec_torch, on the heatmaps' device): (points [N, K, 2] in input px,
+        scores [N, K]) as NumPy arrays."""
+        hm = heatmaps if isinstance(heatmaps, self._torch.Tensor) else self._torch.from_numpy(np.asarray(heatmaps))
+        with self._torch.no_grad():
+            pts, scores = self._codec.decode(hm, self.decoder, self.info.window, self.info.temperature)
+            return (pts * (self.info.input_size / hm.shape[-1])).cpu().numpy(), scores.cpu().numpy()
 
     def infer(self, crops: np.ndarray):
-        with self._torch.no_grad():
-            hm = self.model(self._torch.from_numpy(np.ascontiguousarray(crops, np.float32)))
-            pts, scores = self._codec.decode(hm, self.decoder, self.info.window, self.info.temperature)
-        return (pts * (self.info.input_size / hm.shape[-1])).numpy(), scores.numpy()
+        return self.decode_heatmaps(self.infer_heatmaps(crops))
 
     def close(self):
         self.model = None
