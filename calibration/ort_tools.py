@@ -7,32 +7,29 @@ import time
 
 import numpy as np
 
+CPU = ["CPUExecutionProvider"]  # builder numbers are CPU numbers, whatever else is installed
+
 
 def session(model, threads: int | None = None):
-    """A CPU session from a path or serialized ONNX bytes."""
-    import onnxruntime as ort
+    """A CPU session from a path or serialized ONNX bytes, made as the runtime makes its own
+    (shfan.runtime.ort_backend.create_session), so latencies and kernels match."""
+    from shfan.runtime.ort_backend import create_session
 
-    from shfan.runtime.ort_backend import DISABLED_OPTIMIZERS, session_options
-
-    opts = session_options(ort, threads)  # as the runtime runs it, so latencies and kernels match
-    source = model if isinstance(model, bytes) else str(model)
-    return ort.InferenceSession(source, opts, providers=["CPUExecutionProvider"],
-                                disabled_optimizers=DISABLED_OPTIMIZERS)
+    return create_session(model, threads, providers=CPU)
 
 
 def predict_landmarks(model, crops: np.ndarray, model_config: dict, batch: int = 16) -> np.ndarray:
     """Landmarks [N, K, 2] in network-input px from a heatmap-output ONNX (path or bytes;
-    NumPy codec)."""
-    from shfan import codec
+    NumPy subpixel codec with `model_config`'s window and temperature), through the runtime's
+    ONNX Runtime backend on the CPU."""
+    from shfan.contracts import ModelInfo
+    from shfan.runtime.ort_backend import OnnxRuntimeBackend
 
-    sess = session(model)
-    name = sess.get_inputs()[0].name
-    scale = model_config["input_size"] / (model_config["input_size"] // 4)
-    out = []
-    for i in range(0, len(crops), batch):
-        hm = sess.run(None, {name: np.ascontiguousarray(crops[i:i + batch], np.float32)})[0]
-        pts, _ = codec.decode(hm.astype(np.float32), "subpixel", model_config["window"], model_config["temperature"])
-        out.append(pts * scale)
+    backend = OnnxRuntimeBackend(model, providers=CPU, info=ModelInfo.from_config(model_config))
+    try:
+        out = [backend.infer(crops[i:i + batch])[0] for i in range(0, len(crops), batch)]
+    finally:
+        backend.close()
     return np.concatenate(out).astype(np.float32)
 
 
