@@ -2,6 +2,7 @@
 the face-alignment baseline's crop math (benchmarks/face_alignment_baseline.py, loaded by path)."""
 
 import json
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -207,10 +208,7 @@ def fa():
     from shfan.cli.bench import BASELINE_SCRIPT, load_baseline
 
     assert BASELINE_SCRIPT.is_file()
-    import sys
-
-    load_baseline()
-    return sys.modules["face_alignment_baseline"]
+    return sys.modules[load_baseline().__module__]
 
 
 def test_baseline_loads_from_the_checkout_only(tmp_path, fa):
