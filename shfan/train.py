@@ -5,22 +5,33 @@ Runs on CPU (2 cores are enough for the compact default model) or CUDA when pres
 Checkpoints carry their config; `--resume` continues from `last.pt` with optimizer state.
 With a time budget, the first steps measure the step time and the cosine schedule is fitted to
 the minutes given (re-fitted after each epoch, validation time included).
+
+`run(TrainJob(...))` is the whole shfan-train workflow callable from Python (data split, --init,
+training, decoder tuning, test score). torch loads in the functions that train, not at import,
+so the CLI can build its options (and say that PyTorch is missing) without it.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import math
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
-import torch
-from torch.utils.data import DataLoader, Dataset
 
-from shfan import augment, codec_torch, evaluate, geometry, model as fan_model
+from shfan import augment, evaluate, geometry
+from shfan.contracts import DEFAULT_SIGMA, ModelConfig
 from shfan.datasets import Sample
+from shfan.errors import ShfanError
+
+logger = logging.getLogger("shfan.train")
+
+
+class TrainError(ShfanError, ValueError):
+    """A training run that cannot start as asked (too few faces, --init of another kind, ...)."""
 
 
 @dataclass
@@ -48,14 +59,146 @@ def split_validation(samples, fraction: float, seed: int):
     return [samples[i] for i in sorted(order[n_val:])], [samples[i] for i in sorted(order[:n_val])]
 
 
+def _opt(default, help=None, range=None, **more):
+    """A TrainJob field with what shfan-train's option needs (cli.common.add_dataclass_options)."""
+    meta = {k: v for k, v in (("help", help), ("range", range)) if v is not None}
+    return field(default=default, metadata={**meta, **more})
+
+
+@dataclass
+class TrainJob:
+    """One shfan-train run, with the CLI's defaults; `run(job)` runs it from Python. Paths are
+    dataset paths in `format`; each `data` entry gets its own seeded validation split."""
+
+    data: list = field(default_factory=list)
+    extra_data: list = field(default_factory=list)  # trained on whole (no validation split)
+    format: str = "300w"
+    image_root: str | None = None  # images of wflw/aflw19 annotation files
+    points_dir: str | None = None  # COFW-68 points folder (cofw68)
+    val_data: str | None = None  # validation dataset instead of the held-out shares
+    val_fraction: float = _opt(0.1, "share of --data held out for validation", "fraction")
+    test_data: str | None = None  # scored once at the end (never used for choices)
+    out: str = "runs/train"
+    stacks: int = _opt(2, range="positive")
+    width: int = _opt(128, range="positive")
+    input_size: int = _opt(128, range="positive")
+    sigma: float | None = _opt(None, "target Gaussian sigma (heatmap px)", "positive")
+    epochs: int = _opt(40, range="positive")
+    time_budget: float | None = _opt(None, "fit the schedule to this wall time: a probe measures the step time and the "
+                                     "cosine schedule (warm-up, epochs) is sized to end within the budget; --epochs "
+                                     "is ignored", "positive", metavar="MINUTES")
+    augment: str = "hard"  # a name in augment.PRESETS
+    batch_size: int = _opt(16, range="positive")
+    lr: float = _opt(1e-3, range="positive")
+    consistency: float = _opt(0.1, "Siamese consistency weight (0 = off)", "nonneg")
+    seed: int = _opt(0)
+    device_augment: str = "auto"  # auto | on | off
+    workers: int = _opt(0, "DataLoader worker processes (0: augment in the training process)", "nonneg")
+    threads: int = _opt(2, "torch CPU threads", "positive")
+    val_every: int = _opt(2, "validate every N epochs", "positive")
+    resume: bool = False  # continue from OUT/last.pt
+    init: str | None = None  # fine-tune from these weights ('default' or 'compact': the shipped model)
+    tune: bool = True  # tune the decoder on validation afterwards
+
+    def train_config(self) -> "TrainConfig":
+        return TrainConfig(epochs=self.epochs, batch_size=self.batch_size, lr=self.lr, consistency=self.consistency,
+                           seed=self.seed, workers=self.workers, threads=self.threads, val_every=self.val_every,
+                           augment=augment.PRESETS[self.augment], time_budget_min=self.time_budget,
+                           device_augment=self.device_augment)
+
+
+def read_job_data(job: TrainJob):
+    """(train, validation, validation subset names, test) samples as shfan-train splits them."""
+    from shfan.datasets import read_dataset
+
+    def read(path):
+        return read_dataset(path, job.format, image_root=job.image_root, points_dir=job.points_dir)
+
+    train_s, val_s, val_names = [], [], []
+    for data in job.data:
+        samples = read(data)
+        if job.val_data:
+            train_s += samples
+            continue
+        fit, held_out = split_validation(samples, job.val_fraction, job.seed)
+        val_s += held_out
+        val_names += [Path(data).name] * len(held_out)
+        train_s += fit
+    if job.val_data:
+        val_s = read(job.val_data)
+        val_names = [Path(job.val_data).name] * len(val_s)
+    for extra in job.extra_data:
+        train_s = train_s + read(extra)
+    test_s = read(job.test_data) if job.test_data else None
+    return train_s, val_s, val_names, test_s
+
+
+def init_path(name: str) -> Path:
+    """--init: 'default' or 'compact' (the shipped model), 'accurate', or a checkpoint path."""
+    from shfan import weights
+
+    return weights.resolve("compact" if name == "default" else name, "checkpoint")
+
+
+def job_model(job: TrainJob, landmarks: int):
+    """(ModelConfig, initial state dict or None): from the --init checkpoint, else the job's sizes."""
+    from shfan import model as fan_model
+
+    if job.init:
+        init_model = fan_model.load_checkpoint(init_path(job.init))
+        cfg = init_model.config
+        if cfg.landmarks != landmarks:
+            raise TrainError(f"--init {job.init} predicts {cfg.landmarks} landmarks but the data has "
+                             f"{landmarks}; train from scratch (drop --init)")
+        return cfg, init_model.state_dict()
+    return ModelConfig(stacks=job.stacks, width=job.width, landmarks=landmarks, input_size=job.input_size,
+                       sigma=job.sigma if job.sigma else DEFAULT_SIGMA), None
+
+
+def run(job: TrainJob, log=logger.info, progress: bool | None = False) -> dict:
+    """The shfan-train workflow: read and split the data, build the model (or load `init`),
+    train, tune the decoder on validation (`tune`), score `test_data`. Every check that can
+    refuse the run comes before the run folder exists. Returns the report shfan-train prints:
+    {"checkpoint", "config"[, "decoder_validation_nme", "chosen"][, "test"]}."""
+    import torch
+
+    from shfan import model as fan_model
+
+    try:
+        train_s, val_s, val_names, test_s = read_job_data(job)
+        cfg, init_state = job_model(job, len(train_s[0].points))
+    except ValueError as exc:  # ModelConfig's checks; DatasetError is a ShfanError already
+        if isinstance(exc, ShfanError):
+            raise
+        raise TrainError(str(exc)) from None
+    if len(train_s) < job.batch_size:  # before the run folder exists: a failed run leaves nothing
+        raise TrainError(f"{len(train_s)} training faces are fewer than one batch of {job.batch_size}: lower "
+                         f"--batch-size (e.g. --batch-size {max(1, len(train_s))})")
+    if not val_s:
+        raise TrainError("no validation faces: give more --data faces, a larger --val-fraction, or --val-data")
+    best = train(cfg, job.train_config(), train_s, val_s, Path(job.out), resume=job.resume, init_state=init_state,
+                 log=log, val_names=val_names, progress=progress)
+    model = fan_model.load_checkpoint(best)
+    device = torch.device("cpu")
+    report = {"checkpoint": str(best), "config": model.config.to_dict()}
+    if job.tune:
+        report.update(tune_and_save(best, val_s, device))
+        model = fan_model.load_checkpoint(best)
+    if test_s:
+        summary, _ = evaluate.score(torch_infer(model, device), test_s, cfg.input_size)
+        report["test"] = summary
+    return report
+
+
 def load_images(samples):
     return [s.load_image() for s in samples]
 
 
-class SiameseViews(Dataset):
-    """Each item: two random views of one face with targets and the view-to-view mapping."""
+class SiameseViews:
+    """Each item: two random views of one face with targets and the view-to-view mapping (a
+    map-style dataset for torch's DataLoader: __len__ and __getitem__)."""
 
-    def __init__(self, samples, images, model_cfg: fan_model.ModelConfig, aug: augment.AugmentConfig, seed: int):
+    def __init__(self, samples, images, model_cfg: ModelConfig, aug: augment.AugmentConfig, seed: int):
         self.samples, self.images, self.cfg, self.aug, self.seed = samples, images, model_cfg, aug, seed
         self.epoch = 0
 
@@ -86,6 +229,10 @@ def heatmap_loss(outputs, target):
 def consistency_loss(h1, h2, batch, model_cfg, scale):
     """L1 distance (heatmap px) between view-1 predictions and view-2 predictions mapped into
     view 1, through the differentiable subpixel decoder."""
+    import torch
+
+    from shfan import codec_torch
+
     p1, _ = codec_torch.decode(h1, "subpixel", model_cfg.window, model_cfg.temperature)
     p2, _ = codec_torch.decode(h2, "subpixel", model_cfg.window, model_cfg.temperature)
     p1 = torch.gather(p1, 1, batch["unperm1"].unsqueeze(-1).expand(-1, -1, 2))
@@ -97,6 +244,10 @@ def consistency_loss(h1, h2, batch, model_cfg, scale):
 
 def torch_infer(model, device, method="subpixel"):
     """Predictor for shfan.evaluate from a PyTorch model."""
+    import torch
+
+    from shfan import codec_torch
+
     cfg = model.config
     scale = cfg.input_size / cfg.heatmap_size
 
@@ -111,6 +262,8 @@ def torch_infer(model, device, method="subpixel"):
 
 def tune_decoder(model, device, samples, images, windows=(3, 5, 7), temperatures=(3, 6, 9, 12, 16, 24)):
     """Pick window/temperature by validation NME (heatmaps computed once)."""
+    import torch
+
     from shfan import codec, metrics
 
     cfg = model.config
@@ -177,6 +330,10 @@ def tune_and_save(best: Path, val_samples, device) -> dict:
     the checkpoint, so every backend decodes with it."""
     import dataclasses
 
+    import torch
+
+    from shfan import model as fan_model
+
     model = fan_model.load_checkpoint(best)
     window, tau, results = tune_decoder(model, device, val_samples, load_images(val_samples))
     model.config = dataclasses.replace(model.config, window=window, temperature=tau)
@@ -188,14 +345,21 @@ def tune_and_save(best: Path, val_samples, device) -> dict:
             "chosen": {"window": window, "temperature": tau}}
 
 
-def train(model_cfg: fan_model.ModelConfig, cfg: TrainConfig, train_samples: list[Sample],
+def train(model_cfg: ModelConfig, cfg: TrainConfig, train_samples: list[Sample],
           val_samples: list[Sample], out_dir: Path, resume: bool = False, init_state: dict | None = None,
-          log=print, val_names: list[str] | None = None) -> Path:
+          log=logger.info, val_names: list[str] | None = None, progress: bool | None = False) -> Path:
     """Train and return the path of the best checkpoint (by clean validation NME).
 
     `init_state` starts from those weights with a fresh optimizer and schedule (fine-tuning);
     `resume` continues OUT/last.pt and wins over it. `val_names` labels each validation face
-    with its subset (per-subset NME in the history)."""
+    with its subset (per-subset NME in the history). `log` gets one line per event (the
+    'shfan.train' logger by default); `progress`: a per-epoch bar (None: when stderr is a terminal)."""
+    import torch
+    from torch.utils.data import DataLoader
+
+    from shfan import codec_torch
+    from shfan import model as fan_model
+
     t_start = time.time()
     torch.manual_seed(cfg.seed)
     torch.set_num_threads(cfg.threads)
@@ -209,9 +373,7 @@ def train(model_cfg: fan_model.ModelConfig, cfg: TrainConfig, train_samples: lis
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     steps_per_epoch = len(train_samples) // cfg.batch_size  # drop_last
     if steps_per_epoch == 0:
-        from shfan.errors import ShfanError
-
-        raise ShfanError(f"{len(train_samples)} training faces are fewer than one batch of {cfg.batch_size}: "
+        raise TrainError(f"{len(train_samples)} training faces are fewer than one batch of {cfg.batch_size}: "
                          f"lower --batch-size")
     out_dir.mkdir(parents=True, exist_ok=True)  # after the checks: a refused run leaves no folder
     plan = Schedule(cfg.epochs * steps_per_epoch, steps_per_epoch)
@@ -220,12 +382,10 @@ def train(model_cfg: fan_model.ModelConfig, cfg: TrainConfig, train_samples: lis
     start_epoch, best_nme, history = 0, float("inf"), []
     last = out_dir / "last.pt"
     if resume and last.is_file():
-        from shfan.errors import ShfanError
-
         try:
             state = torch.load(last, map_location=device, weights_only=False)
         except Exception as exc:  # truncated or not a checkpoint: pickle/zip errors of many kinds
-            raise ShfanError(f"{last} cannot be read ({type(exc).__name__}); it is damaged: resume from a copy, "
+            raise TrainError(f"{last} cannot be read ({type(exc).__name__}); it is damaged: resume from a copy, "
                              "or start afresh without --resume") from None
         try:
             model.load_state_dict(state["state_dict"])
@@ -234,7 +394,7 @@ def train(model_cfg: fan_model.ModelConfig, cfg: TrainConfig, train_samples: lis
             start_epoch, best_nme, history = state["epoch"], state["best_nme"], state["history"]
         except (RuntimeError, KeyError, ValueError, TypeError):
             saved = state.get("config") if isinstance(state, dict) else None
-            raise ShfanError(f"{last} is from another model ({_arch(saved)}) than this run ({_arch(model_cfg)}); "
+            raise TrainError(f"{last} is from another model ({_arch(saved)}) than this run ({_arch(model_cfg)}); "
                              "resume with the options it was trained with, or use another --out") from None
         plan.total = state.get("schedule_total", plan.total)
         log(f"resumed from {last} at epoch {start_epoch}")
@@ -285,7 +445,7 @@ def train(model_cfg: fan_model.ModelConfig, cfg: TrainConfig, train_samples: lis
         t0, sums, n_done = time.time(), {"heatmap": 0.0, "consistency": 0.0}, 0
         split = {"data": 0.0, "forward": 0.0, "backward": 0.0}
         bar = tqdm(batches(epoch), total=steps_per_epoch, desc=f"epoch {epoch + 1}/{epochs}", unit="batch",
-                   leave=False, disable=None)
+                   leave=False, disable=None if progress is None else not progress)
         out_of_time = False
         t_step = time.time()
         for batch in bar:
@@ -385,6 +545,7 @@ def _arch(cfg) -> str:
 
 def _quiet_worker(_):
     import cv2
+    import torch
 
     cv2.setNumThreads(1)
     torch.set_num_threads(1)

@@ -247,6 +247,31 @@ def dataset_formats() -> tuple[str, ...]:
     return FORMATS
 
 
+def add_format_options(parser, format_help: str | None = None) -> None:
+    """--format (every reader shfan.datasets has) and the extra folders some formats need."""
+    parser.add_argument("--format", default="300w", choices=dataset_formats(),
+                        **({"help": format_help} if format_help else {}))
+    parser.add_argument("--image-root", type=existing_dir, help="image folder for wflw/aflw19 annotation files")
+    parser.add_argument("--points-dir", type=existing_dir, help="COFW-68 points folder (needed by --format cofw68)")
+
+
+def check_format_args(parser, args, flagged_paths) -> None:
+    """Usage checks of --format against its extra folders and each (flag, dataset path): a
+    300-W dataset is a folder, every other format an annotation file."""
+    if args.format == "cofw68" and not args.points_dir:
+        parser.error("--format cofw68 needs --points-dir (the folder of <i>_points.mat files)")
+    if args.format == "aflw19" and not args.image_root:
+        parser.error("--format aflw19 needs --image-root (the AFLW image folder)")
+    for flag, path in flagged_paths:
+        if path is None:
+            continue
+        if args.format == "300w" and not Path(path).is_dir():
+            parser.error(f"{flag} {path} is a file; --format 300w takes a folder of images with .pts files "
+                         "(an annotation file: --format wflw, cofw68 or aflw19)")
+        if args.format != "300w" and not Path(path).is_file():
+            parser.error(f"{flag} {path} is a folder; --format {args.format} takes the annotation file")
+
+
 def build_precisions() -> tuple[str, ...]:
     """--precision of a build folder: the precisions shfan-build makes."""
     from shfan.builder.precision import PRECISIONS
