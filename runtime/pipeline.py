@@ -36,6 +36,7 @@ from typing import Callable, Iterator
 import numpy as np
 
 from shfan import geometry
+from shfan.io import Closable
 from shfan.runtime.backend import BackendError, open_backend
 from shfan.runtime.stats import RunStats, Stopwatch
 from shfan.runtime.tracker import Track, Tracker, crop_matrix
@@ -209,7 +210,7 @@ def default_model(name: str = "compact") -> Path:
         raise BackendError(str(exc)) from None
 
 
-class Pipeline:
+class Pipeline(Closable):
     """Detector + tracker + landmark backend (+ optional One Euro smoothing).
 
     model: None (shipped default), a shfan-build folder, .onnx or .engine/.plan.
@@ -271,12 +272,6 @@ class Pipeline:
         if self.backend is not None:
             self.backend.close()
             self.backend = None
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.close()
 
     def reset(self):
         """Forget all tracks (the next frame is detected afresh)."""

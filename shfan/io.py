@@ -15,7 +15,7 @@ from pathlib import Path
 from shfan.atomic import atomic_path, can_create_in, write_bytes, write_text
 
 __all__ = ["IMAGE_SUFFIXES", "VIDEO_SUFFIXES", "is_image", "is_video", "read_rgb", "astronaut", "sha256_file",
-           "cache_dir", "version_tuple", "opencv_gstreamer", "pid_alive",
+           "cache_dir", "version_tuple", "opencv_gstreamer", "pid_alive", "Closable",
            "atomic_path", "can_create_in", "write_bytes", "write_text"]  # the last four from shfan.atomic
 
 # What OpenCV reads as a still image / a video file (frame sources, calibration data, datasets).
@@ -74,6 +74,16 @@ def version_tuple(text: str | None) -> tuple[int, ...]:
     """Leading numeric fields of a version string: '10.3.0.30-1+cuda12.5' -> (10, 3, 0, 30)."""
     match = re.match(r"\s*v?(\d+(?:\.\d+)*)", text or "")
     return tuple(int(part) for part in match.group(1).split(".")) if match else ()
+
+
+class Closable:
+    """`with obj:` closes it at the end of the block (Pipeline, BatchRunner, ShfanClient)."""
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
 
 
 def pid_alive(pid: int) -> bool:

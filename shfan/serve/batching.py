@@ -19,6 +19,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from shfan.io import Closable
+
 log = logging.getLogger("shfan.serve")
 
 
@@ -109,7 +111,7 @@ def decode_image(data) -> np.ndarray:
     return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
 
 
-class BatchRunner:
+class BatchRunner(Closable):
     """Pipeline.process() over batches of images (see the module doc).
 
     model/backend/precision/options/detector_model: as for Pipeline; options.color is taken as
@@ -176,9 +178,3 @@ class BatchRunner:
         if self.backend is not None:
             self.backend.close()
             self.backend = None
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.close()

@@ -17,6 +17,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from shfan.io import Closable
+
 from shfan.serve.server import FACES, FACES_RGB, POINTS, RESEND
 
 
@@ -28,7 +30,7 @@ class RemoteFace:
     score: float
 
 
-class ShfanClient:
+class ShfanClient(Closable):
     """One connection to shfan-serve. url: host:port of the HTTP (default) or gRPC endpoint.
     Thread-safe for HTTP with concurrency > 1; give each thread its own client otherwise."""
 
@@ -49,12 +51,6 @@ class ShfanClient:
 
     def close(self):
         self._client.close()
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.close()
 
     def wait_ready(self, timeout_s: float = 120.0) -> None:
         """Until every shfan model answers ready (TimeoutError after timeout_s)."""
