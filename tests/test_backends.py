@@ -1,0 +1,242 @@
+"""The backend registry (shfan.runtime.backends): order and choices, lookups that name the
+fix, the shipped ONNX through the onnxruntime spec, a test backend reachable through
+open_backend, TensorRT refused cleanly where it is absent, checkpoints through the pytorch spec."""
+
+import subprocess
+import sys
+from dataclasses import dataclass
+
+import numpy as np
+import pytest
+
+from shfan.contracts import ModelInfo
+from shfan.errors import BackendError
+from shfan.runtime import backends
+from shfan.runtime.backend import BACKENDS, open_backend
+from shfan.weights import DEFAULT_CHECKPOINT, DEFAULT_ONNX
+
+
+def crops(size, n=3, seed=0):
+    return np.random.default_rng(seed).random((n, 3, size, size), dtype=np.float32)
+
+
+# ---------------------------------------------------------------- the registry
+
+
+def test_registry_lists_the_builtin_backends_in_order():
+    assert backends.names()[:3] == ("onnxruntime", "tensorrt", "pytorch")
+    assert backends.choices() == ("auto", *backends.names())
+    assert set(BACKENDS) == set(backends.choices())
+    for name in backends.names():
+        spec = backends.get(name)
+        assert spec.name == name and spec.summary and spec.module.startswith("shfan.")
+        assert isinstance(spec.available(), bool)
+        assert spec.version() is None or isinstance(spec.version(), str)
+    assert "onnxruntime" in backends.available() and backends.get("onnxruntime").version()
+
+
+def test_unknown_backend_names_the_choices():
+    with pytest.raises(BackendError, match="unknown backend 'nope'; choose one of onnxruntime, tensorrt, pytorch"):
+        backends.get("nope")
+    with pytest.raises(BackendError, match="unknown backend 'nope'; choose one of auto, onnxruntime"):
+        open_backend(DEFAULT_ONNX, "nope")
+
+
+def test_a_name_is_registered_once():
+    spec = backends.get("onnxruntime")
+    assert backends.register(spec) is spec  # the same spec again (a module reload): fine
+    with pytest.raises(ValueError, match="already registered"):
+        backends.register(FakeSpec("onnxruntime"))
+    with pytest.raises(ValueError, match="auto"):
+        backends.register(FakeSpec("auto"))
+    assert backends.names()[:3] == ("onnxruntime", "tensorrt", "pytorch")
+
+
+def test_accepts_says_which_files_each_runs(tmp_path):
+    ckpt, onnx, engine = tmp_path / "m.pt", tmp_path / "m.onnx", tmp_path / "m.engine"
+    for f in (ckpt, onnx, engine):
+        f.write_bytes(b"x")
+    ort, trt, torch = (backends.get(n) for n in ("onnxruntime", "tensorrt", "pytorch"))
+    assert ort.accepts(onnx) and ort.accepts(tmp_path) and not ort.accepts(engine) and not ort.accepts(ckpt)
+    assert trt.accepts(engine) and trt.accepts(tmp_path) and not trt.accepts(onnx)
+    assert torch.accepts(ckpt) and not torch.accepts(onnx) and not torch.accepts(tmp_path)
+
+
+def test_registry_import_stays_light():
+    code = ("import sys, shfan.runtime.backends as b; [s.available() for s in map(b.get, b.names())]; "
+            "[s.version() for s in map(b.get, b.names())]; "
+            "print(sorted(m for m in ('torch', 'tensorrt', 'onnxruntime', 'pycuda') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"
+
+
+# ---------------------------------------------------------------- onnxruntime
+
+
+def test_onnxruntime_spec_runs_the_shipped_model_as_open_backend_does():
+    spec_backend = backends.get("onnxruntime").open(DEFAULT_ONNX, threads=1)
+    auto_backend = open_backend(DEFAULT_ONNX, threads=1)
+    try:
+        assert spec_backend.name == auto_backend.name == "onnxruntime"
+        x = crops(spec_backend.info.input_size)
+        (p1, s1), (p2, s2) = spec_backend.infer(x), auto_backend.infer(x)
+        assert p1.shape == (3, spec_backend.info.landmarks, 2) and p1.dtype == np.float32
+        np.testing.assert_array_equal(p1, p2)
+        np.testing.assert_array_equal(s1, s2)
+        # the two halves bench times separately give exactly infer()
+        assert spec_backend.outputs_heatmaps
+        hm = spec_backend.infer_heatmaps(x)
+        assert hm.shape[-1] == spec_backend.info.heatmap_size
+        p3, s3 = spec_backend.decode_heatmaps(hm)
+        np.testing.assert_array_equal(p1, p3)
+        np.testing.assert_array_equal(s1, s3)
+    finally:
+        spec_backend.close()
+        auto_backend.close()
+
+
+def test_onnxruntime_backend_from_bytes_with_given_info():
+    from shfan.runtime.ort_backend import OnnxRuntimeBackend
+
+    by_path = OnnxRuntimeBackend(DEFAULT_ONNX, threads=1)
+    info = ModelInfo(by_path.info.input_size, by_path.info.landmarks, by_path.info.heatmap_size, 3, 6.0)
+    by_bytes = OnnxRuntimeBackend(DEFAULT_ONNX.read_bytes(), threads=1, info=info)
+    assert by_bytes.info == info
+    x = crops(info.input_size, 2)
+    np.testing.assert_array_equal(by_path.infer_heatmaps(x), by_bytes.infer_heatmaps(x))
+    with pytest.raises(BackendError, match=r"the ONNX model \(bytes\): ONNX Runtime cannot load"):
+        OnnxRuntimeBackend(b"not an onnx file")
+
+
+def test_onnxruntime_spec_refuses_engines(tmp_path):
+    engine = tmp_path / "m.engine"
+    engine.write_bytes(b"x")
+    with pytest.raises(BackendError, match="ONNX Runtime cannot run; use backend tensorrt"):
+        backends.get("onnxruntime").open(engine)
+
+
+# ---------------------------------------------------------------- a backend registered by a test
+
+
+@dataclass
+class FixedPoints:
+    """A test double: every crop gets the same points (the input's centre) and scores 0.5."""
+
+    info: ModelInfo
+    name: str = "fixed"
+    closed: bool = False
+
+    def infer(self, x):
+        n, k = len(x), self.info.landmarks
+        return np.full((n, k, 2), self.info.input_size / 2, np.float32), np.full((n, k), 0.5, np.float32)
+
+    def close(self):
+        self.closed = True
+
+
+def FakeSpec(name, opened=None):
+    def open_model(model, *, precision=None, decoder="subpixel", threads=None):
+        if opened is not None:
+            opened.append((model, precision, decoder, threads))
+        return FixedPoints(ModelInfo.from_sizes(64, 68), name)
+
+    return backends.BackendSpec(name=name, summary="test double", module=__name__, available=lambda: True,
+                                version=lambda: "0", open=open_model, accepts=lambda path: True)
+
+
+@pytest.fixture
+def fixed_backend():
+    opened = []
+    backends.register(FakeSpec("fixed", opened))
+    try:
+        yield opened
+    finally:
+        backends.unregister("fixed")
+
+
+def test_a_registered_backend_is_reachable_through_open_backend(fixed_backend):
+    assert backends.choices()[-1] == "fixed" and "fixed" in backends.available()
+    b = open_backend(DEFAULT_ONNX, backend="fixed", precision="fp16", threads=2)
+    pts, scores = b.infer(crops(64, 2))
+    assert b.name == "fixed" and pts.shape == (2, 68, 2) and np.all(pts == 32) and np.all(scores == 0.5)
+    assert fixed_backend == [(DEFAULT_ONNX, "fp16", "subpixel", 2)]
+
+
+def test_unregister_removes_it(fixed_backend):
+    backends.unregister("fixed")
+    assert "fixed" not in backends.choices()
+    with pytest.raises(BackendError, match="unknown backend 'fixed'"):
+        open_backend(DEFAULT_ONNX, backend="fixed")
+
+
+# ---------------------------------------------------------------- tensorrt
+
+
+def test_tensorrt_spec_without_tensorrt_names_the_fix(tmp_path):
+    from shfan.runtime import trt_backend
+
+    spec = backends.get("tensorrt")
+    assert trt_backend.tensorrt_available() == spec.available()
+    if spec.available():
+        pytest.skip("TensorRT is installed here")
+    assert spec.version() is None and "tensorrt" not in backends.available()
+    engine = tmp_path / "m.engine"
+    engine.write_bytes(b"x")
+    for model in (engine, tmp_path):
+        with pytest.raises(BackendError, match="TensorRT is not available here.*onnxruntime backend.*shfan-doctor"):
+            spec.open(model)
+    with pytest.raises(BackendError, match="backend tensorrt runs a shfan-build folder or .engine, not"):
+        spec.open(DEFAULT_ONNX)
+
+
+# ---------------------------------------------------------------- pytorch
+
+
+def test_checkpoints_need_the_pytorch_backend(tmp_path):
+    ckpt = tmp_path / "m.pt"
+    ckpt.write_bytes(b"x")
+    for backend in ("auto", "onnxruntime", "tensorrt"):
+        with pytest.raises(BackendError, match="PyTorch checkpoint; export it first: shfan-build --weights"):
+            open_backend(ckpt, backend)
+    with pytest.raises(BackendError, match="the pytorch backend needs a checkpoint"):
+        open_backend(DEFAULT_ONNX, "pytorch")
+
+
+def test_pytorch_spec_opens_a_checkpoint_and_splits_like_onnxruntime():
+    torch = pytest.importorskip("torch")
+    if not DEFAULT_CHECKPOINT.is_file():
+        pytest.skip("no shipped checkpoint")
+    b = open_backend(DEFAULT_CHECKPOINT, "pytorch", threads=1)
+    try:
+        assert b.name == "pytorch" and b.outputs_heatmaps
+        x = crops(b.info.input_size, 2)
+        pts, scores = b.infer(x)
+        assert pts.shape == (2, b.info.landmarks, 2) and pts.dtype == np.float32
+        hm = b.infer_heatmaps(x)
+        assert isinstance(hm, torch.Tensor) and hm.shape[-1] == b.info.heatmap_size
+        p2, s2 = b.decode_heatmaps(hm)
+        np.testing.assert_array_equal(pts, p2)
+        np.testing.assert_array_equal(scores, s2)
+        p3, _ = b.decode_heatmaps(hm.numpy())  # NumPy heatmaps too
+        np.testing.assert_array_equal(pts, p3)
+    finally:
+        b.close()
+
+
+def test_torch_backend_from_model_matches_train_torch_infer():
+    torch = pytest.importorskip("torch")
+    from shfan.model import FAN, ModelConfig
+    from shfan.torch_backend import TorchBackend
+    from shfan.train import torch_infer
+
+    torch.manual_seed(0)
+    model = FAN(ModelConfig(stacks=1, width=16, landmarks=68, input_size=64)).eval()
+    b = TorchBackend.from_model(model, "cpu")
+    x = crops(64, 3)
+    (p1, s1), (p2, s2) = b.infer(x), torch_infer(model, "cpu")(x)
+    np.testing.assert_array_equal(p1, p2)
+    np.testing.assert_array_equal(s1, s2)
+    assert b.info == ModelInfo.from_config(model.config.to_dict())
+    model.train()
+    TorchBackend.from_model(model).close()
+    assert model.training  # the live model's mode is left alone
