@@ -20,6 +20,13 @@ def face_points(centre=(100.0, 100.0), size=60.0, angle_deg=0.0):
     return p @ r.T + centre
 
 
+def acquire(tr, score, **points):
+    """A detection at (70, 70, 130, 130), then face_points(**points) at `score`: (track, whether
+    update() kept it)."""
+    (track,) = tr.add_detections([[70, 70, 130, 130]])
+    return track, tr.update(track, face_points(**points), np.full(68, score))
+
+
 @pytest.mark.parametrize("angle", [-30.0, -5.0, 0.0, 12.0, 40.0])
 def test_crop_undoes_roll(angle):
     pts = face_points(angle_deg=angle)
@@ -42,8 +49,8 @@ def test_upright_box_equals_tight_box_without_roll():
 def test_detect_only_to_acquire_or_when_lost():
     tr = Tracker(max_faces=1, min_score=0.3, redetect_every=0)
     assert tr.needs_detection()
-    (track,) = tr.add_detections([[70, 70, 130, 130]])
-    assert tr.update(track, face_points(), np.full(68, 0.8))
+    track, kept = acquire(tr, 0.8)
+    assert kept
     for _ in range(100):  # with redetect_every=0 the tracker never re-detects while it tracks
         tr.end_frame()
         assert not tr.needs_detection()
@@ -53,8 +60,7 @@ def test_detect_only_to_acquire_or_when_lost():
 
 def test_periodic_detection_while_room_and_no_duplicates():
     tr = Tracker(max_faces=3, redetect_every=5)
-    (a,) = tr.add_detections([[70, 70, 130, 130]])
-    tr.update(a, face_points(), np.full(68, 0.8))
+    a, _ = acquire(tr, 0.8)
     for i in range(5):
         assert not tr.needs_detection()
         tr.end_frame()
@@ -123,8 +129,8 @@ def test_implausible_jumps_drop_the_track():
     assert not plausible_step([0, 0, 100, 100], [0, 0, 50, 50])
     assert not plausible_step([0, 0, 100, 100], [150, 0, 250, 100])  # jumped by more than its size
     tr = Tracker(max_faces=1)
-    (t,) = tr.add_detections([[70, 70, 130, 130]])
-    assert tr.update(t, face_points(size=60), np.full(68, 0.9))  # detector box -> landmark box: no check
+    t, kept = acquire(tr, 0.9, size=60)
+    assert kept  # detector box -> landmark box: no check
     assert not tr.update(t, face_points(size=200), np.full(68, 0.9))
     assert tr.tracks == []
 
@@ -165,8 +171,7 @@ def test_unconfirmed_tracks_are_dropped_after_max_misses():
 
 def test_doubtful_track_requests_a_detection():
     tr = Tracker(max_faces=1, redetect_every=0)
-    (t,) = tr.add_detections([[70, 70, 130, 130]])
-    tr.update(t, face_points(), np.full(68, 0.9))
+    t, _ = acquire(tr, 0.9)
     tr.end_frame()
     assert not tr.needs_detection()
     tr.request_detection()

@@ -89,6 +89,13 @@ def _check(got, ref):
         np.testing.assert_allclose(g.box, r.box, atol=TOL_PX)
 
 
+def _run_all(threads, timeout_s=300):
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout_s)
+
+
 def test_concurrent_clients_get_what_pipeline_process_gives(server, reference, images):
     """8 clients at once (HTTP bytes, HTTP arrays, gRPC), every answer against Pipeline.process()."""
     names = list(images)
@@ -111,10 +118,7 @@ def test_concurrent_clients_get_what_pipeline_process_gives(server, reference, i
             errors.append(f"client {i}: {type(exc).__name__}: {exc}")
 
     threads = [threading.Thread(target=client, args=(i,)) for i in range(8)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(300)
+    _run_all(threads)
     assert not errors, errors[:3]
     assert len(done) == 48
 
@@ -205,10 +209,7 @@ def test_concurrent_requests_reach_the_model_as_batches(server, images):
             counts.append(len(c.faces(jpeg)))
 
     threads = [threading.Thread(target=one) for _ in range(12)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(300)
+    _run_all(threads)
     assert counts == [1] * 12
     deadline = time.monotonic() + 15  # Triton's metrics endpoint may lag the answers by a moment
     while True:
