@@ -14,11 +14,14 @@ Without TensorRT it says so and does nothing else. tensorrt is imported only in 
 from __future__ import annotations
 
 import json
+import logging
 import threading
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+
+logger = logging.getLogger("shfan.selftest")
 
 VECTORS = Path(__file__).resolve().parent.parent / "tests" / "vectors"
 TOL_PX = 1e-3  # heatmap px, DESIGN.md §3
@@ -85,7 +88,7 @@ def build_fix(sm: int | None) -> str:
 
 
 class SelfTest:
-    def __init__(self, trt, log=print):
+    def __init__(self, trt, log=logger.info):
         self.trt, self.log = trt, log
         self.results: list[Result] = []
 
@@ -278,17 +281,19 @@ class SelfTest:
                    "still registered and valid (library kept loaded)", "rebuild the plugin (-z nodelete)")
 
 
-def run(log=print) -> list[Result] | None:
-    """Every check (None when TensorRT is absent: `tensorrt_missing()` says why)."""
+def run(log=logger.info) -> list[Result] | None:
+    """Every check (None when TensorRT is absent: `tensorrt_missing()` says why). Each result
+    line goes to `log` as it is found (shfan-doctor passes a printer)."""
     if tensorrt_missing():
         return None
     import tensorrt as trt
 
     from shfan.builder import plan
+    from shfan.io import version_tuple
     from shfan.runtime.cuda_host import INSTALL_HINT, available_host_apis
 
     test = SelfTest(trt, log)
-    supported = plan.version_tuple(trt.__version__)[:2] >= plan.MIN_TENSORRT
+    supported = version_tuple(trt.__version__)[:2] >= plan.MIN_TENSORRT
     if not test.check("TensorRT version", supported, trt.__version__,
                       "upgrade to JetPack 6.1+ (TensorRT 10.3) or TensorRT >= 10.1"):
         return test.results
