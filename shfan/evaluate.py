@@ -3,20 +3,32 @@ shfan-train's validation and the builder's accuracy guard).
 
 A predictor is any callable `infer(crops [N,3,S,S] float32 0..1) -> (points [N,K,2] in
 network-input px, scores [N,K])`; this keeps torch, ONNX Runtime and TensorRT interchangeable.
+
+`evaluate(load_samples(...), model=...)` is shfan-eval callable from Python: it picks the model
+file and the backend the way the CLI does and returns the report it prints.
 """
 
 from __future__ import annotations
 
+import math
+from pathlib import Path
 from typing import Callable, Iterable, Sequence
 
 import numpy as np
 
 from shfan import augment, geometry, metrics
 from shfan.datasets import Sample
+from shfan.errors import BackendError, DatasetError, ShfanError
 
 Infer = Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]]
 
 HARD_SEED = 7  # the hard validation set: face i is degraded with seed (HARD_SEED, i)
+VIEWS = ("clean", "hard")  # the annotation-box crops; the same faces under the fixed HARD_SEED degradations
+CHECKPOINT_SUFFIXES = (".pt", ".pth", ".tar", ".zip")  # run by the pytorch backend
+
+
+class EvalError(ShfanError, ValueError):
+    """A model and dataset that cannot be scored together (or scores that are not numbers)."""
 
 
 def with_flip(infer: Infer, input_size: int) -> Infer:
@@ -92,3 +104,91 @@ def score(infer: Infer, samples: Sequence[Sample], input_size: int, **kw) -> tup
     pred = predict(infer, samples, input_size, **kw)
     gt = np.stack([s.points for s in samples])
     return metrics.summary(pred, gt), metrics.nme_per_face(pred, gt, "inter_ocular")
+
+
+# ---------------------------------------------------------------- shfan-eval as a function
+
+
+def default_model(backend: str | None, name: str = "compact") -> Path:
+    """A shipped model's checkpoint where PyTorch is installed (the pytorch backend), else its ONNX."""
+    from shfan import weights
+
+    if backend in (None, "pytorch"):
+        try:
+            import torch  # noqa: F401
+
+            return weights.model_path(name, "checkpoint")
+        except ImportError:
+            pass
+    return weights.model_path(name, "onnx")
+
+
+def open_model(model: Path, backend: str | None, precision: str | None, decoder: str):
+    """A backend for a model file or build folder: pytorch for checkpoints, tensorrt for engines,
+    onnxruntime otherwise, unless `backend` says which."""
+    from shfan.runtime.backend import open_backend
+
+    is_checkpoint = model.suffix in CHECKPOINT_SUFFIXES and model.is_file()
+    if backend is None and model.suffix in (".engine", ".plan"):
+        backend = "tensorrt"
+    if backend == "pytorch" or (backend is None and is_checkpoint):
+        if not is_checkpoint:
+            raise BackendError(f"{model}: the pytorch backend needs a checkpoint (.pt/.pth.tar/.zip)")
+        from shfan.torch_backend import TorchBackend
+
+        return TorchBackend(model, decoder=decoder)
+    if is_checkpoint:
+        raise BackendError(f"{model} is a PyTorch checkpoint; export it first: shfan-build --weights {model} "
+                           "--precision fp32")
+    return open_backend(model, backend or "onnxruntime", precision=precision, decoder=decoder)
+
+
+def load_samples(data, fmt: str = "300w", limit: int | None = None, **reader_options) -> list[Sample]:
+    """The first `limit` faces of a dataset (shfan.datasets.read_dataset's formats and options)."""
+    from shfan.datasets import read_dataset
+
+    samples = read_dataset(data, fmt, **reader_options)
+    samples = samples[:limit] if limit else samples
+    if not samples:
+        raise DatasetError(f"{data}: no faces in this dataset")
+    return samples
+
+
+def evaluate(samples: Sequence[Sample], model=None, backend: str | None = None, precision: str | None = None,
+             decoder: str = "subpixel", views: str = "clean", flip: bool = False, batch_size: int = 8,
+             progress: bool = False, data_name: str = "the dataset") -> tuple[dict, np.ndarray]:
+    """shfan-eval: score a model on faces. `model`: compact (default) | accurate | a checkpoint,
+    .onnx, .engine or build folder; `backend`: None picks pytorch for checkpoints, tensorrt for
+    engines, onnxruntime otherwise. Returns (metrics.summary with the model, backend, decoder,
+    views, flip and precision used; per-face inter-ocular NME). The backend is closed on every
+    path (a TensorRT backend left open aborts the interpreter at exit)."""
+    from shfan.weights import MODEL_NAMES
+
+    if views not in VIEWS:
+        raise EvalError(f"unknown views {views!r}; choose one of {', '.join(VIEWS)}")
+    named = model is None or str(model) in MODEL_NAMES
+    path = default_model(backend, str(model or "compact")) if named else Path(model)
+    net = None
+    try:
+        net = open_model(path, backend, precision, decoder)
+        if net.info.landmarks != samples[0].points.shape[0]:
+            raise EvalError(f"model predicts {net.info.landmarks} landmarks but {data_name} has "
+                            f"{samples[0].points.shape[0]}")
+        infer = with_flip(net.infer, net.info.input_size) if flip else net.infer
+        summary, per_face = score(infer, samples, net.info.input_size, batch_size=batch_size, progress=progress,
+                                  hard=HARD_SEED if views == "hard" else None)
+        backend_name = net.name
+    finally:
+        if net is not None:
+            net.close()
+    if path.is_dir() and precision is None:  # a build folder: say which precision was scored
+        from shfan.contracts import BuildManifest
+
+        precision = BuildManifest.read(path).selected_precision
+    bad = [k for k, v in summary.items() if isinstance(v, float) and not math.isfinite(v)]
+    if bad:
+        raise EvalError(f"the scores are not finite ({', '.join(bad)}): the model returned NaN/inf landmarks for "
+                        "some faces")
+    report = {**summary, "decoder": decoder, "views": views, "flip": flip, "backend": backend_name,
+              "model": str(path), "precision": precision}
+    return report, per_face

@@ -140,10 +140,11 @@ class _Closing:
 @pytest.mark.parametrize("fail_infer, message", [(False, "predicts 5 landmarks"), (True, "stand-in inference")])
 def test_backend_closed_on_every_path(afw_dir, monkeypatch, capsys, tmp_path, fail_infer, message):
     """A TensorRT backend left open aborts the interpreter at exit (pycuda); errors close it too."""
+    from shfan import evaluate
     from shfan.cli import eval as cli
 
     backend = _Closing(fail_infer)
-    monkeypatch.setattr(cli, "open_model", lambda *a, **k: backend)
+    monkeypatch.setattr(evaluate, "open_model", lambda *a, **k: backend)  # shfan-eval opens it through evaluate()
     with pytest.raises(SystemExit):
         (tmp_path / "x.onnx").write_bytes(b"")
         cli.main(["--data", str(afw_dir), "--limit", "2", "--model", str(tmp_path / "x.onnx")])

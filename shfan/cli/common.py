@@ -92,11 +92,13 @@ def configure_logging(verbose: bool = False, quiet: bool = False) -> logging.Log
 class Parser(argparse.ArgumentParser):
     """argparse with one-line usage errors (argparse prints the whole usage block first), and
     the options every shfan tool has: --version, -v/--verbose, -q/--quiet (logging configured
-    by parse_args). A tool whose -v/-q also do more says so in `verbose_help`/`quiet_help`."""
+    by parse_args). A tool whose -v/-q also do more says so in `verbose_help`/`quiet_help`;
+    `check(parser, args)` runs the usage checks that span several options after parsing."""
 
     def __init__(self, *args, verbose_help: str = "more detail: debug messages",
-                 quiet_help: str = "less output: warnings and errors only", **kwargs):
+                 quiet_help: str = "less output: warnings and errors only", check=None, **kwargs):
         super().__init__(*args, **kwargs)
+        self.check = check
         self.add_argument("--version", action="version", version=f"shfan {version()}",
                           help="print the shfan version and exit")
         loud = self.add_mutually_exclusive_group()
@@ -106,6 +108,8 @@ class Parser(argparse.ArgumentParser):
     def parse_args(self, args=None, namespace=None):
         parsed = super().parse_args(args, namespace)
         configure_logging(parsed.verbose, parsed.quiet)
+        if self.check:
+            self.check(self, parsed)
         return parsed
 
     def error(self, message: str) -> NoReturn:
@@ -270,6 +274,18 @@ def check_format_args(parser, args, flagged_paths) -> None:
                          "(an annotation file: --format wflw, cofw68 or aflw19)")
         if args.format != "300w" and not Path(path).is_file():
             parser.error(f"{flag} {path} is a folder; --format {args.format} takes the annotation file")
+
+
+def check_model_args(parser, args, kinds: str) -> None:
+    """--model names a shipped model or an existing path (`kinds`: the paths the tool takes);
+    --precision only picks inside a build folder."""
+    from shfan.weights import MODEL_NAMES
+
+    path = Path(args.model) if args.model and args.model not in MODEL_NAMES else None
+    if path and not path.exists():
+        parser.error(f"--model {args.model}: no such model (give compact, accurate, {kinds})")
+    if args.precision and not (path and path.is_dir()):
+        parser.error("--precision picks a precision inside a shfan-build folder; give --model BUILD_FOLDER")
 
 
 def build_precisions() -> tuple[str, ...]:
