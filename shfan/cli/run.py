@@ -5,12 +5,13 @@ from __future__ import annotations
 import signal
 import sys
 
-from shfan.cli.common import (INTERRUPTED, Parser, backend_choices, build_precisions, entry, existing_file, fail,
-                               nonneg_int, positive_float, positive_int, probability, writable_file)
+from shfan.cli.common import (INTERRUPTED, Parser, backend_choices, build_precisions, check_model_args, entry,
+                               existing_file, fail, nonneg_int, positive_float, positive_int, probability, writable_file)
 
 
 def build_parser():
-    ap = Parser(prog="shfan-run", description=__doc__, quiet_help="no stats table at exit; warnings and errors only")
+    ap = Parser(prog="shfan-run", description=__doc__, check=check_args,
+                quiet_help="no stats table at exit; warnings and errors only")
     src = ap.add_mutually_exclusive_group()
     src.add_argument("--source", default=None,
                      help="demo (default), N, /dev/videoN, v4l2:///dev/videoN, csi://N, rtsp://..., "
@@ -72,21 +73,11 @@ def check_args(ap, args):
     """Usage checks over several options and the file-system (each value's range is its type's)."""
     from pathlib import Path
 
-    from shfan.weights import MODEL_NAMES
-
     if args.output and Path(args.output).suffix.lower() not in (".mp4", ".mov", ".m4v", ".avi", ".mkv"):
         ap.error(f"--output {args.output}: unsupported video type; use .mp4 or .avi")
     if args.jsonl and args.jsonl != "-":
         writable_file_or_error(ap, "--jsonl", args.jsonl)
-    if args.model and args.model not in MODEL_NAMES:
-        path = Path(args.model)
-        if not path.exists():
-            ap.error(f"--model {args.model}: no such model (give compact, accurate, a shfan-build folder, "
-                     ".onnx or .engine)")
-        if args.precision and not path.is_dir():
-            ap.error("--precision picks a precision inside a shfan-build folder; give --model BUILD_FOLDER")
-    elif args.precision:
-        ap.error("--precision picks a precision inside a shfan-build folder; give --model BUILD_FOLDER")
+    check_model_args(ap, args, "a shfan-build folder, .onnx or .engine")
     if args.threads is not None:
         from shfan.runtime.pipeline import available_cores
 
@@ -108,9 +99,7 @@ def writable_file_or_error(ap, flag: str, value: str) -> None:
 @entry
 def main(argv=None):
     ap = build_parser()
-    args = ap.parse_args(argv)
-    check_args(ap, args)
-
+    args = ap.parse_args(argv)  # check_args ran
     from shfan.errors import ShfanError
     from shfan.runtime import outputs
     from shfan.runtime.pipeline import Pipeline, PipelineOptions
