@@ -119,6 +119,9 @@ def _crops_from_detections(images, input_size, detector_model, limit):
 
 
 def image_folder_faces(folder: Path, input_size: int, max_faces: int, seed: int = 0, detector_model=None) -> FaceSet:
+    """The largest face of up to max_faces images below `folder`. Not the runtime's
+    ImageFolderDevice: calibration searches subfolders, draws a reproducible subset before
+    reading and lists the unreadable files in the summary."""
     files = sorted(p for p in folder.rglob("*") if io.is_image(p))
     if not files:
         raise CalibrationError(f"{folder}: no images ({'/'.join(IMAGE_SUFFIXES)}) found; "
