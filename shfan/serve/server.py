@@ -164,21 +164,23 @@ class ShfanTriton:
                              f"with a bad one were not processed: {RESEND}")
         return results
 
-    def _faces_fn(self, requests):
-        items, sizes = self._items(requests, with_boxes=False)
+    def _per_request(self, requests, with_boxes: bool) -> list[list]:
+        """Each request's Results, in order; all the batch's images run together."""
+        items, sizes = self._items(requests, with_boxes)
         results = iter(self._run(items, sizes))
+        return [[next(results) for _ in range(n)] for n in sizes]
+
+    def _faces_fn(self, requests):
         out = []
-        for n in sizes:
-            rows = [_pad_faces(next(results).faces, self.opts.max_faces, self.k) for _ in range(n)]
+        for results in self._per_request(requests, with_boxes=False):
+            rows = [_pad_faces(r.faces, self.opts.max_faces, self.k) for r in results]
             out.append({key: np.stack([r[key] for r in rows]) for key in rows[0]})
         return out
 
     def _points_fn(self, requests):
-        items, sizes = self._items(requests, with_boxes=True)
-        results = iter(self._run(items, sizes))
         out = []
-        for n in sizes:
-            faces = [next(results).faces[0] for _ in range(n)]
+        for results in self._per_request(requests, with_boxes=True):
+            faces = [r.faces[0] for r in results]
             out.append({"points": np.stack([f.points for f in faces]).astype(np.float32),
                         "scores": np.stack([f.scores for f in faces]).astype(np.float32)})
         return out
