@@ -105,17 +105,21 @@ def test_onnxruntime_that_does_not_import_is_not_called_missing(monkeypatch):
 # ---------------------------------------------------------------- outputs stay whole
 
 
-def _frames(n=5):
-    return [np.full((48, 64, 3), 40 * i, np.uint8) for i in range(n)]
+def _video_of_frames(path, n=5):
+    """A VideoSink with n flat frames written, not closed."""
+    from shfan.runtime.outputs import VideoSink
+
+    sink = VideoSink(path)
+    for i in range(n):
+        sink.write(np.full((48, 64, 3), 40 * i, np.uint8))
+    return sink
 
 
 def test_video_that_does_not_decode_is_refused_and_removed(tmp_path):
     """A full disk looks like this to OpenCV: the writer says nothing, the file is cut short."""
-    from shfan.runtime.outputs import OutputError, VideoSink
+    from shfan.runtime.outputs import OutputError
 
-    sink = VideoSink(tmp_path / "k.mp4")
-    for f in _frames():
-        sink.write(f)
+    sink = _video_of_frames(tmp_path / "k.mp4")
     sink.writer.release()
     sink.writer = None
     data = sink.tmp.read_bytes()
@@ -126,12 +130,9 @@ def test_video_that_does_not_decode_is_refused_and_removed(tmp_path):
 
 
 def test_whole_video_is_kept(tmp_path):
-    from shfan.runtime.outputs import VideoSink, decodable_frames
+    from shfan.runtime.outputs import decodable_frames
 
-    sink = VideoSink(tmp_path / "k.avi")
-    for f in _frames():
-        sink.write(f)
-    sink.close()
+    _video_of_frames(tmp_path / "k.avi").close()
     assert files_under(tmp_path) == {"k.avi"} and decodable_frames(tmp_path / "k.avi", 10) == 5
 
 

@@ -154,30 +154,29 @@ def _subset(src, dst, n):
     return dst
 
 
-def test_cli_fine_tunes_with_extra_data(helen_dir, afw_dir, tmp_path, capsys):
+def _fine_tune_cli(tmp_path, capsys, *data_args, batch_size):
+    """shfan-train fine-tuning a tiny model for one epoch on the given --data/--extra-data; its stderr."""
     from shfan.cli import train as cli
 
-    main = _subset(helen_dir, tmp_path / "main", 4)
-    extra = _subset(afw_dir, tmp_path / "extra", 3)
     torch.manual_seed(0)
     fan.save_checkpoint(fan.FAN(TINY), tmp_path / "tiny.pt")
-    cli.main(["--data", str(main), "--extra-data", str(extra), "--init", str(tmp_path / "tiny.pt"),
-              "--epochs", "1", "--batch-size", "2", "--threads", "1", "--no-tune", "--out", str(tmp_path / "run")])
-    err = capsys.readouterr().err
+    cli.main([*map(str, data_args), "--init", str(tmp_path / "tiny.pt"), "--epochs", "1", "--batch-size",
+              str(batch_size), "--threads", "1", "--no-tune", "--out", str(tmp_path / "run")])
+    return capsys.readouterr().err
+
+
+def test_cli_fine_tunes_with_extra_data(helen_dir, afw_dir, tmp_path, capsys):
+    main = _subset(helen_dir, tmp_path / "main", 4)
+    extra = _subset(afw_dir, tmp_path / "extra", 3)
+    err = _fine_tune_cli(tmp_path, capsys, "--data", main, "--extra-data", extra, batch_size=2)
     assert "loading 6 training and 1 validation images" in err  # 4 main = 3 + 1 held out, all 3 extra trained
     assert fan.load_checkpoint(tmp_path / "run" / "best.pt").config == TINY  # architecture from --init
 
 
 def test_cli_splits_each_data_folder_and_reports_per_subset(helen_dir, afw_dir, tmp_path, capsys):
-    from shfan.cli import train as cli
-
     a = _subset(helen_dir, tmp_path / "a", 10)
     b = _subset(afw_dir, tmp_path / "b", 10)
-    torch.manual_seed(0)
-    fan.save_checkpoint(fan.FAN(TINY), tmp_path / "tiny.pt")
-    cli.main(["--data", str(a), "--data", str(b), "--init", str(tmp_path / "tiny.pt"), "--epochs", "1",
-              "--batch-size", "4", "--threads", "1", "--no-tune", "--out", str(tmp_path / "run")])
-    err = capsys.readouterr().err
+    err = _fine_tune_cli(tmp_path, capsys, "--data", a, "--data", b, batch_size=4)
     assert "loading 18 training and 2 validation images" in err  # 1 of each folder's 10 held out
     entry = json.loads((tmp_path / "run" / "history.json").read_text())[-1]
     assert set(k for k in entry if k.startswith("val_nme/")) == {"val_nme/a", "val_nme/b"}

@@ -13,7 +13,7 @@ from shfan.cli.common import (INTERRUPTED, Parser, entry, existing_file, existin
 
 
 def build_parser():
-    ap = Parser(prog="shfan-build", description=__doc__)
+    ap = Parser(prog="shfan-build", description=__doc__, check=check_args)
     src = ap.add_argument_group("model source (one of)")
     src.add_argument("--weights", help="checkpoint to export, or a shipped model name: compact (default) | accurate")
     src.add_argument("--onnx", type=existing_file, help="start from a shfan ONNX file (e.g. model_int8.onnx built elsewhere); "
@@ -42,6 +42,11 @@ def build_parser():
     ap.add_argument("--triton-repo", metavar="DIR", help="also write a Triton Inference Server model repository "
                     "(onnxruntime and tensorrt backends, config.pbtxt, README) from the build to DIR")
     return ap
+
+
+def check_args(ap, args) -> None:
+    if args.weights and args.onnx:
+        ap.error("give either --weights (export from PyTorch) or --onnx (start from an ONNX file), not both")
 
 
 def _excluded(names: list[str]) -> str:
@@ -79,10 +84,7 @@ def summary_table(result, total_s: float):
 
 @entry
 def main(argv=None):
-    ap = build_parser()
-    args = ap.parse_args(argv)
-    if args.weights and args.onnx:
-        ap.error("give either --weights (export from PyTorch) or --onnx (start from an ONNX file), not both")
+    args = build_parser().parse_args(argv)
     from rich.console import Console
 
     from shfan.builder.pipeline import BuildOptions, build

@@ -187,18 +187,19 @@ def existing_path(text: str) -> str:
     return text
 
 
-def existing_file(text: str) -> str:
-    if not os.path.isfile(text):
-        what = "is a folder, not a file" if os.path.isdir(text) else "no such file"
-        raise argparse.ArgumentTypeError(f"{text}: {what}")
+def _must_be(text: str, ok, kind: str, is_other, other: str) -> str:
+    if not ok(text):
+        raise argparse.ArgumentTypeError(f"{text}: is a {other}, not a {kind}" if is_other(text)
+                                         else f"{text}: no such {kind}")
     return text
+
+
+def existing_file(text: str) -> str:
+    return _must_be(text, os.path.isfile, "file", os.path.isdir, "folder")
 
 
 def existing_dir(text: str) -> str:
-    if not os.path.isdir(text):
-        what = "is a file, not a folder" if os.path.exists(text) else "no such folder"
-        raise argparse.ArgumentTypeError(f"{text}: {what}")
-    return text
+    return _must_be(text, os.path.isdir, "folder", os.path.exists, "file")
 
 
 def writable_file(text: str) -> str:

@@ -13,7 +13,7 @@ from shfan.cli.common import (Parser, add_dataclass_options, add_format_options,
 def build_parser():
     from shfan.train import TrainJob
 
-    ap = Parser(prog="shfan-train", description=__doc__)
+    ap = Parser(prog="shfan-train", description=__doc__, check=check_args)
     ap.add_argument("--data", required=True, action="append", metavar="PATH", type=existing_path,
                     help="training dataset (300-W folder or annotation file); repeatable: each gets its own "
                          "seeded validation split, reported per subset")
@@ -41,6 +41,11 @@ def build_parser():
     return ap
 
 
+def check_args(ap, args) -> None:
+    check_format_args(ap, args, [("--data", p) for p in args.data] + [("--extra-data", p) for p in args.extra_data]
+                      + [("--val-data", args.val_data), ("--test-data", args.test_data)])
+
+
 def job_from_args(args):
     """The TrainJob these options ask for (each option is the field of the same name)."""
     from shfan.train import TrainJob
@@ -51,10 +56,7 @@ def job_from_args(args):
 
 @entry
 def main(argv=None):
-    ap = build_parser()
-    args = ap.parse_args(argv)
-    check_format_args(ap, args, [("--data", p) for p in args.data] + [("--extra-data", p) for p in args.extra_data]
-                      + [("--val-data", args.val_data), ("--test-data", args.test_data)])
+    args = build_parser().parse_args(argv)
     try:
         import torch  # noqa: F401
     except ImportError:
