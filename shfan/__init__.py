@@ -4,7 +4,7 @@ Importing shfan is light (numpy only); torch, onnx, tensorrt and pycuda load onl
 modules that need them.
 """
 
-__version__ = "0.1.0"
+__version__ = "0.1.0"  # the one place it is written: pyproject.toml reads it, `shfan --version` prints it
 
 
 def __getattr__(name):

@@ -18,13 +18,12 @@ import numpy as np
 
 from shfan import augment, geometry, metrics
 from shfan.datasets import Sample
-from shfan.errors import BackendError, DatasetError, ShfanError
+from shfan.errors import DatasetError, ShfanError
 
 Infer = Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]]
 
 HARD_SEED = 7  # the hard validation set: face i is degraded with seed (HARD_SEED, i)
 VIEWS = ("clean", "hard")  # the annotation-box crops; the same faces under the fixed HARD_SEED degradations
-CHECKPOINT_SUFFIXES = (".pt", ".pth", ".tar", ".zip")  # run by the pytorch backend
 
 
 class EvalError(ShfanError, ValueError):
@@ -112,35 +111,22 @@ def score(infer: Infer, samples: Sequence[Sample], input_size: int, **kw) -> tup
 def default_model(backend: str | None, name: str = "compact") -> Path:
     """A shipped model's checkpoint where PyTorch is installed (the pytorch backend), else its ONNX."""
     from shfan import weights
+    from shfan.runtime import backends
 
-    if backend in (None, "pytorch"):
-        try:
-            import torch  # noqa: F401
-
-            return weights.model_path(name, "checkpoint")
-        except ImportError:
-            pass
+    if backend in (None, "pytorch") and backends.get("pytorch").available():
+        return weights.model_path(name, "checkpoint")
     return weights.model_path(name, "onnx")
 
 
 def open_model(model: Path, backend: str | None, precision: str | None, decoder: str):
-    """A backend for a model file or build folder: pytorch for checkpoints, tensorrt for engines,
-    onnxruntime otherwise, unless `backend` says which."""
+    """A backend for a model file or build folder; `backend` None: pytorch for checkpoints,
+    tensorrt for engines, onnxruntime otherwise (no TensorRT guess for build folders)."""
     from shfan.runtime.backend import open_backend
+    from shfan.runtime.backends import is_checkpoint, is_engine
 
-    is_checkpoint = model.suffix in CHECKPOINT_SUFFIXES and model.is_file()
-    if backend is None and model.suffix in (".engine", ".plan"):
-        backend = "tensorrt"
-    if backend == "pytorch" or (backend is None and is_checkpoint):
-        if not is_checkpoint:
-            raise BackendError(f"{model}: the pytorch backend needs a checkpoint (.pt/.pth.tar/.zip)")
-        from shfan.torch_backend import TorchBackend
-
-        return TorchBackend(model, decoder=decoder)
-    if is_checkpoint:
-        raise BackendError(f"{model} is a PyTorch checkpoint; export it first: shfan-build --weights {model} "
-                           "--precision fp32")
-    return open_backend(model, backend or "onnxruntime", precision=precision, decoder=decoder)
+    if backend is None:
+        backend = "pytorch" if is_checkpoint(model) else "tensorrt" if is_engine(model) else "onnxruntime"
+    return open_backend(model, backend, precision=precision, decoder=decoder)
 
 
 def load_samples(data, fmt: str = "300w", limit: int | None = None, **reader_options) -> list[Sample]:
