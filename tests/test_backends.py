@@ -4,6 +4,7 @@ open_backend, TensorRT refused cleanly where it is absent, checkpoints through t
 
 import subprocess
 import sys
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import numpy as np
@@ -240,3 +241,73 @@ def test_torch_backend_from_model_matches_train_torch_infer():
     model.train()
     TorchBackend.from_model(model).close()
     assert model.training  # the live model's mode is left alone
+
+
+# ---------------------------------------------------------------- auto's choice for build folders
+
+
+@pytest.fixture
+def build_folder(tmp_path):
+    """A build folder whose fp32 file is the shipped ONNX (enough for ONNX Runtime)."""
+    import json
+    import shutil
+
+    shutil.copy(DEFAULT_ONNX, tmp_path / "model_fp32.onnx")
+    (tmp_path / "manifest.json").write_text(json.dumps(
+        {"selected_precision": "fp32", "decoder": "subpixel", "artifacts": {"fp32": {"onnx": "model_fp32.onnx"}}}))
+    return tmp_path
+
+
+@contextmanager
+def replaced(name, spec):
+    """`spec` in place of the registered `name`, keeping the registration order; restored after."""
+    saved = [backends.get(n) for n in backends.names()]
+    for s in saved:
+        backends.unregister(s.name)
+    for s in saved:
+        backends.register(spec if s.name == name else s)
+    try:
+        yield
+    finally:
+        for n in backends.names():
+            backends.unregister(n)
+        for s in saved:
+            backends.register(s)
+
+
+def failing_tensorrt():
+    def open_model(model, **options):
+        raise BackendError("built with TensorRT 10.3.0, this system has 10.7.0")
+
+    return backends.BackendSpec(name="tensorrt", summary="test double: an engine that cannot run", module=__name__,
+                                available=lambda: True, version=lambda: "10.7.0", open=open_model,
+                                accepts=backends.get("tensorrt").accepts)
+
+
+def test_onnxruntime_spec_opens_a_build_folder(build_folder):
+    b = backends.get("onnxruntime").open(build_folder, precision="fp32", threads=1)
+    try:
+        assert b.name == "onnxruntime" and b.info.landmarks == 68
+    finally:
+        b.close()
+    with pytest.raises(BackendError, match="no int8 model in this build.*--precision int8"):
+        backends.get("onnxruntime").open(build_folder, precision="int8")
+
+
+def test_auto_falls_back_to_onnxruntime_when_the_engine_cannot_run(build_folder, caplog, tmp_path_factory):
+    original = backends.names()
+    with replaced("tensorrt", failing_tensorrt()):
+        assert backends.names() == original
+        with caplog.at_level("WARNING", logger="shfan.runtime"):
+            b = open_backend(build_folder, "auto", threads=1)
+        assert b.name == "onnxruntime"
+        b.close()
+        assert "TensorRT engine not used: built with TensorRT 10.3.0" in caplog.text
+        assert "falling back to ONNX Runtime" in caplog.text
+        with pytest.raises(BackendError, match="this system has 10.7.0"):  # asked for TensorRT: no fallback
+            open_backend(build_folder, "tensorrt")
+        engine = tmp_path_factory.mktemp("engine") / "m.engine"
+        engine.write_bytes(b"x")
+        with pytest.raises(BackendError, match="this system has 10.7.0"):  # a bare engine: nothing to fall back to
+            open_backend(engine, "auto")
+    assert backends.names() == original and backends.get("tensorrt").module == "shfan.runtime.trt_backend"

@@ -89,6 +89,26 @@ def test_engine_from_build(tmp_path):
         tb.engine_from_build(tmp_path)
 
 
+def test_engine_sidecar_manifest_is_read_like_a_build_folder(tmp_path):
+    """An engine inside a build folder is checked against its manifest; a damaged one is a
+    one-line error naming the fix (it was a JSONDecodeError), before TensorRT is imported."""
+    engine = tmp_path / "model_fp16_plugin.engine"
+    engine.write_bytes(b"x")
+    (tmp_path / "manifest.json").write_text("{not json")
+    with pytest.raises(BackendError, match="corrupt manifest.*rebuild with shfan-build"):
+        tb.TensorRTBackend.open(engine)
+
+
+def test_manifest_helpers_match_build_manifest(tmp_path):
+    from shfan.contracts import BuildManifest
+
+    m = BuildManifest.from_json(MANIFEST)
+    assert tb.manifest_needs_plugin(MANIFEST) is m.needs_plugin is True
+    assert not tb.manifest_needs_plugin(None) and not tb.manifest_needs_plugin({**MANIFEST, "decoder": "onnx"})
+    assert tb.rebuild_command(tmp_path, MANIFEST, "fp16") == m.rebuild_command(tmp_path, "fp16")
+    assert tb.manifest_problems(MANIFEST, "10.7.0", 87) == m.engine_problems("10.7.0", 87)
+
+
 def test_engine_without_tensorrt_names_the_fix(tmp_path):
     if tb.tensorrt_available():
         pytest.skip("TensorRT is installed here")
