@@ -11,6 +11,8 @@ from shfan import model as fan
 from shfan import train as trainer
 from shfan.datasets import read_300w
 
+from conftest import small_300w
+
 TINY = fan.ModelConfig(stacks=1, width=32, input_size=64)
 
 
@@ -144,16 +146,6 @@ def test_init_state_starts_from_the_given_weights(helen_dir, tmp_path):
     assert not torch.allclose(fresh[weight], start[weight], atol=1e-3)
 
 
-def _subset(src, dst, n):
-    import shutil
-
-    dst.mkdir()
-    for pts in sorted(src.glob("*.pts"))[:n]:
-        shutil.copy(pts, dst)
-        shutil.copy(next(p for p in src.glob(pts.stem + ".*") if p.suffix != ".pts"), dst)
-    return dst
-
-
 def _fine_tune_cli(tmp_path, capsys, *data_args, batch_size):
     """shfan-train fine-tuning a tiny model for one epoch on the given --data/--extra-data; its stderr."""
     from shfan.cli import train as cli
@@ -166,16 +158,16 @@ def _fine_tune_cli(tmp_path, capsys, *data_args, batch_size):
 
 
 def test_cli_fine_tunes_with_extra_data(helen_dir, afw_dir, tmp_path, capsys):
-    main = _subset(helen_dir, tmp_path / "main", 4)
-    extra = _subset(afw_dir, tmp_path / "extra", 3)
+    main = small_300w(helen_dir, tmp_path / "main", 4)
+    extra = small_300w(afw_dir, tmp_path / "extra", 3)
     err = _fine_tune_cli(tmp_path, capsys, "--data", main, "--extra-data", extra, batch_size=2)
     assert "loading 6 training and 1 validation images" in err  # 4 main = 3 + 1 held out, all 3 extra trained
     assert fan.load_checkpoint(tmp_path / "run" / "best.pt").config == TINY  # architecture from --init
 
 
-def test_cli_splits_each_data_folder_and_reports_per_subset(helen_dir, afw_dir, tmp_path, capsys):
-    a = _subset(helen_dir, tmp_path / "a", 10)
-    b = _subset(afw_dir, tmp_path / "b", 10)
+def test_cli_splits_each_data_folder_and_reports_persmall_300w(helen_dir, afw_dir, tmp_path, capsys):
+    a = small_300w(helen_dir, tmp_path / "a", 10)
+    b = small_300w(afw_dir, tmp_path / "b", 10)
     err = _fine_tune_cli(tmp_path, capsys, "--data", a, "--data", b, batch_size=4)
     assert "loading 18 training and 2 validation images" in err  # 1 of each folder's 10 held out
     entry = json.loads((tmp_path / "run" / "history.json").read_text())[-1]
@@ -186,7 +178,7 @@ def test_cli_splits_each_data_folder_and_reports_per_subset(helen_dir, afw_dir, 
 def test_cli_refuses_fewer_faces_than_a_batch(helen_dir, tmp_path, capsys):
     from shfan.cli import train as cli
 
-    a = _subset(helen_dir, tmp_path / "a", 6)
+    a = small_300w(helen_dir, tmp_path / "a", 6)
     with pytest.raises(SystemExit) as exc:
         cli.main(["--data", str(a), "--stacks", "1", "--width", "32", "--input-size", "64", "--epochs", "1",
                   "--batch-size", "8", "--threads", "1", "--out", str(tmp_path / "run")])
