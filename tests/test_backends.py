@@ -224,20 +224,25 @@ def test_pytorch_spec_opens_a_checkpoint_and_splits_like_onnxruntime():
         b.close()
 
 
-def test_torch_backend_from_model_matches_train_torch_infer():
+def test_torch_backend_from_model_matches_the_training_decode():
+    """What training validation computed (shfan.train.torch_infer before it used this backend):
+    the model's heatmaps, codec_torch at the config's window/temperature, times input/heatmap."""
     torch = pytest.importorskip("torch")
+    from shfan import codec_torch
     from shfan.model import FAN, ModelConfig
     from shfan.torch_backend import TorchBackend
-    from shfan.train import torch_infer
 
     torch.manual_seed(0)
     model = FAN(ModelConfig(stacks=1, width=16, landmarks=68, input_size=64)).eval()
-    b = TorchBackend.from_model(model, "cpu")
+    cfg = model.config
     x = crops(64, 3)
-    (p1, s1), (p2, s2) = b.infer(x), torch_infer(model, "cpu")(x)
-    np.testing.assert_array_equal(p1, p2)
-    np.testing.assert_array_equal(s1, s2)
-    assert b.info == ModelInfo.from_config(model.config.to_dict())
+    with torch.no_grad():
+        pts, scores = codec_torch.decode(model(torch.from_numpy(x)), "subpixel", cfg.window, cfg.temperature)
+    b = TorchBackend.from_model(model, "cpu")
+    p1, s1 = b.infer(x)
+    np.testing.assert_array_equal(p1, (pts * (cfg.input_size / cfg.heatmap_size)).numpy())
+    np.testing.assert_array_equal(s1, scores.numpy())
+    assert b.info == ModelInfo.from_config(cfg.to_dict())
     model.train()
     TorchBackend.from_model(model).close()
     assert model.training  # the live model's mode is left alone
