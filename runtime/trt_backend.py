@@ -22,7 +22,7 @@ import numpy as np
 from shfan.contracts import BuildManifest, ModelInfo
 from shfan.errors import BackendError
 from shfan.runtime.backend import decode_heatmaps, read_manifest
-from shfan.runtime.backends import ENGINE_SUFFIXES  # noqa: F401  (re-exported)
+from shfan.runtime.backends import ENGINE_SUFFIXES  # one definition, in the registry
 
 
 def tensorrt_available() -> bool:
