@@ -84,6 +84,26 @@ def test_choices_come_from_the_tables():
     assert sorted(choices(train, "--augment")) == sorted(PRESETS)
 
 
+def test_train_options_have_the_train_jobs_defaults(tmp_path):
+    """shfan-train's options are TrainJob's fields: the same names and defaults."""
+    import dataclasses
+
+    from shfan.cli.train import build_parser, job_from_args
+    from shfan.train import TrainJob
+
+    job = job_from_args(build_parser().parse_args(["--data", str(tmp_path)]))
+    assert job == TrainJob(data=[str(tmp_path)])
+    assert {f.name for f in dataclasses.fields(TrainJob)} - set(vars(build_parser().parse_args(["--data", "."]))) \
+        == {"tune"}  # the one field spelled --no-tune
+
+
+def test_train_parser_and_job_need_no_torch():
+    """shfan-train --help (and TrainJob) work where PyTorch is missing; the CLI says to install it."""
+    code = "import sys, shfan.cli.train as c, shfan.train; c.build_parser(); print('torch' in sys.modules)"
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0 and r.stdout.strip() == "False", r.stderr
+
+
 # ---------------------------------------------------------------- the workflows from Python
 
 
