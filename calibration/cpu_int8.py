@@ -153,9 +153,10 @@ def quantize(prepared_onnx, dst, ranges: dict[str, tuple[float, float]], nodes_t
                              TensorsData(CalibrationMethod.MinMax, data), [], list(nodes_to_exclude), list(op_types),
                              {"ActivationSymmetric": False, "WeightSymmetric": True})
     quantizer.quantize_model()  # logs a note per tensor through the root logger: builder.precision.quiet
-    tmp = Path(dst).with_name(Path(dst).name + ".tmp")
-    quantizer.model.save_model_to_file(str(tmp))
-    tmp.replace(dst)
+    from shfan.io import atomic_path
+
+    with atomic_path(dst, suffix=".onnx") as tmp:
+        quantizer.model.save_model_to_file(str(tmp))
     return Path(dst)
 
 
