@@ -30,6 +30,9 @@ from shfan.errors import ShfanError
 logger = logging.getLogger("shfan.train")
 
 
+DEVICE_AUGMENT = ("auto", "on", "off")  # TrainConfig.device_augment: views made on the device (auto: on CUDA)
+
+
 class TrainError(ShfanError, ValueError):
     """A training run that cannot start as asked (too few faces, --init of another kind, ...)."""
 
@@ -92,7 +95,7 @@ class TrainJob:
     lr: float = _opt(1e-3, range="positive")
     consistency: float = _opt(0.1, "Siamese consistency weight (0 = off)", "nonneg")
     seed: int = _opt(0)
-    device_augment: str = "auto"  # auto | on | off
+    device_augment: str = "auto"  # one of DEVICE_AUGMENT
     workers: int = _opt(0, "DataLoader worker processes (0: augment in the training process)", "nonneg")
     threads: int = _opt(2, "torch CPU threads", "positive")
     val_every: int = _opt(2, "validate every N epochs", "positive")

@@ -9,7 +9,7 @@ from pathlib import Path
 from shfan.builder.decoder_node import DECODERS
 from shfan.builder.precision import CALIB_METHODS, CHOICES, TARGETS
 from shfan.cli.common import (INTERRUPTED, Parser, entry, existing_file, existing_path, fail, nonneg_int,
-                               positive_float, positive_int, writable_dir)
+                               options_from, positive_float, positive_int, writable_dir)
 
 
 def build_parser():
@@ -89,14 +89,10 @@ def main(argv=None):
 
     from shfan.builder.pipeline import BuildOptions, build
     from shfan.builder.progress import Stages
-    from shfan.errors import ShfanError
 
     err = Console(stderr=True, highlight=False)
     stages = Stages(lambda line: err.print(line, markup=False, soft_wrap=True))
-    opts = BuildOptions(weights=args.weights, onnx=args.onnx, precision=args.precision, calib_data=args.calib_data,
-                        max_calib=args.max_calib, calib_method=args.calib_method, max_nme_drift=args.max_nme_drift, decoder=args.decoder,
-                        plugin_lib=args.plugin_lib, max_batch=args.max_batch, workspace_mb=args.workspace_mb,
-                        out=Path(args.out), force=args.force, target=args.target)
+    opts = options_from(BuildOptions, args, out=Path(args.out))
     import signal
 
     def _terminate(signum, frame):  # unwind so the staged folder is removed; --out stays as it was
@@ -105,18 +101,13 @@ def main(argv=None):
     signal.signal(signal.SIGTERM, _terminate)
     try:
         result = build(opts, stages)
-    except ShfanError as exc:
-        fail(str(exc))
     except KeyboardInterrupt:
         fail(f"interrupted; {args.out} was left as it was", code=INTERRUPTED)
     if args.triton_repo:
         from shfan.builder.triton_repo import write_repository
 
-        try:
-            write_repository(result.out, Path(args.triton_repo), engine_max_batch=args.max_batch,
-                             plugin_lib=args.plugin_lib)
-        except ShfanError as exc:
-            fail(str(exc))
+        write_repository(result.out, Path(args.triton_repo), engine_max_batch=args.max_batch,
+                         plugin_lib=args.plugin_lib)
         err.print(f"Triton model repository: {args.triton_repo} (see its README.md)", markup=False)
     console = Console()
     console.print(summary_table(result, stages.total))

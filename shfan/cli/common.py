@@ -317,3 +317,11 @@ def add_dataclass_options(parser, cls, names, **kwargs) -> None:
         options = {"type": _RANGES[kind, f.metadata.get("range")], "default": f.default, **kwargs}
         options.update({k: f.metadata[k] for k in ("help", "metavar") if k in f.metadata})
         parser.add_argument(f.metadata.get("flag", "--" + name.replace("_", "-")), **options)
+
+
+def options_from(cls, args, **overrides):
+    """A library options dataclass from parsed arguments: each field from the option of the same
+    name (dest), `overrides` for the ones spelled otherwise; fields without an option keep their
+    defaults."""
+    given = {f.name: getattr(args, f.name) for f in dataclasses.fields(cls) if f.init and hasattr(args, f.name)}
+    return cls(**{**given, **overrides})

@@ -13,7 +13,7 @@ import sys
 import threading
 
 from shfan.cli.common import (LOGGER, Parser, backend_choices, build_precisions, entry, existing_path, fail, nonneg_int,
-                               positive_float, positive_int)
+                               options_from, positive_float, positive_int)
 
 
 
@@ -68,12 +68,7 @@ def main(argv=None):
     if not args.verbose:  # its failures come back to us as exceptions, reported in one line below
         logging.getLogger("pytriton").setLevel(logging.CRITICAL)
     try:
-        opts = ServeOptions(model=args.model, backend=args.backend, precision=args.precision,
-                            detector_model=args.detector_model, host=args.host, http_port=args.http_port,
-                            grpc_port=args.grpc_port, metrics_port=args.metrics_port, max_batch=args.max_batch,
-                            queue_delay_us=args.queue_delay_us, batching=not args.no_batching,
-                            max_faces=args.max_faces, min_face=args.min_face, threads=args.threads,
-                            verbose=args.verbose).validate()
+        opts = options_from(ServeOptions, args, batching=not args.no_batching).validate()
     except ValueError as exc:
         fail(str(exc), 2)
     from shfan.errors import ShfanError

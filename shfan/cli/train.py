@@ -2,16 +2,15 @@
 
 from __future__ import annotations
 
-import dataclasses
 import json
 
 from shfan.augment import PRESETS
 from shfan.cli.common import (Parser, add_dataclass_options, add_format_options, check_format_args, entry,
-                               existing_path, fail, writable_dir)
+                               existing_path, fail, options_from, writable_dir)
 
 
 def build_parser():
-    from shfan.train import TrainJob
+    from shfan.train import DEVICE_AUGMENT, TrainJob
 
     ap = Parser(prog="shfan-train", description=__doc__, check=check_args)
     ap.add_argument("--data", required=True, action="append", metavar="PATH", type=existing_path,
@@ -29,7 +28,7 @@ def build_parser():
                     help="training augmentation: hard (in-the-wild: large roll, box errors, occluders, blur, "
                          "low light, noise, JPEG, grayscale) or mild (the first default model's)")
     add_dataclass_options(ap, TrainJob, ["batch_size", "lr", "consistency", "seed"])
-    ap.add_argument("--device-augment", default="auto", choices=["auto", "on", "off"],
+    ap.add_argument("--device-augment", default="auto", choices=DEVICE_AUGMENT,
                     help="make the training views on the device in batches (auto: on CUDA, where per-face CPU "
                          "augmentation starves the GPU)")
     add_dataclass_options(ap, TrainJob, ["workers", "threads", "val_every"])
@@ -50,8 +49,7 @@ def job_from_args(args):
     """The TrainJob these options ask for (each option is the field of the same name)."""
     from shfan.train import TrainJob
 
-    given = {f.name: getattr(args, f.name) for f in dataclasses.fields(TrainJob) if hasattr(args, f.name)}
-    return TrainJob(**given, tune=not args.no_tune)
+    return options_from(TrainJob, args, tune=not args.no_tune)
 
 
 @entry
