@@ -117,8 +117,9 @@ def test_train_run_from_python(helen_dir, afw_dir, tmp_path):
     torch.manual_seed(0)
     fan.save_checkpoint(fan.FAN(tiny), tmp_path / "tiny.pt")
     data = small_300w(helen_dir, tmp_path / "helen", 10)
-    job = TrainJob(data=[str(data)], test_data=str(small_300w(afw_dir, tmp_path / "afw", 3)), init=str(tmp_path / "tiny.pt"),
-                   epochs=1, batch_size=3, threads=1, out=str(tmp_path / "run"))
+    test = small_300w(afw_dir, tmp_path / "afw", 3)
+    job = TrainJob(data=[str(data)], test_data=str(test), init=str(tmp_path / "tiny.pt"), epochs=1, batch_size=3,
+                   threads=1, out=str(tmp_path / "run"))
     lines = []
     report = run(job, log=lines.append)
     assert "loading 9 training and 1 validation images" in lines  # seed 0, 10 % of 10 held out

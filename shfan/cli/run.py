@@ -6,7 +6,8 @@ import signal
 import sys
 
 from shfan.cli.common import (INTERRUPTED, Parser, backend_choices, build_precisions, check_model_args, entry,
-                               existing_file, fail, nonneg_int, positive_float, positive_int, probability, writable_file)
+                               existing_file, fail, nonneg_int, options_from, positive_float, positive_int,
+                               probability, writable_file)
 
 
 def build_parser():
@@ -114,9 +115,7 @@ def main(argv=None):
     errors = []
     interrupted = False
     try:
-        options = PipelineOptions(running_mode="video", max_faces=args.max_faces, min_face=args.min_face,
-                                  min_score=args.min_score, smooth=args.smooth, redetect_every=args.redetect_every,
-                                  max_misses=args.max_misses, threads=args.threads)
+        options = options_from(PipelineOptions, args, running_mode="video")  # the options of the same names
         pipeline = Pipeline(args.model, args.backend, args.precision, options=options,
                             detector_model=args.detector_model)
         if not args.headless:
