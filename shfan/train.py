@@ -167,12 +167,14 @@ def run(job: TrainJob, log=logger.info, progress: bool | None = False) -> dict:
 
     from shfan import model as fan_model
 
+    if not job.data:
+        raise TrainError("no training data: give at least one dataset (--data, TrainJob.data)")
     try:
         train_s, val_s, val_names, test_s = read_job_data(job)
         cfg, init_state = job_model(job, len(train_s[0].points))
-    except ValueError as exc:  # ModelConfig's checks; DatasetError is a ShfanError already
-        if isinstance(exc, ShfanError):
-            raise
+    except ShfanError:  # DatasetError, TrainError: already one line naming the fix
+        raise
+    except ValueError as exc:  # ModelConfig's checks
         raise TrainError(str(exc)) from None
     if len(train_s) < job.batch_size:  # before the run folder exists: a failed run leaves nothing
         raise TrainError(f"{len(train_s)} training faces are fewer than one batch of {job.batch_size}: lower "
