@@ -13,3 +13,19 @@ def test_no_heavy_imports(module):
             "if m in sys.modules]; print(','.join(heavy))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip()
     assert out == "", f"{module} imports {out}"
+
+
+def test_every_package_folder_ships_in_the_wheel():
+    """A sub-package missing from pyproject's `packages` works in the editable install and breaks
+    the wheel (shfan.bench and shfan.runtime.backends were once left out)."""
+    import tomllib
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    cfg = tomllib.loads((root / "pyproject.toml").read_text())["tool"]["setuptools"]
+    found = set()
+    for name, folder in cfg["package-dir"].items():
+        for init in (root / folder).rglob("__init__.py"):
+            rel = init.parent.relative_to(root / folder)
+            found.add(".".join([name, *rel.parts]))
+    assert found <= set(cfg["packages"]), sorted(found - set(cfg["packages"]))
