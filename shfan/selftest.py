@@ -43,9 +43,9 @@ class Result:
 
 def tensorrt_missing() -> str | None:
     """The one line to print when there is no TensorRT here (None: there is)."""
-    from shfan.runtime.trt_backend import tensorrt_available
+    from shfan.runtime import backends
 
-    if tensorrt_available():
+    if backends.get("tensorrt").available():
         return None
     return ("selftest: TensorRT is not installed here (python -c 'import tensorrt' fails), so there is "
             "nothing to test; the CPU path is checked by shfan-doctor")

@@ -248,21 +248,11 @@ def consistency_loss(h1, h2, batch, model_cfg, scale):
 
 
 def torch_infer(model, device, method="subpixel"):
-    """Predictor for shfan.evaluate from a PyTorch model."""
-    import torch
+    """Predictor for shfan.evaluate from a live PyTorch model: the pytorch backend's infer, so
+    training validation decodes exactly as shfan-eval --backend pytorch does."""
+    from shfan.torch_backend import TorchBackend
 
-    from shfan import codec_torch
-
-    cfg = model.config
-    scale = cfg.input_size / cfg.heatmap_size
-
-    @torch.no_grad()
-    def infer(crops):
-        hm = model(torch.from_numpy(crops).to(device))
-        pts, scores = codec_torch.decode(hm, method, cfg.window, cfg.temperature)
-        return (pts * scale).cpu().numpy(), scores.cpu().numpy()
-
-    return infer
+    return TorchBackend.from_model(model, device, method).infer
 
 
 def tune_decoder(model, device, samples, images, windows=(3, 5, 7), temperatures=(3, 6, 9, 12, 16, 24)):
