@@ -1,4 +1,7 @@
-"""Shared fixtures: the committed decoder vectors and the research data in ../shared."""
+"""Shared fixtures: the committed decoder vectors, the research data in ../shared, tiny random
+models (a checkpoint, and its ONNX export written by the builder's own exporter), the YuNet
+detector, and the helpers the hostile-input (#15) tests share. Test modules take these from here,
+never from each other."""
 
 import json
 from pathlib import Path
@@ -24,6 +27,68 @@ def load_vectors():
 @pytest.fixture(scope="session")
 def vectors():
     return load_vectors()
+
+
+# ---------------------------------------------------------------- tiny models and the detector
+
+
+def save_tiny_checkpoint(path, stacks: int = 1, width: int = 16, input_size: int = 64, seed: int = 0):
+    """A random-weight FAN checkpoint: exercises every code path, knows no faces."""
+    torch = pytest.importorskip("torch")
+    from shfan.model import FAN, ModelConfig, save_checkpoint
+
+    torch.manual_seed(seed)
+    save_checkpoint(FAN(ModelConfig(stacks=stacks, width=width, input_size=input_size)), path)
+    return path
+
+
+@pytest.fixture(scope="session")
+def tiny_checkpoint(tmp_path_factory):
+    """1 stack x 16 channels at 64 px (random weights)."""
+    return save_tiny_checkpoint(tmp_path_factory.mktemp("tiny") / "tiny.pt")
+
+
+@pytest.fixture(scope="session")
+def tiny_onnx(tmp_path_factory):
+    """The same tiny FAN as a heatmap-output ONNX with shfan metadata, made by the builder's
+    exporter (builder.export.export_onnx), so tests run exactly what shfan-build writes."""
+    torch = pytest.importorskip("torch")
+    onnx = pytest.importorskip("onnx")
+    from shfan.builder.export import export_onnx
+    from shfan.model import FAN, ModelConfig
+
+    torch.manual_seed(0)
+    model = FAN(ModelConfig(stacks=1, width=16, landmarks=68, input_size=64)).eval()
+    path = tmp_path_factory.mktemp("tiny") / "tiny.onnx"
+    onnx.save(export_onnx(model, simplify=False), str(path))
+    return path
+
+
+@pytest.fixture(scope="session")
+def yunet_path():
+    if not YUNET.is_file():
+        pytest.skip("../shared/models/yunet_s_640_640.onnx not present")
+    return YUNET
+
+
+@pytest.fixture(scope="module")
+def yunet(yunet_path):
+    """A YuNet detector (one per module: it holds an OpenCV net)."""
+    from shfan.runtime.detector import YuNetDetector
+
+    return YuNetDetector(yunet_path)
+
+
+def fake_result(index=3, n_faces=1):
+    """A pipeline Result with `n_faces` made-up faces on a blank 160 x 120 frame (output tests)."""
+    from shfan.runtime.pipeline import Face, Result
+
+    pts = np.stack([np.linspace(40, 90, 68), np.linspace(30, 80, 68)], 1).astype(np.float32)
+    faces = [Face(np.array([40, 30, 90, 80.0]), pts + 0.25 * i, np.full(68, 0.7, np.float32), 0.7, i, detected=i == 0)
+             for i in range(n_faces)]
+    image = np.zeros((120, 160, 3), np.uint8)
+    return Result(index, index / 30, faces, {"capture": 1.0, "detect": 0.0, "preprocess": 0.5, "infer": 10.0,
+                                             "postprocess": 0.2, "total": 10.7}, image)
 
 
 @pytest.fixture(scope="session")

@@ -11,26 +11,14 @@ pytest.importorskip("onnx")
 pytest.importorskip("torch")
 
 
-@pytest.fixture(scope="module")
-def tiny_pt(tmp_path_factory):
-    import torch
-
-    from shfan.model import FAN, ModelConfig, save_checkpoint
-
-    torch.manual_seed(0)
-    path = tmp_path_factory.mktemp("tiny") / "tiny.pt"
-    save_checkpoint(FAN(ModelConfig(stacks=1, width=16, input_size=64)), path)
-    return path
-
-
 @pytest.fixture
-def place(tmp_path, tiny_pt, helen_dir, afw_dir, readonly_dir):
+def place(tmp_path, tiny_checkpoint, helen_dir, afw_dir, readonly_dir):
     small_300w(helen_dir, tmp_path / "one_face", 1)
     small_300w(afw_dir, tmp_path / "mixed", 3, lambda i, t: t.replace("n_points: 68", "n_points: 67")
                .rsplit("\n", 3)[0] + "\n}\n" if i == 1 else t)
     (tmp_path / "model.onnx").write_bytes(b"onnx bytes")
     (tmp_path / "a_file").write_text("x")
-    return {"tmp": tmp_path, "tiny": tiny_pt, "ro": readonly_dir}
+    return {"tmp": tmp_path, "tiny": tiny_checkpoint, "ro": readonly_dir}
 
 
 HOSTILE = [  # extra args, exit code, words in the one line
@@ -65,11 +53,11 @@ def test_hostile_inputs(place, extra, code, words):
     assert files_under(place["tmp"]) == before  # no out folder, no staging folder
 
 
-def test_damaged_build_folder_is_rebuilt_not_up_to_date(tiny_pt, tmp_path):
+def test_damaged_build_folder_is_rebuilt_not_up_to_date(tiny_checkpoint, tmp_path):
     from shfan.cli.build import main
 
     out = tmp_path / "b"
-    argv = ["--weights", tiny_pt, "--precision", "fp32", "--decoder", "none", "--out", out]
+    argv = ["--weights", tiny_checkpoint, "--precision", "fp32", "--decoder", "none", "--out", out]
     assert run_main(main, argv)[0] == 0
     code, _, err = run_main(main, argv)
     assert code == 0 and "up to date" in err
@@ -86,19 +74,19 @@ def test_damaged_build_folder_is_rebuilt_not_up_to_date(tiny_pt, tmp_path):
     assert code == 0 and "missing or changed" in err and onnx_file.is_file()
 
 
-def test_fp32_without_ground_truth_is_the_reference_not_nme_zero(tiny_pt, tmp_path):
+def test_fp32_without_ground_truth_is_the_reference_not_nme_zero(tiny_checkpoint, tmp_path):
     from shfan.cli.build import main
 
-    code, out, err = run_main(main, ["--weights", tiny_pt, "--precision", "fp32", "--decoder", "none",
+    code, out, err = run_main(main, ["--weights", tiny_checkpoint, "--precision", "fp32", "--decoder", "none",
                                      "--out", tmp_path / "b"])
     assert code == 0 and "reference" in out and "0.000" not in out
 
 
-def test_manifest_that_is_a_list_is_rebuilt(tiny_pt, tmp_path):
+def test_manifest_that_is_a_list_is_rebuilt(tiny_checkpoint, tmp_path):
     from shfan.cli.build import main
 
     out = tmp_path / "b"
     out.mkdir()
     (out / "manifest.json").write_text("[]")
-    code, _, err = run_main(main, ["--weights", tiny_pt, "--precision", "fp32", "--decoder", "none", "--out", out])
+    code, _, err = run_main(main, ["--weights", tiny_checkpoint, "--precision", "fp32", "--decoder", "none", "--out", out])
     assert code == 0 and json.loads((out / "manifest.json").read_text())["selected_precision"] == "fp32"

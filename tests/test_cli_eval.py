@@ -6,14 +6,6 @@ import sys
 
 import pytest
 
-from shfan import model as fan
-
-
-@pytest.fixture(scope="module")
-def tiny_checkpoint(tmp_path_factory):
-    path = tmp_path_factory.mktemp("m") / "tiny.pt"
-    fan.save_checkpoint(fan.FAN(fan.ModelConfig(stacks=1, width=32, input_size=64)), path)
-    return path
 
 
 def run_eval(*args):

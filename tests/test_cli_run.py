@@ -9,7 +9,6 @@ import numpy as np
 import pytest
 
 from conftest import YUNET, assert_one_line_error, files_under, run_main
-from test_runtime_helpers import tiny_onnx  # noqa: F401  (fixture)
 
 
 @pytest.fixture
@@ -149,7 +148,7 @@ def test_partial_video_of_a_killed_run_is_removed_next_time(tmp_path):
 
 def test_jsonl_write_cut_by_a_full_disk_leaves_whole_lines(tmp_path, monkeypatch):
     from shfan.runtime import outputs
-    from test_runtime_outputs import fake_result
+    from conftest import fake_result
 
     path = tmp_path / "r.jsonl"
     sink = outputs.JsonlSink(path)

@@ -13,18 +13,9 @@ from shfan.runtime.backend import ModelInfo
 from shfan.runtime.pipeline import (SCHEMA_VERSION, Pipeline, PipelineOptions, available_cores,
                                     detector_side)
 from shfan.runtime.sources import DemoDevice, FrameSource, astronaut
-from test_runtime_helpers import tiny_onnx  # noqa: F401  (fixture)
 
 from conftest import YUNET
 
-
-@pytest.fixture(scope="module")
-def yunet():
-    if not YUNET.is_file():
-        pytest.skip("../shared/models/yunet_s_640_640.onnx not present")
-    from shfan.runtime.detector import YuNetDetector
-
-    return YuNetDetector(YUNET)
 
 
 def scenes():

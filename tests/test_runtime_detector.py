@@ -16,12 +16,6 @@ def iou(a, b):
     return inter / ((a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter)
 
 
-@pytest.fixture(scope="module")
-def yunet():
-    if not YUNET.is_file():
-        pytest.skip("../shared/models/yunet_s_640_640.onnx not present")
-    return YuNetDetector(YUNET)
-
 
 def test_detects_afw_faces_and_maps_to_landmark_boxes(yunet, afw_dir):
     from shfan.datasets import read_300w

@@ -11,17 +11,9 @@ import numpy as np
 import pytest
 
 from shfan.runtime import outputs
-from shfan.runtime.pipeline import Face, Result
 from shfan.runtime.stats import RunStats
 
-
-def fake_result(index=3, n_faces=1):
-    pts = np.stack([np.linspace(40, 90, 68), np.linspace(30, 80, 68)], 1).astype(np.float32)
-    faces = [Face(np.array([40, 30, 90, 80.0]), pts + 0.25 * i, np.full(68, 0.7, np.float32), 0.7, i, detected=i == 0)
-             for i in range(n_faces)]
-    image = np.zeros((120, 160, 3), np.uint8)
-    return Result(index, index / 30, faces, {"capture": 1.0, "detect": 0.0, "preprocess": 0.5, "infer": 10.0,
-                                             "postprocess": 0.2, "total": 10.7}, image)
+from conftest import fake_result
 
 
 def test_jsonl_records(tmp_path):

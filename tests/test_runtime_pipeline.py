@@ -8,19 +8,11 @@ import numpy as np
 import pytest
 
 from shfan import geometry
-from shfan.runtime.detector import YuNetDetector
 from shfan.runtime.pipeline import Pipeline
 from shfan.runtime.sources import astronaut
-from test_runtime_helpers import tiny_onnx  # noqa: F401  (fixture)
 
 from conftest import YUNET
 
-
-@pytest.fixture(scope="module")
-def yunet():
-    if not YUNET.is_file():
-        pytest.skip("../shared/models/yunet_s_640_640.onnx not present")
-    return YuNetDetector(YUNET)
 
 
 class CountingBackend:

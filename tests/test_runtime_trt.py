@@ -9,7 +9,6 @@ import pytest
 from shfan.runtime import trt_backend as tb
 from shfan.runtime.backend import BackendError, open_backend
 from shfan.runtime.trt_backend import TensorIO
-from test_runtime_helpers import tiny_onnx  # noqa: F401  (fixture)
 
 DECODED = [TensorIO("image", True, "float32", (-1, 3, 256, 256), (8, 3, 256, 256)),
            TensorIO("landmarks", False, "float32", (-1, 68, 2)),

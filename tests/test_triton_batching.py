@@ -4,7 +4,6 @@ every face of the batch in one backend call (no Triton needed)."""
 import numpy as np
 import pytest
 
-from conftest import YUNET
 
 cv2 = pytest.importorskip("cv2")
 pytest.importorskip("onnxruntime")
@@ -15,21 +14,14 @@ from shfan.serve.batching import BatchRunner, Item, ItemError, decode_image  # n
 
 
 @pytest.fixture(scope="module")
-def detector_model():
-    if not YUNET.is_file():
-        pytest.skip("../shared/models/yunet_s_640_640.onnx not present")
-    return YUNET
-
-
-@pytest.fixture(scope="module")
-def runner(detector_model):
-    with BatchRunner(detector_model=detector_model, max_lanes=8) as r:
+def runner(yunet_path):
+    with BatchRunner(detector_model=yunet_path, max_lanes=8) as r:
         yield r
 
 
 @pytest.fixture(scope="module")
-def reference(detector_model):
-    with Pipeline(detector_model=detector_model) as p:
+def reference(yunet_path):
+    with Pipeline(detector_model=yunet_path) as p:
         yield p
 
 
