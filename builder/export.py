@@ -10,22 +10,16 @@ from pathlib import Path
 import numpy as np
 
 from shfan.builder.metadata import OPSET, BuildError, make_metadata, set_metadata
-from shfan.io import sha256_file
 
 INPUT, OUTPUT = "image", "heatmaps"
-file_sha256 = sha256_file  # the old name, still imported by scripts/ship_default_model.py
 
 
 def resolve_weights(weights) -> Path:
     """The checkpoint to export: --weights (a path or a model name), else the shipped default."""
     from shfan import weights as shipped
-    from shfan.errors import ShfanError
 
     if weights in shipped.MODEL_NAMES:
-        try:
-            return shipped.model_path(weights, "checkpoint")
-        except ShfanError as exc:
-            raise BuildError(str(exc)) from None
+        return shipped.model_path(weights, "checkpoint")  # BackendError naming the fix when it is missing
     if weights:
         path = Path(weights)
         if not path.is_file():

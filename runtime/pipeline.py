@@ -200,14 +200,10 @@ from shfan.weights import MODEL_NAMES  # noqa: E402  (no torch: a tuple of names
 
 
 def default_model(name: str = "compact") -> Path:
-    """The ONNX file of a shipped model by name (compact: the default)."""
+    """The ONNX file of a shipped model by name (compact: the default); BackendError otherwise."""
     from shfan import weights
-    from shfan.errors import ShfanError
 
-    try:
-        return weights.model_path(name, "onnx")
-    except ShfanError as exc:
-        raise BackendError(str(exc)) from None
+    return weights.model_path(name, "onnx")
 
 
 class Pipeline(Closable):

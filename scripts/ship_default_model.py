@@ -17,7 +17,8 @@ import onnx
 import torch
 
 from shfan import model as fan
-from shfan.builder.export import export_onnx, file_sha256
+from shfan.builder.export import export_onnx
+from shfan.io import sha256_file
 from shfan.weights import _FILES, MODEL_NAMES
 
 
@@ -52,7 +53,7 @@ def main():
 
     info = {"config": model.config.to_dict(), "source_checkpoint": str(args.checkpoint),
             "epoch": src.get("epoch"), "val_nme_inter_ocular": src.get("val_nme"),
-            "checkpoint_sha256": file_sha256(ckpt_path), "onnx_sha256": file_sha256(onnx_path),
+            "checkpoint_sha256": sha256_file(ckpt_path), "onnx_sha256": sha256_file(onnx_path),
             **json.loads(args.notes)}
     provenance.write_text(json.dumps(info, indent=1) + "\n")
     print(json.dumps(info, indent=1))

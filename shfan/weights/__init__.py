@@ -29,22 +29,23 @@ def _folders():
 
 
 def model_path(name: str, kind: str = "onnx") -> Path:
-    """The file of a named model: kind 'onnx' (torch-free runtime) or 'checkpoint' (.pt)."""
-    from shfan.errors import ShfanError
+    """The file of a named model: kind 'onnx' (torch-free runtime) or 'checkpoint' (.pt);
+    BackendError (a model that cannot be used) naming the fix otherwise."""
+    from shfan.errors import BackendError
 
     if name not in MODEL_NAMES:
-        raise ShfanError(f"unknown model name {name!r}; choose {' or '.join(MODEL_NAMES)}, or give a path")
+        raise BackendError(f"unknown model name {name!r}; choose {' or '.join(MODEL_NAMES)}, or give a path")
     suffix = ".onnx" if kind == "onnx" else ".pt"
     for folder in _folders():
         path = folder / (_FILES[name] + suffix)
         if path.is_file():
             return path
     if name == "compact":
-        raise ShfanError(f"the default model {Path(__file__).parent / (_FILES[name] + suffix)} is missing from this "
-                         f"install; reinstall shfan or give a model path")
-    raise ShfanError("the 'accurate' model is not shipped (it needs a GPU to train); make it with "
-                     f"`{ACCURATE_RECIPE}`, then `python scripts/ship_default_model.py runs/accurate/best.pt "
-                     "--name accurate --to DIR` and set SHFAN_MODELS=DIR (or give the path itself)")
+        raise BackendError(f"the default model {Path(__file__).parent / (_FILES[name] + suffix)} is missing from this "
+                           f"install; reinstall shfan or give a model path")
+    raise BackendError("the 'accurate' model is not shipped (it needs a GPU to train); make it with "
+                       f"`{ACCURATE_RECIPE}`, then `python scripts/ship_default_model.py runs/accurate/best.pt "
+                       "--name accurate --to DIR` and set SHFAN_MODELS=DIR (or give the path itself)")
 
 
 def resolve(model, kind: str = "onnx"):
