@@ -13,6 +13,7 @@ from shfan.builder import artifacts, plan
 from shfan.builder.metadata import OPSET, BuildError
 from shfan.builder.precision import CALIB_METHODS, CHOICES, PRECISIONS, TARGETS
 from shfan.builder.progress import Stages
+from shfan.options import option
 from shfan.contracts import MANIFEST, BuildManifest
 from shfan.io import sha256_file
 
@@ -30,13 +31,14 @@ class BuildOptions:
     onnx: str | None = None
     precision: str = "best"
     calib_data: str | None = None
-    max_calib: int = 512
+    max_calib: int = option(512, "at most this many calibration faces (default 512)", "nonneg")
     calib_method: str = "percentile"
-    max_nme_drift: float = 0.1
+    max_nme_drift: float = option(0.1, "largest accepted NME increase over fp32, in inter-ocular NME points "
+                                       "(default 0.1)", "positive")
     decoder: str = "onnx"
     plugin_lib: str | None = None
-    max_batch: int = 4
-    workspace_mb: int = 1024
+    max_batch: int = option(4, "TensorRT profile: batch 1..N (default 4)", "positive")
+    workspace_mb: int = option(1024, "TensorRT builder workspace (default 1024 MiB)", "positive")
     out: Path = Path("build")
     force: bool = False
     target: str = "tensorrt"  # which int8 file(s): tensorrt, cpu (ONNX Runtime CPU provider) or all

@@ -37,6 +37,7 @@ import numpy as np
 
 from shfan import geometry
 from shfan.io import Closable
+from shfan.options import option
 from shfan.runtime.backend import BackendError, open_backend
 from shfan.runtime.stats import RunStats, Stopwatch
 from shfan.runtime.tracker import Track, Tracker, crop_matrix
@@ -148,19 +149,25 @@ class PipelineOptions:
 
     running_mode: str = "image"
     color: str = "rgb"
-    max_faces: int = 4
-    min_face: float = 24.0
+    max_faces: int = option(4, "faces tracked at once (default 4)", "positive")
+    min_face: float = option(24.0, "smallest face (width in frame pixels) to find; the detector sees the frame "
+                                   "scaled so such a face is 24 px: full size at 24 (default), half size at 48 "
+                                   "(~4x cheaper)", "positive", metavar="PX")
     detector_threshold: float = 0.6
-    redetect_every: int = 5
-    max_misses: int = 1
-    min_score: float = 0.25
+    redetect_every: int = option(5, "run the face detector every N frames to check tracks and find new faces "
+                                    "(0: only when a track is lost; default 5)", "nonneg", metavar="N")
+    max_misses: int = option(1, "drop a track after N detector checks in a row found no face under it (default 1)",
+                             "positive", metavar="N")
+    min_score: float = option(0.25, "mean heatmap score below which a track is dropped and re-detected "
+                                    "(default 0.25)", "probability")
     max_step: float = 1.6
     scene_cut: float = 0.15
     verify_below: float = 0.75
     smooth: bool = False
     smooth_min_cutoff: float = 1.0
     smooth_beta: float = 0.05
-    threads: int | None = None
+    threads: int | None = option(None, "ONNX Runtime CPU threads (default: all cores, <= 8; capped at the cores "
+                                       "available)", "positive", metavar="N")
 
     def validate(self) -> "PipelineOptions":
         if self.running_mode not in ("image", "video"):

@@ -26,6 +26,7 @@ from shfan import augment, evaluate, geometry
 from shfan.contracts import DEFAULT_SIGMA, ModelConfig
 from shfan.datasets import Sample
 from shfan.errors import ShfanError
+from shfan.options import option
 
 logger = logging.getLogger("shfan.train")
 
@@ -62,12 +63,6 @@ def split_validation(samples, fraction: float, seed: int):
     return [samples[i] for i in sorted(order[n_val:])], [samples[i] for i in sorted(order[:n_val])]
 
 
-def _opt(default, help=None, range=None, **more):
-    """A TrainJob field with what shfan-train's option needs (cli.common.add_dataclass_options)."""
-    meta = {k: v for k, v in (("help", help), ("range", range)) if v is not None}
-    return field(default=default, metadata={**meta, **more})
-
-
 @dataclass
 class TrainJob:
     """One shfan-train run, with the CLI's defaults; `run(job)` runs it from Python. Paths are
@@ -79,26 +74,26 @@ class TrainJob:
     image_root: str | None = None  # images of wflw/aflw19 annotation files
     points_dir: str | None = None  # COFW-68 points folder (cofw68)
     val_data: str | None = None  # validation dataset instead of the held-out shares
-    val_fraction: float = _opt(0.1, "share of --data held out for validation", "fraction")
+    val_fraction: float = option(0.1, "share of --data held out for validation", "fraction")
     test_data: str | None = None  # scored once at the end (never used for choices)
     out: str = "runs/train"
-    stacks: int = _opt(2, range="positive")
-    width: int = _opt(128, range="positive")
-    input_size: int = _opt(128, range="positive")
-    sigma: float | None = _opt(None, "target Gaussian sigma (heatmap px)", "positive")
-    epochs: int = _opt(40, range="positive")
-    time_budget: float | None = _opt(None, "fit the schedule to this wall time: a probe measures the step time and the "
+    stacks: int = option(2, range="positive")
+    width: int = option(128, range="positive")
+    input_size: int = option(128, range="positive")
+    sigma: float | None = option(None, "target Gaussian sigma (heatmap px)", "positive")
+    epochs: int = option(40, range="positive")
+    time_budget: float | None = option(None, "fit the schedule to this wall time: a probe measures the step time and the "
                                      "cosine schedule (warm-up, epochs) is sized to end within the budget; --epochs "
                                      "is ignored", "positive", metavar="MINUTES")
     augment: str = "hard"  # a name in augment.PRESETS
-    batch_size: int = _opt(16, range="positive")
-    lr: float = _opt(1e-3, range="positive")
-    consistency: float = _opt(0.1, "Siamese consistency weight (0 = off)", "nonneg")
-    seed: int = _opt(0)
+    batch_size: int = option(16, range="positive")
+    lr: float = option(1e-3, range="positive")
+    consistency: float = option(0.1, "Siamese consistency weight (0 = off)", "nonneg")
+    seed: int = option(0)
     device_augment: str = "auto"  # one of DEVICE_AUGMENT
-    workers: int = _opt(0, "DataLoader worker processes (0: augment in the training process)", "nonneg")
-    threads: int = _opt(2, "torch CPU threads", "positive")
-    val_every: int = _opt(2, "validate every N epochs", "positive")
+    workers: int = option(0, "DataLoader worker processes (0: augment in the training process)", "nonneg")
+    threads: int = option(2, "torch CPU threads", "positive")
+    val_every: int = option(2, "validate every N epochs", "positive")
     resume: bool = False  # continue from OUT/last.pt
     init: str | None = None  # fine-tune from these weights ('default' or 'compact': the shipped model)
     tune: bool = True  # tune the decoder on validation afterwards

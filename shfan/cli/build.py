@@ -7,9 +7,10 @@ import sys
 from pathlib import Path
 
 from shfan.builder.decoder_node import DECODERS
+from shfan.builder.pipeline import BuildOptions
 from shfan.builder.precision import CALIB_METHODS, CHOICES, TARGETS
-from shfan.cli.common import (INTERRUPTED, Parser, entry, existing_file, existing_path, fail, nonneg_int,
-                               options_from, positive_float, positive_int, writable_dir)
+from shfan.cli.common import (INTERRUPTED, Parser, add_dataclass_options, entry, existing_file, existing_path, fail,
+                               options_from, writable_dir)
 
 
 def build_parser():
@@ -26,17 +27,15 @@ def build_parser():
                          "fp32 on a 2-core AVX2 CPU), or all (both in one folder; each runtime picks its own)")
     ap.add_argument("--calib-data", type=existing_path, help="faces for int8 calibration and the accuracy guard: a folder of images, "
                                          "a 300-W folder (.pts used) or a video (default: a built-in fallback face)")
-    ap.add_argument("--max-calib", type=nonneg_int, default=512, help="at most this many calibration faces (default 512)")
+    add_dataclass_options(ap, BuildOptions, ["max_calib"])
     ap.add_argument("--calib-method", default="percentile", choices=CALIB_METHODS,
                     help="int8 activation ranges: percentile (default: the 99/99.5/99.9/99.99th of |x| that "
                          "moves landmarks least), max, or ModelOpt's entropy (~10x slower on CPU)")
-    ap.add_argument("--max-nme-drift", type=positive_float, default=0.1,
-                    help="largest accepted NME increase over fp32, in inter-ocular NME points (default 0.1)")
+    add_dataclass_options(ap, BuildOptions, ["max_nme_drift"])
     ap.add_argument("--decoder", default="onnx", choices=DECODERS,
                     help="decoder in the graph: plugin (TensorRT SubpixelDecode), onnx (standard ops), none (heatmaps)")
     ap.add_argument("--plugin-lib", type=existing_file, help="SubpixelDecode plugin .so (default: $SHFAN_PLUGIN_LIB or plugins/build)")
-    ap.add_argument("--max-batch", type=positive_int, default=4, help="TensorRT profile: batch 1..N (default 4)")
-    ap.add_argument("--workspace-mb", type=positive_int, default=1024, help="TensorRT builder workspace (default 1024 MiB)")
+    add_dataclass_options(ap, BuildOptions, ["max_batch", "workspace_mb"])
     ap.add_argument("--out", default="build", type=writable_dir, help="output folder (default build/)")
     ap.add_argument("--force", action="store_true", help="rebuild even when the output is up to date")
     ap.add_argument("--triton-repo", metavar="DIR", help="also write a Triton Inference Server model repository "
@@ -87,7 +86,7 @@ def main(argv=None):
     args = build_parser().parse_args(argv)
     from rich.console import Console
 
-    from shfan.builder.pipeline import BuildOptions, build
+    from shfan.builder.pipeline import build
     from shfan.builder.progress import Stages
 
     err = Console(stderr=True, highlight=False)

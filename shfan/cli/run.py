@@ -5,12 +5,14 @@ from __future__ import annotations
 import signal
 import sys
 
-from shfan.cli.common import (INTERRUPTED, Parser, backend_choices, build_precisions, check_model_args, entry,
-                               existing_file, fail, nonneg_int, options_from, positive_float, positive_int,
-                               probability, writable_file)
+from shfan.cli.common import (INTERRUPTED, Parser, add_dataclass_options, backend_choices, build_precisions,
+                               check_model_args, entry, existing_file, fail, nonneg_int, options_from, positive_int,
+                               writable_file)
 
 
 def build_parser():
+    from shfan.runtime.pipeline import PipelineOptions
+
     ap = Parser(prog="shfan-run", description=__doc__, check=check_args,
                 quiet_help="no stats table at exit; warnings and errors only")
     src = ap.add_mutually_exclusive_group()
@@ -30,20 +32,9 @@ def build_parser():
     ap.add_argument("--detector-model", metavar="PATH", type=existing_file,
                     help="YuNet face detector .onnx (default: $SHFAN_DETECTOR_MODEL, else downloaded once "
                          "to ~/.cache/shfan)")
-    ap.add_argument("--max-faces", type=positive_int, default=4, help="faces tracked at once (default 4)")
-    ap.add_argument("--min-face", type=positive_float, default=24.0, metavar="PX",
-                    help="smallest face (width in frame pixels) to find; the detector sees the frame scaled "
-                         "so such a face is 24 px: full size at 24 (default), half size at 48 (~4x cheaper)")
-    ap.add_argument("--min-score", type=probability, default=0.25,
-                    help="mean heatmap score below which a track is dropped and re-detected (default 0.25)")
-    ap.add_argument("--redetect-every", type=nonneg_int, default=5, metavar="N",
-                    help="run the face detector every N frames to check tracks and find new faces "
-                         "(0: only when a track is lost; default 5)")
-    ap.add_argument("--max-misses", type=positive_int, default=1, metavar="N",
-                    help="drop a track after N detector checks in a row found no face under it (default 1)")
+    add_dataclass_options(ap, PipelineOptions, ["max_faces", "min_face", "min_score", "redetect_every", "max_misses"])
     ap.add_argument("--stats-json", metavar="FILE", type=writable_file, help="write per-stage latency and FPS as JSON at exit")
-    ap.add_argument("--threads", type=positive_int, metavar="N",
-                    help="ONNX Runtime CPU threads (default: all cores, <= 8; capped at the cores available)")
+    add_dataclass_options(ap, PipelineOptions, ["threads"])
     return ap
 
 
