@@ -7,6 +7,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from shfan.errors import ShfanError
+from shfan.options import option
 
 ORT_PRECISIONS = ("fp32", "fp16", "int8")
 TRT_PRECISIONS = ("fp16", "int8")
@@ -28,18 +29,19 @@ class BenchConfig:
     model: Path | None = None
     precisions: tuple[str, ...] = ORT_PRECISIONS
     batch_sizes: tuple[int, ...] = (1, 2, 4, 8)
-    warmup: int = 3
-    repeats: int = 20
-    frames: int = 90
-    baseline_frames: int = 10
+    warmup: int = option(3, "untimed runs first (default 3)", "nonneg")
+    repeats: int = option(20, "timed runs per batch size (default 20)", "positive")
+    frames: int = option(90, "demo frames for pipeline FPS (default 90)", "positive")
+    baseline_frames: int = option(10, "demo frames for the FAN-4 baseline (default 10; ~0.3 s each here)", "positive")
     baseline: bool = True
     baseline_weights: Path | None = None
     calib_data: str | None = None
-    max_calib: int = 128
+    max_calib: int = option(128, "calibration faces (default 128: speed, not accuracy, is measured here)",
+                            "positive")
     calib_method: str = "percentile"
     cache_dir: Path | None = None
     detector_model: str | None = None
-    threads: int | None = None
+    threads: int | None = option(None, "ONNX Runtime intra-op threads (default: cores, at most 8)", "positive")
     tensorrt: bool = True
     target: str = "all"  # int8 files built into the cache: both, so ONNX Runtime rows show the CPU and TensorRT files
 

@@ -13,8 +13,8 @@ import sys
 from pathlib import Path
 
 from shfan.builder.precision import CALIB_METHODS, TARGETS
-from shfan.cli.common import (INTERRUPTED, Parser, entry, existing_file, existing_path, fail, nonneg_int,
-                               positive_int, writable_dir)
+from shfan.cli.common import (INTERRUPTED, Parser, add_dataclass_options, entry, existing_file, existing_path, fail,
+                               options_from, writable_dir)
 
 # The baseline lives beside the package in a source checkout, not in the wheel (it needs torch).
 BASELINE_SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "face_alignment_baseline.py"
@@ -63,19 +63,14 @@ def build_parser():
                     help=f"comma-separated (default {','.join(d.precisions)})")
     ap.add_argument("--batch-sizes", type=batch_list, default=d.batch_sizes,
                     help=f"comma-separated (default {','.join(map(str, d.batch_sizes))})")
-    ap.add_argument("--warmup", type=nonneg_int, default=d.warmup, help=f"untimed runs first (default {d.warmup})")
-    ap.add_argument("--repeats", type=positive_int, default=d.repeats, help=f"timed runs per batch size (default {d.repeats})")
-    ap.add_argument("--frames", type=positive_int, default=d.frames, help=f"demo frames for pipeline FPS (default {d.frames})")
-    ap.add_argument("--baseline-frames", type=positive_int, default=d.baseline_frames,
-                    help=f"demo frames for the FAN-4 baseline (default {d.baseline_frames}; ~0.3 s each here)")
+    add_dataclass_options(ap, BenchConfig, ["warmup", "repeats", "frames", "baseline_frames"])
     ap.add_argument("--baseline-weights", type=lambda t: Path(existing_file(t)), help="FAN-4 checkpoint for the baseline (default: random weights; "
                                                           "speed does not depend on them)")
     ap.add_argument("--no-baseline", action="store_true", help="skip the PyTorch baseline")
     ap.add_argument("--no-tensorrt", action="store_true", help="skip TensorRT even where it is installed")
     ap.add_argument("--calib-data", type=existing_path, help="faces for int8 calibration (folder, 300-W folder or video; "
                                          "default: the builder's built-in fallback face)")
-    ap.add_argument("--max-calib", type=positive_int, default=d.max_calib,
-                    help=f"calibration faces (default {d.max_calib}: speed, not accuracy, is measured here)")
+    add_dataclass_options(ap, BenchConfig, ["max_calib"])
     ap.add_argument("--calib-method", default=d.calib_method, choices=CALIB_METHODS,
                     help=f"int8 activation ranges (default {d.calib_method})")
     ap.add_argument("--target", default=d.target, choices=TARGETS,
@@ -83,7 +78,7 @@ def build_parser():
                          "TensorRT-style file, each timed in ONNX Runtime)")
     ap.add_argument("--cache-dir", type=lambda t: Path(writable_dir(t)), help="where built fp16/int8 files are kept (default ~/.cache/shfan/bench)")
     ap.add_argument("--detector-model", type=existing_file, help="YuNet .onnx (default: $SHFAN_DETECTOR_MODEL or the cached download)")
-    ap.add_argument("--threads", type=positive_int, help="ONNX Runtime intra-op threads (default: cores, at most 8)")
+    add_dataclass_options(ap, BenchConfig, ["threads"])
     ap.add_argument("--quick", action="store_true", help="smoke run: batch 1-2, 3 repeats, 8 frames, 2 baseline frames")
     ap.add_argument("--json", action="store_true", help="print one JSON object on stdout (progress stays on stderr)")
     return ap
@@ -92,13 +87,8 @@ def build_parser():
 def config_from_args(args):
     from shfan.bench import BenchConfig, quick
 
-    config = BenchConfig(model=Path(args.model) if args.model else None, precisions=args.precisions,
-                         batch_sizes=args.batch_sizes, warmup=args.warmup, repeats=args.repeats, frames=args.frames,
-                         baseline_frames=args.baseline_frames, baseline=not args.no_baseline,
-                         baseline_weights=args.baseline_weights, calib_data=args.calib_data, max_calib=args.max_calib,
-                         calib_method=args.calib_method, cache_dir=args.cache_dir, detector_model=args.detector_model,
-                         threads=args.threads, tensorrt=not args.no_tensorrt,
-                         target=args.target)
+    config = options_from(BenchConfig, args, model=Path(args.model) if args.model else None,
+                          baseline=not args.no_baseline, tensorrt=not args.no_tensorrt)
     return quick(config) if args.quick else config
 
 
