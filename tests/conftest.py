@@ -4,6 +4,8 @@ detector, and the helpers the hostile-input (#15) tests share. Test modules take
 never from each other."""
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -130,6 +132,32 @@ def run_main(main, argv):
     return code or 0, out.getvalue(), err.getvalue()
 
 
+def hostile_cases(table):
+    """Parametrize a test over a HOSTILE table of (extra args, exit code, words in the one line)."""
+    return pytest.mark.parametrize("extra, code, words", table, ids=[" ".join(h[0]) for h in table])
+
+
+def expand(args, places) -> list[str]:
+    """Each arg as a string, with "@name" replaced by places[name] (the tables name paths so)."""
+    names = sorted(places, key=len, reverse=True)  # "@tmpdir" before "@tmp"
+    out = []
+    for a in map(str, args):
+        for name in names:
+            a = a.replace(f"@{name}", str(places[name]))
+        out.append(a)
+    return out
+
+
+def assert_refused(main, argv, code, words, folder, ignore=()) -> str:
+    """main(argv) keeps the #15 contract (see assert_one_line_error) and leaves nothing new under
+    `folder` but the relative paths in `ignore`; its stdout."""
+    before = files_under(folder)
+    got, out, err = run_main(main, argv)
+    assert_one_line_error(got, err, code, words)
+    assert files_under(folder) - set(ignore) == before
+    return out
+
+
 def files_under(folder) -> set:
     return {str(p.relative_to(folder)) for p in Path(folder).rglob("*")}
 
@@ -145,6 +173,46 @@ def assert_one_line_error(code, err, expected_code, words):
         assert w in errors[0], (w, errors[0])
 
 
+def assert_each_raises(error, call, cases):
+    """call(arg) raises `error` with a message matching `pattern`, for each (arg, pattern)."""
+    for arg, pattern in cases:
+        with pytest.raises(error, match=pattern):
+            call(arg)
+
+
+def folder_with(folder, files: dict):
+    """`folder`, made, holding each name -> text (str) or bytes."""
+    folder = Path(folder)
+    folder.mkdir(parents=True)
+    for name, data in files.items():
+        if isinstance(data, bytes):
+            (folder / name).write_bytes(data)
+        else:
+            (folder / name).write_text(data)
+    return folder
+
+
+def heavy_modules_after(code, heavy) -> list[str]:
+    """Which of the `heavy` modules a fresh interpreter has imported after running `code` (the
+    import-cost tests: the light paths must not pull in torch, TensorRT, ...)."""
+    probe = f"{code}; import json, sys; print(json.dumps(sorted(set({tuple(heavy)!r}) & set(sys.modules))))"
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True).stdout
+    return json.loads(out)
+
+
+def consistency_losses(batch, cfg) -> tuple[float, float]:
+    """trainer.consistency_loss of a siamese batch with perfect heatmaps of both views, and with
+    view 2 taken from the wrong faces (the batch reversed)."""
+    from shfan import codec_torch
+    from shfan.train import consistency_loss
+
+    h1 = codec_torch.encode(batch["points1"], cfg.heatmap_size, cfg.sigma)
+    h2 = codec_torch.encode(batch["points2"], cfg.heatmap_size, cfg.sigma)
+    scale = cfg.heatmap_size / cfg.input_size
+    return (consistency_loss(h1, h2, batch, cfg, scale).item(),
+            consistency_loss(h1, h2.flip(0), batch, cfg, scale).item())
+
+
 def small_300w(src, dst, n, pts_edit=None):
     """A 300-W folder of the first n faces of `src` (tests only; in tmp); pts_edit(i, text) may
     damage the i-th annotation."""
@@ -156,6 +224,13 @@ def small_300w(src, dst, n, pts_edit=None):
         text = pts.read_text()
         (dst / pts.name).write_text(pts_edit(i, text) if pts_edit else text)
     return dst
+
+
+@pytest.fixture
+def hostile_place(tmp_path, readonly_dir):
+    """The places every HOSTILE table names: @tmp (holding a_file), @ro (read-only), @yunet."""
+    (tmp_path / "a_file").write_text("x")
+    return {"tmp": tmp_path, "ro": readonly_dir, "yunet": YUNET}
 
 
 @pytest.fixture

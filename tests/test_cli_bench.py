@@ -2,13 +2,7 @@
 
 import pytest
 
-from conftest import YUNET, assert_one_line_error, files_under, run_main
-
-
-@pytest.fixture
-def place(tmp_path, readonly_dir):
-    (tmp_path / "a_file").write_text("x")
-    return {"tmp": tmp_path, "ro": readonly_dir}
+from conftest import assert_refused, expand, hostile_cases
 
 
 HOSTILE = [  # extra args, exit code, words in the one line
@@ -30,14 +24,10 @@ HOSTILE = [  # extra args, exit code, words in the one line
 ]
 
 
-@pytest.mark.parametrize("extra, code, words", HOSTILE, ids=[" ".join(h[0]) for h in HOSTILE])
-def test_hostile_inputs(place, extra, code, words):
+@hostile_cases(HOSTILE)
+def test_hostile_inputs(hostile_place, extra, code, words):
     pytest.importorskip("onnx")
     from shfan.cli.bench import main
 
-    argv = [a.replace("@tmp", str(place["tmp"])).replace("@ro", str(place["ro"])).replace("@yunet", str(YUNET))
-            for a in ["--quick", *extra]]
-    before = files_under(place["tmp"])
-    got, out, err = run_main(main, argv)
-    assert_one_line_error(got, err, code, words)
-    assert {f for f in files_under(place["tmp"]) if f != "cache"} == before  # nothing built, nothing half-written
+    argv = expand(["--quick", *extra], hostile_place)
+    assert_refused(main, argv, code, words, hostile_place["tmp"], ignore={"cache"})  # nothing built, nothing half-written

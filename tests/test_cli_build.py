@@ -5,20 +5,10 @@ import json
 
 import pytest
 
-from conftest import assert_one_line_error, files_under, run_main, small_300w
+from conftest import assert_refused, expand, folder_with, hostile_cases, run_main, small_300w
 
 pytest.importorskip("onnx")
 pytest.importorskip("torch")
-
-
-@pytest.fixture
-def place(tmp_path, tiny_checkpoint, helen_dir, afw_dir, readonly_dir):
-    small_300w(helen_dir, tmp_path / "one_face", 1)
-    small_300w(afw_dir, tmp_path / "mixed", 3, lambda i, t: t.replace("n_points: 68", "n_points: 67")
-               .rsplit("\n", 3)[0] + "\n}\n" if i == 1 else t)
-    (tmp_path / "model.onnx").write_bytes(b"onnx bytes")
-    (tmp_path / "a_file").write_text("x")
-    return {"tmp": tmp_path, "tiny": tiny_checkpoint, "ro": readonly_dir}
 
 
 HOSTILE = [  # extra args, exit code, words in the one line
@@ -38,19 +28,24 @@ HOSTILE = [  # extra args, exit code, words in the one line
 ]
 
 
-@pytest.mark.parametrize("extra, code, words", HOSTILE, ids=[" ".join(h[0]) for h in HOSTILE])
+@pytest.fixture
+def place(hostile_place, tiny_checkpoint, helen_dir, afw_dir):
+    tmp_path = hostile_place["tmp"]
+    small_300w(helen_dir, tmp_path / "one_face", 1)
+    small_300w(afw_dir, tmp_path / "mixed", 3, lambda i, t: t.replace("n_points: 68", "n_points: 67")
+               .rsplit("\n", 3)[0] + "\n}\n" if i == 1 else t)
+    (tmp_path / "model.onnx").write_bytes(b"onnx bytes")
+    return {**hostile_place, "tiny": tiny_checkpoint}
+
+
+@hostile_cases(HOSTILE)
 def test_hostile_inputs(place, extra, code, words):
     from shfan.cli.build import main
 
     argv = ["--weights", "@tiny", "--precision", "fp32", "--out", "@tmp/out", *extra]
-    argv = [a.replace("@tiny", str(place["tiny"])).replace("@tmp", str(place["tmp"])).replace("@ro", str(place["ro"]))
-            for a in argv]
     if "--onnx" in extra:
-        argv += ["--weights", str(place["tiny"])]
-    before = files_under(place["tmp"])
-    got, out, err = run_main(main, argv)
-    assert_one_line_error(got, err, code, words)
-    assert files_under(place["tmp"]) == before  # no out folder, no staging folder
+        argv += ["--weights", "@tiny"]
+    assert_refused(main, expand(argv, place), code, words, place["tmp"])  # no out folder, no staging folder
 
 
 def test_damaged_build_folder_is_rebuilt_not_up_to_date(tiny_checkpoint, tmp_path):
@@ -85,8 +80,6 @@ def test_fp32_without_ground_truth_is_the_reference_not_nme_zero(tiny_checkpoint
 def test_manifest_that_is_a_list_is_rebuilt(tiny_checkpoint, tmp_path):
     from shfan.cli.build import main
 
-    out = tmp_path / "b"
-    out.mkdir()
-    (out / "manifest.json").write_text("[]")
+    out = folder_with(tmp_path / "b", {"manifest.json": "[]"})
     code, _, err = run_main(main, ["--weights", tiny_checkpoint, "--precision", "fp32", "--decoder", "none", "--out", out])
     assert code == 0 and json.loads((out / "manifest.json").read_text())["selected_precision"] == "fp32"

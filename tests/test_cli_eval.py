@@ -6,6 +6,7 @@ import sys
 
 import pytest
 
+from conftest import YUNET, assert_refused, folder_with, hostile_cases, small_300w
 
 
 def run_eval(*args):
@@ -38,8 +39,6 @@ def test_errors_are_one_line_in_a_subprocess(afw_dir, tiny_checkpoint):
 @pytest.fixture(scope="module")
 def hostile(afw_dir, tiny_checkpoint, tmp_path_factory):
     """Every broken input the hostile pass tried, made once."""
-    from conftest import small_300w
-
     root = tmp_path_factory.mktemp("hostile")
     d = {"ok": small_300w(afw_dir, root / "ok", 3), "ckpt": tiny_checkpoint, "root": root}
     d["mixed"] = small_300w(afw_dir, root / "mixed", 3,
@@ -51,8 +50,7 @@ def hostile(afw_dir, tiny_checkpoint, tmp_path_factory):
         "n_points: 68", "n_points: 69") if i == 1 else t)
     (root / "file.txt").write_text("x")
     (root / "plotdir").mkdir()
-    (root / "list_build").mkdir()
-    (root / "list_build" / "manifest.json").write_text("[1, 2]")
+    folder_with(root / "list_build", {"manifest.json": "[1, 2]"})
     (root / "fake.engine").write_bytes(b"not an engine")
     return d
 
@@ -89,10 +87,8 @@ HOSTILE = [  # (extra args; "@name" -> hostile[name]), exit code, words in the o
 ]
 
 
-@pytest.mark.parametrize("extra, code, words", HOSTILE, ids=[" ".join(h[0]) for h in HOSTILE])
+@hostile_cases(HOSTILE)
 def test_hostile_inputs(hostile, readonly_dir, extra, code, words):
-    from conftest import YUNET, assert_one_line_error, files_under, run_main
-
     from shfan.cli.eval import main
 
     d = {**hostile, "readonly": readonly_dir, "yunet": YUNET,
@@ -103,10 +99,8 @@ def test_hostile_inputs(hostile, readonly_dir, extra, code, words):
             name, rest = value[1:].split("/", 1)
             value = f"{d[name]}/{rest}"
         args[flag] = _flag_value(d, value)
-    before = files_under(hostile["root"])
-    code_, out, err = run_main(main, [x for kv in args.items() for x in kv] + ["--json"])
-    assert_one_line_error(code_, err, code, words)
-    assert files_under(hostile["root"]) == before and out == ""
+    out = assert_refused(main, [x for kv in args.items() for x in kv] + ["--json"], code, words, hostile["root"])
+    assert out == ""
 
 
 class _Closing:

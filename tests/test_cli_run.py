@@ -8,24 +8,8 @@ import os
 import numpy as np
 import pytest
 
-from conftest import YUNET, assert_one_line_error, files_under, run_main
-
-
-@pytest.fixture
-def place(tmp_path, tiny_onnx, readonly_dir):
-    (tmp_path / "folder.mp4").mkdir()
-    (tmp_path / "bad_images").mkdir()
-    for i in range(3):
-        (tmp_path / "bad_images" / f"{i}.jpg").write_bytes(b"not a jpeg")
-    (tmp_path / "list_build").mkdir()
-    (tmp_path / "list_build" / "manifest.json").write_text("[]")
-    (tmp_path / "ckpt.pt").write_bytes(b"PK")
-    return {"tmp": tmp_path, "tiny": tiny_onnx, "ro": readonly_dir}
-
-
-def expand(args, place):
-    return [str(a).replace("@tmp", str(place["tmp"])).replace("@tiny", str(place["tiny"]))
-            .replace("@ro", str(place["ro"])).replace("@yunet", str(YUNET)) for a in args]
+from conftest import (YUNET, assert_one_line_error, assert_refused, expand, files_under, folder_with, hostile_cases,
+                      run_main)
 
 
 HOSTILE = [  # extra args, exit code, words in the one line
@@ -56,7 +40,19 @@ HOSTILE = [  # extra args, exit code, words in the one line
 ]
 
 
-@pytest.mark.parametrize("extra, code, words", HOSTILE, ids=[" ".join(h[0]) for h in HOSTILE])
+@pytest.fixture
+def place(hostile_place, tiny_onnx):
+    tmp_path = hostile_place["tmp"]
+    (tmp_path / "folder.mp4").mkdir()
+    (tmp_path / "bad_images").mkdir()
+    for i in range(3):
+        (tmp_path / "bad_images" / f"{i}.jpg").write_bytes(b"not a jpeg")
+    folder_with(tmp_path / "list_build", {"manifest.json": "[]"})
+    (tmp_path / "ckpt.pt").write_bytes(b"PK")
+    return {**hostile_place, "tiny": tiny_onnx}
+
+
+@hostile_cases(HOSTILE)
 def test_hostile_inputs(place, extra, code, words):
     from shfan.cli.run import main
 
@@ -64,10 +60,7 @@ def test_hostile_inputs(place, extra, code, words):
         pytest.skip("no /dev/full here")
     argv = expand(["--headless", "--quiet", "--max-frames", "3", "--model", "@tiny", "--detector-model", "@yunet",
                    *extra], place)
-    before = files_under(place["tmp"])
-    got, out, err = run_main(main, argv)
-    assert_one_line_error(got, err, code, words)
-    assert files_under(place["tmp"]) == before  # no partial video, stats or jsonl
+    assert_refused(main, argv, code, words, place["tmp"])  # no partial video, stats or jsonl
 
 
 def test_interrupt_at_start_up_is_one_line(tiny_onnx, monkeypatch):

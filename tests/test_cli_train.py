@@ -3,26 +3,11 @@ run leaves no run folder behind."""
 
 import pytest
 
-from conftest import assert_one_line_error, files_under, run_main, small_300w
+from conftest import assert_refused, expand, hostile_cases, small_300w
 
 torch = pytest.importorskip("torch")
 
 TINY = ["--stacks", "1", "--width", "16", "--input-size", "64", "--threads", "1", "--no-tune"]
-
-
-@pytest.fixture
-def place(helen_dir, tmp_path, readonly_dir):
-    from shfan import model as fan
-
-    small_300w(helen_dir, tmp_path / "faces", 6)
-    (tmp_path / "a_file").write_text("x")
-    for name in ("truncated", "other_arch"):
-        (tmp_path / name).mkdir()
-    (tmp_path / "truncated" / "last.pt").write_bytes(b"PK\x03\x04 cut short")
-    torch.manual_seed(0)
-    fan.save_checkpoint(fan.FAN(fan.ModelConfig(stacks=2, width=32, input_size=64)), tmp_path / "other_arch" / "last.pt",
-                        optimizer={}, scheduler={}, epoch=1, best_nme=9.0, history=[])
-    return {"tmp": tmp_path, "ro": readonly_dir}
 
 
 HOSTILE = [  # extra args, exit code, words in the one line
@@ -45,13 +30,24 @@ HOSTILE = [  # extra args, exit code, words in the one line
 ]
 
 
-@pytest.mark.parametrize("extra, code, words", HOSTILE, ids=[" ".join(h[0]) for h in HOSTILE])
+@pytest.fixture
+def place(helen_dir, hostile_place):
+    from shfan import model as fan
+
+    tmp_path = hostile_place["tmp"]
+    small_300w(helen_dir, tmp_path / "faces", 6)
+    for name in ("truncated", "other_arch"):
+        (tmp_path / name).mkdir()
+    (tmp_path / "truncated" / "last.pt").write_bytes(b"PK\x03\x04 cut short")
+    torch.manual_seed(0)
+    fan.save_checkpoint(fan.FAN(fan.ModelConfig(stacks=2, width=32, input_size=64)), tmp_path / "other_arch" / "last.pt",
+                        optimizer={}, scheduler={}, epoch=1, best_nme=9.0, history=[])
+    return hostile_place
+
+
+@hostile_cases(HOSTILE)
 def test_hostile_inputs(place, extra, code, words):
     from shfan.cli.train import main
 
     argv = ["--data", "@tmp/faces", "--out", "@tmp/run", "--epochs", "1", "--batch-size", "2", *TINY, *extra]
-    argv = [a.replace("@tmp", str(place["tmp"])).replace("@ro", str(place["ro"])) for a in argv]
-    before = files_under(place["tmp"])
-    got, out, err = run_main(main, argv)
-    assert_one_line_error(got, err, code, words)
-    assert files_under(place["tmp"]) == before  # no run folder, no history.json = []
+    assert_refused(main, expand(argv, place), code, words, place["tmp"])  # no run folder, no history.json = []
