@@ -7,12 +7,12 @@ from __future__ import annotations
 
 from dataclasses import field
 
-RANGES = (None, "positive", "nonneg", "fraction", "probability")
+RANGES = (None, "positive", "nonneg", "fraction", "probability", "port")
 
 
 def option(default, help: str | None = None, range: str | None = None, **more):
     """A dataclass field with a default and what its CLI option needs (`range` picks the
-    argparse type that checks the value: positive, nonneg, fraction or probability)."""
+    argparse type that checks the value: positive, nonneg, fraction, probability or port)."""
     if range not in RANGES:
         raise ValueError(f"range must be one of {RANGES}, got {range!r}")
     meta = {k: v for k, v in (("help", help), ("range", range)) if v is not None}

@@ -154,6 +154,10 @@ def positive_int(text: str) -> int:
     return _number(int, text, lambda v: v >= 1, "a whole number >= 1")
 
 
+def port(text: str) -> int:
+    return _number(int, text, lambda v: 1 <= v <= 65535, "a port 1-65535")
+
+
 def nonneg_int(text: str) -> int:
     return _number(int, text, lambda v: v >= 0, "a whole number >= 0")
 
@@ -299,7 +303,7 @@ def build_precisions() -> tuple[str, ...]:
 # ---------------------------------------------------------------- options from a dataclass
 
 # field metadata "range" -> the argparse type that checks it, per the field's number type
-_RANGES = {(int, None): int, (int, "positive"): positive_int, (int, "nonneg"): nonneg_int,
+_RANGES = {(int, None): int, (int, "positive"): positive_int, (int, "nonneg"): nonneg_int, (int, "port"): port,
            (float, None): finite_float, (float, "positive"): positive_float, (float, "nonneg"): nonneg_float,
            (float, "fraction"): open_fraction, (float, "probability"): probability}
 

@@ -12,21 +12,13 @@ import signal
 import sys
 import threading
 
-from shfan.cli.common import (LOGGER, Parser, backend_choices, build_precisions, entry, existing_path, fail, nonneg_int,
-                               options_from, positive_float, positive_int)
-
-
-
-def port(text: str) -> int:
-    import argparse
-
-    value = positive_int(text)
-    if value > 65535:
-        raise argparse.ArgumentTypeError(f"expected a port 1-65535, got {text!r}")
-    return value
+from shfan.cli.common import (LOGGER, Parser, add_dataclass_options, backend_choices, build_precisions, entry,
+                               existing_path, fail, options_from)
 
 
 def build_parser():
+    from shfan.serve.server import ServeOptions  # light: numpy (PyTriton is imported by ShfanTriton.start)
+
     ap = Parser(prog="shfan-serve", description=__doc__,
                 verbose_help="tritonserver's log on the console, and shfan's debug messages")
     ap.add_argument("--model", help="compact (default) | accurate | a shfan-build folder | .onnx | .engine")
@@ -34,16 +26,9 @@ def build_parser():
     ap.add_argument("--precision", choices=build_precisions(), help="of a build folder (default: its selection)")
     ap.add_argument("--detector-model", type=existing_path, help="YuNet .onnx (default: downloaded once, sha256-checked)")
     ap.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1; 0.0.0.0 for all)")
-    ap.add_argument("--http-port", type=port, default=8000)
-    ap.add_argument("--grpc-port", type=port, default=8001)
-    ap.add_argument("--metrics-port", type=port, default=8002, help="Prometheus metrics (GET /metrics)")
-    ap.add_argument("--max-batch", type=positive_int, default=16, help="images per batch (Triton max_batch_size)")
-    ap.add_argument("--queue-delay-us", type=nonneg_int, default=2000,
-                    help="longest wait for a fuller batch (default 2000 us; BENCHMARKS.md §8)")
+    add_dataclass_options(ap, ServeOptions, ["http_port", "grpc_port", "metrics_port", "max_batch", "queue_delay_us"])
     ap.add_argument("--no-batching", action="store_true", help="every request alone (max_batch_size 1)")
-    ap.add_argument("--max-faces", type=positive_int, default=8, help="faces per image (default 8)")
-    ap.add_argument("--min-face", type=positive_float, default=24.0, help="smallest face to detect, px (default 24)")
-    ap.add_argument("--threads", type=positive_int, help="backend CPU threads (default: physical cores)")
+    add_dataclass_options(ap, ServeOptions, ["max_faces", "min_face", "threads"])
     return ap
 
 

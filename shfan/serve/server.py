@@ -32,6 +32,7 @@ from pathlib import Path
 import numpy as np
 
 from shfan.errors import ShfanError
+from shfan.options import option
 
 log = logging.getLogger("shfan.serve")
 
@@ -66,16 +67,16 @@ class ServeOptions:
     precision: str | None = None
     detector_model: str | None = None
     host: str = "127.0.0.1"
-    http_port: int = 8000
-    grpc_port: int = 8001
-    metrics_port: int = 8002
-    max_batch: int = 16
-    queue_delay_us: int = 2000
+    http_port: int = option(8000, range="port")
+    grpc_port: int = option(8001, range="port")
+    metrics_port: int = option(8002, "Prometheus metrics (GET /metrics)", "port")
+    max_batch: int = option(16, "images per batch (Triton max_batch_size)", "positive")
+    queue_delay_us: int = option(2000, "longest wait for a fuller batch (default 2000 us; BENCHMARKS.md §8)", "nonneg")
     preferred_batch: tuple[int, ...] = (4, 8)
     batching: bool = True  # False: max_batch_size 1, every request runs alone (for comparisons)
-    max_faces: int = 8
-    min_face: float = 24.0
-    threads: int | None = None
+    max_faces: int = option(8, "faces per image (default 8)", "positive")
+    min_face: float = option(24.0, "smallest face to detect, px (default 24)", "positive")
+    threads: int | None = option(None, "backend CPU threads (default: physical cores)", "positive")
     verbose: bool = False
     extra: dict = field(default_factory=dict)  # further PipelineOptions fields
 
