@@ -21,6 +21,7 @@ import numpy as np
 
 from shfan.contracts import BuildManifest, ModelInfo
 from shfan.errors import BackendError
+from shfan.io import Closable
 from shfan.runtime.backend import decode_heatmaps, read_manifest
 from shfan.runtime.backends import ENGINE_SUFFIXES  # one definition, in the registry
 
@@ -280,7 +281,7 @@ class EngineRunner:
                 w.host, w.device = {}, {}
 
 
-class TensorRTBackend:
+class TensorRTBackend(Closable):
     name = "tensorrt"
 
     @classmethod
@@ -358,12 +359,6 @@ class TensorRTBackend:
         self.max_batch = max_batch(self.ios)
         self.runner = EngineRunner(self.engine, cuda, buffer_plan(self.ios, self.max_batch), Path(engine_path).name)
         self.runner._worker()  # the opening thread's context now: out-of-memory shows at open, not mid-stream
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.close()
 
     def infer(self, crops: np.ndarray):
         if self.cuda is None:

@@ -77,13 +77,25 @@ def version_tuple(text: str | None) -> tuple[int, ...]:
 
 
 class Closable:
-    """`with obj:` closes it at the end of the block (Pipeline, BatchRunner, ShfanClient)."""
+    """`with obj:` closes it at the end of the block (Pipeline, BatchRunner, ShfanClient,
+    TensorRTBackend)."""
 
     def __enter__(self):
         return self
 
     def __exit__(self, *exc):
         self.close()
+
+
+class Service:
+    """`with obj:` starts it and stops it at the end of the block (ServeProcess, ShfanTriton);
+    `start()` returns the object."""
+
+    def __enter__(self):
+        return self.start()
+
+    def __exit__(self, *exc):
+        self.stop()
 
 
 def pid_alive(pid: int) -> bool:

@@ -43,7 +43,7 @@ def descendants(pid: int) -> list[int]:
 alive = io.pid_alive  # running: not gone, not a zombie
 
 
-class ServeProcess:
+class ServeProcess(io.Service):
     """`python -m shfan.cli.serve ARGS` on free 127.0.0.1 ports, its output in `log`."""
 
     def __init__(self, args=(), log: Path | None = None, env: dict | None = None, python: str = sys.executable):
@@ -99,9 +99,3 @@ class ServeProcess:
             if alive(pid):
                 os.kill(pid, signal.SIGKILL)
         return self.proc.returncode
-
-    def __enter__(self):
-        return self.start()
-
-    def __exit__(self, *exc):
-        self.stop()

@@ -32,6 +32,7 @@ from pathlib import Path
 import numpy as np
 
 from shfan.errors import ShfanError
+from shfan.io import Service
 from shfan.options import option
 
 log = logging.getLogger("shfan.serve")
@@ -121,7 +122,7 @@ def _pad_faces(faces, max_faces: int, k: int) -> dict[str, np.ndarray]:
     return out
 
 
-class ShfanTriton:
+class ShfanTriton(Service):
     """The PyTriton models over one BatchRunner. start() returns once Triton answers; serve()
     blocks until stop() (shfan-serve calls it on SIGINT/SIGTERM)."""
 
@@ -250,9 +251,3 @@ class ShfanTriton:
         if self.runner is not None:
             self.runner.close()
             self.runner = None
-
-    def __enter__(self):
-        return self.start()
-
-    def __exit__(self, *exc):
-        self.stop()
