@@ -140,46 +140,41 @@ def entry(main):
 # ---------------------------------------------------------------- numbers
 
 
-def _number(kind, text: str, ok, what: str):
+def number(kind, ok, what: str):
+    """An argparse type for a `kind` (int/float) value that `ok` accepts; the error names `what`."""
+
+    def check(text: str):
+        try:
+            value = kind(text)
+        except (TypeError, ValueError):
+            raise argparse.ArgumentTypeError(f"expected {what}, got {text!r}") from None
+        if isinstance(value, float) and not math.isfinite(value) or not ok(value):
+            raise argparse.ArgumentTypeError(f"expected {what}, got {text!r}")
+        return value
+
+    return check
+
+
+positive_int = number(int, lambda v: v >= 1, "a whole number >= 1")
+nonneg_int = number(int, lambda v: v >= 0, "a whole number >= 0")
+port = number(int, lambda v: 1 <= v <= 65535, "a port 1-65535")
+finite_float = number(float, lambda v: True, "a finite number")
+positive_float = number(float, lambda v: v > 0, "a finite number > 0")
+nonneg_float = number(float, lambda v: v >= 0, "a finite number >= 0")
+probability = number(float, lambda v: 0.0 <= v <= 1.0, "a number from 0 to 1")
+open_fraction = number(float, lambda v: 0.0 < v < 1.0, "a fraction between 0 and 1 (exclusive)")
+
+
+def require(module: str, message: str) -> None:
+    """Exit with one line (`message`, naming the install) when an optional dependency is missing."""
+    import importlib.util
+
     try:
-        value = kind(text)
-    except (TypeError, ValueError):
-        raise argparse.ArgumentTypeError(f"expected {what}, got {text!r}") from None
-    if isinstance(value, float) and not math.isfinite(value) or not ok(value):
-        raise argparse.ArgumentTypeError(f"expected {what}, got {text!r}")
-    return value
-
-
-def positive_int(text: str) -> int:
-    return _number(int, text, lambda v: v >= 1, "a whole number >= 1")
-
-
-def port(text: str) -> int:
-    return _number(int, text, lambda v: 1 <= v <= 65535, "a port 1-65535")
-
-
-def nonneg_int(text: str) -> int:
-    return _number(int, text, lambda v: v >= 0, "a whole number >= 0")
-
-
-def finite_float(text: str) -> float:
-    return _number(float, text, lambda v: True, "a finite number")
-
-
-def positive_float(text: str) -> float:
-    return _number(float, text, lambda v: v > 0, "a finite number > 0")
-
-
-def nonneg_float(text: str) -> float:
-    return _number(float, text, lambda v: v >= 0, "a finite number >= 0")
-
-
-def probability(text: str) -> float:
-    return _number(float, text, lambda v: 0.0 <= v <= 1.0, "a number from 0 to 1")
-
-
-def open_fraction(text: str) -> float:
-    return _number(float, text, lambda v: 0.0 < v < 1.0, "a fraction between 0 and 1 (exclusive)")
+        found = importlib.util.find_spec(module) is not None
+    except (ImportError, ValueError):
+        found = False
+    if not found:
+        fail(message)
 
 
 # ---------------------------------------------------------------- paths

@@ -13,7 +13,7 @@ import sys
 import threading
 
 from shfan.cli.common import (LOGGER, Parser, add_dataclass_options, backend_choices, build_precisions, entry,
-                               existing_path, fail, options_from)
+                               existing_path, fail, options_from, require)
 
 
 def build_parser():
@@ -35,14 +35,9 @@ def build_parser():
 @entry
 def main(argv=None):
     args = build_parser().parse_args(argv)
-    try:
-        from shfan.serve.server import ServeOptions, ShfanTriton
-    except ImportError as exc:
-        fail(f"shfan-serve needs PyTriton and tritonclient ({exc.name} is missing): pip install 'shfan[serve]'")
-    try:
-        import pytriton  # noqa: F401
-    except ImportError:
-        fail("shfan-serve needs PyTriton: pip install 'shfan[serve]' (nvidia-pytriton; x86-64 or aarch64, glibc >= 2.35)")
+    require("pytriton", "shfan-serve needs PyTriton: pip install 'shfan[serve]' (nvidia-pytriton; x86-64 or aarch64, "
+                        "glibc >= 2.35)")
+    from shfan.serve.server import ServeOptions, ShfanTriton
     root = logging.getLogger()
     if not root.handlers:  # PyTriton's and tritonserver's loggers; shfan's have the CLI's handler (not twice)
         handler = logging.StreamHandler()

@@ -6,7 +6,7 @@ import json
 
 from shfan.augment import PRESETS
 from shfan.cli.common import (Parser, add_dataclass_options, add_format_options, check_format_args, entry,
-                               existing_path, fail, options_from, writable_dir)
+                               existing_path, options_from, require, writable_dir)
 
 
 def build_parser():
@@ -55,10 +55,7 @@ def job_from_args(args):
 @entry
 def main(argv=None):
     args = build_parser().parse_args(argv)
-    try:
-        import torch  # noqa: F401
-    except ImportError:
-        fail("shfan-train needs PyTorch: pip install 'shfan[torch]' (torch==2.13.0 on CPU)")
+    require("torch", "shfan-train needs PyTorch: pip install 'shfan[torch]' (torch==2.13.0 on CPU)")
     from shfan import train as trainer
 
     report = trainer.run(job_from_args(args), progress=None)  # progress bars where stderr is a terminal
