@@ -91,6 +91,15 @@ def _decode_fan(hm, x0, y0):
     return u, v
 
 
+def check_decode_args(method: str, window: int, temperature: float) -> None:
+    """What every decode() implementation accepts: a known method and, for subpixel (the only
+    method that reads them), valid window and temperature."""
+    if method not in METHODS:
+        raise ValueError(f"unknown decoder method {method!r}; choose one of {', '.join(METHODS)}")
+    if method == "subpixel":
+        check_params(window, temperature)
+
+
 def check_params(window: int, temperature: float) -> None:
     """The decoder parameters every implementation accepts (the plugin creator refuses the rest)."""
     if window < 1 or window % 2 == 0:
@@ -99,17 +108,10 @@ def check_params(window: int, temperature: float) -> None:
         raise ValueError(f"temperature must be a finite number > 0, got {temperature}")
 
 
-def decode(
-    heatmaps,
-    method: str = "subpixel",
-    window: int = DEFAULT_WINDOW,
-    temperature: float = DEFAULT_TEMPERATURE,
-) -> tuple[np.ndarray, np.ndarray]:
+def decode(heatmaps, method: str = "subpixel", window: int = DEFAULT_WINDOW,
+           temperature: float = DEFAULT_TEMPERATURE) -> tuple[np.ndarray, np.ndarray]:
     """Heatmaps [B, K, H, W] -> points [B, K, 2] (continuous heatmap coords), scores [B, K]."""
-    if method not in METHODS:
-        raise ValueError(f"unknown decoder method {method!r}; choose one of {', '.join(METHODS)}")
-    if method == "subpixel":  # the only method that reads window and temperature
-        check_params(window, temperature)
+    check_decode_args(method, window, temperature)
     hm = np.asarray(heatmaps, dtype=np.float32)
     if hm.ndim != 4:
         raise ValueError(f"heatmaps must be [B, K, H, W], got shape {hm.shape}")

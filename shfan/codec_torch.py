@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import torch
 
-from shfan.codec import DEFAULT_SIGMA, DEFAULT_TEMPERATURE, DEFAULT_WINDOW, METHODS, check_params
+from shfan.codec import DEFAULT_SIGMA, DEFAULT_TEMPERATURE, DEFAULT_WINDOW, check_decode_args
 
 
 def encode(points: torch.Tensor, heatmap_size: int, sigma: float = DEFAULT_SIGMA) -> torch.Tensor:
@@ -27,20 +27,13 @@ def _argmax_cells(flat: torch.Tensor):
     return idx, score
 
 
-def decode(
-    heatmaps: torch.Tensor,
-    method: str = "subpixel",
-    window: int = DEFAULT_WINDOW,
-    temperature: float = DEFAULT_TEMPERATURE,
-) -> tuple[torch.Tensor, torch.Tensor]:
+def decode(heatmaps: torch.Tensor, method: str = "subpixel", window: int = DEFAULT_WINDOW,
+           temperature: float = DEFAULT_TEMPERATURE) -> tuple[torch.Tensor, torch.Tensor]:
     """heatmaps [B, K, H, W] -> points [B, K, 2] float32, scores [B, K] float32.
 
     Differentiable w.r.t. the heatmap values around the peak (the argmax itself is not).
     """
-    if method not in METHODS:
-        raise ValueError(f"unknown decoder method {method!r}; choose one of {', '.join(METHODS)}")
-    if method == "subpixel":  # the only method that reads window and temperature
-        check_params(window, temperature)
+    check_decode_args(method, window, temperature)
     hm = heatmaps.float()
     b, k, h, w = hm.shape
     flat = hm.reshape(b, k, h * w)
