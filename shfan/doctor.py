@@ -249,38 +249,37 @@ def first_version(probes: Probes, dists: Sequence[str]) -> Tuple[Optional[str], 
     return None, None
 
 
-def _import(probes: Probes, module: str):
-    """The module, or the one-line reason it does not import."""
+def imported(probes: Probes, module: str, check: str, fix: str):
+    """(module, None), or (None, the MISSING Check `check` with the one-line reason and `fix`)."""
     try:
         return probes.import_module(module), None
     except Exception as exc:  # a broken install raises more than ImportError
-        return None, f"{type(exc).__name__}: {exc}".splitlines()[0]
+        return None, Check(check, MISSING, f"{type(exc).__name__}: {exc}".splitlines()[0], fix)
+
+
+def version_of(module) -> str:
+    return getattr(module, "__version__", "?")
 
 
 def check_numpy(probes: Probes) -> Check:
-    module, error = _import(probes, "numpy")
-    if module is None:
-        return Check("numpy", MISSING, error, "pip install 'numpy>=1.24' (on Jetson: numpy<2)")
-    version = getattr(module, "__version__", "?")
-    return Check("numpy", OK, version, value=version)
+    module, missing = imported(probes, "numpy", "numpy", "pip install 'numpy>=1.24' (on Jetson: numpy<2)")
+    return missing or Check("numpy", OK, version_of(module), value=version_of(module))
 
 
 def check_opencv(probes: Probes) -> Check:
-    module, error = _import(probes, "cv2")
-    if module is None:
-        return Check("opencv", MISSING, error,
-                     "pip install opencv-python-headless (Jetson: apt's OpenCV, see jetson/README.md)")
-    version = getattr(module, "__version__", "?")
+    module, missing = imported(probes, "cv2", "opencv",
+                               "pip install opencv-python-headless (Jetson: apt's OpenCV, see jetson/README.md)")
+    if missing:
+        return missing
     dist, _ = first_version(probes, OPENCV_DISTS)
-    return Check("opencv", OK, f"{version} ({dist or 'system package'})", value=version)
+    return Check("opencv", OK, f"{version_of(module)} ({dist or 'system package'})", value=version_of(module))
 
 
 def check_opencv_gstreamer(probes: Probes) -> Check:
-    module, error = _import(probes, "cv2")
-    if module is None:
-        return Check("opencv-gstreamer", MISSING, "OpenCV does not import", "install OpenCV first")
-    has = opencv_gstreamer(module.getBuildInformation())
-    if has:
+    module, missing = imported(probes, "cv2", "opencv-gstreamer", "install OpenCV first")
+    if missing:
+        return Check("opencv-gstreamer", MISSING, "OpenCV does not import", missing.fix)
+    if opencv_gstreamer(module.getBuildInformation()):
         return Check("opencv-gstreamer", OK, "GStreamer: YES (CSI cameras work)", value="yes")
     return Check("opencv-gstreamer", WARN, "no GStreamer: USB/V4L2 and files only, no CSI",
                  "CSI needs apt's OpenCV: venv --system-site-packages, "
@@ -288,13 +287,12 @@ def check_opencv_gstreamer(probes: Probes) -> Check:
 
 
 def check_onnxruntime(probes: Probes) -> Check:
-    module, error = _import(probes, "onnxruntime")
-    if module is None:
-        return Check("onnxruntime", MISSING, error, "pip install 'shfan[ort]'")
-    version = getattr(module, "__version__", "?")
+    module, missing = imported(probes, "onnxruntime", "onnxruntime", "pip install 'shfan[ort]'")
+    if missing:
+        return missing
     dist, _ = first_version(probes, ONNXRUNTIME_DISTS)
     providers = ", ".join(module.get_available_providers())
-    return Check("onnxruntime", OK, f"{version} ({dist or '?'}; {providers})", value=version)
+    return Check("onnxruntime", OK, f"{version_of(module)} ({dist or '?'}; {providers})", value=version_of(module))
 
 
 def check_optional_package(probes: Probes, name: str, dists: Sequence[str], why: str,
@@ -316,10 +314,8 @@ def check_cuda_host_api(probes: Probes) -> Check:
 
 def tensorrt_version(probes: Probes) -> Tuple[Optional[str], Optional[str]]:
     """(version, None) when `import tensorrt` works, else (None, reason)."""
-    module, error = _import(probes, "tensorrt")
-    if module is None:
-        return None, error
-    return getattr(module, "__version__", "?"), None
+    module, missing = imported(probes, "tensorrt", "tensorrt", "")
+    return (None, missing.detail) if missing else (version_of(module), None)
 
 
 def parse_dpkg_versions(text: Optional[str]) -> List[str]:
@@ -557,6 +553,21 @@ def check_detector(environ: Optional[Mapping[str, str]] = None, cached: Optional
 
 # ---------------------------------------------------------------- report
 
+def check_backends(registry=None) -> Check:
+    """The inference backends registered with shfan (shfan.runtime.backends) and which of them
+    can run here: what --backend accepts, and why one of them would refuse."""
+    if registry is None:
+        from shfan.runtime import backends as registry
+    here = [name for name in registry.names() if registry.get(name).available()]
+    absent = [name for name in registry.names() if name not in here]
+    detail = ", ".join(f"{name} {registry.get(name).version() or ''}".strip() for name in here) or "none"
+    if absent:
+        detail += f"; not installed: {', '.join(absent)}"
+    if not here:
+        return Check("backends", MISSING, detail, "pip install 'shfan[ort]'")
+    return Check("backends", OK, detail, value=",".join(here))
+
+
 CPU_PATH = ("numpy", "opencv", "onnxruntime", "default-model", "detector")
 TENSORRT_PATH = ("tensorrt", "gpu", "cuda-host-api")
 
@@ -597,7 +608,7 @@ def run_checks(probes: Optional[Probes] = None, model_path: Optional[Path] = Non
     model = jetson_model(probes)
     checks = [check_python(), check_shfan(), check_numpy(probes), check_opencv(probes),
               check_opencv_gstreamer(probes), check_onnxruntime(probes),
-              check_default_model(model_path), check_detector()]
+              check_default_model(model_path), check_detector(), check_backends()]
     checks += [check_optional_package(probes, *spec) for spec in OPTIONAL_PACKAGES]
     checks += [check_jetson(probes), check_jetpack(probes), check_cuda(probes),
                check_gpu(probes, model), check_tensorrt(probes, model is not None),

@@ -337,3 +337,34 @@ def test_selftest_on_a_gpu(capsys):
         pytest.skip("needs TensorRT, a CUDA host API and the built plugin")
     results = selftest.run()
     assert results and all(r.ok for r in results), [r.line() for r in results if not r.ok]
+
+
+def test_backends_check_reads_the_registry():
+    """The backends line lists what the registry holds, split by what can run here."""
+    class Spec:
+        def __init__(self, here, version):
+            self.here, self._version = here, version
+
+        def available(self):
+            return self.here
+
+        def version(self):
+            return self._version
+
+    class Registry:
+        specs = {"onnxruntime": Spec(True, "1.24.4"), "tensorrt": Spec(False, None), "extra": Spec(True, None)}
+
+        def names(self):
+            return tuple(self.specs)
+
+        def get(self, name):
+            return self.specs[name]
+
+    check = doctor.check_backends(Registry())
+    assert check.status == doctor.OK and check.value == "onnxruntime,extra"
+    assert check.detail == "onnxruntime 1.24.4, extra; not installed: tensorrt"
+    Registry.specs = {"tensorrt": Spec(False, None)}
+    assert doctor.check_backends(Registry()).status == doctor.MISSING
+    from shfan.runtime import backends
+
+    assert doctor.check_backends().value.split(",") == [n for n in backends.names() if backends.get(n).available()]
