@@ -65,7 +65,7 @@ def sample_tensors(model, names: list[str], crops: np.ndarray, batch: int = 16, 
     exceed it (FAN-4 at 256 px: gigabytes), they are fetched in groups, one pass each."""
     rng = np.random.default_rng(seed)
     result = ActivationSample({}, {}, {}, {})
-    for group in _groups(names, _bytes_per_face(model, names), budget_bytes):
+    for group in fetch_groups(names, bytes_per_face(model, names), budget_bytes):
         part = _sample_group(model, group, crops, batch, samples, rng, budget_bytes)
         for mine, theirs in ((result.amax, part.amax), (result.picked, part.picked), (result.lo, part.lo),
                              (result.hi, part.hi)):
@@ -73,7 +73,7 @@ def sample_tensors(model, names: list[str], crops: np.ndarray, batch: int = 16, 
     return result
 
 
-def _bytes_per_face(model, names) -> dict[str, int]:
+def bytes_per_face(model, names) -> dict[str, int]:
     """float32 bytes of each tensor for one face, from ONNX shape inference (0 when unknown)."""
     import onnx
 
@@ -83,7 +83,7 @@ def _bytes_per_face(model, names) -> dict[str, int]:
     return {n: 4 * int(np.prod([d or 1 for d in dims[n][1:]])) if dims.get(n) else 0 for n in names}
 
 
-def _groups(names, sizes: dict[str, int], budget_bytes: int) -> list[list[str]]:
+def fetch_groups(names, sizes: dict[str, int], budget_bytes: int) -> list[list[str]]:
     """Consecutive groups of names whose tensors for one face fit the budget (one group when
     everything fits, so small models sample exactly as before)."""
     groups, current, used = [], [], 0

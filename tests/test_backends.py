@@ -2,8 +2,6 @@
 fix, the shipped ONNX through the onnxruntime spec, a test backend reachable through
 open_backend, TensorRT refused cleanly where it is absent, checkpoints through the pytorch spec."""
 
-import subprocess
-import sys
 from contextlib import contextmanager
 from dataclasses import dataclass
 
@@ -15,6 +13,8 @@ from shfan.errors import BackendError
 from shfan.runtime import backends
 from shfan.runtime.backend import BACKENDS, open_backend
 from shfan.weights import DEFAULT_CHECKPOINT, DEFAULT_ONNX
+
+from conftest import heavy_modules_after
 
 
 def crops(size, n=3, seed=0):
@@ -64,11 +64,9 @@ def test_accepts_says_which_files_each_runs(tmp_path):
 
 
 def test_registry_import_stays_light():
-    code = ("import sys, shfan.runtime.backends as b; [s.available() for s in map(b.get, b.names())]; "
-            "[s.version() for s in map(b.get, b.names())]; "
-            "print(sorted(m for m in ('torch', 'tensorrt', 'onnxruntime', 'pycuda') if m in sys.modules))")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
-    assert out.strip() == "[]"
+    code = ("import shfan.runtime.backends as b; [s.available() for s in map(b.get, b.names())]; "
+            "[s.version() for s in map(b.get, b.names())]")
+    assert heavy_modules_after(code, ("torch", "tensorrt", "onnxruntime", "pycuda")) == []
 
 
 # ---------------------------------------------------------------- onnxruntime

@@ -11,7 +11,7 @@ import pytest
 from shfan import bench
 from shfan.doctor import Probes
 
-from conftest import YUNET
+from conftest import assert_each_raises, save_tiny_checkpoint
 
 CPUINFO = """processor\t: 0
 vendor_id\t: AuthenticAMD
@@ -118,14 +118,11 @@ def test_validate_names_the_bad_option(config, message):
 
 
 def test_resolve_model_errors(tmp_path):
-    with pytest.raises(bench.BenchError, match="no such model"):
-        bench.resolve_model(tmp_path / "nope.onnx")
-    with pytest.raises(bench.BenchError, match="without manifest.json"):
-        bench.resolve_model(tmp_path)
     engine = tmp_path / "model.engine"
     engine.write_bytes(b"x")
-    with pytest.raises(bench.BenchError, match="shfan-build folder"):
-        bench.resolve_model(engine)
+    assert_each_raises(bench.BenchError, bench.resolve_model, [(tmp_path / "nope.onnx", "no such model"),
+                                                               (tmp_path, "without manifest.json"),
+                                                               (engine, "shfan-build folder")])
     (tmp_path / "manifest.json").write_text("{}")
     assert bench.resolve_model(tmp_path).kind == "build"
 
@@ -304,20 +301,16 @@ def test_print_tables_renders(capsys):
 
 
 @pytest.mark.slow
-def test_quick_json_smoke_run(tmp_path, capsys):
+def test_quick_json_smoke_run(yunet_path, tmp_path, capsys):
     """Tiny random model, fp32 only: every stage measured, every field present (< 60 s)."""
     pytest.importorskip("torch")
     pytest.importorskip("onnxruntime")
     pytest.importorskip("skimage")
-    if not YUNET.is_file():
-        pytest.skip("../shared/models/yunet_s_640_640.onnx not present")
     from shfan.cli.bench import main
-    from shfan.model import FAN, ModelConfig, save_checkpoint
 
-    ckpt = tmp_path / "tiny.pt"
-    save_checkpoint(FAN(ModelConfig(stacks=1, width=32, input_size=64)), ckpt)
+    ckpt = save_tiny_checkpoint(tmp_path / "tiny.pt", width=32)
     main(["--model", str(ckpt), "--quick", "--json", "--precisions", "fp32", "--cache-dir", str(tmp_path / "cache"),
-          "--detector-model", str(YUNET), "--threads", "1"])
+          "--detector-model", str(yunet_path), "--threads", "1"])
     report = json.loads(capsys.readouterr().out)
     for key in ("machine", "settings", "model", "frames", "detect", "results", "skipped", "baseline", "speedup"):
         assert key in report

@@ -81,17 +81,13 @@ def test_bad_sources(tmp_path):
         sources.load_faces(tmp_path / "clip.mp4", 64, 10)
 
 
-def test_image_folder_uses_the_detector(helen_dir, tmp_path):
+def test_image_folder_uses_the_detector(helen_dir, yunet_path, tmp_path):
     pytest.importorskip("shfan.runtime.detector")
-    from conftest import YUNET
-
-    if not YUNET.is_file():
-        pytest.skip("shared YuNet model not present")
     folder = tmp_path / "imgs"
     folder.mkdir()
     for jpg in sorted(helen_dir.glob("*.jpg"))[:4]:
         (folder / jpg.name).symlink_to(jpg)
-    faces = sources.load_faces(folder, 64, 4, detector_model=str(YUNET))
+    faces = sources.load_faces(folder, 64, 4, detector_model=str(yunet_path))
     assert 1 <= len(faces) <= 4 and faces.points is None and "YuNet" in faces.origin
 
 
@@ -248,11 +244,11 @@ def test_tensors_too_big_for_one_pass_are_sampled_in_groups(two_models, helen_di
     d, _ = two_models
     model = onnx.load(str(d / "fp32.onnx"))
     names = ranges.conv_inputs(model)
-    sizes = ranges._bytes_per_face(model, names)
+    sizes = ranges.bytes_per_face(model, names)
     assert sizes["image"] == 3 * 64 * 64 * 4 and all(v > 0 for v in sizes.values())
-    groups = ranges._groups(names, sizes, sum(sizes.values()) // 3)
+    groups = ranges.fetch_groups(names, sizes, sum(sizes.values()) // 3)
     assert len(groups) >= 3 and [n for g in groups for n in g] == names
-    assert ranges._groups(names, sizes, sum(sizes.values())) == [names]
+    assert ranges.fetch_groups(names, sizes, sum(sizes.values())) == [names]
     crops = sources.load_faces(helen_dir, 64, 12).crops
     whole = ranges.sample_tensors(model, names, crops)
     split = ranges.sample_tensors(model, names, crops, budget_bytes=sum(sizes.values()) // 3)

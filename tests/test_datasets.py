@@ -3,6 +3,8 @@ import pytest
 
 from shfan import datasets
 
+from conftest import assert_each_raises
+
 
 def write_pts(path, pts, n=None):
     body = "\n".join(f"{x} {y}" for x, y in pts)
@@ -35,10 +37,8 @@ def test_300w_folder(afw_dir):
 
 
 def test_missing_folder_and_empty_folder(tmp_path):
-    with pytest.raises(datasets.DatasetError, match="no such dataset folder"):
-        datasets.read_300w(tmp_path / "nope")
-    with pytest.raises(datasets.DatasetError, match="no .pts"):
-        datasets.read_300w(tmp_path)
+    assert_each_raises(datasets.DatasetError, datasets.read_300w,
+                       [(tmp_path / "nope", "no such dataset folder"), (tmp_path, "no .pts")])
 
 
 def test_wflw(tmp_path):

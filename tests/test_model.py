@@ -5,6 +5,8 @@ import torch
 
 from shfan import model as fan
 
+from conftest import assert_each_raises
+
 SMALL = fan.ModelConfig(stacks=2, width=64, landmarks=68, input_size=64)
 
 
@@ -56,16 +58,11 @@ def test_checkpoint_formats_roundtrip(tmp_path):
 
 
 def test_bad_checkpoints_are_clear(tmp_path):
-    with pytest.raises(fan.CheckpointError, match="no such checkpoint"):
-        fan.load_checkpoint(tmp_path / "missing.pt")
-    junk = tmp_path / "junk.pt"
+    junk, other = tmp_path / "junk.pt", tmp_path / "other.pt"
     junk.write_bytes(b"not a checkpoint")
-    with pytest.raises(fan.CheckpointError, match="cannot be read"):
-        fan.load_checkpoint(junk)
-    other = tmp_path / "other.pt"
     torch.save({"fc.weight": torch.zeros(2, 2)}, other)
-    with pytest.raises(fan.CheckpointError, match="not a FAN"):
-        fan.load_checkpoint(other)
+    assert_each_raises(fan.CheckpointError, fan.load_checkpoint, [(tmp_path / "missing.pt", "no such checkpoint"),
+                                                                 (junk, "cannot be read"), (other, "not a FAN")])
 
 
 def test_config_validation():

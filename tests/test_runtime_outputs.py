@@ -3,8 +3,6 @@
 
 import io
 import json
-import subprocess
-import sys
 
 import cv2
 import numpy as np
@@ -13,7 +11,7 @@ import pytest
 from shfan.runtime import outputs
 from shfan.runtime.stats import RunStats
 
-from conftest import fake_result
+from conftest import fake_result, heavy_modules_after
 
 
 def test_jsonl_records(tmp_path):
@@ -98,10 +96,8 @@ def test_stats_summary_and_json(tmp_path):
 
 
 def test_runtime_imports_stay_light():
-    code = ("import sys, shfan, shfan.runtime, shfan.runtime.backend, shfan.runtime.ort_backend, "
+    code = ("import shfan, shfan.runtime, shfan.runtime.backend, shfan.runtime.ort_backend, "
             "shfan.runtime.pipeline, shfan.runtime.sources, shfan.runtime.detector, shfan.runtime.tracker, "
             "shfan.runtime.trt_backend, shfan.runtime.cuda_host, shfan.runtime.outputs, shfan.cli.run; "
-            "shfan.Pipeline; "
-            "print(sorted(m for m in ('torch', 'tensorrt', 'pycuda', 'cuda', 'skimage') if m in sys.modules))")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
-    assert out.strip() == "[]"
+            "shfan.Pipeline")
+    assert heavy_modules_after(code, ("torch", "tensorrt", "pycuda", "cuda", "skimage")) == []
