@@ -13,6 +13,7 @@ importing the library, and the backend class is imported only by `open`.
 
 from __future__ import annotations
 
+import functools
 import importlib.metadata
 import importlib.util
 import sys
@@ -30,20 +31,30 @@ ENGINE_SUFFIXES = (".engine", ".plan")  # serialized TensorRT engines
 class BackendSpec:
     """What the registry knows about one backend.
 
-    available() -> bool: its library is importable here (checked without importing it).
-    version() -> str | None: the installed library's version, None when it is not installed.
     open(model, *, precision=None, decoder="subpixel", threads=None) -> Backend: a ready
         backend (shfan.runtime.backend.Backend); BackendError naming the fix otherwise.
     accepts(path) -> bool: which model files it runs (build folder, .onnx, engine, checkpoint).
+    library / dists: the Python module it needs and the distributions that provide it; from
+        them, by default, available() (importable here, checked without importing it) and
+        version() (the installed distribution's, None when it is not installed).
     """
 
     name: str
     summary: str
     module: str  # dotted path of the module holding the backend class (imported by open only)
-    available: Callable[[], bool]
-    version: Callable[[], "str | None"]
     open: Callable[..., object]
     accepts: Callable[[Path], bool]
+    library: str = ""
+    dists: tuple[str, ...] = ()
+    available: Callable[[], bool] | None = None
+    version: Callable[[], "str | None"] | None = None
+
+    def __post_init__(self):
+        if self.available is None:
+            object.__setattr__(self, "available", functools.partial(module_available, self.library))
+        if self.version is None:
+            object.__setattr__(self, "version",
+                               functools.partial(dist_version, self.library, self.dists or (self.library,)))
 
 
 _SPECS: dict[str, BackendSpec] = {}

@@ -8,17 +8,9 @@ from pathlib import Path
 
 from shfan.contracts import BuildManifest
 from shfan.errors import BackendError
-from shfan.runtime.backends import BackendSpec, dist_version, is_engine, module_available, register
+from shfan.runtime.backends import BackendSpec, is_engine, register
 
 DISTS = ("onnxruntime", "onnxruntime-gpu")  # either provides the `onnxruntime` module (not both)
-
-
-def available() -> bool:
-    return module_available("onnxruntime")
-
-
-def version() -> str | None:
-    return dist_version("onnxruntime", DISTS)
 
 
 def accepts(path) -> bool:
@@ -43,4 +35,5 @@ def open_model(model, *, precision: str | None = None, decoder: str = "subpixel"
 
 SPEC = register(BackendSpec(
     name="onnxruntime", summary="ONNX Runtime: CPU everywhere, CUDA provider with onnxruntime-gpu and a GPU",
-    module="shfan.runtime.ort_backend", available=available, version=version, open=open_model, accepts=accepts))
+    module="shfan.runtime.ort_backend", open=open_model, accepts=accepts,
+    library="onnxruntime", dists=DISTS))

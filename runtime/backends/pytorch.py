@@ -7,15 +7,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from shfan.errors import BackendError
-from shfan.runtime.backends import BackendSpec, dist_version, is_checkpoint, module_available, register
-
-
-def available() -> bool:
-    return module_available("torch")
-
-
-def version() -> str | None:
-    return dist_version("torch", ("torch",))
+from shfan.runtime.backends import BackendSpec, is_checkpoint, register
 
 
 def accepts(path) -> bool:
@@ -27,7 +19,7 @@ def open_model(model, *, precision: str | None = None, decoder: str = "subpixel"
     path = Path(model)
     if not accepts(path):
         raise BackendError(f"{path}: the pytorch backend needs a checkpoint (.pt/.pth.tar/.zip)")
-    if not available():
+    if not SPEC.available():
         raise BackendError("PyTorch is not installed, so checkpoints cannot run here: pip install 'shfan[torch]', "
                            "or export the checkpoint with shfan-build and use the onnxruntime backend")
     from shfan.torch_backend import TorchBackend
@@ -37,4 +29,5 @@ def open_model(model, *, precision: str | None = None, decoder: str = "subpixel"
 
 SPEC = register(BackendSpec(
     name="pytorch", summary="PyTorch checkpoints (evaluation and training; needs torch)",
-    module="shfan.torch_backend", available=available, version=version, open=open_model, accepts=accepts))
+    module="shfan.torch_backend", open=open_model, accepts=accepts,
+    library="torch"))

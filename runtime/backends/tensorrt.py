@@ -1,27 +1,18 @@
 """The TensorRT backend's registration: serialized engines (.engine/.plan) and the engines of
 shfan-build folders, on the GPU they were built for. The backend class is
 shfan.runtime.trt_backend.TensorRTBackend; tensorrt and the CUDA host API are imported only by
-`open`. `available()` here is the one TensorRT check (trt_backend.tensorrt_available uses it)."""
+`open`. `SPEC.available()` is the one TensorRT check (trt_backend.tensorrt_available uses it)."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 from shfan.errors import BackendError
-from shfan.runtime.backends import BackendSpec, dist_version, is_engine, module_available, register
+from shfan.runtime.backends import BackendSpec, is_engine, register
 
 DISTS = ("tensorrt", "tensorrt-cu12", "tensorrt-cu11")  # pip; JetPack's apt module may have none
 NOT_AVAILABLE = ("TensorRT is not available here (python -c 'import tensorrt' fails); "
                  "use the onnxruntime backend, or run shfan-doctor for the fix")
-
-
-def available() -> bool:
-    """TensorRT's Python module is importable (checked without importing it)."""
-    return module_available("tensorrt")
-
-
-def version() -> str | None:
-    return dist_version("tensorrt", DISTS)
 
 
 def accepts(path) -> bool:
@@ -36,7 +27,7 @@ def open_model(model, *, precision: str | None = None, decoder: str = "subpixel"
     if not accepts(path):
         raise BackendError(f"backend tensorrt runs a shfan-build folder or .engine, not {path.name}; build one "
                            "with shfan-build (on the Jetson), or use backend onnxruntime or auto")
-    if not available():
+    if not SPEC.available():
         raise BackendError(NOT_AVAILABLE)
     from shfan.runtime.trt_backend import TensorRTBackend
 
@@ -45,4 +36,5 @@ def open_model(model, *, precision: str | None = None, decoder: str = "subpixel"
 
 SPEC = register(BackendSpec(
     name="tensorrt", summary="TensorRT engines built by shfan-build for this GPU (Jetson, desktop)",
-    module="shfan.runtime.trt_backend", available=available, version=version, open=open_model, accepts=accepts))
+    module="shfan.runtime.trt_backend", open=open_model, accepts=accepts,
+    library="tensorrt", dists=DISTS))
