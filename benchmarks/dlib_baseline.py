@@ -21,16 +21,13 @@ Coordinates: dlib returns 0-based pixel indices; continuous = index + 0.5 (DESIG
 from __future__ import annotations
 
 import argparse
-import json
-import sys
 import time
 from pathlib import Path
 
 import numpy as np
 
 from shfan import augment, evaluate, geometry, metrics
-from shfan.datasets import read_dataset
-from shfan.train import split_validation
+from validation import report, validation_sets  # benchmarks/validation.py: shfan-train's split
 
 DLIB_BOX_SCALE = 1.15  # dlib's HOG box is ~15 % wider than the tight landmark box on these faces
 
@@ -151,21 +148,13 @@ def main():
     dlib_model = Dlib()
     rows = []
     try:
-        for data in args.data:
-            _, val = split_validation(read_dataset(data, "300w"), args.val_fraction, args.seed)
-            images = [s.load_image() for s in val]
-            subset = Path(data).name
-            for row in dlib_rows(dlib_model, subset, val, images) + shfan_rows(backend, subset, val, images):
-                rows.append(row)
-                print(json.dumps(row), file=sys.stderr)
+        for subset, val, images in validation_sets(args.data, args.val_fraction, args.seed):
+            rows += dlib_rows(dlib_model, subset, val, images) + shfan_rows(backend, subset, val, images)
     finally:
         backend.close()
-    result = {"shfan_model": str(model), "rows": rows,
-              "caveat": "dlib's model was trained on the 300-W training sets these validation faces come from"}
-    if args.json:
-        Path(args.json).write_text(json.dumps(result, indent=1) + "\n")
-    print(json.dumps(result))
-
+    report({"shfan_model": str(model), "rows": rows,
+            "caveat": "dlib's model was trained on the 300-W training sets these validation faces come from"},
+           rows, args.json)
 
 if __name__ == "__main__":
     main()

@@ -17,10 +17,26 @@ from pathlib import Path
 import numpy as np
 
 from shfan import evaluate, metrics
-from shfan.cli.eval import default_model, open_model
+from shfan.evaluate import default_model, open_model
 from shfan.datasets import read_dataset
 from shfan.train import split_validation
 from shfan.weights import MODEL_NAMES
+
+
+def validation_sets(datas, fraction: float = 0.1, seed: int = 0):
+    """(subset name, validation samples, their images) per --data folder: shfan-train's split."""
+    for data in datas:
+        _, val = split_validation(read_dataset(data, "300w"), fraction, seed)
+        yield Path(data).name, val, [s.load_image() for s in val]
+
+
+def report(result: dict, rows: list, json_path=None) -> None:
+    """The rows on stderr (a JSON line each), the whole result on stdout (and in `json_path`)."""
+    for row in rows:
+        print(json.dumps(row), file=sys.stderr)
+    if json_path:
+        Path(json_path).write_text(json.dumps(result, indent=1) + "\n")
+    print(json.dumps(result))
 
 
 def main():
@@ -37,9 +53,7 @@ def main():
     backend = open_model(model, args.backend, None, "subpixel")
     rows = []
     try:
-        for data in args.data:
-            _, val = split_validation(read_dataset(data, "300w"), args.val_fraction, args.seed)
-            images = [s.load_image() for s in val]
+        for subset, val, images in validation_sets(args.data, args.val_fraction, args.seed):
             gt = np.stack([s.points for s in val])
             for flip in ([False, True] if args.flip else [False]):
                 infer = evaluate.with_flip(backend.infer, backend.info.input_size) if flip else backend.infer
@@ -48,17 +62,12 @@ def main():
                     pred = evaluate.predict(infer, val, backend.info.input_size, images=images, hard=seed)
                     ms = 1000 * (time.perf_counter() - t0) / len(val)
                     per_face = metrics.nme_per_face(pred, gt, "inter_ocular")
-                    rows.append({"subset": Path(data).name, "faces": len(val), "views": views, "flip": flip,
+                    rows.append({"subset": subset, "faces": len(val), "views": views, "flip": flip,
                                  "nme_io": round(float(per_face.mean()), 4),
                                  "fr10": round(float((per_face > 10).mean()), 4), "ms_per_face": round(ms, 1)})
-                    print(json.dumps(rows[-1]), file=sys.stderr)
     finally:
         backend.close()
-    result = {"model": str(model), "rows": rows}
-    if args.json:
-        Path(args.json).write_text(json.dumps(result, indent=1) + "\n")
-    print(json.dumps(result))
-
+    report({"model": str(model), "rows": rows}, rows, args.json)
 
 if __name__ == "__main__":
     main()
