@@ -7,10 +7,12 @@ import numpy as np
 import pytest
 import torch
 
-from shfan import augment, codec_torch, device_augment, geometry
+from shfan import augment, device_augment, geometry
 from shfan import model as fan
 from shfan import train as trainer
 from shfan.datasets import read_300w
+
+from conftest import consistency_losses
 
 TINY = fan.ModelConfig(stacks=1, width=32, input_size=64)
 
@@ -64,11 +66,8 @@ def test_batch_matches_the_consistency_contract(faces):
     batch = device_augment.siamese_batch(torch.Generator().manual_seed(2), canvas, torch.arange(6), 64, 16,
                                          augment.HARD)
     assert batch["image1"].shape == (6, 3, 64, 64) and batch["image1"].dtype == torch.float32
-    h1 = codec_torch.encode(batch["points1"], TINY.heatmap_size, TINY.sigma)
-    h2 = codec_torch.encode(batch["points2"], TINY.heatmap_size, TINY.sigma)
-    perfect = trainer.consistency_loss(h1, h2, batch, TINY, TINY.heatmap_size / TINY.input_size)
-    shuffled = trainer.consistency_loss(h1, h2.flip(0), batch, TINY, TINY.heatmap_size / TINY.input_size)
-    assert perfect.item() < 0.15 and shuffled.item() > 1.0
+    perfect, shuffled = consistency_losses(batch, TINY)
+    assert perfect < 0.15 and shuffled > 1.0
 
 
 def _short_run(helen_dir, tmp_path, device_aug):

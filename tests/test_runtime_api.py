@@ -4,7 +4,7 @@ safety (concurrent callers get the single-threaded results), the thread cap, bou
 
 import json
 import sys
-import threading
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import pytest
@@ -14,7 +14,7 @@ from shfan.runtime.pipeline import (SCHEMA_VERSION, Pipeline, PipelineOptions, a
                                     detector_side)
 from shfan.runtime.sources import DemoDevice, FrameSource, astronaut
 
-from conftest import YUNET
+from conftest import YUNET, run_main
 
 
 
@@ -137,11 +137,8 @@ def test_concurrent_callers_get_single_threaded_results(tiny_onnx, yunet):
             except Exception as exc:  # pragma: no cover - reported below
                 errors.append(exc)
 
-        threads = [threading.Thread(target=worker, args=(k,)) for k in range(4)]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join()
+        with ThreadPoolExecutor(4) as pool:
+            list(pool.map(worker, range(4)))
     assert errors == []
     results = [x for k in got for x in got[k]]
     assert len(results) == 48
@@ -249,27 +246,19 @@ def test_soak_memory_stays_flat(tiny_onnx):
 # ---------------------------------------------------------------- JSON Lines across restarts
 
 
-def run_cli(args, capsys):
+def test_restart_keeps_earlier_jsonl_lines(tiny_onnx, tmp_path):
     from shfan.cli.run import main
 
-    try:
-        code = main(args)
-    except SystemExit as exc:
-        code = exc.code
-    return code, capsys.readouterr().err
-
-
-def test_restart_keeps_earlier_jsonl_lines(tiny_onnx, tmp_path, capsys):
     out = tmp_path / "faces.jsonl"
     base = ["--headless", "--quiet", "--model", str(tiny_onnx), "--detector-model", str(YUNET), "--min-score", "0",
             "--jsonl", str(out)]
-    assert run_cli(base + ["--max-frames", "3"], capsys)[0] == 0
+    assert run_main(main, base + ["--max-frames", "3"])[0] == 0
     first = out.read_text()
     with open(out, "a") as f:
         f.write('{"frame": 99, "cut off by a cra')  # a crash mid-line
-    code, err = run_cli(base + ["--source", str(tmp_path / "missing.mp4")], capsys)
+    code, _, err = run_main(main, base + ["--source", str(tmp_path / "missing.mp4")])
     assert code == 2 and "no such file" in err
-    assert run_cli(base + ["--max-frames", "2", "--threads", "100000"], capsys)[0] == 0
+    assert run_main(main, base + ["--max-frames", "2", "--threads", "100000"])[0] == 0
     lines = out.read_text().splitlines()
     assert out.read_text().startswith(first) and len(lines) == 6
     records = [json.loads(x) for i, x in enumerate(lines) if i != 3]

@@ -11,7 +11,7 @@ from shfan import geometry
 from shfan.runtime.pipeline import Pipeline
 from shfan.runtime.sources import astronaut
 
-from conftest import YUNET
+from conftest import YUNET, run_main
 
 
 
@@ -75,22 +75,17 @@ def test_process_rejects_bad_images(tiny_onnx, yunet):
 # ---------------------------------------------------------------- shfan-run
 
 
-def run_cli(args, capsys):
+def run_cli(args):
     from shfan.cli.run import main
 
-    try:
-        code = main(args)
-    except SystemExit as exc:
-        code = exc.code
-    out = capsys.readouterr()
-    return code, out.out, out.err
+    return run_main(main, args)
 
 
-def test_cli_demo_writes_jsonl_video_stats(tiny_onnx, tmp_path, capsys):
+def test_cli_demo_writes_jsonl_video_stats(tiny_onnx, tmp_path):
     code, out, err = run_cli(["--source", "demo", "--headless", "--max-frames", "8", "--model", str(tiny_onnx),
                               "--detector-model", str(YUNET), "--min-score", "0",
                               "--jsonl", str(tmp_path / "r.jsonl"), "--output", str(tmp_path / "r.mp4"),
-                              "--stats-json", str(tmp_path / "s.json"), "--threads", "1"], capsys)
+                              "--stats-json", str(tmp_path / "s.json"), "--threads", "1"])
     assert code == 0, err
     lines = [json.loads(x) for x in (tmp_path / "r.jsonl").read_text().splitlines()]
     assert [x["frame"] for x in lines] == list(range(8))
@@ -105,12 +100,12 @@ def test_cli_demo_writes_jsonl_video_stats(tiny_onnx, tmp_path, capsys):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["r.jsonl", "r.mp4", "s.json"]
 
 
-def test_cli_without_gui_continues_headless(tiny_onnx, tmp_path, capsys, monkeypatch):
+def test_cli_without_gui_continues_headless(tiny_onnx, tmp_path, monkeypatch):
     from shfan.runtime import outputs
 
     monkeypatch.setattr(outputs, "gui_available", lambda: (False, "this OpenCV has no GUI support"))
     code, _, err = run_cli(["--max-frames", "2", "--model", str(tiny_onnx), "--detector-model", str(YUNET),
-                            "--quiet"], capsys)
+                            "--quiet"])
     assert code == 0 and "continuing headless" in err
 
 
@@ -122,18 +117,18 @@ def test_cli_without_gui_continues_headless(tiny_onnx, tmp_path, capsys, monkeyp
     (["--detector-model", "/no/yunet.onnx"], "--detector-model", 2),
     (["--max-frames", "0"], "--max-frames", 2),
 ])
-def test_cli_errors_are_one_line(args, words, expected, tiny_onnx, capsys, monkeypatch):
+def test_cli_errors_are_one_line(args, words, expected, tiny_onnx, monkeypatch):
     from shfan.runtime import sources
 
     monkeypatch.setattr(sources, "opencv_has_gstreamer", lambda: False)
     base = ["--headless", "--model", str(tiny_onnx), "--detector-model", str(YUNET)]
     t0 = time.monotonic()
-    code, _, err = run_cli(base + args, capsys)
+    code, _, err = run_cli(base + args)
     assert code == expected and time.monotonic() - t0 < 20
     assert err.startswith("error: ") and words in err and err.count("\n") == 1, err
 
 
-def test_cli_truncated_video_exits_cleanly(tiny_onnx, tmp_path, capsys):
+def test_cli_truncated_video_exits_cleanly(tiny_onnx, tmp_path):
     import cv2
 
     w = cv2.VideoWriter(str(tmp_path / "v.avi"), cv2.VideoWriter_fourcc(*"MJPG"), 30, (320, 240))
@@ -143,7 +138,7 @@ def test_cli_truncated_video_exits_cleanly(tiny_onnx, tmp_path, capsys):
     data = (tmp_path / "v.avi").read_bytes()
     (tmp_path / "cut.avi").write_bytes(data[: len(data) // 2])
     code, _, err = run_cli(["--source", str(tmp_path / "cut.avi"), "--headless", "--quiet", "--model", str(tiny_onnx),
-                            "--detector-model", str(YUNET), "--jsonl", str(tmp_path / "r.jsonl")], capsys)
+                            "--detector-model", str(YUNET), "--jsonl", str(tmp_path / "r.jsonl")])
     assert code in (1, 2) and "truncated" in err and err.count("\n") == 1, err
     assert all(json.loads(x) for x in (tmp_path / "r.jsonl").read_text().splitlines())  # whole lines only
 

@@ -6,12 +6,12 @@ import numpy as np
 import pytest
 import torch
 
-from shfan import augment, codec_torch, geometry
+from shfan import augment, geometry
 from shfan import model as fan
 from shfan import train as trainer
 from shfan.datasets import read_300w
 
-from conftest import small_300w
+from conftest import consistency_losses, save_tiny_checkpoint, small_300w
 
 TINY = fan.ModelConfig(stacks=1, width=32, input_size=64)
 
@@ -110,11 +110,8 @@ def test_consistency_is_zero_for_perfect_predictions(helen_dir):
     ds = trainer.SiameseViews(samples, trainer.load_images(samples), TINY, augment.AugmentConfig(), 0)
     batch = torch.utils.data.default_collate([ds[i] for i in range(4)])
     # keep points away from the border where the clipped window biases decoding
-    h1 = codec_torch.encode(batch["points1"], TINY.heatmap_size, TINY.sigma)
-    h2 = codec_torch.encode(batch["points2"], TINY.heatmap_size, TINY.sigma)
-    perfect = trainer.consistency_loss(h1, h2, batch, TINY, TINY.heatmap_size / TINY.input_size)
-    shuffled = trainer.consistency_loss(h1, h2.flip(0), batch, TINY, TINY.heatmap_size / TINY.input_size)
-    assert perfect.item() < 0.1 and shuffled.item() > 1.0
+    perfect, shuffled = consistency_losses(batch, TINY)
+    assert perfect < 0.1 and shuffled > 1.0
 
 
 @pytest.mark.slow
@@ -146,29 +143,27 @@ def test_init_state_starts_from_the_given_weights(helen_dir, tmp_path):
     assert not torch.allclose(fresh[weight], start[weight], atol=1e-3)
 
 
-def _fine_tune_cli(tmp_path, capsys, *data_args, batch_size):
-    """shfan-train fine-tuning a tiny model for one epoch on the given --data/--extra-data; its stderr."""
+def _fine_tune_cli(tmp_path, capsys, folders, batch_size):
+    """shfan-train fine-tuning a tiny model for one epoch; `folders`: (flag, 300-W source, name,
+    faces) -> `flag tmp_path/name` holding that source's first faces. Its stderr."""
     from shfan.cli import train as cli
 
-    torch.manual_seed(0)
-    fan.save_checkpoint(fan.FAN(TINY), tmp_path / "tiny.pt")
+    data_args = [a for flag, src, name, n in folders for a in (flag, small_300w(src, tmp_path / name, n))]
+    save_tiny_checkpoint(tmp_path / "tiny.pt", stacks=TINY.stacks, width=TINY.width, input_size=TINY.input_size)
     cli.main([*map(str, data_args), "--init", str(tmp_path / "tiny.pt"), "--epochs", "1", "--batch-size",
               str(batch_size), "--threads", "1", "--no-tune", "--out", str(tmp_path / "run")])
     return capsys.readouterr().err
 
 
 def test_cli_fine_tunes_with_extra_data(helen_dir, afw_dir, tmp_path, capsys):
-    main = small_300w(helen_dir, tmp_path / "main", 4)
-    extra = small_300w(afw_dir, tmp_path / "extra", 3)
-    err = _fine_tune_cli(tmp_path, capsys, "--data", main, "--extra-data", extra, batch_size=2)
+    err = _fine_tune_cli(tmp_path, capsys, [("--data", helen_dir, "main", 4), ("--extra-data", afw_dir, "extra", 3)],
+                         batch_size=2)
     assert "loading 6 training and 1 validation images" in err  # 4 main = 3 + 1 held out, all 3 extra trained
     assert fan.load_checkpoint(tmp_path / "run" / "best.pt").config == TINY  # architecture from --init
 
 
-def test_cli_splits_each_data_folder_and_reports_persmall_300w(helen_dir, afw_dir, tmp_path, capsys):
-    a = small_300w(helen_dir, tmp_path / "a", 10)
-    b = small_300w(afw_dir, tmp_path / "b", 10)
-    err = _fine_tune_cli(tmp_path, capsys, "--data", a, "--data", b, batch_size=4)
+def test_cli_splits_each_data_folder_and_reports_per_subset(helen_dir, afw_dir, tmp_path, capsys):
+    err = _fine_tune_cli(tmp_path, capsys, [("--data", helen_dir, "a", 10), ("--data", afw_dir, "b", 10)], batch_size=4)
     assert "loading 18 training and 2 validation images" in err  # 1 of each folder's 10 held out
     entry = json.loads((tmp_path / "run" / "history.json").read_text())[-1]
     assert set(k for k in entry if k.startswith("val_nme/")) == {"val_nme/a", "val_nme/b"}
