@@ -11,7 +11,7 @@ import tempfile
 from pathlib import Path
 
 from shfan.builder.metadata import BuildError
-from shfan.contracts import MANIFEST, BuildManifest
+from shfan.contracts import MANIFEST
 
 CALIBRATION = "calibration.json"
 CALIBRATION_CACHE = "calibration.cache"  # int8 activation scales, TensorRT calibration-cache format
@@ -82,13 +82,3 @@ def artifact_entry(onnx: str, onnx_decoded: str | None, engine: str | None, nme:
             "nme_drift": None if drift is None else round(float(drift), 4),
             "excluded_layers": list(excluded), "size_bytes": int(size_bytes),
             "ort_cpu_latency_ms": round(float(latency_ms), 2)}
-
-
-def manifest(shfan_version: str, model_config: dict, model_sha256: str, decoder: str, opset: int,
-             selected_precision: str, artifacts: dict, tensorrt: dict | None, plugin_sha256: str | None,
-             calibration: dict) -> dict:
-    """The manifest as a dict, from the positional fields of earlier versions (tests and scripts
-    that make a build folder by hand); the builder itself makes a BuildManifest."""
-    return BuildManifest(shfan_version=shfan_version, model_config=model_config, model_sha256=model_sha256,
-                         decoder=decoder, opset=opset, selected_precision=selected_precision, artifacts=artifacts,
-                         tensorrt=tensorrt, plugin_sha256=plugin_sha256, calibration=calibration).to_json()

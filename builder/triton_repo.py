@@ -140,9 +140,6 @@ def validate_config(text: str) -> bool:
     return True
 
 
-_sha256 = sha256_file  # the old name, still read by tests/test_triton_repo.py
-
-
 def pick_onnx(build: Path, manifest: BuildManifest, kind: str) -> tuple[Path, str]:
     """(ONNX file for Triton's onnxruntime backend, why). The graph with the standard-ops decoder
     when the build has one (landmarks + scores out); the heatmap graph otherwise (a plugin node

@@ -14,6 +14,7 @@ onnx = pytest.importorskip("onnx", reason="needs onnx (the build or serve extra)
 
 from shfan.builder import triton_repo  # noqa: E402
 from shfan.builder.metadata import BuildError  # noqa: E402
+from shfan.io import sha256_file  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_ONNX = ROOT / "shfan" / "weights" / "shfan_default.onnx"
@@ -26,13 +27,15 @@ def _schema():
     return model_config_pb2
 
 
-def make_build(folder: Path, decoder: str = "onnx", cpu_file: bool = False) -> Path:
-    """A shfan-build folder from the shipped model (no PyTorch, no ModelOpt): model_fp32.onnx,
-    the standard-ops decoded graph, manifest.json."""
+def make_build(parent: Path, decoder: str = "onnx", cpu_file: bool = False) -> Path:
+    """parent/build, a shfan-build folder from the shipped model (no PyTorch, no ModelOpt):
+    model_fp32.onnx, the standard-ops decoded graph, manifest.json."""
     from shfan.builder import artifacts
     from shfan.builder.decoder_node import add_decoder
     from shfan.builder.metadata import get_metadata
+    from shfan.contracts import BuildManifest
 
+    folder = parent / "build"
     folder.mkdir(parents=True)
     shutil.copyfile(DEFAULT_ONNX, folder / "model_fp32.onnx")
     model = onnx.load(str(DEFAULT_ONNX))
@@ -46,14 +49,15 @@ def make_build(folder: Path, decoder: str = "onnx", cpu_file: bool = False) -> P
         shutil.copyfile(DEFAULT_ONNX, folder / "model_int8_cpu.onnx")
         entry["cpu"] = {**artifacts.artifact_entry("model_int8_cpu.onnx", None, None, 3.0, 0.0, [], 1, 20.0),
                         "target": "cpu"}
-    manifest = artifacts.manifest("0.1.0", cfg, "0" * 64, decoder, 17, "fp32", {"fp32": entry}, None, None, {})
-    artifacts.write_json(folder / "manifest.json", manifest)
+    manifest = BuildManifest(shfan_version="0.1.0", model_config=cfg, model_sha256="0" * 64, decoder=decoder, opset=17,
+                             selected_precision="fp32", artifacts={"fp32": entry})
+    artifacts.write_json(folder / "manifest.json", manifest.to_json())
     return folder
 
 
 @pytest.fixture(scope="module")
 def build(tmp_path_factory):
-    return make_build(tmp_path_factory.mktemp("b") / "build")
+    return make_build(tmp_path_factory.mktemp("b"))
 
 
 def _by_name(values):
@@ -66,7 +70,7 @@ def test_onnxruntime_model_is_the_builds_onnx_byte_for_byte(build, tmp_path):
     assert copied.read_bytes() == (build / "model_fp32_onnx.onnx").read_bytes()
     assert summary["onnxruntime"]["onnx"] == "model_fp32_onnx.onnx"
     marker = json.loads((tmp_path / "repo" / triton_repo.MARKER).read_text())
-    assert marker["onnxruntime"]["sha256"] == triton_repo._sha256(build / "model_fp32_onnx.onnx")
+    assert marker["onnxruntime"]["sha256"] == sha256_file(build / "model_fp32_onnx.onnx")
     readme = (tmp_path / "repo" / "README.md").read_text()
     assert "tritonserver --model-repository" in readme and "httpclient" in readme
 
@@ -105,7 +109,7 @@ def test_tensorrt_variant_without_engine_says_how_to_add_it(build, tmp_path):
 
 
 def test_engine_and_plugin_are_copied_and_the_plugin_loading_documented(tmp_path):
-    build = make_build(tmp_path / "build")
+    build = make_build(tmp_path)
     (build / "model_fp32_onnx.engine").write_bytes(b"serialized-engine-bytes")
     lib = tmp_path / "libshfan_plugins.so"
     lib.write_bytes(b"\x7fELF-not-really")
@@ -128,7 +132,7 @@ def test_engine_and_plugin_are_copied_and_the_plugin_loading_documented(tmp_path
 
 
 def test_cpu_int8_file_is_used_for_cpu_instances(tmp_path):
-    build = make_build(tmp_path / "build", cpu_file=True)
+    build = make_build(tmp_path, cpu_file=True)
     summary = triton_repo.write_repository(build, tmp_path / "cpu", kind="cpu")
     assert summary["onnxruntime"]["onnx"] == "model_int8_cpu.onnx"
     summary = triton_repo.write_repository(build, tmp_path / "gpu", kind="gpu")
