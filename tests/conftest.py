@@ -1,7 +1,8 @@
 """Shared fixtures: the committed decoder vectors, the research data in ../shared, tiny random
 models (a checkpoint, and its ONNX export written by the builder's own exporter), the YuNet
-detector, and the helpers the hostile-input (#15) tests share. Test modules take these from here,
-never from each other."""
+detector, the helpers the hostile-input (#15) tests share, and the checks more than one module
+makes (error tables, import cost, consistency loss). Test modules take these from here, never
+from each other."""
 
 import json
 import subprocess
