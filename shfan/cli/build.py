@@ -6,9 +6,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from shfan.builder.decoder_node import DECODERS
 from shfan.builder.pipeline import BuildOptions
-from shfan.builder.precision import CALIB_METHODS, CHOICES, TARGETS
 from shfan.cli.common import (INTERRUPTED, Parser, add_dataclass_options, entry, existing_file, existing_path, fail,
                                options_from, writable_dir)
 
@@ -19,21 +17,10 @@ def build_parser():
     src.add_argument("--weights", help="checkpoint to export, or a shipped model name: compact (default) | accurate")
     src.add_argument("--onnx", type=existing_file, help="start from a shfan ONNX file (e.g. model_int8.onnx built elsewhere); "
                                     "no PyTorch needed")
-    ap.add_argument("--precision", default="best", choices=CHOICES,
-                    help="best: fastest precision within --max-nme-drift (default)")
-    ap.add_argument("--target", default="tensorrt", choices=TARGETS,
-                    help="which int8 file: tensorrt (default: symmetric Q/DQ on convs, fp16 elsewhere, for TensorRT), "
-                         "cpu (for ONNX Runtime's CPU provider: integer kernels, fp32 elsewhere; ~1.7x faster than "
-                         "fp32 on a 2-core AVX2 CPU), or all (both in one folder; each runtime picks its own)")
+    add_dataclass_options(ap, BuildOptions, ["precision", "target"])
     ap.add_argument("--calib-data", type=existing_path, help="faces for int8 calibration and the accuracy guard: a folder of images, "
                                          "a 300-W folder (.pts used) or a video (default: a built-in fallback face)")
-    add_dataclass_options(ap, BuildOptions, ["max_calib"])
-    ap.add_argument("--calib-method", default="percentile", choices=CALIB_METHODS,
-                    help="int8 activation ranges: percentile (default: the 99/99.5/99.9/99.99th of |x| that "
-                         "moves landmarks least), max, or ModelOpt's entropy (~10x slower on CPU)")
-    add_dataclass_options(ap, BuildOptions, ["max_nme_drift"])
-    ap.add_argument("--decoder", default="onnx", choices=DECODERS,
-                    help="decoder in the graph: plugin (TensorRT SubpixelDecode), onnx (standard ops), none (heatmaps)")
+    add_dataclass_options(ap, BuildOptions, ["max_calib", "calib_method", "max_nme_drift", "decoder"])
     ap.add_argument("--plugin-lib", type=existing_file, help="SubpixelDecode plugin .so (default: $SHFAN_PLUGIN_LIB or plugins/build)")
     add_dataclass_options(ap, BuildOptions, ["max_batch", "workspace_mb"])
     ap.add_argument("--out", default="build", type=writable_dir, help="output folder (default build/)")

@@ -304,16 +304,20 @@ _RANGES = {(int, None): int, (int, "positive"): positive_int, (int, "nonneg"): n
 
 
 def add_dataclass_options(parser, cls, names, **kwargs) -> None:
-    """One --option per named number field of a dataclass, in the order given: the flag from
-    the name (input_size -> --input-size), the checking type from the field's type and its
-    metadata "range" (positive, nonneg, fraction, probability), the default from the field,
-    help and metavar from its metadata. So the library's options and the CLI's cannot drift."""
+    """One --option per named field of a dataclass, in the order given: the flag from the name
+    (input_size -> --input-size), the default from the field, help and metavar from its
+    metadata; a field with metadata "choices" takes one of them, a number field is checked by
+    its type and metadata "range" (positive, nonneg, fraction, probability, port). So the
+    library's options and the CLI's cannot drift."""
     fields = {f.name: f for f in dataclasses.fields(cls)}
     hints = typing.get_type_hints(cls)
     for name in names:
         f = fields[name]
-        kind = next(t for t in (int, float) if t in (hints[name], *typing.get_args(hints[name])))
-        options = {"type": _RANGES[kind, f.metadata.get("range")], "default": f.default, **kwargs}
+        if "choices" in f.metadata:
+            options = {"choices": f.metadata["choices"], "default": f.default, **kwargs}
+        else:
+            kind = next(t for t in (int, float) if t in (hints[name], *typing.get_args(hints[name])))
+            options = {"type": _RANGES[kind, f.metadata.get("range")], "default": f.default, **kwargs}
         options.update({k: f.metadata[k] for k in ("help", "metavar") if k in f.metadata})
         parser.add_argument(f.metadata.get("flag", "--" + name.replace("_", "-")), **options)
 
