@@ -7,7 +7,6 @@ import sys
 
 from shfan.cli.common import (Parser, add_format_options, backend_choices, build_precisions, check_format_args,
                                check_model_args, entry, existing_path, positive_int, writable_file)
-from shfan.evaluate import default_model, open_model  # noqa: F401  (re-exported: benchmarks/validation.py)
 
 PRECISIONS = build_precisions()  # of a build folder
 
