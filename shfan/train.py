@@ -94,9 +94,11 @@ class TrainJob:
     workers: int = option(0, "DataLoader worker processes (0: augment in the training process)", "nonneg")
     threads: int = option(2, "torch CPU threads", "positive")
     val_every: int = option(2, "validate every N epochs", "positive")
-    resume: bool = False  # continue from OUT/last.pt
-    init: str | None = None  # fine-tune from these weights ('default' or 'compact': the shipped model)
-    tune: bool = True  # tune the decoder on validation afterwards
+    resume: bool = option(False, "continue from OUT/last.pt")
+    init: str | None = option(None, "fine-tune: start from these weights ('default' or 'compact': the shipped model) "
+                                    "with a fresh schedule; the architecture comes from the checkpoint",
+                              metavar="CHECKPOINT")
+    tune: bool = option(True, "skip tuning the decoder on validation")  # the switch is --no-tune
 
     def train_config(self) -> "TrainConfig":
         return TrainConfig(epochs=self.epochs, batch_size=self.batch_size, lr=self.lr, consistency=self.consistency,

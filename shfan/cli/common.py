@@ -306,20 +306,28 @@ _RANGES = {(int, None): int, (int, "positive"): positive_int, (int, "nonneg"): n
 def add_dataclass_options(parser, cls, names, **kwargs) -> None:
     """One --option per named field of a dataclass, in the order given: the flag from the name
     (input_size -> --input-size), the default from the field, help and metavar from its
-    metadata; a field with metadata "choices" takes one of them, a number field is checked by
-    its type and metadata "range" (positive, nonneg, fraction, probability, port). So the
-    library's options and the CLI's cannot drift."""
+    metadata; a bool is a switch (--name, or --no-name when it defaults to True), a field with
+    metadata "choices" takes one of them, a number is checked by its type and metadata "range"
+    (positive, nonneg, fraction, probability, port), anything else is text. So the library's
+    options and the CLI's cannot drift."""
     fields = {f.name: f for f in dataclasses.fields(cls)}
     hints = typing.get_type_hints(cls)
     for name in names:
         f = fields[name]
-        if "choices" in f.metadata:
+        flag = f.metadata.get("flag", "--" + name.replace("_", "-"))
+        kinds = (hints[name], *typing.get_args(hints[name]))
+        if hints[name] is bool:  # a switch: --name turns a False default on, --no-name a True one off
+            flag = f.metadata.get("flag", flag if not f.default else "--no-" + name.replace("_", "-"))
+            options = {"action": "store_false" if f.default else "store_true", "dest": name, **kwargs}
+        elif "choices" in f.metadata:
             options = {"choices": f.metadata["choices"], "default": f.default, **kwargs}
-        else:
-            kind = next(t for t in (int, float) if t in (hints[name], *typing.get_args(hints[name])))
+        elif int in kinds or float in kinds:
+            kind = int if int in kinds else float
             options = {"type": _RANGES[kind, f.metadata.get("range")], "default": f.default, **kwargs}
+        else:  # text (a path, a name)
+            options = {"default": f.default, **kwargs}
         options.update({k: f.metadata[k] for k in ("help", "metavar") if k in f.metadata})
-        parser.add_argument(f.metadata.get("flag", "--" + name.replace("_", "-")), **options)
+        parser.add_argument(flag, **options)
 
 
 def options_from(cls, args, **overrides):

@@ -32,11 +32,7 @@ def build_parser():
                     help="make the training views on the device in batches (auto: on CUDA, where per-face CPU "
                          "augmentation starves the GPU)")
     add_dataclass_options(ap, TrainJob, ["workers", "threads", "val_every"])
-    ap.add_argument("--resume", action="store_true", help="continue from OUT/last.pt")
-    ap.add_argument("--init", metavar="CHECKPOINT",
-                    help="fine-tune: start from these weights ('default' or 'compact': the shipped model) with a fresh "
-                         "schedule; the architecture comes from the checkpoint")
-    ap.add_argument("--no-tune", action="store_true", help="skip tuning the decoder on validation")
+    add_dataclass_options(ap, TrainJob, ["resume", "init", "tune"])
     return ap
 
 
@@ -49,7 +45,7 @@ def job_from_args(args):
     """The TrainJob these options ask for (each option is the field of the same name)."""
     from shfan.train import TrainJob
 
-    return options_from(TrainJob, args, tune=not args.no_tune)
+    return options_from(TrainJob, args)
 
 
 @entry
