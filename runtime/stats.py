@@ -108,13 +108,6 @@ class RunStats:
                          f"processing alone {s['processing_fps']:.1f} FPS")
         return table
 
-    def print_table(self, summary: dict | None = None, file=None):
-        """Print table() to `file` (default stderr). Kept for shfan-run, which calls it; new
-        callers print table() on their own console."""
-        from rich.console import Console
-
-        Console(file=file, stderr=file is None).print(self.table(summary))
-
     def write_json(self, path, summary: dict | None = None):
         """Atomic write (temp file + rename; OutputError naming the file when it fails)."""
         from shfan.io import write_text

@@ -200,7 +200,7 @@ class EngineRunner:
         if self.closed:
             raise BackendError(f"{self.label}: the TensorRT backend is closed; open a new one")
 
-    def _worker(self) -> _Worker:
+    def worker(self) -> _Worker:
         worker = getattr(self._local, "worker", None)
         if worker is not None:
             return worker
@@ -230,7 +230,7 @@ class EngineRunner:
     def run(self, inputs: dict[str, np.ndarray], outputs) -> dict[str, np.ndarray]:
         """Copy `inputs` in, execute, return copies of `outputs` (names) at their run shapes."""
         self._check_open()
-        worker = self._worker()
+        worker = self.worker()
         with worker.lock:
             self._check_open()
             with self.cuda.activate():
@@ -358,7 +358,7 @@ class TensorRTBackend(Closable):
         self.input_name, self.input_shape = inp.name, tuple(inp.shape[1:])
         self.max_batch = max_batch(self.ios)
         self.runner = EngineRunner(self.engine, cuda, buffer_plan(self.ios, self.max_batch), Path(engine_path).name)
-        self.runner._worker()  # the opening thread's context now: out-of-memory shows at open, not mid-stream
+        self.runner.worker()  # the opening thread's context now: out-of-memory shows at open, not mid-stream
 
     def infer(self, crops: np.ndarray):
         if self.cuda is None:

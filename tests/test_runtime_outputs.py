@@ -85,9 +85,6 @@ def test_stats_summary_and_json(tmp_path):
     assert s["processing_fps"] == pytest.approx(1000 / 10.7, rel=1e-3)
     st.write_json(tmp_path / "s.json", s)
     assert json.loads((tmp_path / "s.json").read_text())["frames"] == 10
-    with open(tmp_path / "table.txt", "w") as f:
-        st.print_table(s, file=f)  # what shfan-run calls
-    assert "10 frames" in (tmp_path / "table.txt").read_text()
     from rich.console import Console
 
     console = Console(file=io.StringIO(), width=120)

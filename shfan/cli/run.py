@@ -154,7 +154,9 @@ def main(argv=None):
             except ShfanError as exc:
                 errors.append(str(exc))
         if not args.quiet:
-            pipeline.stats.print_table(summary)
+            from rich.console import Console
+
+            Console(stderr=True).print(pipeline.stats.table(summary))
     if errors:
         fail(errors[0])
     if not frames:
