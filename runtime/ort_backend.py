@@ -93,6 +93,11 @@ def create_session(model, threads: int | None = None, providers=None):
         available = ort.get_available_providers()
         wanted = ("CUDAExecutionProvider", "CPUExecutionProvider") if cuda_device_present() else ("CPUExecutionProvider",)
         providers = [p for p in wanted if p in available]
+    if "CUDAExecutionProvider" in providers:
+        # onnxruntime-gpu without the CUDA libraries falls back to the CPU, but the provider
+        # library's load error goes to ORT's process-wide logger (the session's log level does
+        # not reach it): quiet it only where that can happen.
+        ort.set_default_logger_severity(3)
     source = model if isinstance(model, bytes) else str(model)
     return ort.InferenceSession(source, opts, providers=providers, disabled_optimizers=DISABLED_OPTIMIZERS)
 
@@ -132,9 +137,8 @@ class OnnxRuntimeBackend:
                  info: ModelInfo | None = None):
         """`path`: an .onnx file or its serialized bytes. `info` overrides what the graph says
         (the builder decodes intermediate graphs with the config it is building)."""
-        ort = _import_ort()
+        _import_ort()  # a missing or broken onnxruntime is named as such, not as "cannot load this model"
         label = "the ONNX model (bytes)" if isinstance(path, bytes) else Path(path)
-        ort.set_default_logger_severity(3)  # onnxruntime-gpu without CUDA libs: fall back quietly
         try:
             self.session = create_session(path, threads, providers)
         except Exception as exc:  # ORT raises its own exception types for bad files
