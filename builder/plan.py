@@ -8,9 +8,9 @@ import hashlib
 import json
 
 from shfan.builder.metadata import BuildError
+from shfan.contracts import MIN_TENSORRT  # re-exported (selftest reads plan.MIN_TENSORRT)
 from shfan.io import version_tuple  # noqa: F401  (re-exported: plan.version_tuple)
 
-MIN_TENSORRT = (10, 1)  # IPluginV3 (the SubpixelDecode plugin) and strongly typed networks
 
 
 def check_tensorrt_version(version: str) -> None:

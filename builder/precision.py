@@ -12,8 +12,8 @@ from pathlib import Path
 import numpy as np
 
 from shfan.builder.metadata import BuildError, get_metadata, set_metadata
+from shfan.contracts import PRECISIONS  # re-exported: the builder's precision table
 
-PRECISIONS = ("fp32", "fp16", "int8")
 CHOICES = PRECISIONS + ("best",)
 # percentile (default) and max: ranges measured by calibration.ranges, given to ModelOpt as a
 # TensorRT cache; entropy: ModelOpt's own KL calibration (clips too, ~10x slower on CPU).

@@ -16,13 +16,12 @@ from typing import Protocol
 
 import numpy as np
 
-from shfan.contracts import META_KEY, BuildManifest, ModelInfo  # META_KEY, ModelInfo: re-exported
+from shfan.contracts import META_KEY, PRECISIONS, BuildManifest, ModelInfo  # META_KEY, PRECISIONS, ModelInfo: re-exported
 from shfan.errors import BackendError  # re-exported
 from shfan.runtime import backends
 from shfan.runtime.backends import CHECKPOINT_SUFFIXES, is_checkpoint, is_engine  # CHECKPOINT_SUFFIXES: re-exported
 
 BACKENDS = backends.choices()  # at import; open_backend also takes backends registered later
-PRECISIONS = ("fp32", "fp16", "int8")  # of a build folder (shfan.builder.precision.PRECISIONS)
 
 log = logging.getLogger("shfan.runtime")
 

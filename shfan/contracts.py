@@ -16,6 +16,8 @@ from shfan.errors import BackendError
 
 META_KEY = "shfan"  # ONNX metadata_props key holding {"model_config": {...}, "precision": ..., ...}
 MANIFEST = "manifest.json"  # the build folder's record (written by shfan.builder.artifacts)
+PRECISIONS = ("fp32", "fp16", "int8")  # the ONNX files of a build folder (manifest "artifacts" keys)
+MIN_TENSORRT = (10, 1)  # IPluginV3 (the SubpixelDecode plugin) and strongly typed networks: JetPack 6.1+
 HEATMAP_STRIDE = 4  # input px per heatmap px: the hourglass runs at 1/4 of the input
 SUPPORTED_LANDMARKS = (68, 98, 29, 19)
 # The codec's defaults (shfan.codec re-uses these; kept here so this module stays numpy-free).

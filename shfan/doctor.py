@@ -25,11 +25,11 @@ from pathlib import Path
 from typing import Callable, Dict, List, Mapping, Optional, Sequence, Tuple
 
 from shfan import io
+from shfan.contracts import MIN_TENSORRT  # re-exported: doctor.MIN_TENSORRT
 
 OK, WARN, MISSING = "ok", "warn", "missing"
 
 MIN_PYTHON = (3, 10)
-MIN_TENSORRT = (10, 1)
 MIN_CUDA = (12, 6)
 
 NV_TEGRA_RELEASE = "/etc/nv_tegra_release"

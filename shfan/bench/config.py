@@ -6,10 +6,11 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+from shfan.contracts import PRECISIONS
 from shfan.errors import ShfanError
 from shfan.options import option
 
-ORT_PRECISIONS = ("fp32", "fp16", "int8")
+ORT_PRECISIONS = PRECISIONS  # every precision of a build folder runs in ONNX Runtime
 TRT_PRECISIONS = ("fp16", "int8")
 TRT_DECODERS = ("plugin", "onnx")
 BATCH_STAGES = ("preprocess", "infer", "decode", "postprocess")
