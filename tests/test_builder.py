@@ -15,6 +15,8 @@ pytest.importorskip("modelopt.onnx.quantization")
 
 from shfan.cli.build import main  # noqa: E402
 
+from conftest import save_tiny_checkpoint  # noqa: E402
+
 TINY = dict(stacks=1, width=64, input_size=64)
 ARTIFACT_KEYS = {"onnx", "onnx_decoded", "engine", "nme_inter_ocular", "nme_drift", "excluded_layers", "size_bytes",
                  "ort_cpu_latency_ms"}
@@ -23,22 +25,17 @@ MANIFEST_KEYS = {"shfan_version", "model_config", "model_sha256", "decoder", "op
 
 
 @pytest.fixture(scope="session")
-def tiny_checkpoint(tmp_path_factory):
-    import torch
-
-    from shfan.model import FAN, ModelConfig, save_checkpoint
-
-    torch.manual_seed(0)
-    path = tmp_path_factory.mktemp("tiny") / "tiny.pt"
-    save_checkpoint(FAN(ModelConfig(**TINY)), path)
-    return path
+def tiny64_checkpoint(tmp_path_factory):
+    """1 stack x 64 channels at 64 px, seed 0 (wider than conftest's tiny_checkpoint: the numbers
+    below were measured on this one)."""
+    return save_tiny_checkpoint(tmp_path_factory.mktemp("tiny64") / "tiny.pt", **TINY)
 
 
 @pytest.fixture(scope="session")
-def built(tmp_path_factory, tiny_checkpoint, helen_dir):
+def built(tmp_path_factory, tiny64_checkpoint, helen_dir):
     """One real build of every precision (a single int8 quantization for the whole suite)."""
     out = tmp_path_factory.mktemp("builds") / "best"
-    main(["--weights", str(tiny_checkpoint), "--precision", "best", "--calib-data", str(helen_dir),
+    main(["--weights", str(tiny64_checkpoint), "--precision", "best", "--calib-data", str(helen_dir),
           "--max-calib", "40", "--max-nme-drift", "1000", "--out", str(out)])
     return out
 
@@ -172,10 +169,10 @@ def test_plugin_node_attributes(built):
         assert node.input[0] in {n.output[0] for n in graph.node}
 
 
-def test_identical_rebuild_is_reused(built, tiny_checkpoint, helen_dir, capsys):
+def test_identical_rebuild_is_reused(built, tiny64_checkpoint, helen_dir, capsys):
     before = {p.name: p.stat().st_mtime_ns for p in built.iterdir()}
     capsys.readouterr()
-    main(["--weights", str(tiny_checkpoint), "--precision", "best", "--calib-data", str(helen_dir),
+    main(["--weights", str(tiny64_checkpoint), "--precision", "best", "--calib-data", str(helen_dir),
           "--max-calib", "40", "--max-nme-drift", "1000", "--out", str(built)])
     assert "up to date" in capsys.readouterr().err
     assert before == {p.name: p.stat().st_mtime_ns for p in built.iterdir()}
@@ -191,26 +188,26 @@ def test_failed_build_keeps_old_folder_and_leaves_nothing(built, tmp_path, capsy
     assert [p.name for p in tmp_path.iterdir()] == ["keep"]  # no staging folder left behind
 
 
-def test_too_few_faces_refused_and_nothing_written(tiny_checkpoint, helen_dir, tmp_path, capsys):
+def test_too_few_faces_refused_and_nothing_written(tiny64_checkpoint, helen_dir, tmp_path, capsys):
     few = tmp_path / "few"
     few.mkdir()
     for pts in sorted(helen_dir.glob("*.pts"))[:10]:
         os.symlink(pts, few / pts.name)
         os.symlink(pts.with_suffix(".jpg"), few / pts.with_suffix(".jpg").name)
-    msg = error_of(capsys, ["--weights", str(tiny_checkpoint), "--precision", "int8", "--calib-data", str(few),
+    msg = error_of(capsys, ["--weights", str(tiny64_checkpoint), "--precision", "int8", "--calib-data", str(few),
                             "--out", str(tmp_path / "out")])
     assert "int8 needs >= 32" in msg and "calibration faces" in msg
     assert sorted(p.name for p in tmp_path.iterdir()) == ["few"]
 
 
-def test_unreadable_calib_folder(tiny_checkpoint, tmp_path, capsys):
+def test_unreadable_calib_folder(tiny64_checkpoint, tmp_path, capsys):
     bad = tmp_path / "bad"
     bad.mkdir()
     (bad / "face.jpg").write_bytes(b"not a jpeg")
-    msg = error_of(capsys, ["--weights", str(tiny_checkpoint), "--precision", "int8", "--calib-data", str(bad),
+    msg = error_of(capsys, ["--weights", str(tiny64_checkpoint), "--precision", "int8", "--calib-data", str(bad),
                             "--out", str(tmp_path / "out")])
     assert "could be read" in msg
-    msg = error_of(capsys, ["--weights", str(tiny_checkpoint), "--calib-data", str(tmp_path / "nope"),
+    msg = error_of(capsys, ["--weights", str(tiny64_checkpoint), "--calib-data", str(tmp_path / "nope"),
                             "--out", str(tmp_path / "out")], code=2)
     assert "--calib-data" in msg and "no such file" in msg
 
@@ -261,21 +258,21 @@ def test_onnx_input_builds_without_pytorch_export(built, tmp_path, capsys):
     assert "already int8" in msg
 
 
-def test_out_that_is_not_a_build_folder_is_refused(tiny_checkpoint, tmp_path, capsys):
+def test_out_that_is_not_a_build_folder_is_refused(tiny64_checkpoint, tmp_path, capsys):
     precious = tmp_path / "precious"
     precious.mkdir()
     (precious / "thesis.tex").write_text("x")
-    msg = error_of(capsys, ["--weights", str(tiny_checkpoint), "--out", str(precious)])
+    msg = error_of(capsys, ["--weights", str(tiny64_checkpoint), "--out", str(precious)])
     assert "not a shfan-build folder" in msg
     assert (precious / "thesis.tex").is_file()
 
 
-def test_tight_bound_walks_the_measured_ladder_and_best_skips_int8(tiny_checkpoint, tmp_path):
+def test_tight_bound_walks_the_measured_ladder_and_best_skips_int8(tiny64_checkpoint, tmp_path):
     """A bound int8 cannot meet: every conv is ranked, each ladder step is tried, and `best`
     falls back to a float precision instead of shipping a failed int8. No --calib-data: the
     fallback faces have no annotations, so drift is measured against fp32 and cannot be < 0."""
     out = tmp_path / "tight"
-    main(["--weights", str(tiny_checkpoint), "--precision", "best", "--max-calib", "40", "--max-nme-drift", "0.00001", "--decoder", "none", "--out", str(out)])
+    main(["--weights", str(tiny64_checkpoint), "--precision", "best", "--max-calib", "40", "--max-nme-drift", "0.00001", "--decoder", "none", "--out", str(out)])
     cal = json.loads((out / "calibration.json").read_text())
     guard = cal["guard"]
     assert cal["reference"] == "fp32 predictions"
