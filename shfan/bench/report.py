@@ -92,6 +92,11 @@ def summary_lines(report: dict) -> list[str]:
             lines.append(f"{r['backend']} {case_precision(r['precision'], r.get('target'))}: the tracker kept no "
                          "face (landmark scores below its min_score: an untrained model?), so the detector ran on "
                          "every frame: this FPS is the no-tracking worst case")
+    for other in report.get("others") or []:
+        st = other["stages"]
+        lines.append(f"{other['description']}: {other['fps']:.1f} FPS on the same {other['frames']} frames "
+                     f"(detect {st['detect']['median_ms']:.1f} ms, landmarks {st['landmarks']['median_ms']:.2f} ms per frame; "
+                     f"{other['faces']} faces found)")
     cal = report["model"]["calibration"]
     if any(r["precision"] == "int8" for r in report["results"]):
         origin = "built-in fallback face" if cal.get("fallback") else cal.get("source")

@@ -45,6 +45,16 @@ def precision_list(text: str) -> tuple[str, ...]:
     return names
 
 
+def compare_list(text: str) -> tuple[str, ...]:
+    from shfan.bench.others import PIPELINES
+
+    names = tuple(n for n in name_list(text) if n != "none")
+    bad = [n for n in names if n not in PIPELINES]
+    if bad:
+        raise argparse.ArgumentTypeError(f"unknown pipeline {', '.join(bad)}; choose from {', '.join(PIPELINES)} or none")
+    return names
+
+
 def batch_list(text: str) -> tuple[int, ...]:
     values = int_list(text)
     if any(b < 1 or b > 64 for b in values):
@@ -67,6 +77,9 @@ def build_parser():
     ap.add_argument("--baseline-weights", type=lambda t: Path(existing_file(t)), help="FAN-4 checkpoint for the baseline (default: random weights; "
                                                           "speed does not depend on them)")
     ap.add_argument("--no-baseline", action="store_true", help="skip the PyTorch baseline")
+    ap.add_argument("--compare", type=compare_list, default=d.compare,
+                    help="other pipelines timed on the same frames where installed: dlib (default; "
+                         "pip install 'shfan[baselines]'), or none")
     ap.add_argument("--no-tensorrt", action="store_true", help="skip TensorRT even where it is installed")
     ap.add_argument("--calib-data", type=existing_path, help="faces for int8 calibration (folder, 300-W folder or video; "
                                          "default: the builder's built-in fallback face)")
