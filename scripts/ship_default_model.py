@@ -19,7 +19,7 @@ import torch
 from shfan import model as fan
 from shfan.builder.export import export_onnx
 from shfan.io import sha256_file
-from shfan.weights import _FILES, MODEL_NAMES
+from shfan.weights import FILES, MODEL_NAMES
 
 
 def main():
@@ -31,9 +31,9 @@ def main():
                     help="folder (default: the package's weights)")
     args = ap.parse_args()
     args.to.mkdir(parents=True, exist_ok=True)
-    ckpt_path = args.to / (_FILES[args.name] + ".pt")
-    onnx_path = args.to / (_FILES[args.name] + ".onnx")
-    provenance = args.to / ("default_model.json" if args.name == "compact" else f"{_FILES[args.name]}.json")
+    ckpt_path = args.to / (FILES[args.name] + ".pt")
+    onnx_path = args.to / (FILES[args.name] + ".onnx")
+    provenance = args.to / ("default_model.json" if args.name == "compact" else f"{FILES[args.name]}.json")
 
     src = torch.load(args.checkpoint, map_location="cpu", weights_only=False)
     model = fan.load_checkpoint(args.checkpoint)

@@ -190,7 +190,7 @@ def test_default_model_check_looks_at_the_onnx_shfan_run_loads(tmp_path, monkeyp
     monkeypatch.setattr(weights, "_folders", lambda: [tmp_path])
     check = doctor.check_default_model()
     assert check.status == doctor.MISSING and ".onnx" in check.detail
-    (tmp_path / (weights._FILES["compact"] + ".onnx")).write_bytes(b"x")
+    (tmp_path / (weights.FILES["compact"] + ".onnx")).write_bytes(b"x")
     assert doctor.check_default_model().status == doctor.OK
 
 

@@ -14,7 +14,7 @@ DEFAULT_CHECKPOINT = Path(__file__).with_name("shfan_default.pt")
 DEFAULT_ONNX = Path(__file__).with_name("shfan_default.onnx")
 
 MODEL_NAMES = ("compact", "accurate")
-_FILES = {"compact": "shfan_default", "accurate": "shfan_accurate"}
+FILES = {"compact": "shfan_default", "accurate": "shfan_accurate"}  # name -> file stem (.onnx, .pt)
 
 # The recipe for the accurate model (one lent H200: ~8 min of training inside a 15-minute slot).
 ACCURATE_RECIPE = ("shfan-train --data 300w/helen_train --data 300w/lfpw_train --extra-data 300w/afw "
@@ -37,11 +37,11 @@ def model_path(name: str, kind: str = "onnx") -> Path:
         raise BackendError(f"unknown model name {name!r}; choose {' or '.join(MODEL_NAMES)}, or give a path")
     suffix = ".onnx" if kind == "onnx" else ".pt"
     for folder in _folders():
-        path = folder / (_FILES[name] + suffix)
+        path = folder / (FILES[name] + suffix)
         if path.is_file():
             return path
     if name == "compact":
-        raise BackendError(f"the default model {Path(__file__).parent / (_FILES[name] + suffix)} is missing from this "
+        raise BackendError(f"the default model {Path(__file__).parent / (FILES[name] + suffix)} is missing from this "
                            f"install; reinstall shfan or give a model path")
     raise BackendError("the 'accurate' model is not shipped (it needs a GPU to train); make it with "
                        f"`{ACCURATE_RECIPE}`, then `python scripts/ship_default_model.py runs/accurate/best.pt "
