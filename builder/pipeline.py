@@ -49,7 +49,9 @@ class BuildOptions:
                                      "for TensorRT), cpu (for ONNX Runtime's CPU provider: integer kernels, fp32 "
                                      "elsewhere; ~1.7x faster than fp32 on a 2-core AVX2 CPU), or all (both in one "
                                      "folder; each runtime picks its own)", choices=TARGETS)
-    progress: bool = True  # transient bars for long loops, drawn only when stderr is a terminal
+    # transient bars for long loops, drawn only when stderr is a terminal; off for library callers
+    # (shfan-bench's cached builds), on for an interactive shfan-build
+    progress: bool = False
 
 
 @dataclass
