@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import hashlib
 import shutil
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from shfan.builder import artifacts, plan
@@ -476,9 +476,7 @@ def build(opts: BuildOptions, st: Stages | None = None) -> BuildResult:
         elif trt_info is not None:
             engine_keys = _engines(stage_dir, manifest.artifacts, selected, manifest.model_config, opts, trt_info,
                                    plugin_sha, old_cache, st)
-        manifest.tensorrt = trt_info
-        record = plugin_record(opts.decoder, plugin_sha, opts.plugin_lib)
-        manifest.plugin_sha256, manifest.plugin_lib = record["plugin_sha256"], record["plugin_lib"]
+        manifest = replace(manifest, tensorrt=trt_info, **plugin_record(opts.decoder, plugin_sha, opts.plugin_lib))
         written = manifest.to_json()
         artifacts.write_json(stage_dir / MANIFEST, written)
         artifacts.write_json(stage_dir / artifacts.CALIBRATION, calibration)
