@@ -17,7 +17,6 @@ from pathlib import Path
 import numpy as np
 
 from shfan import evaluate, metrics
-from shfan.evaluate import default_model, open_model
 from shfan.datasets import read_dataset
 from shfan.train import split_validation
 from shfan.weights import MODEL_NAMES
@@ -49,8 +48,8 @@ def main():
     ap.add_argument("--flip", action="store_true", help="also score test-time flip averaging")
     ap.add_argument("--json", help="write the table here")
     args = ap.parse_args()
-    model = default_model(args.backend, args.model) if args.model in MODEL_NAMES else Path(args.model)
-    backend = open_model(model, args.backend, None, "subpixel")
+    model = evaluate.default_model(args.backend, args.model) if args.model in MODEL_NAMES else Path(args.model)
+    backend = evaluate.open_model(model, args.backend, None, "subpixel")
     rows = []
     try:
         for subset, val, images in validation_sets(args.data, args.val_fraction, args.seed):
@@ -68,6 +67,7 @@ def main():
     finally:
         backend.close()
     report({"model": str(model), "rows": rows}, rows, args.json)
+
 
 if __name__ == "__main__":
     main()
