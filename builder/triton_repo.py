@@ -140,19 +140,16 @@ def validate_config(text: str) -> bool:
     return True
 
 
-def pick_onnx(build: Path, manifest: BuildManifest, kind: str) -> tuple[Path, str]:
-    """(ONNX file for Triton's onnxruntime backend, why). The graph with the standard-ops decoder
-    when the build has one (landmarks + scores out); the heatmap graph otherwise (a plugin node
-    does not run in ONNX Runtime). On CPU the file built for ONNX Runtime's CPU provider, if any."""
-    selected = manifest.selected_precision
-    if selected not in manifest.artifacts:
-        raise BuildError(f"{build}: manifest has no artifacts for {selected!r}; rebuild with shfan-build")
-    entry = manifest.artifacts[selected]
+def pick_onnx(build: Path, decoder: str, selected: str, entry: dict, kind: str) -> tuple[Path, str]:
+    """(ONNX file for Triton's onnxruntime backend, why) for the selected precision's manifest
+    entry. The graph with the standard-ops decoder when the build has one (landmarks + scores
+    out); the heatmap graph otherwise (a plugin node does not run in ONNX Runtime). On CPU the
+    file built for ONNX Runtime's CPU provider, if any."""
     if kind == "cpu" and entry.get("cpu"):
         entry = entry["cpu"]
-    if manifest.decoder == "onnx" and entry.get("onnx_decoded"):
+    if decoder == "onnx" and entry.get("onnx_decoded"):
         return build / entry["onnx_decoded"], f"{selected}, standard-ops subpixel decoder (landmarks + scores out)"
-    return build / entry["onnx"], f"{selected}, heatmaps out (decoder {manifest.decoder}: decode on the client)"
+    return build / entry["onnx"], f"{selected}, heatmaps out (decoder {decoder}: decode on the client)"
 
 
 def write_repository(build, dest, *, kind: str = "cpu", max_batch: int = MAX_BATCH,
@@ -169,12 +166,11 @@ def write_repository(build, dest, *, kind: str = "cpu", max_batch: int = MAX_BAT
         raise BuildError("max batch and instances must be >= 1 and the queue delay >= 0 us")
     try:
         manifest = BuildManifest.read(build)
+        selected, entry = manifest.entry(None, build)
     except BackendError as exc:  # same one-line message
         raise BuildError(str(exc)) from None
-    onnx_path, why = pick_onnx(build, manifest, kind)
+    onnx_path, why = pick_onnx(build, manifest.decoder, selected, entry, kind)
     inputs, outputs, batched = onnx_io(onnx_path)
-    selected = manifest.selected_precision
-    entry = manifest.artifacts[selected]
     engine = build / entry["engine"] if entry.get("engine") else None
     summary = {"source_build": str(build.resolve()), "model_name": MODEL_NAME, "precision": selected,
                "decoder": manifest.decoder, "input_size": manifest.model_config["input_size"],
