@@ -15,8 +15,10 @@ INPUT, OUTPUT = "image", "heatmaps"
 
 
 def resolve_weights(weights) -> Path:
-    """The checkpoint to export: --weights (a path or a model name), else the shipped default."""
+    """The checkpoint to export: --weights (a path or a model name), else the shipped default
+    (found where every tool finds it: $SHFAN_MODELS first)."""
     from shfan import weights as shipped
+    from shfan.errors import BackendError
 
     if weights in shipped.MODEL_NAMES:
         return shipped.model_path(weights, "checkpoint")  # BackendError naming the fix when it is missing
@@ -27,12 +29,10 @@ def resolve_weights(weights) -> Path:
         if path.suffix.lower() == ".onnx":
             raise BuildError(f"{path} is an ONNX file, not a checkpoint; pass it with --onnx {path}")
         return path
-    from shfan.weights import DEFAULT_CHECKPOINT
-
-    if not DEFAULT_CHECKPOINT.is_file():
-        raise BuildError(f"the default model {DEFAULT_CHECKPOINT} is not in this install; "
-                         "pass --weights PATH (e.g. runs/default/best.pt) or --onnx FILE")
-    return DEFAULT_CHECKPOINT
+    try:
+        return shipped.model_path("compact", "checkpoint")
+    except BackendError as exc:
+        raise BuildError(f"{exc} (--weights PATH, e.g. runs/default/best.pt, or --onnx FILE)") from None
 
 
 def load_model(path):
