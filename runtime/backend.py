@@ -16,17 +16,14 @@ from typing import Protocol
 
 import numpy as np
 
-from shfan.contracts import META_KEY, PRECISIONS, BuildManifest, ModelInfo  # META_KEY, PRECISIONS, ModelInfo: re-exported
+from shfan.contracts import BuildManifest, ModelInfo  # ModelInfo: re-exported
 from shfan.errors import BackendError  # re-exported
 from shfan.runtime import backends
-from shfan.runtime.backends import CHECKPOINT_SUFFIXES, is_checkpoint, is_engine  # CHECKPOINT_SUFFIXES: re-exported
-
-BACKENDS = backends.choices()  # at import; open_backend also takes backends registered later
+from shfan.runtime.backends import is_checkpoint, is_engine
 
 log = logging.getLogger("shfan.runtime")
 
-__all__ = ["META_KEY", "ModelInfo", "BackendError", "CHECKPOINT_SUFFIXES", "BACKENDS", "PRECISIONS", "Backend",
-           "decode_heatmaps", "read_manifest", "onnx_from_build", "open_backend"]
+__all__ = ["ModelInfo", "BackendError", "Backend", "decode_heatmaps", "onnx_from_build", "open_backend"]
 
 
 class Backend(Protocol):
@@ -52,11 +49,6 @@ def decode_heatmaps(heatmaps: np.ndarray, info: ModelInfo, method: str = "subpix
     return pts * (info.input_size / heatmaps.shape[-1]), scores
 
 
-def read_manifest(folder: Path) -> dict:
-    """A build folder's manifest as a dict (shfan.contracts.BuildManifest has the lookups)."""
-    return BuildManifest.read(folder).to_json()
-
-
 def onnx_from_build(folder: Path, precision: str | None = None, cpu: bool = True) -> Path:
     """The ONNX Runtime-runnable file (heatmap output) of a build folder for a precision
     (default: the precision the build selected). With `cpu`, the file built for ONNX Runtime's
@@ -77,7 +69,8 @@ def open_backend(model, backend: str = "auto", precision: str | None = None,
         raise BackendError(f"{path}: no such model (give a shfan-build folder, .onnx or .engine file)")
     if is_checkpoint(path) and (backend == "auto" or not backends.get(backend).accepts(path)):
         raise BackendError(f"{path} is a PyTorch checkpoint; export it first: shfan-build --weights {path} "
-                           "--precision fp32, then use the build folder")
+                           "--precision fp32, then use the build folder; or run the checkpoint itself with backend "
+                           "pytorch (--backend pytorch) where torch is installed")
     options = dict(precision=precision, decoder=decoder, threads=threads)
     if backend == "auto":
         tensorrt = backends.get("tensorrt")

@@ -22,15 +22,14 @@ import numpy as np
 from shfan.contracts import BuildManifest, ModelInfo
 from shfan.errors import BackendError
 from shfan.io import Closable
-from shfan.runtime.backend import decode_heatmaps, read_manifest
+from shfan.runtime import backends
+from shfan.runtime.backend import decode_heatmaps
 from shfan.runtime.backends import ENGINE_SUFFIXES  # one definition, in the registry
 
 
 def tensorrt_available() -> bool:
     """TensorRT's Python module is importable (checked without importing it): the registry's
-    one check, backends.get("tensorrt").available()."""
-    from shfan.runtime import backends
-
+    one check."""
     return backends.get("tensorrt").available()
 
 
@@ -100,33 +99,17 @@ def buffer_plan(ios: list[TensorIO], batch: int | None = None) -> dict[str, tupl
     return plan
 
 
-def model_info_from_io(ios: list[TensorIO], manifest: dict | None = None) -> ModelInfo:
+def model_info_from_io(ios: list[TensorIO], model_config: dict | None = None) -> ModelInfo:
     """From the build manifest's model_config, else from the tensor shapes."""
-    cfg = (manifest or {}).get("model_config")
-    if cfg:
-        return ModelInfo.from_config(cfg)
+    if model_config:
+        return ModelInfo.from_config(model_config)
     size = input_tensor(ios).shape[-1]
     roles = output_roles(ios)
     out = next(t for t in ios if t.name == roles.get("heatmaps", roles.get("landmarks")))
     return ModelInfo.from_sizes(size, out.shape[1])
 
 
-def manifest_problems(manifest: dict, tensorrt_version: str, sm: int | None, device_name: str | None = None,
-                      plugin_sha256: str | None = None) -> list[str]:
-    """Why an engine recorded in a manifest cannot run here (empty: it can)."""
-    return BuildManifest.from_json(manifest).engine_problems(tensorrt_version, sm, device_name, plugin_sha256)
-
-
-def manifest_needs_plugin(manifest: dict | None) -> bool:
-    """The engine contains the SubpixelDecode node (BuildManifest.needs_plugin)."""
-    return bool(manifest) and BuildManifest.from_json(manifest).needs_plugin
-
-
-def rebuild_command(folder: Path, manifest: dict, precision: str) -> str:
-    return BuildManifest.from_json(manifest).rebuild_command(folder, precision)
-
-
-def engine_from_build(folder: Path, precision: str | None = None) -> tuple[Path, dict, str]:
+def engine_from_build(folder: Path, precision: str | None = None) -> tuple[Path, BuildManifest, str]:
     """(engine path, manifest, precision) of a build folder; BackendError naming the fix."""
     manifest = BuildManifest.read(folder)
     precision, entry = manifest.entry(precision, folder)
@@ -139,7 +122,7 @@ def engine_from_build(folder: Path, precision: str | None = None) -> tuple[Path,
     if not path.is_file():
         raise BackendError(f"{path}: engine listed in the manifest is missing; rebuild: "
                            f"{manifest.rebuild_command(folder, precision)}")
-    return path, manifest.to_json(), precision
+    return path, manifest, precision
 
 
 # ------------------------------------------------------------------------------ TensorRT glue
@@ -295,7 +278,7 @@ class TensorRTBackend(Closable):
         elif path.suffix in ENGINE_SUFFIXES and path.is_file():
             engine_path = path
             if (path.parent / "manifest.json").is_file():  # an engine inside a build folder
-                manifest = read_manifest(path.parent)
+                manifest = BuildManifest.read(path.parent)
         else:
             raise BackendError(f"{path}: not a TensorRT engine (.engine/.plan) or shfan-build folder")
         try:
@@ -310,11 +293,11 @@ class TensorRTBackend(Closable):
         try:
             with cuda.activate():
                 device_name, sm = cuda.device_name_and_sm()
-            if manifest is not None and (manifest.get("tensorrt") or {}):
-                problems = manifest_problems(manifest, trt.__version__, sm, device_name, plugin_hash)
+            if manifest is not None and manifest.tensorrt:
+                problems = manifest.engine_problems(trt.__version__, sm, device_name, plugin_hash)
                 if problems:
-                    fix = (rebuild_command(engine_path.parent, manifest, chosen or manifest.get("selected_precision", "fp16"))
-                           if chosen or manifest.get("selected_precision") else "shfan-build on this device")
+                    fix = (manifest.rebuild_command(engine_path.parent, chosen or manifest.selected_precision)
+                           if chosen or manifest.selected_precision else "shfan-build on this device")
                     raise BackendError(f"{engine_path}: {'; '.join(problems)}; rebuild the engine here: {fix}")
             return cls(trt, cuda, engine_path, manifest, decoder)
         except BaseException:
@@ -322,15 +305,15 @@ class TensorRTBackend(Closable):
             raise
 
     @staticmethod
-    def _load_plugin(manifest: dict | None) -> str | None:
+    def _load_plugin(manifest: BuildManifest | None) -> str | None:
         """Load the SubpixelDecode plugin before deserializing; its sha256 (None: not loaded).
         Looks at $SHFAN_PLUGIN_LIB, then the library the engine was built with (manifest
         `plugin_lib`), then plugins/build."""
         from shfan import plugins
 
-        needed = manifest_needs_plugin(manifest)
+        needed = manifest is not None and manifest.needs_plugin
         try:
-            lib = plugins.find_plugin_library(recorded=(manifest or {}).get("plugin_lib") if needed else None)
+            lib = plugins.find_plugin_library(recorded=manifest.plugin_lib if needed else None)
             if lib is None:
                 if needed:
                     raise plugins.PluginError(f"the engine needs the SubpixelDecode plugin; build it with: "
@@ -341,7 +324,7 @@ class TensorRTBackend(Closable):
         except plugins.PluginError as exc:
             raise BackendError(str(exc)) from None
 
-    def __init__(self, trt, cuda, engine_path: Path, manifest: dict | None, decoder: str = "subpixel"):
+    def __init__(self, trt, cuda, engine_path: Path, manifest: BuildManifest | None, decoder: str = "subpixel"):
         self.trt, self.cuda, self.decoder = trt, cuda, decoder
         self.logger = trt_logger(trt)
         with cuda.activate():
@@ -353,7 +336,7 @@ class TensorRTBackend(Closable):
                                "shfan-build")
         self.ios = _io_descriptions(trt, self.engine)
         self.roles = output_roles(self.ios)
-        self.info = model_info_from_io(self.ios, manifest)
+        self.info = model_info_from_io(self.ios, manifest.model_config if manifest else None)
         inp = input_tensor(self.ios)
         self.input_name, self.input_shape = inp.name, tuple(inp.shape[1:])
         self.max_batch = max_batch(self.ios)

@@ -103,7 +103,7 @@ class BuildManifest:
     shfan_version: str | None = None
     model_config: dict = field(default_factory=dict)
     model_sha256: str | None = None
-    decoder: str = "plugin"
+    decoder: str | None = "plugin"  # None (an explicit null): the engine has no plugin node
     opset: int | None = None
     selected_precision: str | None = None
     artifacts: dict = field(default_factory=dict)
@@ -123,7 +123,7 @@ class BuildManifest:
             raise BackendError(f"{where}: not a shfan-build manifest (expected a JSON object with 'artifacts'); "
                                "rebuild with shfan-build")
         names = {f.name for f in dataclasses.fields(cls)}
-        known = {k: v for k, v in data.items() if k in names and v is not None}
+        known = {k: v for k, v in data.items() if k in names and (v is not None or k == "decoder")}
         return cls(**known)
 
     @classmethod
@@ -166,8 +166,9 @@ class BuildManifest:
     @property
     def needs_plugin(self) -> bool:
         """The engine contains the SubpixelDecode node. Older builds recorded the plugin hash for
-        every decoder; only `--decoder plugin` engines actually need it."""
-        return bool(self.plugin_sha256 and (self.decoder or "plugin") == "plugin")
+        every decoder; only `--decoder plugin` engines actually need it (no decoder key: plugin,
+        the builder's default; "decoder": null: none)."""
+        return bool(self.plugin_sha256 and self.decoder == "plugin")
 
     def engine_problems(self, tensorrt_version: str, sm: int | None, device_name: str | None = None,
                         plugin_sha256: str | None = None) -> list[str]:

@@ -6,6 +6,7 @@ import json
 import numpy as np
 import pytest
 
+from shfan.contracts import BuildManifest
 from shfan.runtime import trt_backend as tb
 from shfan.runtime.backend import BackendError, open_backend
 from shfan.runtime.trt_backend import TensorIO
@@ -47,7 +48,7 @@ def test_model_info_from_io():
     info = tb.model_info_from_io(HEATMAPS)
     assert (info.input_size, info.landmarks, info.heatmap_size) == (128, 68, 32)
     cfg = {"input_size": 256, "landmarks": 68, "window": 7, "temperature": 8.0}
-    assert tb.model_info_from_io(DECODED, {"model_config": cfg}).window == 7
+    assert tb.model_info_from_io(DECODED, cfg).window == 7
 
 
 MANIFEST = {"tensorrt": {"version": "10.3.0", "device": "Orin", "sm": 87}, "plugin_sha256": "ab" * 32,
@@ -56,20 +57,24 @@ MANIFEST = {"tensorrt": {"version": "10.3.0", "device": "Orin", "sm": 87}, "plug
                                    "engine": "model_fp16_plugin.engine"}}}
 
 
+def problems(manifest, *args):
+    return BuildManifest.from_json(manifest).engine_problems(*args)
+
+
 def test_manifest_match():
-    assert tb.manifest_problems(MANIFEST, "10.3.0", 87, "Orin", "ab" * 32) == []
-    p = tb.manifest_problems(MANIFEST, "10.7.0", 110, "Thor", "cd" * 32)
+    assert problems(MANIFEST, "10.3.0", 87, "Orin", "ab" * 32) == []
+    p = problems(MANIFEST, "10.7.0", 110, "Thor", "cd" * 32)
     assert len(p) == 3
     assert "TensorRT 10.3.0, this system has 10.7.0" in p[0]
     assert "sm_87 (Orin), this GPU is sm_110 (Thor)" in p[1]
     assert "plugin" in p[2]
-    assert "not found" in tb.manifest_problems(MANIFEST, "10.3.0", 87, None, None)[0]
-    assert tb.manifest_problems({**MANIFEST, "plugin_sha256": None}, "10.3.0", 87) == []
-    assert "without TensorRT" in tb.manifest_problems({"tensorrt": None}, "10.3.0", 87)[0]
+    assert "not found" in problems(MANIFEST, "10.3.0", 87, None, None)[0]
+    assert problems({**MANIFEST, "plugin_sha256": None}, "10.3.0", 87) == []
+    assert "without TensorRT" in problems({"tensorrt": None}, "10.3.0", 87)[0]
 
 
 def test_rebuild_command_names_the_onnx_and_precision(tmp_path):
-    cmd = tb.rebuild_command(tmp_path, MANIFEST, "fp16")
+    cmd = BuildManifest.from_json(MANIFEST).rebuild_command(tmp_path, "fp16")
     assert cmd == f"shfan-build --onnx {tmp_path / 'model_fp16_plugin.onnx'} --precision fp16 --decoder plugin --out {tmp_path}"
 
 
@@ -80,6 +85,7 @@ def test_engine_from_build(tmp_path):
     (tmp_path / "model_fp16_plugin.engine").write_bytes(b"x")
     path, manifest, precision = tb.engine_from_build(tmp_path)
     assert path.name == "model_fp16_plugin.engine" and precision == "fp16"
+    assert manifest == BuildManifest.from_json(MANIFEST)
     with pytest.raises(BackendError, match="no int8 model.*--precision int8"):
         tb.engine_from_build(tmp_path, "int8")
     no_engine = {**MANIFEST, "artifacts": {"fp16": {"onnx": "model_fp16.onnx", "engine": None}}}
@@ -98,14 +104,13 @@ def test_engine_sidecar_manifest_is_read_like_a_build_folder(tmp_path):
         tb.TensorRTBackend.open(engine)
 
 
-def test_manifest_helpers_match_build_manifest(tmp_path):
-    from shfan.contracts import BuildManifest
-
-    m = BuildManifest.from_json(MANIFEST)
-    assert tb.manifest_needs_plugin(MANIFEST) is m.needs_plugin is True
-    assert not tb.manifest_needs_plugin(None) and not tb.manifest_needs_plugin({**MANIFEST, "decoder": "onnx"})
-    assert tb.rebuild_command(tmp_path, MANIFEST, "fp16") == m.rebuild_command(tmp_path, "fp16")
-    assert tb.manifest_problems(MANIFEST, "10.7.0", 87) == m.engine_problems("10.7.0", 87)
+def test_manifest_needs_the_plugin_only_for_plugin_engines():
+    """No decoder key: the builder's default (plugin); an explicit "decoder": null: no plugin node."""
+    assert BuildManifest.from_json(MANIFEST).needs_plugin is True
+    assert not BuildManifest.from_json({**MANIFEST, "decoder": "onnx"}).needs_plugin
+    assert not BuildManifest.from_json({**MANIFEST, "decoder": None}).needs_plugin
+    assert BuildManifest.from_json({k: v for k, v in MANIFEST.items() if k != "decoder"}).needs_plugin
+    assert problems({**MANIFEST, "decoder": None}, "10.3.0", 87, "Orin", None) == []
 
 
 def test_engine_without_tensorrt_names_the_fix(tmp_path):
@@ -393,9 +398,9 @@ def test_runner_use_after_close_is_an_error():
 
 def test_manifest_plugin_only_for_plugin_engines():
     onnx_engine = {**MANIFEST, "decoder": "onnx"}  # an old build that recorded the hash anyway
-    assert tb.manifest_problems(onnx_engine, "10.3.0", 87, "Orin", None) == []
-    assert tb.manifest_problems(onnx_engine, "10.3.0", 87, "Orin", "cd" * 32) == []
-    assert not tb.manifest_needs_plugin(onnx_engine) and tb.manifest_needs_plugin(MANIFEST)
+    assert problems(onnx_engine, "10.3.0", 87, "Orin", None) == []
+    assert problems(onnx_engine, "10.3.0", 87, "Orin", "cd" * 32) == []
+    assert not BuildManifest.from_json(onnx_engine).needs_plugin and BuildManifest.from_json(MANIFEST).needs_plugin
 
 
 def test_one_trt_logger_per_process(monkeypatch):

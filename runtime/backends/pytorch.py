@@ -7,7 +7,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from shfan.errors import BackendError
-from shfan.runtime.backends import BackendSpec, is_checkpoint, register
+from shfan.runtime.backends import CHECKPOINT_SUFFIXES, BackendSpec, is_checkpoint, register
 
 
 def accepts(path) -> bool:
@@ -18,7 +18,7 @@ def open_model(model, *, precision: str | None = None, decoder: str = "subpixel"
     """A checkpoint (fp32 on the CPU); `precision` is ignored: a checkpoint has one."""
     path = Path(model)
     if not accepts(path):
-        raise BackendError(f"{path}: the pytorch backend needs a checkpoint (.pt/.pth.tar/.zip)")
+        raise BackendError(f"{path}: the pytorch backend needs a checkpoint ({'/'.join(CHECKPOINT_SUFFIXES)})")
     if not SPEC.available():
         raise BackendError("PyTorch is not installed, so checkpoints cannot run here: pip install 'shfan[torch]', "
                            "or export the checkpoint with shfan-build and use the onnxruntime backend")
