@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import NoReturn
 
 from shfan.atomic import can_create_in
+from shfan.options import RANGES
 
 FAILED, USAGE, INTERRUPTED = 1, 2, 130
 LOGGER = "shfan"  # every library module logs under it (shfan.train, shfan.runtime, ...)
@@ -167,13 +168,9 @@ open_fraction = number(float, lambda v: 0.0 < v < 1.0, "a fraction between 0 and
 
 def require(module: str, message: str) -> None:
     """Exit with one line (`message`, naming the install) when an optional dependency is missing."""
-    import importlib.util
+    from shfan.runtime.backends import module_available
 
-    try:
-        found = importlib.util.find_spec(module) is not None
-    except (ImportError, ValueError):
-        found = False
-    if not found:
+    if not module_available(module):
         fail(message)
 
 
@@ -187,6 +184,8 @@ def existing_path(text: str) -> str:
 
 
 def _must_be(text: str, ok, kind: str, is_other, other: str) -> str:
+    """`text` where ok(text); else the error: is_other(text) -> 'is a <other>, not a <kind>',
+    otherwise 'no such <kind>'. (One helper: two copies of it are a duplicates pair.)"""
     if not ok(text):
         raise argparse.ArgumentTypeError(f"{text}: is a {other}, not a {kind}" if is_other(text)
                                          else f"{text}: no such {kind}")
@@ -237,24 +236,21 @@ def writable_dir(text: str) -> str:
 # ---------------------------------------------------------------- choices, from the tables they name
 
 
-def backend_choices(auto: bool = True) -> tuple[str, ...]:
-    """--backend: the backend registry's names ('auto' first where the tool picks one itself)."""
+def backend_choices(auto: bool = True, runtime: bool = False) -> tuple[str, ...]:
+    """--backend: the backend registry's names ('auto' first where the tool picks one itself;
+    `runtime`: the tools that run the pipeline's models, which are never checkpoints, so not
+    pytorch)."""
     from shfan.runtime import backends
 
-    return backends.choices() if auto else backends.names()
-
-
-def dataset_formats() -> tuple[str, ...]:
-    """--format: every dataset reader shfan.datasets has."""
-    from shfan.datasets import FORMATS
-
-    return FORMATS
+    names = backends.choices() if auto else backends.names()
+    return tuple(n for n in names if not (runtime and n == "pytorch"))
 
 
 def add_format_options(parser, format_help: str | None = None) -> None:
     """--format (every reader shfan.datasets has) and the extra folders some formats need."""
-    parser.add_argument("--format", default="300w", choices=dataset_formats(),
-                        **({"help": format_help} if format_help else {}))
+    from shfan.datasets import FORMATS
+
+    parser.add_argument("--format", default="300w", choices=FORMATS, help=format_help)
     parser.add_argument("--image-root", type=existing_dir, help="image folder for wflw/aflw19 annotation files")
     parser.add_argument("--points-dir", type=existing_dir, help="COFW-68 points folder (needed by --format cofw68)")
 
@@ -297,13 +293,15 @@ def build_precisions() -> tuple[str, ...]:
 
 # ---------------------------------------------------------------- options from a dataclass
 
-# field metadata "range" -> the argparse type that checks it, per the field's number type
+# field metadata "range" (a name in shfan.options.RANGES) -> the argparse type that checks it,
+# per the field's number type
 _RANGES = {(int, None): int, (int, "positive"): positive_int, (int, "nonneg"): nonneg_int, (int, "port"): port,
            (float, None): finite_float, (float, "positive"): positive_float, (float, "nonneg"): nonneg_float,
            (float, "fraction"): open_fraction, (float, "probability"): probability}
+assert {r for _, r in _RANGES} == set(RANGES), "a range name in shfan.options.RANGES has no argparse type here"
 
 
-def add_dataclass_options(parser, cls, names, **kwargs) -> None:
+def add_dataclass_options(parser, cls, names) -> None:
     """One --option per named field of a dataclass, in the order given: the flag from the name
     (input_size -> --input-size), the default from the field, help and metavar from its
     metadata; a bool is a switch (--name, or --no-name when it defaults to True), a field with
@@ -314,18 +312,18 @@ def add_dataclass_options(parser, cls, names, **kwargs) -> None:
     hints = typing.get_type_hints(cls)
     for name in names:
         f = fields[name]
-        flag = f.metadata.get("flag", "--" + name.replace("_", "-"))
+        flag = "--" + name.replace("_", "-")
         kinds = (hints[name], *typing.get_args(hints[name]))
         if hints[name] is bool:  # a switch: --name turns a False default on, --no-name a True one off
-            flag = f.metadata.get("flag", flag if not f.default else "--no-" + name.replace("_", "-"))
-            options = {"action": "store_false" if f.default else "store_true", "dest": name, **kwargs}
+            flag = "--no-" + name.replace("_", "-") if f.default else flag
+            options = {"action": "store_false" if f.default else "store_true", "dest": name}
         elif "choices" in f.metadata:
-            options = {"choices": f.metadata["choices"], "default": f.default, **kwargs}
+            options = {"choices": f.metadata["choices"], "default": f.default}
         elif int in kinds or float in kinds:
             kind = int if int in kinds else float
-            options = {"type": _RANGES[kind, f.metadata.get("range")], "default": f.default, **kwargs}
+            options = {"type": _RANGES[kind, f.metadata.get("range")], "default": f.default}
         else:  # text (a path, a name)
-            options = {"default": f.default, **kwargs}
+            options = {"default": f.default}
         options.update({k: f.metadata[k] for k in ("help", "metavar") if k in f.metadata})
         parser.add_argument(flag, **options)
 

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import logging
 import signal
 import sys
 
-from shfan.cli.common import (INTERRUPTED, Parser, add_dataclass_options, backend_choices, build_precisions,
+from shfan.cli.common import (INTERRUPTED, LOGGER, Parser, add_dataclass_options, backend_choices, build_precisions,
                                check_model_args, entry, existing_file, fail, nonneg_int, options_from, positive_int,
                                writable_file)
 
@@ -21,7 +22,7 @@ def build_parser():
                           "a video file or an image folder")
     src.add_argument("--camera", type=nonneg_int, metavar="N", help="USB/V4L2 camera N (same as --source /dev/videoN)")
     ap.add_argument("--model", help="compact (default) | accurate | a shfan-build folder, .onnx or .engine")
-    ap.add_argument("--backend", default="auto", choices=backend_choices())
+    ap.add_argument("--backend", default="auto", choices=backend_choices(runtime=True))
     ap.add_argument("--precision", choices=build_precisions(), help="precision to use from a build folder (default: the selected one)")
     ap.add_argument("--headless", action="store_true", help="no preview window")
     ap.add_argument("--output", metavar="VIDEO", type=writable_file, help="write the annotated video (.mp4 or .avi)")
@@ -75,7 +76,7 @@ def check_args(ap, args):
 
         cores = available_cores()
         if args.threads > cores:
-            print(f"note: --threads {args.threads} capped at the {cores} cores available", file=sys.stderr)
+            logging.getLogger(LOGGER).warning(f"--threads {args.threads} capped at the {cores} cores available")
             args.threads = cores
 
 
@@ -114,8 +115,8 @@ def main(argv=None):
             if usable:
                 window = outputs.Window()
             else:
-                print(f"note: no preview window: {why}; continuing headless (use --headless to skip this)",
-                      file=sys.stderr)
+                logging.getLogger(LOGGER).warning(f"no preview window: {why}; continuing headless "
+                                                  "(use --headless to skip this)")
         if args.output:
             video = outputs.VideoSink(args.output)
         if args.jsonl:

@@ -22,7 +22,7 @@ def build_parser():
     ap = Parser(prog="shfan-serve", description=__doc__,
                 verbose_help="tritonserver's log on the console, and shfan's debug messages")
     ap.add_argument("--model", help="compact (default) | accurate | a shfan-build folder | .onnx | .engine")
-    ap.add_argument("--backend", default="auto", choices=backend_choices())
+    ap.add_argument("--backend", default="auto", choices=backend_choices(runtime=True))
     ap.add_argument("--precision", choices=build_precisions(), help="of a build folder (default: its selection)")
     ap.add_argument("--detector-model", type=existing_path, help="YuNet .onnx (default: downloaded once, sha256-checked)")
     ap.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1; 0.0.0.0 for all)")
