@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from shfan import bench
+from shfan.contracts import BuildManifest
 from shfan.doctor import Probes
 
 from conftest import assert_each_raises, save_tiny_checkpoint
@@ -138,14 +139,14 @@ def _folder(tmp_path, name, int8):
 def test_ort_cases_time_each_int8_file_cpu_first(tmp_path):
     cpu = {"onnx": "model_int8_cpu.onnx", "target": "cpu"}
     both = _folder(tmp_path, "all", {"onnx": "model_int8.onnx", "cpu": cpu})
-    cases, skipped = bench.ort_cases(both, ("fp32", "fp16", "int8"))
+    cases, skipped = bench.ort_cases(both, BuildManifest.read(both), ("fp32", "fp16", "int8"))
     assert [(c.precision, c.target, c.model) for c in cases] == [
         ("fp32", None, both), ("int8", "cpu", both), ("int8", "tensorrt", both / "model_int8.onnx")]
     assert skipped == [{"backend": "onnxruntime", "precision": "fp16", "reason": f"{both} has no fp16 model"}]
     only_cpu = _folder(tmp_path, "cpu", cpu)
-    assert [(c.target, c.model) for c in bench.ort_cases(only_cpu, ("int8",))[0]] == [("cpu", only_cpu)]
+    assert [(c.target, c.model) for c in bench.ort_cases(only_cpu, BuildManifest.read(only_cpu), ("int8",))[0]] == [("cpu", only_cpu)]
     only_trt = _folder(tmp_path, "trt", {"onnx": "model_int8.onnx"})
-    assert [(c.target, c.model) for c in bench.ort_cases(only_trt, ("int8",))[0]] == [("tensorrt", only_trt)]
+    assert [(c.target, c.model) for c in bench.ort_cases(only_trt, BuildManifest.read(only_trt), ("int8",))[0]] == [("tensorrt", only_trt)]
     assert bench.case_precision("int8", "cpu") == "int8 (cpu file)" and bench.case_precision("fp32", None) == "fp32"
 
 

@@ -19,31 +19,24 @@ import logging
 import time
 from typing import Callable
 
-from shfan.bench.cases import (Case, ModelSource, available_precisions, batch_once, bench_cache_dir,
-                               build_folder, file_key, build_precision_choice, calibration_note, default_precision,
-                               default_source, default_threads, demo_frames, detect_all, open_detector, ort_cases,
-                               postprocess, preprocess, resolve_model, run_case, run_cases, split_infer,
-                               tensorrt_cases, time_batch, time_pipeline)
-from shfan.bench.config import (BATCH_STAGES, FPS, FRAME_SIZE, ORT_PRECISIONS, PIPELINE_STAGES,
-                                TRT_DECODERS, TRT_PRECISIONS, BenchConfig, BenchError, quick, validate)
+from shfan.bench.cases import (ModelSource, bench_cache_dir, build_folder, build_precision_choice, calibration_note,
+                               default_precision, default_threads, demo_frames, detect_all, file_key, open_detector,
+                               ort_cases, resolve_model, run_cases, tensorrt_cases)
+from shfan.bench.config import (BATCH_STAGES, FRAME_SIZE, ORT_PRECISIONS, PIPELINE_STAGES, BenchConfig, BenchError,
+                                quick, validate)
 from shfan.bench.others import compare
-from shfan.bench.report import (case_precision, header_line, pipeline_rows, stage_rows, summary_lines,
-                                tables)
-from shfan.bench.stats import (SPEEDUP_GOAL, cpu_model, machine_details, per_face, speedup,
-                               speedup_summary, spread, timed)
+from shfan.bench.report import case_precision, header_line, pipeline_rows, stage_rows, summary_lines, tables
+from shfan.bench.stats import cpu_model, machine_details, per_face, speedup, speedup_summary, spread, timed
 from shfan.contracts import BuildManifest
 
 log = logging.getLogger("shfan.bench")
 
-__all__ = ["Case", "ModelSource", "available_precisions", "batch_once", "bench_cache_dir", "build_folder",
-           "file_key", "build_precision_choice", "calibration_note", "default_precision", "default_source",
-           "default_threads",
-           "demo_frames", "detect_all", "open_detector", "ort_cases", "postprocess", "preprocess", "resolve_model",
-           "run_case", "run_cases", "split_infer", "tensorrt_cases", "time_batch", "time_pipeline", "BATCH_STAGES",
-           "FPS", "FRAME_SIZE", "ORT_PRECISIONS", "PIPELINE_STAGES", "TRT_DECODERS", "TRT_PRECISIONS",
-           "BenchConfig", "BenchError", "quick", "validate", "case_precision", "header_line", "pipeline_rows",
-           "stage_rows", "summary_lines", "tables", "SPEEDUP_GOAL", "cpu_model", "machine_details", "per_face",
-           "speedup", "speedup_summary", "spread", "timed", "Baseline", "NO_BASELINE", "run"]
+# what the CLI, benchmarks/ and the tests use; the rest lives in the submodules
+__all__ = ["ModelSource", "bench_cache_dir", "build_precision_choice", "file_key", "ort_cases", "resolve_model",
+           "tensorrt_cases", "BATCH_STAGES", "ORT_PRECISIONS", "PIPELINE_STAGES", "BenchConfig", "BenchError",
+           "quick", "validate", "case_precision", "header_line", "pipeline_rows", "stage_rows", "summary_lines",
+           "tables", "cpu_model", "machine_details", "per_face", "speedup", "speedup_summary", "spread", "timed",
+           "Baseline", "NO_BASELINE", "run"]
 
 # (detector, frames, config) -> {"fps", "frames", "stages", "description", ...}: benchmarks/face_alignment_baseline.py
 Baseline = Callable[..., dict]
@@ -59,18 +52,18 @@ def run(config: BenchConfig, baseline: Baseline | None = None) -> dict:
     source = resolve_model(config.model)
     detector = open_detector(config)  # before the build: a missing detector fails fast
     folder, build_s = timed(build_folder, source, config, build_precision_choice(config.precisions))
-    manifest = BuildManifest.read(folder)
+    manifest = BuildManifest.read(folder)  # read once; the helpers below take it
     log.info("rendering %d demo frames; detecting faces", config.frames)
     frames = demo_frames(max(config.frames, config.baseline_frames))
     faces, detect = detect_all(detector, frames)
-    cases, skipped = ort_cases(folder, config.precisions)
+    cases, skipped = ort_cases(folder, manifest, config.precisions)
     trt_cases, trt_skipped = tensorrt_cases(source, config)
     results, failed = run_cases(cases + trt_cases, faces, frames[:config.frames], detector, config)
     base = baseline(detector, frames, config) if config.baseline and baseline is not None else None
     others, others_skipped = compare(frames[:config.frames], config.compare)
     if config.baseline and baseline is None:
         failed.append({"backend": "baseline", "reason": NO_BASELINE})
-    default_key = ("onnxruntime", default_precision(source, folder))
+    default_key = ("onnxruntime", default_precision(source, manifest))
     int8 = manifest.artifacts.get("int8") or {}
     return {
         "tool": "shfan-bench",
@@ -80,7 +73,7 @@ def run(config: BenchConfig, baseline: Baseline | None = None) -> dict:
                      "threads": config.threads or default_threads(), "statistic": "median, p10/p90",
                      "int8_target": config.target},
         "model": {"source": str(source.path), "kind": source.kind, "build": str(folder),
-                  "config": manifest.model_config or None, "calibration": calibration_note(folder),
+                  "config": manifest.model_config or None, "calibration": calibration_note(manifest),
                   "int8_kept_out": int8.get("excluded_layers"),
                   "int8_cpu_kept_out": (int8.get("cpu") or {}).get("excluded_layers")},
         "frames": {"source": "demo", "count": config.frames, "size": list(FRAME_SIZE), "with_face": len(faces)},

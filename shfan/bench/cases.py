@@ -2,7 +2,9 @@
 cache), the demo frames and their faces, the backend/precision/decoder cases, and the timing
 of one batch (stage by stage, through the backend seam) and of the whole pipeline.
 
-The crop and back-projection are shfan.geometry's, as the pipeline's `_landmarks` uses them."""
+Stage timing crops with shfan.geometry (crop_for_box, warp, transform_points): the same warp,
+normalisation and back-projection the runtime pipeline runs per face, from the detector's box
+alone (no tracker roll or smoothing), so each stage does the same amount of work."""
 
 from __future__ import annotations
 
@@ -19,6 +21,7 @@ from shfan.bench.report import case_precision
 from shfan.bench.stats import per_face, spread, timed
 from shfan.contracts import BuildManifest
 from shfan.errors import ShfanError
+from shfan.io import cache_dir, sha256_file
 
 log = logging.getLogger("shfan.bench")
 
@@ -65,16 +68,10 @@ def resolve_model(model=None) -> ModelSource:
 
 
 def bench_cache_dir(config: BenchConfig) -> Path:
-    if config.cache_dir:
-        return Path(config.cache_dir)
-    from shfan.io import cache_dir
-
-    return cache_dir("bench")
+    return Path(config.cache_dir) if config.cache_dir else cache_dir("bench")
 
 
 def file_key(path: Path) -> str:
-    from shfan.io import sha256_file
-
     return sha256_file(path)[:12]
 
 
@@ -104,23 +101,18 @@ def build_folder(source: ModelSource, config: BenchConfig, precision: str, decod
     return out
 
 
-def calibration_note(folder: Path) -> dict:
-    """Where the int8 ranges came from, read back from the build's manifest."""
-    calib = BuildManifest.read(folder).calibration or {}
+def calibration_note(manifest: BuildManifest) -> dict:
+    """Where the int8 ranges came from, as the build's manifest records it."""
+    calib = manifest.calibration or {}
     return {"source": calib.get("source"), "fallback": calib.get("fallback"),
             "faces": calib.get("calibration_faces"), "method": calib.get("method")}
 
 
-def available_precisions(folder: Path, wanted) -> tuple[list[str], list[str]]:
-    have = BuildManifest.read(folder).artifacts
-    return [p for p in wanted if p in have], [p for p in wanted if p not in have]
-
-
-def default_precision(source: ModelSource, folder: Path) -> str:
+def default_precision(source: ModelSource, manifest: BuildManifest) -> str:
     """What shfan-run would use: a build folder's selected precision, else fp32."""
     if source.kind != "build":
         return "fp32"
-    return BuildManifest.read(folder).selected_precision or "fp32"
+    return manifest.selected_precision or "fp32"
 
 
 def default_threads() -> int:
@@ -289,13 +281,14 @@ def run_cases(cases: list[Case], faces, frames, detector, config: BenchConfig) -
     return results, failed
 
 
-def ort_cases(folder: Path, precisions) -> tuple[list[Case], list[dict]]:
-    """One ONNX Runtime case per precision; int8 gets one per file in the folder: the CPU file
-    (what the runtime picks, first) and the TensorRT-style file, run by path."""
-    have, missing = available_precisions(folder, precisions)
-    artifacts = BuildManifest.read(folder).artifacts
+def ort_cases(folder: Path, manifest: BuildManifest, precisions) -> tuple[list[Case], list[dict]]:
+    """One ONNX Runtime case per precision of the folder (`manifest` is its manifest); int8 gets
+    one per file in the folder: the CPU file (what the runtime picks, first) and the
+    TensorRT-style file, run by path."""
+    artifacts = manifest.artifacts
+    missing = [p for p in precisions if p not in artifacts]
     cases = []
-    for p in have:
+    for p in (p for p in precisions if p in artifacts):
         entry = artifacts[p]
         if p != "int8":
             cases.append(Case("onnxruntime", p, "host subpixel", folder))

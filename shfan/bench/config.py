@@ -1,5 +1,5 @@
 """What shfan-bench measures and how often (BenchConfig), its names and its one error type.
-Light: no numpy, so the CLI parser imports it cheaply."""
+No numpy here, but importing it runs shfan/bench/__init__, which loads numpy (through cases)."""
 
 from __future__ import annotations
 
