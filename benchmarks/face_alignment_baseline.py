@@ -129,7 +129,7 @@ def run_baseline(detector, frames, config: BenchConfig) -> dict:
     for frame in frames:
         rows.append(baseline.process(frame))
     wall = time.perf_counter() - t0
-    return {"description": baseline.description,
+    return {"name": f"FAN-{baseline.model.config.stacks} eager", "description": baseline.description,
             "weights": str(config.baseline_weights) if config.baseline_weights else "random (speed only)",
             "torch_threads": baseline.torch.get_num_threads(), "frames": len(frames),
             "fps": round(len(frames) / wall, 3),

@@ -256,7 +256,7 @@ REPORT = {
                  "pipeline": {"fps": 64.0, "faces": 0, "detector_runs": 90,
                               "stages": {s: bench.spread([1.0, 2.0]) for s in bench.PIPELINE_STAGES}}}],
     "skipped": [{"backend": "tensorrt", "reason": "TensorRT is not importable here"}],
-    "baseline": {"fps": 3.2, "frames": 10, "stages": {s: bench.spread([300.0]) for s in bench.PIPELINE_STAGES}},
+    "baseline": {"name": "FAN-4 eager", "fps": 3.2, "frames": 10, "stages": {s: bench.spread([300.0]) for s in bench.PIPELINE_STAGES}},
 }
 REPORT["speedup"] = bench.speedup_summary(REPORT["results"], REPORT["baseline"], ("onnxruntime", "int8"))
 
@@ -269,6 +269,7 @@ def test_table_rows_carry_medians_spread_and_ratio():
     assert shfan_row[0] == "shfan onnxruntime int8 (cpu file) (host subpixel)"
     assert shfan_row[1] == "64.0" and shfan_row[-2:] == ["0/90", "20.0x"]
     assert base_row[0].startswith("baseline") and base_row[1] == "3.20"
+    assert base_row[0] == "baseline FAN-4 eager"  # the baseline's own short name
 
 
 def test_summary_lines_say_ratio_calibration_and_skips():
