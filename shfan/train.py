@@ -17,7 +17,7 @@ import json
 import logging
 import math
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
 import numpy as np
@@ -31,7 +31,8 @@ from shfan.options import option
 logger = logging.getLogger("shfan.train")
 
 
-DEVICE_AUGMENT = ("auto", "on", "off")  # TrainConfig.device_augment: views made on the device (auto: on CUDA)
+DEVICE_AUGMENT = ("auto", "on", "off")  # TrainConfig.device_augment (the first, the default): views made on the
+# device (auto: on CUDA)
 
 
 class TrainError(ShfanError, ValueError):
@@ -52,7 +53,7 @@ class TrainConfig:
     augment: augment.AugmentConfig = field(default_factory=lambda: augment.HARD)
     time_budget_min: float | None = None  # fit the schedule to this wall time (epochs ignored)
     hard_seed: int | None = evaluate.HARD_SEED  # seed of the hard validation views; None: clean only
-    device_augment: str = "auto"  # views made on the device in batches: auto (on CUDA) | on | off
+    device_augment: str = DEVICE_AUGMENT[0]  # views made on the device in batches: auto (on CUDA) | on | off
 
 
 def split_validation(samples, fraction: float, seed: int):
@@ -85,12 +86,16 @@ class TrainJob:
     time_budget: float | None = option(None, "fit the schedule to this wall time: a probe measures the step time and the "
                                      "cosine schedule (warm-up, epochs) is sized to end within the budget; --epochs "
                                      "is ignored", "positive", metavar="MINUTES")
-    augment: str = "hard"  # a name in augment.PRESETS
+    augment: str = option("hard", "training augmentation: hard (in-the-wild: large roll, box errors, occluders, blur, "
+                                  "low light, noise, JPEG, grayscale) or mild (the first default model's)",
+                          choices=tuple(sorted(augment.PRESETS)))
     batch_size: int = option(16, range="positive")
     lr: float = option(1e-3, range="positive")
     consistency: float = option(0.1, "Siamese consistency weight (0 = off)", "nonneg")
     seed: int = option(0)
-    device_augment: str = "auto"  # one of DEVICE_AUGMENT
+    device_augment: str = option(DEVICE_AUGMENT[0], "make the training views on the device in batches (auto: on CUDA, "
+                                                    "where per-face CPU augmentation starves the GPU)",
+                                 choices=DEVICE_AUGMENT)
     workers: int = option(0, "DataLoader worker processes (0: augment in the training process)", "nonneg")
     threads: int = option(2, "torch CPU threads", "positive")
     val_every: int = option(2, "validate every N epochs", "positive")
@@ -101,10 +106,18 @@ class TrainJob:
     tune: bool = option(True, "skip tuning the decoder on validation")  # the switch is --no-tune
 
     def train_config(self) -> "TrainConfig":
-        return TrainConfig(epochs=self.epochs, batch_size=self.batch_size, lr=self.lr, consistency=self.consistency,
-                           seed=self.seed, workers=self.workers, threads=self.threads, val_every=self.val_every,
-                           augment=augment.PRESETS[self.augment], time_budget_min=self.time_budget,
-                           device_augment=self.device_augment)
+        """The TrainConfig of this job: the fields of the same name, the augment preset by name."""
+        same = ({f.name for f in fields(TrainConfig)} & {f.name for f in fields(self)}) - {"augment"}
+        return TrainConfig(**{name: getattr(self, name) for name in same}, augment=augment.PRESETS[self.augment],
+                           time_budget_min=self.time_budget)
+
+    def check_choices(self) -> None:
+        """TrainError naming the choices where a field that takes one of a list (augment,
+        device_augment) holds another value."""
+        for f in fields(self):
+            choices = f.metadata.get("choices")
+            if choices and getattr(self, f.name) not in choices:
+                raise TrainError(f"unknown {f.name} {getattr(self, f.name)!r}; choose one of {', '.join(choices)}")
 
 
 def read_job_data(job: TrainJob):
@@ -164,18 +177,16 @@ def run(job: TrainJob, log=logger.info, progress: bool | None = False) -> dict:
 
     from shfan import model as fan_model
 
+    job.check_choices()  # before any data is read
     if not job.data:
         raise TrainError("no training data: give at least one dataset (--data, TrainJob.data)")
     try:
         train_s, val_s, val_names, test_s = read_job_data(job)
         cfg, init_state = job_model(job, len(train_s[0].points))
-    except ShfanError:  # DatasetError, TrainError: already one line naming the fix
+    except ValueError as exc:  # ModelConfig's checks; a ShfanError (DatasetError, TrainError) is one line already
+        if not isinstance(exc, ShfanError):
+            raise TrainError(str(exc)) from None
         raise
-    except ValueError as exc:  # ModelConfig's checks
-        raise TrainError(str(exc)) from None
-    if len(train_s) < job.batch_size:  # before the run folder exists: a failed run leaves nothing
-        raise TrainError(f"{len(train_s)} training faces are fewer than one batch of {job.batch_size}: lower "
-                         f"--batch-size (e.g. --batch-size {max(1, len(train_s))})")
     if not val_s:
         raise TrainError("no validation faces: give more --data faces, a larger --val-fraction, or --val-data")
     best = train(cfg, job.train_config(), train_s, val_s, Path(job.out), resume=job.resume, init_state=init_state,
@@ -352,6 +363,10 @@ def train(model_cfg: ModelConfig, cfg: TrainConfig, train_samples: list[Sample],
     from shfan import codec_torch
     from shfan import model as fan_model
 
+    steps_per_epoch = len(train_samples) // cfg.batch_size  # drop_last
+    if steps_per_epoch == 0:  # first: a refused run (train or run) leaves no run folder
+        raise TrainError(f"{len(train_samples)} training faces are fewer than one batch of {cfg.batch_size}: lower "
+                         f"--batch-size (e.g. --batch-size {max(1, len(train_samples))})")
     t_start = time.time()
     torch.manual_seed(cfg.seed)
     torch.set_num_threads(cfg.threads)
@@ -363,10 +378,6 @@ def train(model_cfg: ModelConfig, cfg: TrainConfig, train_samples: list[Sample],
     if init_state is not None:
         model.load_state_dict(init_state)  # copied into this model's fp32 tensors
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-    steps_per_epoch = len(train_samples) // cfg.batch_size  # drop_last
-    if steps_per_epoch == 0:
-        raise TrainError(f"{len(train_samples)} training faces are fewer than one batch of {cfg.batch_size}: "
-                         f"lower --batch-size")
     out_dir.mkdir(parents=True, exist_ok=True)  # after the checks: a refused run leaves no folder
     plan = Schedule(cfg.epochs * steps_per_epoch, steps_per_epoch)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, plan)

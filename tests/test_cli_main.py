@@ -99,6 +99,17 @@ def test_train_options_have_the_train_jobs_defaults(tmp_path):
     assert build_parser().parse_args(["--data", ".", "--no-tune"]).tune is False
 
 
+@pytest.mark.parametrize("field, value, choices", [("augment", "wild", "hard, mild"),
+                                                  ("device_augment", "gpu", "auto, on, off")])
+def test_train_job_choices_are_checked_before_any_data_is_read(field, value, choices, tmp_path):
+    """A TrainJob built from Python gets the CLI's choices: one line naming them, no data read."""
+    from shfan.train import TrainError, TrainJob, run
+
+    with pytest.raises(TrainError, match=f"unknown {field} '{value}'; choose one of {choices}"):
+        run(TrainJob(data=[str(tmp_path / "never-read")], out=str(tmp_path / "run"), **{field: value}))
+    assert not (tmp_path / "run").exists()
+
+
 def test_train_parser_and_job_need_no_torch():
     """shfan-train --help (and TrainJob) work where PyTorch is missing; the CLI says to install it."""
     code = "import sys, shfan.cli.train as c, shfan.train; c.build_parser(); print('torch' in sys.modules)"

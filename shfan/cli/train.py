@@ -1,16 +1,15 @@
-"""shfan-train: train FAN / SH-FAN on 300-W style folders or WFLW annotation files."""
+"""shfan-train: train FAN / SH-FAN on 300-W folders or WFLW, COFW-68 and AFLW-19 annotation files."""
 
 from __future__ import annotations
 
 import json
 
-from shfan.augment import PRESETS
 from shfan.cli.common import (Parser, add_dataclass_options, add_format_options, check_format_args, entry,
                                existing_path, options_from, require, writable_dir)
 
 
 def build_parser():
-    from shfan.train import DEVICE_AUGMENT, TrainJob
+    from shfan.train import TrainJob
 
     ap = Parser(prog="shfan-train", description=__doc__, check=check_args)
     ap.add_argument("--data", required=True, action="append", metavar="PATH", type=existing_path,
@@ -23,16 +22,9 @@ def build_parser():
     add_dataclass_options(ap, TrainJob, ["val_fraction"])
     ap.add_argument("--test-data", type=existing_path, help="dataset scored once at the end (never used for choices)")
     ap.add_argument("--out", default="runs/train", type=writable_dir, help="run folder (checkpoints, history)")
-    add_dataclass_options(ap, TrainJob, ["stacks", "width", "input_size", "sigma", "epochs", "time_budget"])
-    ap.add_argument("--augment", default="hard", choices=sorted(PRESETS),
-                    help="training augmentation: hard (in-the-wild: large roll, box errors, occluders, blur, "
-                         "low light, noise, JPEG, grayscale) or mild (the first default model's)")
-    add_dataclass_options(ap, TrainJob, ["batch_size", "lr", "consistency", "seed"])
-    ap.add_argument("--device-augment", default="auto", choices=DEVICE_AUGMENT,
-                    help="make the training views on the device in batches (auto: on CUDA, where per-face CPU "
-                         "augmentation starves the GPU)")
-    add_dataclass_options(ap, TrainJob, ["workers", "threads", "val_every"])
-    add_dataclass_options(ap, TrainJob, ["resume", "init", "tune"])
+    add_dataclass_options(ap, TrainJob, ["stacks", "width", "input_size", "sigma", "epochs", "time_budget", "augment",
+                                         "batch_size", "lr", "consistency", "seed", "device_augment", "workers",
+                                         "threads", "val_every", "resume", "init", "tune"])
     return ap
 
 
