@@ -1,6 +1,7 @@
 """Pure decisions of the TensorRT build (no tensorrt import, so they are tested anywhere):
-which network flags a TensorRT version needs, the optimization profile, the engine cache key,
-and whether an engine recorded in a manifest fits the running system."""
+which network flags a TensorRT version needs, the optimization profile and the engine cache key.
+(Whether an engine recorded in a manifest fits the running system is
+shfan.contracts.BuildManifest.engine_problems.)"""
 
 from __future__ import annotations
 
@@ -8,14 +9,14 @@ import hashlib
 import json
 
 from shfan.builder.metadata import BuildError
-from shfan.contracts import MIN_TENSORRT  # re-exported (selftest reads plan.MIN_TENSORRT)
-from shfan.io import version_tuple  # noqa: F401  (re-exported: plan.version_tuple)
-
+from shfan.contracts import MIN_TENSORRT
+from shfan.io import version_tuple
 
 
 def check_tensorrt_version(version: str) -> None:
     if version_tuple(version)[:2] < MIN_TENSORRT:
-        raise BuildError(f"TensorRT {version} is too old: shfan needs >= 10.1 (JetPack 6.1+); "
+        raise BuildError(f"TensorRT {version} is too old: shfan needs >= "
+                         f"{'.'.join(map(str, MIN_TENSORRT))} (JetPack 6.1+); "
                          "upgrade JetPack or build on a newer system")
 
 
@@ -65,13 +66,6 @@ def build_inputs_key(**inputs) -> str:
     """Key of everything that shapes the ONNX artifacts (weights hash, precisions, decoder,
     calibration source and limits, shfan version): equal keys mean the ONNX files can be reused."""
     return hashlib.sha256(json.dumps(inputs, sort_keys=True, default=str).encode()).hexdigest()
-
-
-def manifest_engine_matches(manifest: dict, tensorrt_version: str, sm: int | None, plugin_sha256: str | None) -> bool:
-    """The runtime's question: does this build folder's engine fit the system I am on?"""
-    trt = manifest.get("tensorrt") or {}
-    return (bool(trt) and str(trt.get("version")) == str(tensorrt_version) and trt.get("sm") == sm
-            and manifest.get("plugin_sha256") == plugin_sha256)
 
 
 def engine_name(precision: str, decoder: str) -> str:

@@ -288,12 +288,12 @@ def run(log=logger.info) -> list[Result] | None:
         return None
     import tensorrt as trt
 
-    from shfan.builder import plan
+    from shfan.contracts import MIN_TENSORRT
     from shfan.io import version_tuple
     from shfan.runtime.cuda_host import INSTALL_HINT, available_host_apis
 
     test = SelfTest(trt, log)
-    supported = version_tuple(trt.__version__)[:2] >= plan.MIN_TENSORRT
+    supported = version_tuple(trt.__version__)[:2] >= MIN_TENSORRT
     if not test.check("TensorRT version", supported, trt.__version__,
                       "upgrade to JetPack 6.1+ (TensorRT 10.3) or TensorRT >= 10.1"):
         return test.results

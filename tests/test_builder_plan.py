@@ -68,12 +68,23 @@ def test_engine_cache_key_changes_with_the_opt_batch(monkeypatch):
 
 
 def test_manifest_engine_match():
-    manifest = {"tensorrt": {"version": "10.3.0", "device": "Orin", "sm": 87}, "plugin_sha256": "p"}
-    assert plan.manifest_engine_matches(manifest, "10.3.0", 87, "p")
-    assert not plan.manifest_engine_matches(manifest, "10.13.0", 87, "p")
-    assert not plan.manifest_engine_matches(manifest, "10.3.0", 110, "p")
-    assert not plan.manifest_engine_matches(manifest, "10.3.0", 87, "other")
-    assert not plan.manifest_engine_matches({"tensorrt": None}, "10.3.0", 87, None)
+    """The runtime's question, BuildManifest.engine_problems (plan.manifest_engine_matches was
+    its stale copy): empty when the recorded engine fits this system."""
+    from shfan.contracts import BuildManifest
+
+    manifest = BuildManifest.from_json({"tensorrt": {"version": "10.3.0", "device": "Orin", "sm": 87},
+                                        "plugin_sha256": "p", "artifacts": {}})
+    assert manifest.engine_problems("10.3.0", 87, plugin_sha256="p") == []
+    assert manifest.engine_problems("10.13.0", 87, plugin_sha256="p")
+    assert manifest.engine_problems("10.3.0", 110, plugin_sha256="p")
+    assert manifest.engine_problems("10.3.0", 87, plugin_sha256="other")
+    assert BuildManifest.from_json({"tensorrt": None, "artifacts": {}}).engine_problems("10.3.0", 87)
+    # where engine_problems differs from the old helper: an unknown sm is not a mismatch, and
+    # only --decoder plugin engines depend on the plugin library
+    assert manifest.engine_problems("10.3.0", None, plugin_sha256="p") == []
+    onnx_ops = BuildManifest.from_json({"tensorrt": {"version": "10.3.0", "sm": 87}, "decoder": "onnx",
+                                        "plugin_sha256": "p", "artifacts": {}})
+    assert onnx_ops.engine_problems("10.3.0", 87, plugin_sha256=None) == []
 
 
 def test_names_and_jetson_command():
