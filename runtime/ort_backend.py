@@ -1,6 +1,7 @@
 """ONNX Runtime backend: CPU by default, CUDA provider when onnxruntime-gpu has a GPU.
-Registered as "onnxruntime" in shfan.runtime.backends; every shfan ONNX Runtime session (the
-runtime's, the builder's and the accuracy guard's) is made by `create_session` here."""
+Registered as "onnxruntime" in shfan.runtime.backends. `create_session` makes the runtime's,
+the builder's and the accuracy guard's sessions with `session_options`; the CPU int8 calibration
+(calibration/cpu_int8.py) builds its own, with `DISABLED_OPTIMIZERS` from here."""
 
 from __future__ import annotations
 
@@ -13,15 +14,14 @@ import numpy as np
 from shfan.contracts import META_KEY, ModelInfo
 from shfan.errors import BackendError
 from shfan.runtime.backend import decode_heatmaps
+from shfan.runtime.backends import module_available
 
 
 def _import_ort():
     try:
         import onnxruntime
     except ImportError as exc:
-        import importlib.util
-
-        if importlib.util.find_spec("onnxruntime") is not None:  # there, but broken (or half-imported)
+        if module_available("onnxruntime"):  # there, but broken (or half-imported)
             raise BackendError(f"onnxruntime is installed but does not import ({short(str(exc))}); reinstall it: "
                                "pip install --force-reinstall onnxruntime (or onnxruntime-gpu; not both)") from None
         raise BackendError("onnxruntime is not installed: pip install onnxruntime "
@@ -150,19 +150,19 @@ class OnnxRuntimeBackend:
         self.input_name = self.session.get_inputs()[0].name
         self.output_names = [o.name for o in self.session.get_outputs()]
         self.providers = self.session.get_providers()
-
-    @property
-    def outputs_heatmaps(self) -> bool:
-        """Whether the graph ends at the heatmaps (decoded on the host) rather than the points."""
-        return "landmarks" not in self.output_names
+        # whether the graph ends at the heatmaps (decoded on the host) rather than the points
+        self.outputs_heatmaps = "landmarks" not in self.output_names
+        self._heatmaps_index = self.output_names.index("heatmaps") if "heatmaps" in self.output_names else 0
 
     def infer_heatmaps(self, crops: np.ndarray) -> np.ndarray:
         """The network alone: heatmaps [N, K, H, W] float32 (graphs that output heatmaps)."""
         if not self.outputs_heatmaps:
             raise BackendError("this graph decodes inside (landmarks output); it has no heatmaps to return")
+        return self._heatmaps(crops)
+
+    def _heatmaps(self, crops: np.ndarray) -> np.ndarray:
         outs = self.session.run(None, {self.input_name: np.ascontiguousarray(crops, np.float32)})
-        index = self.output_names.index("heatmaps") if "heatmaps" in self.output_names else 0
-        return outs[index].astype(np.float32)
+        return outs[self._heatmaps_index].astype(np.float32)
 
     def decode_heatmaps(self, heatmaps: np.ndarray):
         """The host decoder alone: (points [N, K, 2] in input px, scores [N, K])."""
@@ -170,7 +170,7 @@ class OnnxRuntimeBackend:
 
     def infer(self, crops: np.ndarray):
         if self.outputs_heatmaps:
-            return self.decode_heatmaps(self.infer_heatmaps(crops))
+            return self.decode_heatmaps(self._heatmaps(crops))
         outs = dict(zip(self.output_names, self.session.run(None, {self.input_name: np.ascontiguousarray(crops, np.float32)})))
         return outs["landmarks"], outs["scores"]
 

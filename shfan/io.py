@@ -1,6 +1,8 @@
 """Small file and system utilities every layer shares (torch-free, light): the media suffixes,
-reading an image, the demo face, sha256 of a file, the cache folder, version parsing and what
-OpenCV's build information says about GStreamer.
+reading an image, the demo face, sha256 of a file, the cache folder, version parsing, an
+installed distribution's version, what OpenCV's build information says about GStreamer,
+pid_alive (is a process still running), and the `with` mixins Closable (closes at the end) and
+Service (starts, then stops).
 Nothing heavy at import (doctor imports it even when numpy is broken).
 Atomic writes live in `shfan.atomic` and are re-exported here so callers need one import."""
 
@@ -15,7 +17,7 @@ from pathlib import Path
 from shfan.atomic import atomic_path, can_create_in, write_bytes, write_text
 
 __all__ = ["IMAGE_SUFFIXES", "VIDEO_SUFFIXES", "is_image", "is_video", "read_rgb", "astronaut", "sha256_file",
-           "cache_dir", "version_tuple", "opencv_gstreamer", "pid_alive", "Closable",
+           "cache_dir", "version_tuple", "dist_version", "opencv_gstreamer", "pid_alive", "Closable", "Service",
            "atomic_path", "can_create_in", "write_bytes", "write_text"]  # the last four from shfan.atomic
 
 # What OpenCV reads as a still image / a video file (frame sources, calibration data, datasets).
@@ -74,6 +76,16 @@ def version_tuple(text: str | None) -> tuple[int, ...]:
     """Leading numeric fields of a version string: '10.3.0.30-1+cuda12.5' -> (10, 3, 0, 30)."""
     match = re.match(r"\s*v?(\d+(?:\.\d+)*)", text or "")
     return tuple(int(part) for part in match.group(1).split(".")) if match else ()
+
+
+def dist_version(dist: str) -> str | None:
+    """The installed version of distribution `dist` (pip's name), None when it is not installed."""
+    import importlib.metadata
+
+    try:
+        return importlib.metadata.version(dist)
+    except importlib.metadata.PackageNotFoundError:
+        return None
 
 
 class Closable:

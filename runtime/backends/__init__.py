@@ -13,21 +13,18 @@ importing the library, and the backend class is imported only by `open`.
 
 from __future__ import annotations
 
-import functools
-import importlib.metadata
 import importlib.util
 import sys
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
+from shfan import io
 from shfan.errors import BackendError
 
 CHECKPOINT_SUFFIXES = (".pt", ".pth", ".tar", ".zip")  # PyTorch checkpoints (shfan.model.load_checkpoint)
 ENGINE_SUFFIXES = (".engine", ".plan")  # serialized TensorRT engines
 
 
-@dataclass(frozen=True)
 class BackendSpec:
     """What the registry knows about one backend.
 
@@ -35,26 +32,27 @@ class BackendSpec:
         backend (shfan.runtime.backend.Backend); BackendError naming the fix otherwise.
     accepts(path) -> bool: which model files it runs (build folder, .onnx, engine, checkpoint).
     library / dists: the Python module it needs and the distributions that provide it; from
-        them, by default, available() (importable here, checked without importing it) and
-        version() (the installed distribution's, None when it is not installed).
+        them available() (importable here, checked without importing it) and version() (the
+        installed distribution's, None when it is not installed). `available=` / `version=`
+        callables replace those two checks (test doubles, backends with other needs).
     """
 
-    name: str
-    summary: str
-    module: str  # dotted path of the module holding the backend class (imported by open only)
-    open: Callable[..., object]
-    accepts: Callable[[Path], bool]
-    library: str = ""
-    dists: tuple[str, ...] = ()
-    available: Callable[[], bool] | None = None
-    version: Callable[[], "str | None"] | None = None
+    def __init__(self, name: str, summary: str, module: str, open: Callable[..., object],
+                 accepts: Callable[[Path], bool], library: str = "", dists: tuple[str, ...] = (),
+                 available: Callable[[], bool] | None = None, version: Callable[[], "str | None"] | None = None):
+        self.name, self.summary, self.module = name, summary, module  # module: holds the backend class
+        self.open, self.accepts = open, accepts
+        self.library, self.dists = library, tuple(dists)
+        self._available, self._version = available, version
 
-    def __post_init__(self):
-        if self.available is None:
-            object.__setattr__(self, "available", functools.partial(module_available, self.library))
-        if self.version is None:
-            object.__setattr__(self, "version",
-                               functools.partial(dist_version, self.library, self.dists or (self.library,)))
+    def available(self) -> bool:
+        return self._available() if self._available else module_available(self.library)
+
+    def version(self) -> str | None:
+        return self._version() if self._version else dist_version(self.library, self.dists or (self.library,))
+
+    def __repr__(self) -> str:
+        return f"BackendSpec({self.name!r}, module={self.module!r})"
 
 
 _SPECS: dict[str, BackendSpec] = {}
@@ -113,10 +111,9 @@ def dist_version(module: str, dists) -> str | None:
     """The version of the first installed distribution in `dists`, else the imported module's
     __version__ (JetPack's apt-installed tensorrt may have no package metadata), else None."""
     for dist in dists:
-        try:
-            return importlib.metadata.version(dist)
-        except importlib.metadata.PackageNotFoundError:
-            continue
+        version = io.dist_version(dist)
+        if version:
+            return version
     loaded = sys.modules.get(module)
     return getattr(loaded, "__version__", None) if loaded is not None else None
 
