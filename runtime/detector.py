@@ -18,7 +18,6 @@ import numpy as np
 
 from shfan import io
 from shfan.errors import ShfanError
-from shfan.io import cache_dir  # detector.cache_dir(): bench and doctor look for YuNet there too
 
 YUNET_FILE = "face_detection_yunet_2023mar.onnx"
 YUNET_URL = ("https://github.com/opencv/opencv_zoo/raw/main/models/face_detection_yunet/" + YUNET_FILE)
@@ -71,7 +70,14 @@ def landmark_box_from_detection(box) -> np.ndarray:
     return np.array([cx - hw, cy - hh, cx + hw, cy + hh], np.float64)
 
 
-sha256_of = io.sha256_file  # the name doctor and the tests use
+def cached_yunet() -> Path:
+    """Where the downloaded YuNet lives (shfan-run fetches it there; shfan-doctor looks there)."""
+    return io.cache_dir() / YUNET_FILE
+
+
+def _first_line(exc: BaseException) -> str:
+    reason = getattr(exc, "reason", None) or exc
+    return (str(reason).splitlines() or [type(exc).__name__])[0][:120]
 
 
 def download_yunet(dest: Path, url: str = YUNET_URL, timeout: float = 30.0) -> Path:
@@ -80,18 +86,18 @@ def download_yunet(dest: Path, url: str = YUNET_URL, timeout: float = 30.0) -> P
     try:
         with urllib.request.urlopen(url, timeout=timeout) as resp:
             data = resp.read()
-        got = hashlib.sha256(data).hexdigest()
-        if got != YUNET_SHA256:
-            raise DetectorError(f"downloaded {url} has sha256 {got[:12]}..., expected {YUNET_SHA256[:12]}...; "
-                                f"download it yourself and {GIVE_PATH}")
+    except Exception as exc:  # no network, proxy, HTTP error
+        raise DetectorError(f"cannot download the YuNet face detector ({_first_line(exc)}); {GIVE_PATH}") from None
+    got = hashlib.sha256(data).hexdigest()
+    if got != YUNET_SHA256:
+        raise DetectorError(f"downloaded {url} has sha256 {got[:12]}..., expected {YUNET_SHA256[:12]}...; "
+                            f"download it yourself and {GIVE_PATH}")
+    try:
         dest.parent.mkdir(parents=True, exist_ok=True)
         io.write_bytes(dest, data)
-    except DetectorError:
-        raise
-    except Exception as exc:  # no network, proxy, HTTP error, disk full
-        reason = getattr(exc, "reason", None) or exc
-        raise DetectorError(f"cannot download the YuNet face detector ({str(reason).splitlines()[0][:120]}); "
-                            f"{GIVE_PATH}") from None
+    except Exception as exc:  # read-only cache, disk full (OSError, or shfan's OutputError)
+        raise DetectorError(f"downloaded the YuNet face detector but cannot save it to {dest} ({_first_line(exc)}); "
+                            f"set $SHFAN_CACHE_DIR to a writable folder, or {GIVE_PATH}") from None
     return dest
 
 
@@ -103,7 +109,7 @@ def resolve_detector_model(model_path=None, download: bool = True) -> Path:
             if not path.is_file():
                 raise DetectorError(f"face detector model {path} (from {origin}) does not exist; {GIVE_PATH}")
             return path
-    cached = cache_dir() / YUNET_FILE
+    cached = cached_yunet()
     if cached.is_file():
         return cached
     if not download:

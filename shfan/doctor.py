@@ -12,7 +12,6 @@ that ask for them.
 from __future__ import annotations
 
 import importlib
-import importlib.metadata
 import json
 import os
 import platform
@@ -112,20 +111,13 @@ def _glob(pattern: str) -> List[str]:
     return sorted(glob.glob(pattern))
 
 
-def _dist_version(name: str) -> Optional[str]:
-    try:
-        return importlib.metadata.version(name)
-    except importlib.metadata.PackageNotFoundError:
-        return None
-
-
 @dataclass
 class Probes:
     """Everything the checks learn about the machine; swap the callables to test without one."""
 
     read_text: Callable[[str], Optional[str]] = _read_text
     run: Callable[[Sequence[str]], Optional[str]] = _run
-    dist_version: Callable[[str], Optional[str]] = _dist_version
+    dist_version: Callable[[str], Optional[str]] = io.dist_version
     import_module: Callable[[str], object] = importlib.import_module
     glob: Callable[[str], List[str]] = _glob
 
@@ -249,12 +241,12 @@ def first_version(probes: Probes, dists: Sequence[str]) -> Tuple[Optional[str], 
     return None, None
 
 
-def imported(probes: Probes, module: str, check: str, fix: str):
-    """(module, None), or (None, the MISSING Check `check` with the one-line reason and `fix`)."""
+def imported(probes: Probes, module: str) -> Tuple[object, Optional[str]]:
+    """(module, None), or (None, why it does not import, in one line)."""
     try:
         return probes.import_module(module), None
     except Exception as exc:  # a broken install raises more than ImportError
-        return None, Check(check, MISSING, f"{type(exc).__name__}: {exc}".splitlines()[0], fix)
+        return None, f"{type(exc).__name__}: {exc}".splitlines()[0]
 
 
 def version_of(module) -> str:
@@ -262,23 +254,25 @@ def version_of(module) -> str:
 
 
 def check_numpy(probes: Probes) -> Check:
-    module, missing = imported(probes, "numpy", "numpy", "pip install 'numpy>=1.24' (on Jetson: numpy<2)")
-    return missing or Check("numpy", OK, version_of(module), value=version_of(module))
+    module, why = imported(probes, "numpy")
+    if why:
+        return Check("numpy", MISSING, why, "pip install 'numpy>=1.24' (on Jetson: numpy<2)")
+    return Check("numpy", OK, version_of(module), value=version_of(module))
 
 
 def check_opencv(probes: Probes) -> Check:
-    module, missing = imported(probes, "cv2", "opencv",
-                               "pip install opencv-python-headless (Jetson: apt's OpenCV, see jetson/README.md)")
-    if missing:
-        return missing
+    module, why = imported(probes, "cv2")
+    if why:
+        return Check("opencv", MISSING, why,
+                     "pip install opencv-python-headless (Jetson: apt's OpenCV, see jetson/README.md)")
     dist, _ = first_version(probes, OPENCV_DISTS)
     return Check("opencv", OK, f"{version_of(module)} ({dist or 'system package'})", value=version_of(module))
 
 
 def check_opencv_gstreamer(probes: Probes) -> Check:
-    module, missing = imported(probes, "cv2", "opencv-gstreamer", "install OpenCV first")
-    if missing:
-        return Check("opencv-gstreamer", MISSING, "OpenCV does not import", missing.fix)
+    module, why = imported(probes, "cv2")
+    if why:
+        return Check("opencv-gstreamer", MISSING, "OpenCV does not import", "install OpenCV first")
     if opencv_gstreamer(module.getBuildInformation()):
         return Check("opencv-gstreamer", OK, "GStreamer: YES (CSI cameras work)", value="yes")
     return Check("opencv-gstreamer", WARN, "no GStreamer: USB/V4L2 and files only, no CSI",
@@ -287,9 +281,9 @@ def check_opencv_gstreamer(probes: Probes) -> Check:
 
 
 def check_onnxruntime(probes: Probes) -> Check:
-    module, missing = imported(probes, "onnxruntime", "onnxruntime", "pip install 'shfan[ort]'")
-    if missing:
-        return missing
+    module, why = imported(probes, "onnxruntime")
+    if why:
+        return Check("onnxruntime", MISSING, why, "pip install 'shfan[ort]'")
     dist, _ = first_version(probes, ONNXRUNTIME_DISTS)
     providers = ", ".join(module.get_available_providers())
     return Check("onnxruntime", OK, f"{version_of(module)} ({dist or '?'}; {providers})", value=version_of(module))
@@ -314,8 +308,8 @@ def check_cuda_host_api(probes: Probes) -> Check:
 
 def tensorrt_version(probes: Probes) -> Tuple[Optional[str], Optional[str]]:
     """(version, None) when `import tensorrt` works, else (None, reason)."""
-    module, missing = imported(probes, "tensorrt", "tensorrt", "")
-    return (None, missing.detail) if missing else (version_of(module), None)
+    module, why = imported(probes, "tensorrt")
+    return (None, why) if why else (version_of(module), None)
 
 
 def parse_dpkg_versions(text: Optional[str]) -> List[str]:
@@ -540,9 +534,9 @@ def check_detector(environ: Optional[Mapping[str, str]] = None, cached: Optional
         return Check("detector", MISSING, f"${detector.ENV_DETECTOR_MODEL} points to {path}, which does not exist",
                      f"set ${detector.ENV_DETECTOR_MODEL} to the path of {detector.YUNET_FILE}, or unset it "
                      "(shfan-run then downloads it once)")
-    cached = cached or detector.cache_dir() / detector.YUNET_FILE
+    cached = cached or detector.cached_yunet()
     if cached.is_file():
-        if detector.sha256_of(cached) != detector.YUNET_SHA256:
+        if io.sha256_file(cached) != detector.YUNET_SHA256:
             return Check("detector", MISSING, f"{cached} is damaged (sha256 differs)",
                          f"delete it (shfan-run downloads it again), or {how}")
         return Check("detector", OK, f"{cached} (downloaded)", value=str(cached))
@@ -553,18 +547,27 @@ def check_detector(environ: Optional[Mapping[str, str]] = None, cached: Optional
 
 # ---------------------------------------------------------------- report
 
-def check_backends(registry=None) -> Check:
+def check_backends(registry=None, broken: Optional[Mapping[str, str]] = None) -> Check:
     """The inference backends registered with shfan (shfan.runtime.backends) and which of them
-    can run here: what --backend accepts, and why one of them would refuse."""
+    can run here: what --backend accepts, and why one of them would refuse. The registry finds a
+    library without importing it; `broken` (backend -> why it does not import, from the import
+    checks above) takes out the ones that are installed but fail to import, so this line agrees
+    with those checks."""
     if registry is None:
         from shfan.runtime import backends as registry
-    here = [name for name in registry.names() if registry.get(name).available()]
-    absent = [name for name in registry.names() if name not in here]
+    broken = dict(broken or {})
+    found = registry.available()
+    here = [name for name in found if name not in broken]
+    absent = [name for name in registry.names() if name not in found]
+    failing = [f"{name} ({broken[name]})" for name in found if name in broken]
     detail = ", ".join(f"{name} {registry.get(name).version() or ''}".strip() for name in here) or "none"
     if absent:
         detail += f"; not installed: {', '.join(absent)}"
+    if failing:
+        detail += f"; installed but not importable: {', '.join(failing)}"
     if not here:
-        return Check("backends", MISSING, detail, "pip install 'shfan[ort]'")
+        return Check("backends", MISSING, detail, "pip install 'shfan[ort]'" if not failing else
+                     "reinstall the broken library (see its line above)")
     return Check("backends", OK, detail, value=",".join(here))
 
 
@@ -606,11 +609,12 @@ def run_checks(probes: Optional[Probes] = None, model_path: Optional[Path] = Non
     """Every check, in the order the table shows them."""
     probes = probes or Probes()
     model = jetson_model(probes)
+    onnxruntime, tensorrt = check_onnxruntime(probes), check_tensorrt(probes, model is not None)
+    broken = {c.name: c.detail for c in (onnxruntime, tensorrt) if c.status == MISSING}
     checks = [check_python(), check_shfan(), check_numpy(probes), check_opencv(probes),
-              check_opencv_gstreamer(probes), check_onnxruntime(probes),
-              check_default_model(model_path), check_detector(), check_backends()]
+              check_opencv_gstreamer(probes), onnxruntime,
+              check_default_model(model_path), check_detector(), check_backends(broken=broken)]
     checks += [check_optional_package(probes, *spec) for spec in OPTIONAL_PACKAGES]
     checks += [check_jetson(probes), check_jetpack(probes), check_cuda(probes),
-               check_gpu(probes, model), check_tensorrt(probes, model is not None),
-               check_cuda_host_api(probes), check_plugin(probes)]
+               check_gpu(probes, model), tensorrt, check_cuda_host_api(probes), check_plugin(probes)]
     return Report({check.name: check for check in checks})

@@ -340,7 +340,8 @@ def test_selftest_on_a_gpu(capsys):
 
 
 def test_backends_check_reads_the_registry():
-    """The backends line lists what the registry holds, split by what can run here."""
+    """The backends line lists what the registry holds, split by what can run here; a library the
+    registry finds but that does not import (the onnxruntime check says MISSING) is not "ok"."""
     class Spec:
         def __init__(self, here, version):
             self.here, self._version = here, version
@@ -360,11 +361,27 @@ def test_backends_check_reads_the_registry():
         def get(self, name):
             return self.specs[name]
 
+        def available(self):
+            return tuple(name for name, spec in self.specs.items() if spec.available())
+
     check = doctor.check_backends(Registry())
     assert check.status == doctor.OK and check.value == "onnxruntime,extra"
     assert check.detail == "onnxruntime 1.24.4, extra; not installed: tensorrt"
+    check = doctor.check_backends(Registry(), broken={"onnxruntime": "ImportError: libfoo.so", "tensorrt": "x"})
+    assert check.status == doctor.OK and check.value == "extra"
+    assert check.detail == "extra; not installed: tensorrt; installed but not importable: onnxruntime (ImportError: libfoo.so)"
+    Registry.specs = {"onnxruntime": Spec(True, "1.24.4")}
+    check = doctor.check_backends(Registry(), broken={"onnxruntime": "ImportError: libfoo.so"})
+    assert check.status == doctor.MISSING and "not importable: onnxruntime" in check.detail
     Registry.specs = {"tensorrt": Spec(False, None)}
     assert doctor.check_backends(Registry()).status == doctor.MISSING
     from shfan.runtime import backends
 
-    assert doctor.check_backends().value.split(",") == [n for n in backends.names() if backends.get(n).available()]
+    assert doctor.check_backends().value.split(",") == list(backends.available())
+
+
+def test_run_checks_backends_line_agrees_with_the_onnxruntime_check():
+    """A broken onnxruntime (found, but its import fails) is MISSING on both lines."""
+    report = doctor.run_checks(doctor.Probes.from_dicts(modules={"numpy": object()}))
+    assert report.checks["onnxruntime"].status == doctor.MISSING
+    assert "onnxruntime" not in (report.checks["backends"].value or "").split(",")

@@ -91,5 +91,16 @@ def test_cached_copy_with_right_hash_is_used(monkeypatch, tmp_path):
     monkeypatch.delenv(det.ENV_DETECTOR_MODEL, raising=False)
     monkeypatch.setenv("SHFAN_CACHE_DIR", str(tmp_path))
     got = det.download_yunet(tmp_path / det.YUNET_FILE, url=YUNET.as_uri())  # "download" from a file URL
-    assert det.sha256_of(got) == det.YUNET_SHA256
-    assert det.resolve_detector_model() == got
+    from shfan import io
+
+    assert io.sha256_file(got) == det.YUNET_SHA256
+    assert det.resolve_detector_model() == got == det.cached_yunet()
+
+
+def test_a_cache_that_cannot_be_written_is_not_a_download_failure(tmp_path):
+    if not YUNET.is_file():
+        pytest.skip("shared YuNet not present")
+    (tmp_path / "cache").write_text("a file where the cache folder should be")
+    with pytest.raises(DetectorError, match="cannot save it to.*SHFAN_CACHE_DIR") as exc:
+        det.download_yunet(tmp_path / "cache" / det.YUNET_FILE, url=YUNET.as_uri())
+    assert "cannot download" not in str(exc.value)
