@@ -15,10 +15,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from shfan.contracts import SUPPORTED_LANDMARKS, ModelConfig  # noqa: F401  (re-exported: shfan.model.ModelConfig)
+from shfan.contracts import ModelConfig  # re-exported: shfan.model.ModelConfig
+from shfan.errors import CheckpointError  # re-exported: shfan.model.CheckpointError
 
-__all__ = ["ModelConfig", "SUPPORTED_LANDMARKS", "FAN", "ConvBlock", "HourGlass", "conv3x3", "CheckpointError",
-           "infer_config", "save_checkpoint", "load_checkpoint"]  # the first two from shfan.contracts
+__all__ = ["ModelConfig", "FAN", "ConvBlock", "HourGlass", "conv3x3", "CheckpointError", "infer_config",
+           "save_checkpoint", "load_checkpoint"]
 
 
 def conv3x3(cin, cout):
@@ -117,8 +118,6 @@ class FAN(nn.Module):
 
 
 # --- checkpoints -------------------------------------------------------------------------
-
-from shfan.errors import CheckpointError  # noqa: E402  (re-exported: shfan.model.CheckpointError)
 
 
 def infer_config(state_dict: dict, **overrides) -> ModelConfig:
