@@ -15,7 +15,6 @@ import numpy as np
 
 from shfan import io
 from shfan.errors import ShfanError
-from shfan.io import IMAGE_SUFFIXES, VIDEO_SUFFIXES
 
 log = logging.getLogger("shfan.calibration")
 # skimage.data.astronaut(): tight landmark box of the one face (YuNet box 178,63..268,176).
@@ -56,7 +55,7 @@ def load_faces(path, input_size: int, max_faces: int, seed: int = 0, detector_mo
         return image_folder_faces(path, input_size, max_faces, seed, detector_model)
     if io.is_video(path):
         return video_faces(path, input_size, max_faces, detector_model)
-    raise CalibrationError(f"{path}: not a folder or a video ({'/'.join(VIDEO_SUFFIXES)}); "
+    raise CalibrationError(f"{path}: not a folder or a video ({'/'.join(io.VIDEO_SUFFIXES)}); "
                            "give a folder of face images, a 300-W folder or a video file")
 
 
@@ -124,7 +123,7 @@ def image_folder_faces(folder: Path, input_size: int, max_faces: int, seed: int 
     reading and lists the unreadable files in the summary."""
     files = sorted(p for p in folder.rglob("*") if io.is_image(p))
     if not files:
-        raise CalibrationError(f"{folder}: no images ({'/'.join(IMAGE_SUFFIXES)}) found; "
+        raise CalibrationError(f"{folder}: no images ({'/'.join(io.IMAGE_SUFFIXES)}) found; "
                                "give a folder of face photos, a 300-W folder or a video")
     files = [files[i] for i in _pick(len(files), max_faces, seed)]
     skipped = []
@@ -161,8 +160,10 @@ def video_faces(path: Path, input_size: int, max_faces: int, detector_model=None
         while True:
             try:
                 got = device.read()
-            except SourceError as exc:  # a truncated clip: calibrate on the frames before the cut
-                log.warning("%s", exc)
+            except SourceError as exc:
+                if i == 0:  # not one frame read: say why, not "no face detected" later
+                    raise CalibrationError(str(exc)) from None
+                log.warning("%s", exc)  # a truncated clip: calibrate on the frames before the cut
                 return
             if got is None:
                 return

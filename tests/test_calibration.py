@@ -81,6 +81,28 @@ def test_bad_sources(tmp_path):
         sources.load_faces(tmp_path / "clip.mp4", 64, 10)
 
 
+def test_video_unreadable_from_the_first_frame_says_why(tmp_path, monkeypatch):
+    """A read error before any frame is the error shown (not "no face detected")."""
+    from shfan.runtime import sources as runtime_sources
+
+    class Broken:
+        def __init__(self, spec):
+            pass
+
+        def open(self):
+            pass
+
+        def read(self):
+            raise runtime_sources.SourceError("clip.mp4: decoder error at frame 0")
+
+        def close(self):
+            pass
+
+    monkeypatch.setattr(runtime_sources, "OpenCVDevice", Broken)
+    with pytest.raises(CalibrationError, match="decoder error at frame 0"):
+        sources.video_faces(tmp_path / "clip.mp4", 64, 4)
+
+
 def test_image_folder_uses_the_detector(helen_dir, yunet_path, tmp_path):
     pytest.importorskip("shfan.runtime.detector")
     folder = tmp_path / "imgs"
