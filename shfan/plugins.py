@@ -101,9 +101,11 @@ def build_host_library(cache_dir: str | os.PathLike | None = None, force: bool =
     if cxx is None:
         raise PluginError("no C++ compiler found for the host decoder build; install g++ (apt install g++) or set CXX")
     digest = hashlib.sha256(b"".join(p.read_bytes() for p in _HOST_SOURCES)).hexdigest()[:16]
-    # $SHFAN_CACHE_DIR/plugins, else ~/.cache/shfan/plugins, else the temp dir (read-only home)
-    out = Path(cache_dir) if cache_dir else io.cache_dir("plugins", create=True)
-    out.mkdir(parents=True, exist_ok=True)
+    if cache_dir:
+        out = Path(cache_dir)
+        out.mkdir(parents=True, exist_ok=True)
+    else:  # $SHFAN_CACHE_DIR/plugins, else ~/.cache/shfan/plugins, else the temp dir (read-only home)
+        out = io.cache_dir("plugins", create=True)
     lib = out / f"libshfan_decode_host-{digest}.so"
     if lib.is_file() and not force:
         return lib
@@ -111,11 +113,23 @@ def build_host_library(cache_dir: str | os.PathLike | None = None, force: bool =
     with io.atomic_path(lib, ".so") as tmp:
         cmd = [cxx, "-std=c++17", "-O2", "-fPIC", "-shared", "-fvisibility=hidden",
                f"-I{PLUGIN_DIR / 'include'}", str(_HOST_SOURCES[0]), "-o", str(tmp)]
-        proc = subprocess.run(cmd, capture_output=True, text=True)
+        proc = _compile(cmd, "install g++ (apt install g++) or set CXX to a working compiler")
         if proc.returncode != 0:
-            first = (proc.stderr.strip().splitlines() or ["(no output)"])[0]
-            raise PluginError(f"host decoder build failed: {first}; command: {' '.join(cmd)}")
+            raise PluginError(f"host decoder build failed: {_first_line(proc.stderr)}; command: {' '.join(cmd)}")
     return lib
+
+
+def _compile(cmd: list[str], fix: str) -> subprocess.CompletedProcess:
+    """Run a compiler; one that cannot be started (gone, not executable) is a PluginError naming
+    `fix`, not an OSError (inside io.atomic_path that would read as 'cannot write')."""
+    try:
+        return subprocess.run(cmd, capture_output=True, text=True)
+    except OSError as exc:
+        raise PluginError(f"cannot run the compiler {cmd[0]} ({exc.strerror or exc}); {fix}") from None
+
+
+def _first_line(stderr: str) -> str:
+    return (stderr.strip().splitlines() or ["(no output)"])[0]
 
 
 def load_host_library(path: str | os.PathLike | None = None) -> ctypes.CDLL:
@@ -197,9 +211,9 @@ def build_kernel_library(arch: str, out_dir: str | os.PathLike, name: str = "lib
     cmd = [nvcc, "-std=c++17", "-O3", f"-arch=sm_{arch}", "-shared", "-Xcompiler", "-fPIC",
            f"-I{PLUGIN_DIR / 'include'}", f"-I{src}", str(src / "subpixel_decode_kernel.cu"), str(shim),
            "-o", str(lib)]
-    proc = subprocess.run(cmd, capture_output=True, text=True)
+    proc = _compile(cmd, "install the CUDA toolkit")
     if proc.returncode != 0:
-        raise PluginError(f"nvcc failed:\n{proc.stderr}")
+        raise PluginError(f"nvcc failed: {_first_line(proc.stderr)}; command: {' '.join(cmd)}")
     handle = ctypes.CDLL(str(lib))
     handle.shfan_launch.argtypes = [ctypes.c_void_p, ctypes.c_int] + [ctypes.c_int] * 5 + [
         ctypes.c_float, ctypes.c_float, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p]

@@ -127,6 +127,17 @@ def test_plugin_library_lookup_errors_name_the_fix(tmp_path, monkeypatch):
     assert plugins.plugin_sha256(fake) == hashlib.sha256(b"not an ELF file").hexdigest()
 
 
+def test_a_compiler_that_cannot_run_is_a_plugin_error(tmp_path, monkeypatch):
+    """Not 'cannot write' (the OSError used to come out of io.atomic_path as an OutputError)."""
+    cxx = tmp_path / "g++"
+    cxx.write_bytes(b"\x00not a program")
+    cxx.chmod(0o755)
+    monkeypatch.setenv("CXX", str(cxx))
+    with pytest.raises(plugins.PluginError, match="cannot run the compiler .*g\\+\\+.*set CXX"):
+        plugins.build_host_library(tmp_path / "cache", force=True)
+    assert not any((tmp_path / "cache").iterdir())  # no half-written library left behind
+
+
 def test_module_stays_light():
     code = "import sys, shfan.plugins; print(sorted({'torch', 'tensorrt', 'pycuda', 'cupy'} & set(sys.modules)))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
