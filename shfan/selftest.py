@@ -41,6 +41,12 @@ class Result:
         return text if self.ok or not self.fix else f"{text}; fix: {self.fix}"
 
 
+def log_line(line: str) -> None:
+    """The default `log`: PASS lines at INFO, FAIL lines at WARNING (so a FAIL shows even where
+    logging is not configured: Python's last-resort handler prints WARNING and above)."""
+    (logger.warning if line.startswith("FAIL") else logger.info)(line)
+
+
 def tensorrt_missing() -> str | None:
     """The one line to print when there is no TensorRT here (None: there is)."""
     from shfan.runtime import backends
@@ -88,7 +94,7 @@ def build_fix(sm: int | None) -> str:
 
 
 class SelfTest:
-    def __init__(self, trt, log=logger.info):
+    def __init__(self, trt, log=log_line):
         self.trt, self.log = trt, log
         self.results: list[Result] = []
 
@@ -281,7 +287,7 @@ class SelfTest:
                    "still registered and valid (library kept loaded)", "rebuild the plugin (-z nodelete)")
 
 
-def run(log=logger.info) -> list[Result] | None:
+def run(log=log_line) -> list[Result] | None:
     """Every check (None when TensorRT is absent: `tensorrt_missing()` says why). Each result
     line goes to `log` as it is found (shfan-doctor passes a printer)."""
     if tensorrt_missing():

@@ -295,6 +295,16 @@ def test_selftest_without_tensorrt_is_one_line_and_exit_0(capsys):
     assert len(out) == 1 and "TensorRT is not installed" in out[0]
 
 
+def test_selftest_logs_fail_lines_at_warning(caplog):
+    """Without a logging setup INFO is dropped; a FAIL must still show."""
+    from shfan import selftest
+
+    with caplog.at_level("INFO", logger="shfan.selftest"):
+        selftest.log_line(selftest.Result("a", True, "fine").line())
+        selftest.log_line(selftest.Result("b", False, "broken", "fix it").line())
+    assert [r.levelname for r in caplog.records] == ["INFO", "WARNING"]
+
+
 def test_selftest_comparison_on_the_plugin_host_build():
     """The self-test's verdict logic, fed by the plugin's own math (host build) for every shared
     case, fp32 and fp16: all pass; a 2e-3 px shift, a wrong score or a NaN landmark fail."""
