@@ -108,14 +108,22 @@ def score(infer: Infer, samples: Sequence[Sample], input_size: int, **kw) -> tup
 # ---------------------------------------------------------------- shfan-eval as a function
 
 
-def default_model(backend: str | None, name: str = "compact") -> Path:
-    """A shipped model's checkpoint where PyTorch is installed (the pytorch backend), else its ONNX."""
-    from shfan import weights
+def model_kind(backend: str | None) -> str:
+    """Which file of a shipped model to score: its checkpoint where PyTorch is installed (the
+    pytorch backend, or no backend asked for), else its ONNX."""
     from shfan.runtime import backends
 
-    if backend in (None, "pytorch") and backends.get("pytorch").available():
-        return weights.model_path(name, "checkpoint")
-    return weights.model_path(name, "onnx")
+    return "checkpoint" if backend in (None, "pytorch") and backends.get("pytorch").available() else "onnx"
+
+
+def default_model_file(backend: str | None, name: str = "compact") -> Path:
+    """A shipped model's file for `backend` (model_kind)."""
+    from shfan import weights
+
+    return weights.model_path(name, model_kind(backend))
+
+
+default_model = default_model_file  # the old name (benchmarks/validation.py); not runtime.pipeline.default_model
 
 
 def open_model(model: Path, backend: str | None, precision: str | None, decoder: str):
@@ -148,12 +156,11 @@ def evaluate(samples: Sequence[Sample], model=None, backend: str | None = None, 
     engines, onnxruntime otherwise. Returns (metrics.summary with the model, backend, decoder,
     views, flip and precision used; per-face inter-ocular NME). The backend is closed on every
     path (a TensorRT backend left open aborts the interpreter at exit)."""
-    from shfan.weights import MODEL_NAMES
+    from shfan import weights
 
     if views not in VIEWS:
         raise EvalError(f"unknown views {views!r}; choose one of {', '.join(VIEWS)}")
-    named = model is None or str(model) in MODEL_NAMES
-    path = default_model(backend, str(model or "compact")) if named else Path(model)
+    path = weights.resolve("compact" if model is None else model, model_kind(backend))
     net = None
     try:
         net = open_model(path, backend, precision, decoder)

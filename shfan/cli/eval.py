@@ -8,8 +8,6 @@ import sys
 from shfan.cli.common import (Parser, add_format_options, backend_choices, build_precisions, check_format_args,
                                check_model_args, entry, existing_path, positive_int, writable_file)
 
-PRECISIONS = build_precisions()  # of a build folder
-
 
 def check_args(ap, args) -> None:
     """Usage checks that span several options (each option's own value is checked by its type)."""
@@ -31,7 +29,7 @@ def build_parser():
                                     "or shfan-build folder")
     ap.add_argument("--backend", choices=backend_choices(auto=False),
                     help="default: pytorch for checkpoints, onnxruntime for ONNX and build folders")
-    ap.add_argument("--precision", choices=PRECISIONS,
+    ap.add_argument("--precision", choices=build_precisions(),
                     help="precision to use from a build folder (default: the selected one)")
     ap.add_argument("--decoder", default="subpixel", choices=METHODS,
                     help="heatmap decoder (ignored by graphs with a built-in decoder)")
@@ -72,8 +70,9 @@ def main(argv=None):
 
     samples = evaluate.load_samples(args.data, args.format, args.limit, image_root=args.image_root,
                                     points_dir=args.points_dir)
-    report, per_face = evaluate.evaluate(samples, args.model, args.backend, args.precision, args.decoder, args.views,
-                                         args.flip, args.batch_size, progress=sys.stderr.isatty(),
+    report, per_face = evaluate.evaluate(samples, model=args.model, backend=args.backend, precision=args.precision,
+                                         decoder=args.decoder, views=args.views, flip=args.flip,
+                                         batch_size=args.batch_size, progress=sys.stderr.isatty(),
                                          data_name=str(args.data))
     report.update(data=str(args.data), box=args.box)
     if args.plot:
