@@ -24,7 +24,7 @@ def open_model(model, *, precision: str | None = None, decoder: str = "subpixel"
                            "or export the checkpoint with shfan-build and use the onnxruntime backend")
     from shfan.torch_backend import TorchBackend
 
-    return TorchBackend(path, decoder=decoder, threads=threads)
+    return TorchBackend.from_checkpoint(path, decoder=decoder, threads=threads)
 
 
 SPEC = register(BackendSpec(
