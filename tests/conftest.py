@@ -19,6 +19,20 @@ FACES68 = SHARED / "data" / "faces68"
 YUNET = SHARED / "models" / "yunet_s_640_640.onnx"
 
 
+@pytest.fixture(autouse=True)
+def shfan_logger_restored():
+    """Each test starts and ends with the 'shfan' logger as it was: a CLI's parse_args sets its
+    level and adds its stderr handler process-wide (-v in one test would leak into the next)."""
+    import logging
+
+    logger = logging.getLogger("shfan")
+    saved = logger.level, list(logger.handlers), logger.propagate
+    yield
+    logger.setLevel(saved[0])
+    logger.handlers[:] = saved[1]
+    logger.propagate = saved[2]
+
+
 def load_vectors():
     """[(name, heatmaps, points, scores, window, temperature)] from the committed vectors."""
     data = np.load(VECTORS / "subpixel_decode.npz")

@@ -63,6 +63,16 @@ def test_verbose_and_quiet_set_the_shfan_logger(tmp_path, capsys, flag, level):
     assert ("a training line\n" in err) == (level <= logging.INFO) and "warning: a warning\n" in err
 
 
+@pytest.mark.parametrize("flag, level", [("-v", logging.DEBUG), ("--quiet", logging.WARNING)])
+def test_verbose_and_quiet_before_the_subcommand_are_passed_on(tmp_path, flag, level):
+    """`shfan -v eval ...` is `shfan eval -v ...` (the README: every command takes -v/-q)."""
+    code, _, err = run_main(main, [flag, "eval", "--data", tmp_path, "--format", "wflw"])  # parsed, then refused
+    assert code == 2 and "--format wflw takes the annotation file" in err
+    assert logging.getLogger("shfan").level == level
+    code, _, err = run_main(main, ["-v", "-q", "train", "--data", tmp_path])
+    assert_one_line_error(code, err, 2, "not allowed with")
+
+
 def test_verbose_and_quiet_exclude_each_other(tmp_path):
     from shfan.cli.train import build_parser
 
