@@ -29,6 +29,8 @@ from pathlib import Path
 
 import numpy as np
 
+from shfan.io import atomic_path
+
 # 7-bit weights. On x86 without VNNI (AVX2, AVX-512 without VNNI) MLAS multiplies uint8 x int8
 # with VPMADDUBSW, which adds pairs of products into int16 and saturates when both bytes are
 # large. Measured on the default model (AFW, everything in int8, 99.9th-percentile ranges):
@@ -141,7 +143,8 @@ def asymmetric_ranges(sample, percentile: float | None) -> dict[str, tuple[float
 def quantize(prepared_onnx, dst, ranges: dict[str, tuple[float, float]], nodes_to_exclude=(),
              op_types=OP_TYPES, reduce_range: bool = False) -> Path:
     """ONNX Runtime's QDQ quantizer with the given ranges: uint8 activations, int8 symmetric
-    per-channel weights, int32 biases. `prepared_onnx`: a model after `prepare`."""
+    per-channel weights, int32 biases. `prepared_onnx`: a model after `prepare`. The quantizer
+    logs a note per tensor; the caller (builder.precision.to_int8_cpu) wraps this in precision.quiet."""
     from onnxruntime.quantization import QuantType
     from onnxruntime.quantization.calibrate import CalibrationMethod, TensorData, TensorsData
     from onnxruntime.quantization.qdq_quantizer import QDQQuantizer
@@ -153,8 +156,6 @@ def quantize(prepared_onnx, dst, ranges: dict[str, tuple[float, float]], nodes_t
                              TensorsData(CalibrationMethod.MinMax, data), [], list(nodes_to_exclude), list(op_types),
                              {"ActivationSymmetric": False, "WeightSymmetric": True})
     quantizer.quantize_model()  # logs a note per tensor through the root logger: builder.precision.quiet
-    from shfan.io import atomic_path
-
     with atomic_path(dst, suffix=".onnx") as tmp:
         quantizer.model.save_model_to_file(str(tmp))
     return Path(dst)
