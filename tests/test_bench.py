@@ -144,9 +144,11 @@ def test_ort_cases_time_each_int8_file_cpu_first(tmp_path):
         ("fp32", None, both), ("int8", "cpu", both), ("int8", "tensorrt", both / "model_int8.onnx")]
     assert skipped == [{"backend": "onnxruntime", "precision": "fp16", "reason": f"{both} has no fp16 model"}]
     only_cpu = _folder(tmp_path, "cpu", cpu)
-    assert [(c.target, c.model) for c in bench.ort_cases(only_cpu, BuildManifest.read(only_cpu), ("int8",))[0]] == [("cpu", only_cpu)]
+    cases = bench.ort_cases(only_cpu, BuildManifest.read(only_cpu), ("int8",))[0]
+    assert [(c.target, c.model) for c in cases] == [("cpu", only_cpu)]
     only_trt = _folder(tmp_path, "trt", {"onnx": "model_int8.onnx"})
-    assert [(c.target, c.model) for c in bench.ort_cases(only_trt, BuildManifest.read(only_trt), ("int8",))[0]] == [("tensorrt", only_trt)]
+    cases = bench.ort_cases(only_trt, BuildManifest.read(only_trt), ("int8",))[0]
+    assert [(c.target, c.model) for c in cases] == [("tensorrt", only_trt)]
     assert bench.case_precision("int8", "cpu") == "int8 (cpu file)" and bench.case_precision("fp32", None) == "fp32"
 
 
@@ -256,7 +258,8 @@ REPORT = {
                  "pipeline": {"fps": 64.0, "faces": 0, "detector_runs": 90,
                               "stages": {s: bench.spread([1.0, 2.0]) for s in bench.PIPELINE_STAGES}}}],
     "skipped": [{"backend": "tensorrt", "reason": "TensorRT is not importable here"}],
-    "baseline": {"name": "FAN-4 eager", "fps": 3.2, "frames": 10, "stages": {s: bench.spread([300.0]) for s in bench.PIPELINE_STAGES}},
+    "baseline": {"name": "FAN-4 eager", "fps": 3.2, "frames": 10,
+                 "stages": {s: bench.spread([300.0]) for s in bench.PIPELINE_STAGES}},
 }
 REPORT["speedup"] = bench.speedup_summary(REPORT["results"], REPORT["baseline"], ("onnxruntime", "int8"))
 

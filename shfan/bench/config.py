@@ -33,7 +33,8 @@ class BenchConfig:
     warmup: int = option(3, "untimed runs first (default 3)", "nonneg")
     repeats: int = option(20, "timed runs per batch size (default 20)", "positive")
     frames: int = option(90, "demo frames for pipeline FPS (default 90)", "positive")
-    baseline_frames: int = option(10, "demo frames for the FAN-4 baseline (default 10; ~0.3 s each here)", "positive")
+    baseline_frames: int = option(10, "demo frames for the FAN-4 baseline (default 10; ~0.6 s each on 2 cores)",
+                                  "positive")
     baseline: bool = True
     baseline_weights: Path | None = None
     calib_data: str | None = None

@@ -47,7 +47,8 @@ def pipeline_rows(report: dict) -> list[list[str]]:
                      *(_mean(p["stages"][k]) for k in PIPELINE_STAGES), f"{p['faces']}/{p['detector_runs']}",
                      f"{ratio:.1f}x" if ratio else "—"])
     if base:
-        rows.append([f"baseline {base.get('name', '')}".rstrip(), f"{base['fps']:.2f}", *(_mean(base["stages"][k]) for k in PIPELINE_STAGES),
+        rows.append([f"baseline {base.get('name', '')}".rstrip(), f"{base['fps']:.2f}",
+                     *(_mean(base["stages"][k]) for k in PIPELINE_STAGES),
                      f"—/{base['frames']}", "1.0x"])
     return rows
 
