@@ -30,7 +30,6 @@ import os
 import threading
 import time
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Callable, Iterator
 
 import numpy as np
@@ -166,8 +165,8 @@ class PipelineOptions:
     smooth: bool = False
     smooth_min_cutoff: float = 1.0
     smooth_beta: float = 0.05
-    threads: int | None = option(None, "ONNX Runtime CPU threads (default: all cores, <= 8; capped at the cores "
-                                       "available)", "positive", metavar="N")
+    threads: int | None = option(None, "ONNX Runtime CPU threads (default: one per physical core, at most 8; "
+                                       "capped at the cores available)", "positive", metavar="N")
 
     def validate(self) -> "PipelineOptions":
         if self.running_mode not in ("image", "video"):
@@ -179,8 +178,6 @@ class PipelineOptions:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
         if self.redetect_every < 0:
             raise ValueError(f"redetect_every must be >= 0, got {self.redetect_every}")
-        if not self.min_face > 0:
-            raise ValueError(f"min_face must be > 0 px, got {self.min_face}")
         if self.threads is not None and self.threads < 1:
             raise ValueError(f"threads must be >= 1, got {self.threads}")
         for name in ("detector_threshold", "verify_below"):
@@ -201,16 +198,6 @@ class PipelineOptions:
 
 OPTION_NAMES = frozenset(f.name for f in dataclasses.fields(PipelineOptions))
 IGNORED_KWARGS = frozenset({"check_side"})  # replaced by min_face (checks and acquisition share one size)
-
-
-from shfan.weights import MODEL_NAMES  # noqa: E402  (no torch: a tuple of names)
-
-
-def default_model(name: str = "compact") -> Path:
-    """The ONNX file of a shipped model by name (compact: the default); BackendError otherwise."""
-    from shfan import weights
-
-    return weights.model_path(name, "onnx")
 
 
 class Pipeline(Closable):
@@ -238,8 +225,9 @@ class Pipeline(Closable):
             log.warning("threads=%d capped at the %d cores available", opts.threads, cores)
             opts = dataclasses.replace(opts, threads=cores)
         self.options = opts
-        if model is None or str(model) in MODEL_NAMES:
-            model = default_model(str(model or "compact"))
+        from shfan import weights  # no torch: names and paths
+
+        model = weights.resolve("compact" if model is None else model, "onnx")  # a shipped model's name, or a path
         self.backend = open_backend(model, backend,
                                     precision=precision, threads=opts.threads)
         self.info = self.backend.info

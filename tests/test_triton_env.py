@@ -89,3 +89,16 @@ def test_busy_port_is_named():
         port = busy.getsockname()[1]
         with pytest.raises(ShfanError, match=f"127.0.0.1:{port}.*--http-port"):
             check_ports("127.0.0.1", [free, port])
+
+
+def test_min_face_and_threads_say_what_the_pipeline_says():
+    """shfan-serve passes them to PipelineOptions: same help, range and metavar."""
+    import dataclasses
+
+    from shfan.runtime.pipeline import PipelineOptions
+
+    pipeline = {f.name: f.metadata for f in dataclasses.fields(PipelineOptions)}
+    serve = {f.name: f.metadata for f in dataclasses.fields(ServeOptions)}
+    for name in ("min_face", "threads"):
+        assert serve[name] == pipeline[name], name
+    assert "physical core, at most 8" in serve["threads"]["help"]  # what ort_backend.session_options does
