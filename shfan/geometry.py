@@ -58,7 +58,7 @@ def warp(image: np.ndarray, m: np.ndarray, out_size, border_value=0) -> np.ndarr
     m = np.asarray(m, np.float64)
     m_cv = m.copy()
     m_cv[:, 2] = m[:, :2] @ [0.5, 0.5] + m[:, 2] - 0.5
-    size = (out_size, out_size) if np.isscalar(out_size) else tuple(int(v) for v in out_size)
+    size = tuple(int(v) for v in out_size) if isinstance(out_size, (tuple, list, np.ndarray)) else (int(out_size),) * 2
     return cv2.warpAffine(image, m_cv, size, flags=cv2.INTER_LINEAR,
                           borderMode=cv2.BORDER_CONSTANT, borderValue=border_value)
 
