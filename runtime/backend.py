@@ -69,8 +69,8 @@ def open_backend(model, backend: str = "auto", precision: str | None = None,
         raise BackendError(f"{path}: no such model (give a shfan-build folder, .onnx or .engine file)")
     if is_checkpoint(path) and (backend == "auto" or not backends.get(backend).accepts(path)):
         raise BackendError(f"{path} is a PyTorch checkpoint; export it first: shfan-build --weights {path} "
-                           "--precision fp32, then use the build folder; or run the checkpoint itself with backend "
-                           "pytorch (--backend pytorch) where torch is installed")
+                           "--precision fp32, then use the build folder; or evaluate the checkpoint itself with the "
+                           "pytorch backend (shfan-eval --backend pytorch; needs torch)")
     options = dict(precision=precision, decoder=decoder, threads=threads)
     if backend == "auto":
         tensorrt = backends.get("tensorrt")
