@@ -48,7 +48,7 @@ def main():
     ap.add_argument("--flip", action="store_true", help="also score test-time flip averaging")
     ap.add_argument("--json", help="write the table here")
     args = ap.parse_args()
-    model = evaluate.default_model(args.backend, args.model) if args.model in MODEL_NAMES else Path(args.model)
+    model = evaluate.default_model_file(args.backend, args.model) if args.model in MODEL_NAMES else Path(args.model)
     backend = evaluate.open_model(model, args.backend, None, "subpixel")
     rows = []
     try:
