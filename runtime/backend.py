@@ -16,14 +16,14 @@ from typing import Protocol
 
 import numpy as np
 
-from shfan.contracts import BuildManifest, ModelInfo  # ModelInfo: re-exported
+from shfan.contracts import ModelInfo  # re-exported
 from shfan.errors import BackendError  # re-exported
 from shfan.runtime import backends
 from shfan.runtime.backends import is_checkpoint, is_engine
 
 log = logging.getLogger("shfan.runtime")
 
-__all__ = ["ModelInfo", "BackendError", "Backend", "decode_heatmaps", "onnx_from_build", "open_backend"]
+__all__ = ["ModelInfo", "BackendError", "Backend", "decode_heatmaps", "open_backend"]
 
 
 class Backend(Protocol):
@@ -47,13 +47,6 @@ def decode_heatmaps(heatmaps: np.ndarray, info: ModelInfo, method: str = "subpix
 
     pts, scores = codec.decode(heatmaps, method, info.window, info.temperature)
     return pts * (info.input_size / heatmaps.shape[-1]), scores
-
-
-def onnx_from_build(folder: Path, precision: str | None = None, cpu: bool = True) -> Path:
-    """The ONNX Runtime-runnable file (heatmap output) of a build folder for a precision
-    (default: the precision the build selected). With `cpu`, the file built for ONNX Runtime's
-    CPU provider (`shfan-build --target cpu|all`, artifacts[p]["cpu"]) when the build has one."""
-    return BuildManifest.read(folder).onnx_for(folder, precision, cpu)
 
 
 def open_backend(model, backend: str = "auto", precision: str | None = None,

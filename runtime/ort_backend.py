@@ -43,6 +43,12 @@ def cuda_device_present() -> bool:
     return any(os.path.exists(p) for p in ("/dev/nvidia0", "/dev/nvgpu/igpu0", "/dev/nvhost-gpu", "/dev/nvidiactl"))
 
 
+def default_threads() -> int:
+    """ONNX Runtime intra-op threads when none are asked for: one per physical core, at most 8
+    (small convolutions stop scaling)."""
+    return min(physical_cores(), 8)
+
+
 def physical_cores() -> int:
     """Physical cores this process may run on (SMT siblings counted once, CPU affinity and
     cpusets respected): one ONNX Runtime thread per physical core is its fastest setting, and
@@ -76,7 +82,7 @@ def session_options(ort, threads: int | None = None):
     QLinearConv in NHWC for the CPU int8 file; 'extended' was 4-10 % slower); denormals flushed
     to zero (values below 1e-38 change no landmark; it measured 0-5 % faster, within noise)."""
     opts = ort.SessionOptions()
-    opts.intra_op_num_threads = threads or min(physical_cores(), 8)
+    opts.intra_op_num_threads = threads or default_threads()
     opts.log_severity_level = 3
     opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     opts.add_session_config_entry("session.intra_op.allow_spinning", "0")

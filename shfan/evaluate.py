@@ -123,7 +123,6 @@ def default_model_file(backend: str | None, name: str = "compact") -> Path:
     return weights.model_path(name, model_kind(backend))
 
 
-default_model = default_model_file  # the old name (benchmarks/validation.py); not runtime.pipeline.default_model
 
 
 def open_model(model: Path, backend: str | None, precision: str | None, decoder: str):

@@ -260,7 +260,7 @@ def torch_infer(model, device, method="subpixel"):
     training validation decodes exactly as shfan-eval --backend pytorch does."""
     from shfan.torch_backend import TorchBackend
 
-    return TorchBackend.from_model(model, device, method).infer
+    return TorchBackend(model, device, method).infer
 
 
 def tune_decoder(model, device, samples, images, windows=(3, 5, 7), temperatures=(3, 6, 9, 12, 16, 24)):

@@ -84,13 +84,13 @@ def test_manifest_shape(built):
 
 
 def test_metadata_and_runtime_reads_it(built):
-    from shfan.runtime.backend import onnx_from_build
+    from shfan.contracts import BuildManifest
     from shfan.runtime.ort_backend import OnnxRuntimeBackend
 
     model = onnx.load(str(built / "model_int8.onnx"))
     meta = json.loads(next(p.value for p in model.metadata_props if p.key == "shfan"))
     assert meta["precision"] == "int8" and meta["model_config"]["landmarks"] == 68 and "shfan_version" in meta
-    backend = OnnxRuntimeBackend(onnx_from_build(built, "int8"))
+    backend = OnnxRuntimeBackend(BuildManifest.read(built).onnx_for(built, "int8"))
     pts, scores = backend.infer(np.random.default_rng(0).random((2, 3, 64, 64), dtype=np.float32))
     assert pts.shape == (2, 68, 2) and scores.shape == (2, 68)
 

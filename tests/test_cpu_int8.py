@@ -191,11 +191,13 @@ def test_build_folder_holds_both_int8_files_and_checks_them(built_all):
 
 
 def test_onnx_runtime_picks_the_cpu_file_of_a_build_folder(built_all):
-    from shfan.runtime.backend import onnx_from_build, open_backend
+    from shfan.contracts import BuildManifest
+    from shfan.runtime.backend import open_backend
 
-    assert onnx_from_build(built_all, "int8") == built_all / "model_int8_cpu.onnx"
-    assert onnx_from_build(built_all, "int8", cpu=False) == built_all / "model_int8.onnx"
-    assert onnx_from_build(built_all, "fp32") == built_all / "model_fp32.onnx"
+    manifest = BuildManifest.read(built_all)
+    assert manifest.onnx_for(built_all, "int8") == built_all / "model_int8_cpu.onnx"
+    assert manifest.onnx_for(built_all, "int8", cpu=False) == built_all / "model_int8.onnx"
+    assert manifest.onnx_for(built_all, "fp32") == built_all / "model_fp32.onnx"
     backend = open_backend(built_all, "onnxruntime", "int8")
     pts, scores = backend.infer(np.random.default_rng(0).random((2, 3, 64, 64), dtype=np.float32))
     assert pts.shape == (2, 68, 2) and scores.shape == (2, 68)

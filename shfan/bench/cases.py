@@ -116,9 +116,9 @@ def default_precision(source: ModelSource, manifest: BuildManifest) -> str:
 
 
 def default_threads() -> int:
-    from shfan.runtime.ort_backend import physical_cores
+    from shfan.runtime.ort_backend import default_threads as ort_default_threads
 
-    return min(physical_cores(), 8)
+    return ort_default_threads()  # what the sessions use, so the report cannot drift from it
 
 
 # ------------------------------------------------------------------------------ frames, detector

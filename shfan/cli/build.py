@@ -78,7 +78,7 @@ def main(argv=None):
 
     err = Console(stderr=True, highlight=False)
     stages = Stages(lambda line: err.print(line, markup=False, soft_wrap=True))
-    opts = options_from(BuildOptions, args)  # build() takes --out as text or a Path
+    opts = options_from(BuildOptions, args, progress=not args.quiet)  # bars only on a terminal; build() takes --out as text
     import signal
 
     def _terminate(signum, frame):  # unwind so the staged folder is removed; --out stays as it was
