@@ -28,7 +28,7 @@ import numpy as np
 
 from shfan import augment, evaluate, geometry, metrics
 from shfan.bench.others import dlib_predictor_path
-from shfan.runtime.tracker import iou
+from shfan.geometry import iou
 from validation import report, validation_sets  # benchmarks/validation.py: shfan-train's split
 
 DLIB_BOX_SCALE = 1.15  # dlib's HOG box is ~15 % wider than the tight landmark box on these faces

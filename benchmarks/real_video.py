@@ -34,6 +34,7 @@ from pathlib import Path
 
 import numpy as np
 
+from shfan.geometry import iou  # shfan.geometry: outside shfan.runtime, which --runtime-dir swaps
 from shfan.metrics import OUTER_EYE_CORNERS
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -44,17 +45,6 @@ MATCH_IOU = 0.3
 
 
 # ------------------------------------------------------------------------------ pure metrics
-
-
-def iou(a, b) -> float:
-    """IoU of two (x0, y0, x1, y1) boxes. A copy of shfan.runtime.tracker.iou on purpose:
-    importing shfan.runtime here would cache the current runtime before --runtime-dir switches
-    shfan.runtime.__path__, and the "before" numbers would silently measure the new tracker."""
-    ix = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
-    iy = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
-    inter = ix * iy
-    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
-    return inter / union if union > 0 else 0.0
 
 
 def match(reported, reference, min_iou: float = MATCH_IOU) -> list[tuple[int, int]]:

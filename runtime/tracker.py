@@ -83,14 +83,6 @@ def overlap(a, b) -> float:
     return ix * iy / smaller if smaller > 0 else 0.0
 
 
-def iou(a, b) -> float:
-    ix = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
-    iy = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
-    inter = ix * iy
-    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
-    return inter / union if union > 0 else 0.0
-
-
 class Tracker:
     """Keeps up to max_faces tracks. The pipeline asks `needs_detection()`, feeds detections to
     `add_detections()`, runs the landmark model on every track's crop and reports back with

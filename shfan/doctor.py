@@ -253,18 +253,22 @@ def version_of(module) -> str:
     return getattr(module, "__version__", "?")
 
 
+def required(probes: Probes, module: str, check: str, fix: str):
+    """(module, None), or (None, the MISSING Check `check` with the one-line reason and `fix`)."""
+    found, why = imported(probes, module)
+    return (found, None) if found is not None else (None, Check(check, MISSING, why, fix))
+
+
 def check_numpy(probes: Probes) -> Check:
-    module, why = imported(probes, "numpy")
-    if why:
-        return Check("numpy", MISSING, why, "pip install 'numpy>=1.24' (on Jetson: numpy<2)")
-    return Check("numpy", OK, version_of(module), value=version_of(module))
+    module, missing = required(probes, "numpy", "numpy", "pip install 'numpy>=1.24' (on Jetson: numpy<2)")
+    return missing or Check("numpy", OK, version_of(module), value=version_of(module))
 
 
 def check_opencv(probes: Probes) -> Check:
-    module, why = imported(probes, "cv2")
-    if why:
-        return Check("opencv", MISSING, why,
-                     "pip install opencv-python-headless (Jetson: apt's OpenCV, see jetson/README.md)")
+    module, missing = required(probes, "cv2", "opencv",
+                               "pip install opencv-python-headless (Jetson: apt's OpenCV, see jetson/README.md)")
+    if missing:
+        return missing
     dist, _ = first_version(probes, OPENCV_DISTS)
     return Check("opencv", OK, f"{version_of(module)} ({dist or 'system package'})", value=version_of(module))
 
@@ -281,9 +285,9 @@ def check_opencv_gstreamer(probes: Probes) -> Check:
 
 
 def check_onnxruntime(probes: Probes) -> Check:
-    module, why = imported(probes, "onnxruntime")
-    if why:
-        return Check("onnxruntime", MISSING, why, "pip install 'shfan[ort]'")
+    module, missing = required(probes, "onnxruntime", "onnxruntime", "pip install 'shfan[ort]'")
+    if missing:
+        return missing
     dist, _ = first_version(probes, ONNXRUNTIME_DISTS)
     providers = ", ".join(module.get_available_providers())
     return Check("onnxruntime", OK, f"{version_of(module)} ({dist or '?'}; {providers})", value=version_of(module))

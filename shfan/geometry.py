@@ -63,6 +63,15 @@ def warp(image: np.ndarray, m: np.ndarray, out_size, border_value=0) -> np.ndarr
                           borderMode=cv2.BORDER_CONSTANT, borderValue=border_value)
 
 
+def iou(a, b) -> float:
+    """Intersection over union of two (x0, y0, x1, y1) boxes (0 when either is empty)."""
+    ix = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
+    iy = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
+    inter = ix * iy
+    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
+    return inter / union if union > 0 else 0.0
+
+
 def box_from_points(points) -> np.ndarray:
     """Tight box (x0, y0, x1, y1) around [K, 2] points."""
     p = np.asarray(points, np.float64)

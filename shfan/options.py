@@ -17,3 +17,10 @@ def option(default, help: str | None = None, range: str | None = None, **more):
         raise ValueError(f"range must be one of {RANGES}, got {range!r}")
     meta = {k: v for k, v in (("help", help), ("range", range)) if v is not None}
     return field(default=default, metadata={**meta, **more})
+
+
+def same_option(cls, name: str):
+    """The field `name` of dataclass `cls` again (default, help, range), for an options class that
+    passes it on (ServeOptions -> PipelineOptions), so the two cannot say different things."""
+    source = cls.__dataclass_fields__[name]
+    return field(default=source.default, metadata=source.metadata)

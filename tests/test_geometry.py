@@ -48,3 +48,10 @@ def test_compose_and_box():
     np.testing.assert_allclose(geometry.transform_points(p, geometry.compose(a, b)),
                                geometry.transform_points(geometry.transform_points(p, b), a), atol=1e-9)
     np.testing.assert_allclose(geometry.box_from_points([[1, 5], [3, 2]]), [1, 2, 3, 5])
+
+
+def test_iou_of_boxes():
+    assert geometry.iou((0, 0, 10, 10), (0, 0, 10, 10)) == 1.0
+    assert geometry.iou((0, 0, 10, 10), (5, 0, 15, 10)) == pytest.approx(50 / 150)
+    assert geometry.iou((0, 0, 10, 10), (20, 20, 30, 30)) == 0.0
+    assert geometry.iou((0, 0, 0, 0), (0, 0, 0, 0)) == 0.0  # empty boxes: no overlap, no division by zero

@@ -33,7 +33,8 @@ import numpy as np
 
 from shfan.errors import ShfanError
 from shfan.io import Service
-from shfan.options import option
+from shfan.options import option, same_option
+from shfan.runtime.pipeline import PipelineOptions
 
 log = logging.getLogger("shfan.serve")
 
@@ -76,12 +77,8 @@ class ServeOptions:
     preferred_batch: tuple[int, ...] = (4, 8)
     batching: bool = True  # False: max_batch_size 1, every request runs alone (for comparisons)
     max_faces: int = option(8, "faces per image (default 8)", "positive")
-    # min_face and threads as PipelineOptions says them (kept in step by test_triton_env)
-    min_face: float = option(24.0, "smallest face (width in frame pixels) to find; the detector sees the frame "
-                                   "scaled so such a face is 24 px: full size at 24 (default), half size at 48 "
-                                   "(~4x cheaper)", "positive", metavar="PX")
-    threads: int | None = option(None, "ONNX Runtime CPU threads (default: one per physical core, at most 8; "
-                                       "capped at the cores available)", "positive", metavar="N")
+    min_face: float = same_option(PipelineOptions, "min_face")
+    threads: int | None = same_option(PipelineOptions, "threads")
     verbose: bool = False
     extra: dict = field(default_factory=dict)  # further PipelineOptions fields
 
