@@ -1,0 +1,83 @@
+"""CPU cost of the compact architecture's knobs (stacks, width, input size): GMAC per face and
+ONNX Runtime fp32 latency, batch 1, the variants taking turns in one run (random weights: speed
+does not depend on them). The accuracy axis of the trade-off needs a trained model per point; the
+ones that exist are listed in BENCHMARKS.md §7 beside this table.
+
+    python benchmarks/arch_latency.py [--rounds 20] [--json out.json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+
+# (stacks, width, input size): the shipped compact model is (2, 128, 128); FAN-4 is (4, 256, 256)
+GRID = [(1, 64, 64), (1, 128, 128), (2, 64, 128), (2, 96, 128), (2, 128, 128), (3, 128, 128),
+        (2, 128, 192), (2, 192, 128), (4, 128, 128), (2, 256, 256), (4, 256, 256)]
+
+
+def macs_per_face(model, size: int) -> int:
+    """Multiply-accumulates of every Conv2d for one face (hooks on a real forward pass)."""
+    import torch
+
+    total = [0]
+
+    def hook(module, inputs, output):
+        k = module.kernel_size[0] * module.kernel_size[1]
+        total[0] += output.numel() * (module.in_channels // module.groups) * k
+
+    handles = [m.register_forward_hook(hook) for m in model.modules() if isinstance(m, torch.nn.Conv2d)]
+    with torch.no_grad():
+        model(torch.zeros(1, 3, size, size))
+    for h in handles:
+        h.remove()
+    return total[0]
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--rounds", type=int, default=20)
+    ap.add_argument("--runs", type=int, default=3, help="timed runs per model per round")
+    ap.add_argument("--json", help="write the rows here")
+    args = ap.parse_args()
+
+    import onnxruntime as ort
+    import torch
+
+    from shfan.builder.export import export_onnx
+    from shfan.model import FAN, ModelConfig
+    from shfan.runtime.ort_backend import create_session
+
+    torch.manual_seed(0)
+    cases = []
+    for stacks, width, size in GRID:
+        model = FAN(ModelConfig(stacks=stacks, width=width, input_size=size)).eval()
+        session = create_session(export_onnx(model).SerializeToString(), providers=["CPUExecutionProvider"])
+        x = np.random.default_rng(0).random((1, 3, size, size), dtype=np.float32)
+        name = session.get_inputs()[0].name
+        session.run(None, {name: x})  # warm-up
+        cases.append({"stacks": stacks, "width": width, "input_size": size,
+                      "params_m": round(sum(p.numel() for p in model.parameters()) / 1e6, 2),
+                      "gmac": round(macs_per_face(model, size) / 1e9, 3), "session": session, "x": x,
+                      "name": name, "ms": []})
+    for _ in range(args.rounds):  # interleaved: a load change hits every variant alike
+        for c in cases:
+            for _ in range(args.runs):
+                t0 = time.perf_counter()
+                c["session"].run(None, {c["name"]: c["x"]})
+                c["ms"].append(1000 * (time.perf_counter() - t0))
+    rows = [{k: v for k, v in c.items() if k not in ("session", "x", "name", "ms")} |
+            {"ms_median": round(float(np.median(c["ms"])), 2), "ms_p90": round(float(np.percentile(c["ms"], 90)), 2)}
+            for c in cases]
+    result = {"onnxruntime": ort.__version__, "threads": "session default (physical cores, <= 8)", "rows": rows}
+    if args.json:
+        Path(args.json).write_text(json.dumps(result, indent=1) + "\n")
+    print(json.dumps(result, indent=1))
+
+
+if __name__ == "__main__":
+    main()
