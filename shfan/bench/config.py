@@ -6,6 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+from shfan.builder.precision import CALIB_METHODS, TARGETS
 from shfan.contracts import PRECISIONS
 from shfan.errors import ShfanError
 from shfan.options import option
@@ -35,18 +36,19 @@ class BenchConfig:
     frames: int = option(90, "demo frames for pipeline FPS (default 90)", "positive")
     baseline_frames: int = option(10, "demo frames for the FAN-4 baseline (default 10; ~0.6 s each on 2 cores)",
                                   "positive")
-    baseline: bool = True
+    baseline: bool = option(True, "skip the PyTorch baseline")  # the switch is --no-baseline
     baseline_weights: Path | None = None
     calib_data: str | None = None
     max_calib: int = option(128, "calibration faces (default 128: speed, not accuracy, is measured here)",
                             "positive")
-    calib_method: str = "percentile"
+    calib_method: str = option("percentile", "int8 activation ranges (default percentile)", choices=CALIB_METHODS)
     cache_dir: Path | None = None
     detector_model: str | None = None
     threads: int | None = option(None, "ONNX Runtime intra-op threads (default: cores, at most 8)", "positive")
-    tensorrt: bool = True
+    tensorrt: bool = option(True, "skip TensorRT even where it is installed")  # the switch is --no-tensorrt
     compare: tuple[str, ...] = ("dlib",)  # other pipelines timed on the same frames when installed (bench.others)
-    target: str = "all"  # int8 files built into the cache: both, so ONNX Runtime rows show the CPU and TensorRT files
+    target: str = option("all", "int8 files built for a .onnx/checkpoint model (default all: the CPU file and the "
+                                "TensorRT-style file, each timed in ONNX Runtime)", choices=TARGETS)
 
 
 def quick(config: BenchConfig) -> BenchConfig:
@@ -69,8 +71,6 @@ def validate(config: BenchConfig) -> None:
                          "(or none)")
     if config.repeats < 1 or config.warmup < 0 or config.frames < 1 or config.baseline_frames < 1:
         raise BenchError("--repeats, --frames and --baseline-frames must be >= 1 and --warmup >= 0")
-    from shfan.builder.precision import TARGETS
-
     if config.target not in TARGETS:
         raise BenchError(f"unknown --target {config.target!r}; choose {', '.join(TARGETS)}")
     if config.baseline_weights and not Path(config.baseline_weights).is_file():

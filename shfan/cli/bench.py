@@ -12,9 +12,8 @@ import json
 import sys
 from pathlib import Path
 
-from shfan.builder.precision import CALIB_METHODS, TARGETS
-from shfan.cli.common import (INTERRUPTED, Parser, add_dataclass_options, entry, existing_file, existing_path, fail,
-                               options_from, writable_dir)
+from shfan.cli.common import (Parser, add_dataclass_options, entry, existing_file, existing_path, options_from,
+                               writable_dir)
 
 # The baseline lives beside the package in a source checkout, not in the wheel (it needs torch).
 BASELINE_SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "face_alignment_baseline.py"
@@ -76,19 +75,14 @@ def build_parser():
     add_dataclass_options(ap, BenchConfig, ["warmup", "repeats", "frames", "baseline_frames"])
     ap.add_argument("--baseline-weights", type=lambda t: Path(existing_file(t)), help="FAN-4 checkpoint for the baseline (default: random weights; "
                                                           "speed does not depend on them)")
-    ap.add_argument("--no-baseline", action="store_true", help="skip the PyTorch baseline")
+    add_dataclass_options(ap, BenchConfig, ["baseline"])
     ap.add_argument("--compare", type=compare_list, default=d.compare,
                     help="other pipelines timed on the same frames where installed: dlib (default; "
                          "pip install 'shfan[baselines]'), or none")
-    ap.add_argument("--no-tensorrt", action="store_true", help="skip TensorRT even where it is installed")
+    add_dataclass_options(ap, BenchConfig, ["tensorrt"])
     ap.add_argument("--calib-data", type=existing_path, help="faces for int8 calibration (folder, 300-W folder or video; "
                                          "default: the builder's built-in fallback face)")
-    add_dataclass_options(ap, BenchConfig, ["max_calib"])
-    ap.add_argument("--calib-method", default=d.calib_method, choices=CALIB_METHODS,
-                    help=f"int8 activation ranges (default {d.calib_method})")
-    ap.add_argument("--target", default=d.target, choices=TARGETS,
-                    help=f"int8 files built for a .onnx/checkpoint model (default {d.target}: the CPU file and the "
-                         "TensorRT-style file, each timed in ONNX Runtime)")
+    add_dataclass_options(ap, BenchConfig, ["max_calib", "calib_method", "target"])
     ap.add_argument("--cache-dir", type=lambda t: Path(writable_dir(t)), help="where built fp16/int8 files are kept (default ~/.cache/shfan/bench)")
     ap.add_argument("--detector-model", type=existing_file, help="YuNet .onnx (default: $SHFAN_DETECTOR_MODEL or the cached download)")
     add_dataclass_options(ap, BenchConfig, ["threads"])
@@ -100,8 +94,7 @@ def build_parser():
 def config_from_args(args):
     from shfan.bench import BenchConfig, quick
 
-    config = options_from(BenchConfig, args, model=Path(args.model) if args.model else None,
-                          baseline=not args.no_baseline, tensorrt=not args.no_tensorrt)
+    config = options_from(BenchConfig, args, model=Path(args.model) if args.model else None)
     return quick(config) if args.quick else config
 
 
@@ -134,16 +127,12 @@ def command(argv=None, baseline=None):
     """The work of shfan-bench; `baseline` (see shfan.bench.run) defaults to the checkout's."""
     args = build_parser().parse_args(argv)
     from shfan import bench
-    from shfan.errors import ShfanError
 
-    if baseline is None and not args.no_baseline:
+    if baseline is None and args.baseline:
         baseline = load_baseline()
-    try:  # progress: the shfan.bench log, on stderr through the Parser's logging (-q: none)
-        report = bench.run(config_from_args(args), baseline)
-    except ShfanError as exc:
-        fail(str(exc))
-    except KeyboardInterrupt:
-        fail("interrupted", code=INTERRUPTED)
+    # progress: the shfan.bench log, on stderr through the Parser's logging (-q: none); errors and
+    # Ctrl-C: entry() (main, and benchmarks/face_alignment_baseline.py's main)
+    report = bench.run(config_from_args(args), baseline)
     if args.json:
         print(json.dumps(report, indent=2))
         return
