@@ -27,7 +27,7 @@ def build_parser():
     ap.add_argument("--detector-model", type=existing_path, help="YuNet .onnx (default: downloaded once, sha256-checked)")
     ap.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1; 0.0.0.0 for all)")
     add_dataclass_options(ap, ServeOptions, ["http_port", "grpc_port", "metrics_port", "max_batch", "queue_delay_us"])
-    ap.add_argument("--no-batching", action="store_true", help="every request alone (max_batch_size 1)")
+    add_dataclass_options(ap, ServeOptions, ["batching"])
     add_dataclass_options(ap, ServeOptions, ["max_faces", "min_face", "threads"])
     return ap
 
@@ -48,7 +48,7 @@ def main(argv=None):
     if not args.verbose:  # its failures come back to us as exceptions, reported in one line below
         logging.getLogger("pytriton").setLevel(logging.CRITICAL)
     try:
-        opts = options_from(ServeOptions, args, batching=not args.no_batching).validate()
+        opts = options_from(ServeOptions, args).validate()
     except ValueError as exc:
         fail(str(exc), 2)
     from shfan.errors import ShfanError

@@ -75,7 +75,7 @@ class ServeOptions:
     max_batch: int = option(16, "images per batch (Triton max_batch_size)", "positive")
     queue_delay_us: int = option(2000, "longest wait for a fuller batch (default 2000 us; BENCHMARKS.md §8)", "nonneg")
     preferred_batch: tuple[int, ...] = (4, 8)
-    batching: bool = True  # False: max_batch_size 1, every request runs alone (for comparisons)
+    batching: bool = option(True, "every request alone (max_batch_size 1)")  # --no-batching: for comparisons
     max_faces: int = option(8, "faces per image (default 8)", "positive")
     min_face: float = same_option(PipelineOptions, "min_face")
     threads: int | None = same_option(PipelineOptions, "threads")
