@@ -45,7 +45,8 @@ class TrainConfig:
     batch_size: int = 16
     lr: float = 1e-3
     weight_decay: float = 1e-4
-    consistency: float = 0.1  # weight of the Siamese consistency term (0 disables it)
+    consistency: float = 0.1  # weight of the Siamese consistency term (0: off, one view per face)
+    loss: str = "mse"  # heatmap loss, a HEATMAP_LOSSES key
     seed: int = 0
     workers: int = 0  # augmentation is ~2% of a step; a worker only competes for the 2 cores
     threads: int = 2
@@ -91,7 +92,10 @@ class TrainJob:
                           choices=tuple(sorted(augment.PRESETS)))
     batch_size: int = option(16, range="positive")
     lr: float = option(1e-3, range="positive")
-    consistency: float = option(0.1, "Siamese consistency weight (0 = off)", "nonneg")
+    consistency: float = option(0.1, "Siamese consistency weight (0 = off: one view per face, half the cost of a "
+                                     "step; double --batch-size for the same compute)", "nonneg")
+    loss: str = option("mse", "heatmap loss: mse (the paper's) or awing (adaptive wing, Wang et al. 2019)",
+                       choices=("mse", "awing"))
     seed: int = option(0)
     device_augment: str = option(DEVICE_AUGMENT[0], "make the training views on the device in batches (auto: on CUDA, "
                                                     "where per-face CPU augmentation starves the GPU)",
@@ -234,9 +238,32 @@ class SiameseViews:
         return out
 
 
-def heatmap_loss(outputs, target):
-    """Sum of squared errors per heatmap, averaged over faces and landmarks, over every stack."""
-    return sum(((o - target) ** 2).sum(dim=(-1, -2)).mean() for o in outputs)
+def heatmap_loss(outputs, target, kind: str = "mse"):
+    """Sum over the pixels of each heatmap, averaged over faces and landmarks, summed over the
+    stacks: squared error (mse) or adaptive wing (awing)."""
+    per_pixel = HEATMAP_LOSSES[kind]
+    return sum(per_pixel(o, target).sum(dim=(-1, -2)).mean() for o in outputs)
+
+
+def squared_error(pred, target):
+    return (pred - target) ** 2
+
+
+def adaptive_wing(pred, target, omega=14.0, theta=0.5, epsilon=1.0, alpha=2.1):
+    """Adaptive wing loss per pixel (Wang et al., ICCV 2019, eq. 6, their constants): log-like
+    near the target where the target is bright (foreground errors weigh more than MSE gives
+    them), linear beyond theta; the exponent alpha - y flattens it on the background."""
+    import torch
+
+    diff = (pred - target).abs()
+    power = alpha - target
+    ratio = theta / epsilon
+    a = omega / (1 + ratio ** power) * power * ratio ** (power - 1) / epsilon
+    c = theta * a - omega * torch.log1p(ratio ** power)
+    return torch.where(diff < theta, omega * torch.log1p((diff / epsilon) ** power), a * diff - c)
+
+
+HEATMAP_LOSSES = {"mse": squared_error, "awing": adaptive_wing}
 
 
 def consistency_loss(h1, h2, batch, model_cfg, scale):
@@ -455,18 +482,19 @@ def train(model_cfg: ModelConfig, cfg: TrainConfig, train_samples: list[Sample],
             batch = {k: v.to(device, non_blocking=True) for k, v in batch.items()}
             sync()
             t_data = time.time()
-            images = torch.cat([batch["image1"], batch["image2"]])
+            siamese = cfg.consistency > 0  # off: the first view only (the second is there for the term)
+            images = torch.cat([batch["image1"], batch["image2"]]) if siamese else batch["image1"]
             if cuda:
                 images = images.contiguous(memory_format=torch.channels_last)
             with autocast:
                 outputs = [o.float() for o in model.forward_all(images)]
             b = batch["image1"].shape[0]
-            targets = codec_torch.encode(torch.cat([batch["points1"], batch["points2"]]),
-                                         model_cfg.heatmap_size, model_cfg.sigma)
-            loss_h = heatmap_loss(outputs, targets)
+            points = torch.cat([batch["points1"], batch["points2"]]) if siamese else batch["points1"]
+            targets = codec_torch.encode(points, model_cfg.heatmap_size, model_cfg.sigma)
+            loss_h = heatmap_loss(outputs, targets, cfg.loss)
             loss = loss_h
             loss_c = torch.zeros((), device=device)
-            if cfg.consistency > 0:
+            if siamese:
                 loss_c = consistency_loss(outputs[-1][:b], outputs[-1][b:], batch, model_cfg, scale)
                 loss = loss + cfg.consistency * loss_c
             sync()

@@ -114,6 +114,46 @@ def test_consistency_is_zero_for_perfect_predictions(helen_dir):
     assert perfect < 0.1 and shuffled > 1.0
 
 
+def test_adaptive_wing_matches_the_paper_and_weighs_the_foreground():
+    """Eq. 6 of Wang et al. 2019 with omega 14, theta 0.5, epsilon 1, alpha 2.1: zero at the
+    target, continuous at theta, log-like inside and linear outside; an error on a bright
+    target pixel (y=1) costs more than the same error on the background (y=0), where MSE
+    charges both alike."""
+    awing = trainer.adaptive_wing
+    y0, y1 = torch.zeros(1), torch.ones(1)
+    assert awing(y0, y0).item() == 0.0 and awing(y1, y1).item() == 0.0
+    assert awing(torch.tensor([0.2]), y0).item() == pytest.approx(14 * np.log1p(0.2 ** 2.1), rel=1e-5)
+    for y in (0.0, 0.5, 1.0):
+        t = torch.full((2,), y)
+        inside, outside = awing(t + torch.tensor([0.5 - 1e-5, 0.5 + 1e-5]), t)
+        assert inside.item() == pytest.approx(outside.item(), rel=1e-4)
+    slope = awing(torch.tensor([2.0]), y0) - awing(torch.tensor([1.0]), y0)
+    assert slope.item() == pytest.approx((awing(torch.tensor([3.0]), y0) - awing(torch.tensor([2.0]), y0)).item())
+    assert awing(y1 - 0.1, y1).item() > 5 * awing(y0 + 0.1, y0).item()
+    out, target = [torch.full((2, 3, 4, 4), 0.3)], torch.zeros(2, 3, 4, 4)
+    assert trainer.heatmap_loss(out, target).item() == pytest.approx(16 * 0.09)
+    assert trainer.heatmap_loss(out, target, "awing").item() == pytest.approx(16 * awing(torch.tensor([0.3]), y0).item())
+
+
+@pytest.mark.parametrize("consistency, images_per_step", [(0.1, 8), (0.0, 4)])
+def test_consistency_off_trains_one_view_per_face(helen_dir, tmp_path, monkeypatch, consistency, images_per_step):
+    """The second view exists for the consistency term: without it a step forwards one view of
+    each face (half the cost), with it both views."""
+    samples = read_300w(helen_dir)[:10]
+    seen = []
+    forward_all = fan.FAN.forward_all
+
+    def recording(self, x):
+        seen.append(x.shape[0])
+        return forward_all(self, x)
+
+    monkeypatch.setattr(fan.FAN, "forward_all", recording)
+    cfg = trainer.TrainConfig(epochs=1, batch_size=4, consistency=consistency, val_every=1, threads=1,
+                              hard_seed=None)
+    trainer.train(TINY, cfg, samples[:8], samples[8:], tmp_path, log=lambda _: None)
+    assert seen[:2] == [images_per_step] * 2  # the two training steps (validation follows)
+
+
 @pytest.mark.slow
 def test_short_training_learns_and_resumes(helen_dir, tmp_path):
     samples = read_300w(helen_dir)[:32]
