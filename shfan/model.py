@@ -117,6 +117,22 @@ class FAN(nn.Module):
         return self.forward_all(x)[-1]
 
 
+def first_stacks(model: FAN, stacks: int) -> FAN:
+    """A FAN of the first `stacks` hourglasses of `model`, with their weights: its output is
+    `model`'s intermediate heatmaps after that stack (trained by the intermediate supervision),
+    at the cost of that many stacks. v3's first stack alone: validation NME 3.96 vs 3.74 for
+    0.71x the GMAC (BENCHMARKS.md §7), a start for fine-tuning a faster model."""
+    import dataclasses
+
+    if not 1 <= stacks <= model.config.stacks:
+        raise ValueError(f"a {model.config.stacks}-stack model has no first {stacks} stacks "
+                         f"(choose 1..{model.config.stacks})")
+    smaller = FAN(dataclasses.replace(model.config, stacks=stacks))
+    mine = smaller.state_dict()
+    smaller.load_state_dict({k: v for k, v in model.state_dict().items() if k in mine}, strict=True)
+    return smaller.train(model.training)
+
+
 # --- checkpoints -------------------------------------------------------------------------
 
 

@@ -79,7 +79,8 @@ class TrainJob:
     val_fraction: float = option(0.1, "share of --data held out for validation", "fraction")
     test_data: str | None = None  # scored once at the end (never used for choices)
     out: str = "runs/train"
-    stacks: int = option(2, range="positive")
+    stacks: int | None = option(None, "hourglass stacks (default 2); with --init, fewer than the checkpoint's keeps "
+                                      "its first N stacks (a faster model to fine-tune)", "positive")
     width: int = option(128, range="positive")
     input_size: int = option(128, range="positive")
     sigma: float | None = option(None, "target Gaussian sigma (heatmap px)", "positive")
@@ -105,7 +106,8 @@ class TrainJob:
     val_every: int = option(2, "validate every N epochs", "positive")
     resume: bool = option(False, "continue from OUT/last.pt")
     init: str | None = option(None, "fine-tune: start from these weights ('default' or 'compact': the shipped model) "
-                                    "with a fresh schedule; the architecture comes from the checkpoint",
+                                    "with a fresh schedule; the architecture comes from the checkpoint (--stacks N: its "
+                                    "first N stacks)",
                               metavar="CHECKPOINT")
     tune: bool = option(True, "skip tuning the decoder on validation")  # the switch is --no-tune
 
@@ -163,12 +165,17 @@ def job_model(job: TrainJob, landmarks: int):
 
     if job.init:
         init_model = fan_model.load_checkpoint(init_path(job.init))
+        if job.stacks and job.stacks != init_model.config.stacks:
+            if job.stacks > init_model.config.stacks:
+                raise TrainError(f"--init {job.init} has {init_model.config.stacks} stacks; fine-tuning can keep "
+                                 f"fewer (--stacks 1..{init_model.config.stacks}), not add {job.stacks}")
+            init_model = fan_model.first_stacks(init_model, job.stacks)
         cfg = init_model.config
         if cfg.landmarks != landmarks:
             raise TrainError(f"--init {job.init} predicts {cfg.landmarks} landmarks but the data has "
                              f"{landmarks}; train from scratch (drop --init)")
         return cfg, init_model.state_dict()
-    return ModelConfig(stacks=job.stacks, width=job.width, landmarks=landmarks, input_size=job.input_size,
+    return ModelConfig(stacks=job.stacks or 2, width=job.width, landmarks=landmarks, input_size=job.input_size,
                        sigma=job.sigma if job.sigma else DEFAULT_SIGMA), None
 
 

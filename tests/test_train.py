@@ -183,6 +183,31 @@ def test_init_state_starts_from_the_given_weights(helen_dir, tmp_path):
     assert not torch.allclose(fresh[weight], start[weight], atol=1e-3)
 
 
+def test_first_stacks_is_the_intermediate_output(tmp_path):
+    """A model cut to its first stack outputs exactly the full model's first-stack heatmaps."""
+    torch.manual_seed(0)
+    two = fan.FAN(fan.ModelConfig(stacks=2, width=32, input_size=64)).eval()
+    one = fan.first_stacks(two, 1)
+    x = torch.rand(2, 3, 64, 64)
+    with torch.no_grad():
+        assert one.config.stacks == 1 and not one.training
+        assert torch.allclose(one(x), two.forward_all(x)[0], atol=1e-6)
+        assert not torch.allclose(one(x), two(x), atol=1e-3)
+    with pytest.raises(ValueError, match="choose 1..2"):
+        fan.first_stacks(two, 3)
+
+
+def test_init_with_fewer_stacks_keeps_the_first(tmp_path):
+    ckpt = save_tiny_checkpoint(tmp_path / "two.pt", stacks=2, width=32, input_size=64)
+    two = fan.load_checkpoint(ckpt)
+    cfg, state = trainer.job_model(trainer.TrainJob(init=str(ckpt), stacks=1), 68)
+    assert cfg.stacks == 1 and "l1.weight" not in state and torch.equal(state["l0.weight"], two.state_dict()["l0.weight"])
+    assert trainer.job_model(trainer.TrainJob(init=str(ckpt)), 68)[0].stacks == 2  # no --stacks: the checkpoint's
+    assert trainer.job_model(trainer.TrainJob(), 68)[0].stacks == 2  # from scratch: the default
+    with pytest.raises(trainer.TrainError, match="not add 3"):
+        trainer.job_model(trainer.TrainJob(init=str(ckpt), stacks=3), 68)
+
+
 def _fine_tune_cli(tmp_path, capsys, folders, batch_size):
     """shfan-train fine-tuning a tiny model for one epoch; `folders`: (flag, 300-W source, name,
     faces) -> `flag tmp_path/name` holding that source's first faces. Its stderr."""
