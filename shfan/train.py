@@ -17,6 +17,7 @@ import json
 import logging
 import math
 import time
+import dataclasses
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
@@ -82,7 +83,8 @@ class TrainJob:
     stacks: int | None = option(None, "hourglass stacks (default 2); with --init, fewer than the checkpoint's keeps "
                                       "its first N stacks (a faster model to fine-tune)", "positive")
     width: int = option(128, range="positive")
-    input_size: int = option(128, range="positive")
+    input_size: int | None = option(None, "input crop side in px (default 128); with --init, another size than the "
+                                          "checkpoint's fine-tunes its weights at that resolution", "positive")
     sigma: float | None = option(None, "target Gaussian sigma (heatmap px)", "positive")
     epochs: int = option(40, range="positive")
     time_budget: float | None = option(None, "fit the schedule to this wall time: a probe measures the step time and the "
@@ -171,11 +173,13 @@ def job_model(job: TrainJob, landmarks: int):
                                  f"fewer (--stacks 1..{init_model.config.stacks}), not add {job.stacks}")
             init_model = fan_model.first_stacks(init_model, job.stacks)
         cfg = init_model.config
+        if job.input_size and job.input_size != cfg.input_size:  # fully convolutional: same weights, new size
+            cfg = dataclasses.replace(cfg, input_size=job.input_size)
         if cfg.landmarks != landmarks:
             raise TrainError(f"--init {job.init} predicts {cfg.landmarks} landmarks but the data has "
                              f"{landmarks}; train from scratch (drop --init)")
         return cfg, init_model.state_dict()
-    return ModelConfig(stacks=job.stacks or 2, width=job.width, landmarks=landmarks, input_size=job.input_size,
+    return ModelConfig(stacks=job.stacks or 2, width=job.width, landmarks=landmarks, input_size=job.input_size or 128,
                        sigma=job.sigma if job.sigma else DEFAULT_SIGMA), None
 
 

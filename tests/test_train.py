@@ -204,6 +204,8 @@ def test_init_with_fewer_stacks_keeps_the_first(tmp_path):
     assert cfg.stacks == 1 and "l1.weight" not in state and torch.equal(state["l0.weight"], two.state_dict()["l0.weight"])
     assert trainer.job_model(trainer.TrainJob(init=str(ckpt)), 68)[0].stacks == 2  # no --stacks: the checkpoint's
     assert trainer.job_model(trainer.TrainJob(), 68)[0].stacks == 2  # from scratch: the default
+    cfg, state = trainer.job_model(trainer.TrainJob(init=str(ckpt), input_size=128), 68)
+    assert (cfg.stacks, cfg.input_size, cfg.heatmap_size) == (2, 128, 32) and fan.FAN(cfg).load_state_dict(state)
     with pytest.raises(trainer.TrainError, match="not add 3"):
         trainer.job_model(trainer.TrainJob(init=str(ckpt), stacks=3), 68)
 
