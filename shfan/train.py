@@ -13,11 +13,11 @@ so the CLI can build its options (and say that PyTorch is missing) without it.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import math
 import time
-import dataclasses
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
@@ -32,6 +32,7 @@ from shfan.options import option
 logger = logging.getLogger("shfan.train")
 
 
+LOSSES = ("mse", "awing")  # TrainConfig.loss (the first, the default): HEATMAP_LOSSES' per-pixel functions
 DEVICE_AUGMENT = ("auto", "on", "off")  # TrainConfig.device_augment (the first, the default): views made on the
 # device (auto: on CUDA)
 
@@ -47,7 +48,7 @@ class TrainConfig:
     lr: float = 1e-3
     weight_decay: float = 1e-4
     consistency: float = 0.1  # weight of the Siamese consistency term (0: off, one view per face)
-    loss: str = "mse"  # heatmap loss, a HEATMAP_LOSSES key
+    loss: str = LOSSES[0]  # heatmap loss, one of LOSSES
     seed: int = 0
     workers: int = 0  # augmentation is ~2% of a step; a worker only competes for the 2 cores
     threads: int = 2
@@ -97,8 +98,8 @@ class TrainJob:
     lr: float = option(1e-3, range="positive")
     consistency: float = option(0.1, "Siamese consistency weight (0 = off: one view per face, half the cost of a "
                                      "step; double --batch-size for the same compute)", "nonneg")
-    loss: str = option("mse", "heatmap loss: mse (the paper's) or awing (adaptive wing, Wang et al. 2019)",
-                       choices=("mse", "awing"))
+    loss: str = option(LOSSES[0], "heatmap loss: mse (the paper's) or awing (adaptive wing, Wang et al. 2019)",
+                       choices=LOSSES)
     seed: int = option(0)
     device_augment: str = option(DEVICE_AUGMENT[0], "make the training views on the device in batches (auto: on CUDA, "
                                                     "where per-face CPU augmentation starves the GPU)",
@@ -274,7 +275,7 @@ def adaptive_wing(pred, target, omega=14.0, theta=0.5, epsilon=1.0, alpha=2.1):
     return torch.where(diff < theta, omega * torch.log1p((diff / epsilon) ** power), a * diff - c)
 
 
-HEATMAP_LOSSES = {"mse": squared_error, "awing": adaptive_wing}
+HEATMAP_LOSSES = dict(zip(LOSSES, (squared_error, adaptive_wing)))
 
 
 def consistency_loss(h1, h2, batch, model_cfg, scale):
