@@ -1,0 +1,81 @@
+"""Several models on the same validation faces, each compared face by face with the first: the
+mean NME io difference per subset and view (clean, hard) with a paired bootstrap 95 % interval, so
+that a 0.03-point difference between two fine-tunes can be called a difference or noise.
+
+    python benchmarks/paired_validation.py runs/v3/best.pt runs/ab/awing/best.pt runs/ab/single/best.pt \
+        --data ../shared/data/faces68/helen_train --data ../shared/data/faces68/lfpw_train [--json out.json]
+
+Models: checkpoints (PyTorch backend), `.onnx` files or build folders (ONNX Runtime), or a model name.
+The faces are shfan-train's validation split (`benchmarks/validation.py`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from validation import validation_sets  # noqa: E402
+
+from shfan import evaluate, metrics  # noqa: E402
+from shfan.weights import MODEL_NAMES  # noqa: E402
+
+VIEWS = (("clean", None), ("hard", evaluate.HARD_SEED))
+
+
+def per_face_nme(model: str, sets) -> dict:
+    """{(subset, view): per-face NME io} of one model on the validation sets."""
+    backend_name = "pytorch" if model.endswith((".pt", ".pth", ".tar")) else "onnxruntime"
+    path = evaluate.default_model_file(backend_name, model) if model in MODEL_NAMES else Path(model)
+    backend = evaluate.open_model(path, backend_name, None, "subpixel")
+    out = {}
+    try:
+        for subset, val, images in sets:
+            gt = np.stack([s.points for s in val])
+            for view, seed in VIEWS:
+                pred = evaluate.predict(backend.infer, val, backend.info.input_size, images=images, hard=seed)
+                out[(subset, view)] = metrics.nme_per_face(pred, gt, "inter_ocular")
+    finally:
+        backend.close()
+    return out
+
+
+def paired_interval(diff: np.ndarray, rounds: int = 10000, seed: int = 0) -> tuple[float, float]:
+    """95 % bootstrap interval of the mean of per-face differences (faces resampled together)."""
+    rng = np.random.default_rng(seed)
+    means = diff[rng.integers(0, len(diff), (rounds, len(diff)))].mean(1)
+    return float(np.percentile(means, 2.5)), float(np.percentile(means, 97.5))
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("models", nargs="+", help="the first is the reference")
+    ap.add_argument("--data", action="append", required=True)
+    ap.add_argument("--json", help="write the rows here")
+    args = ap.parse_args()
+    sets = list(validation_sets(args.data))
+    scores = {m: per_face_nme(m, sets) for m in args.models}
+    ref = scores[args.models[0]]
+    rows = []
+    for model in args.models:
+        for key, nme in scores[model].items():
+            row = {"model": model, "subset": key[0], "views": key[1], "nme_io": round(float(nme.mean()), 4),
+                   "fr10": round(float((nme > 10).mean()), 4)}
+            if model != args.models[0]:
+                diff = nme - ref[key]
+                lo, hi = paired_interval(diff)
+                row.update(diff=round(float(diff.mean()), 4), diff_95=[round(lo, 4), round(hi, 4)],
+                           better_faces=int((diff < 0).sum()), faces=len(diff))
+            rows.append(row)
+            print(json.dumps(row), file=sys.stderr)
+    if args.json:
+        Path(args.json).write_text(json.dumps(rows, indent=1) + "\n")
+    print(json.dumps(rows))
+
+
+if __name__ == "__main__":
+    main()
