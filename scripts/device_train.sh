@@ -56,7 +56,7 @@ for aug in off on; do
 done
 # 2. the accurate model
 train accurate "$ACCURATE_MIN" --stacks "$STACKS" --width "$WIDTH" --input-size "$SIZE" --batch-size "$BATCH" \
-    --lr 1e-3 --val-every 2
+    --lr 1e-3 --loss awing --consistency 2.3 --val-every 2
 # 3. what comes back: the step-time table, fp16 weights, the logs
 $PY benchmarks/step_time_table.py "$RUNS" > "$RUNS/step_times.md" || true
 cat "$RUNS/step_times.md" || true

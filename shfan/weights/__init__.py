@@ -18,8 +18,8 @@ FILES = {"compact": "shfan_default", "accurate": "shfan_accurate"}  # name -> fi
 
 # The recipe for the accurate model (one lent H200: ~8 min of training inside a 15-minute slot).
 ACCURATE_RECIPE = ("shfan-train --data 300w/helen_train --data 300w/lfpw_train --extra-data 300w/afw "
-                   "--stacks 4 --width 256 --input-size 256 --batch-size 32 --lr 1e-3 --time-budget 8 "
-                   "--out runs/accurate")
+                   "--stacks 4 --width 256 --input-size 256 --batch-size 32 --lr 1e-3 --loss awing --consistency 2.3 "
+                   "--time-budget 8 --out runs/accurate")
 
 
 def _folders():
