@@ -19,29 +19,18 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from validation import validation_sets  # noqa: E402
-
-from shfan import evaluate, metrics  # noqa: E402
-from shfan.weights import MODEL_NAMES  # noqa: E402
-
-VIEWS = (("clean", None), ("hard", evaluate.HARD_SEED))
+from validation import open_model, per_face_nme, validation_sets  # noqa: E402
 
 
-def per_face_nme(model: str, sets) -> dict:
-    """{(subset, view): per-face NME io} of one model on the validation sets."""
-    backend_name = "pytorch" if model.endswith((".pt", ".pth", ".tar")) else "onnxruntime"
-    path = evaluate.default_model_file(backend_name, model) if model in MODEL_NAMES else Path(model)
-    backend = evaluate.open_model(path, backend_name, None, "subpixel")
-    out = {}
+def scores(model: str, sets) -> dict:
+    """{(subset, view): per-face NME io} of one model on the validation sets (checkpoints on the
+    PyTorch backend, everything else on ONNX Runtime)."""
+    backend = open_model(model, "pytorch" if model.endswith((".pt", ".pth", ".tar")) else "onnxruntime")
     try:
-        for subset, val, images in sets:
-            gt = np.stack([s.points for s in val])
-            for view, seed in VIEWS:
-                pred = evaluate.predict(backend.infer, val, backend.info.input_size, images=images, hard=seed)
-                out[(subset, view)] = metrics.nme_per_face(pred, gt, "inter_ocular")
+        return {(subset, views): nme for subset, val, images in sets
+                for views, nme, _ in per_face_nme(backend.infer, backend.info.input_size, val, images)}
     finally:
         backend.close()
-    return out
 
 
 def paired_interval(diff: np.ndarray, rounds: int = 10000, seed: int = 0) -> tuple[float, float]:
@@ -58,11 +47,11 @@ def main():
     ap.add_argument("--json", help="write the rows here")
     args = ap.parse_args()
     sets = list(validation_sets(args.data))
-    scores = {m: per_face_nme(m, sets) for m in args.models}
-    ref = scores[args.models[0]]
+    per_model = {m: scores(m, sets) for m in args.models}
+    ref = per_model[args.models[0]]
     rows = []
     for model in args.models:
-        for key, nme in scores[model].items():
+        for key, nme in per_model[model].items():
             row = {"model": model, "subset": key[0], "views": key[1], "nme_io": round(float(nme.mean()), 4),
                    "fr10": round(float((nme > 10).mean()), 4)}
             if model != args.models[0]:

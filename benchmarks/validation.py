@@ -29,6 +29,29 @@ def validation_sets(datas, fraction: float = 0.1, seed: int = 0):
         yield Path(data).name, val, [s.load_image() for s in val]
 
 
+VIEWS = (("clean", None), ("hard", evaluate.HARD_SEED))  # the hard views: `shfan-eval --views hard`
+
+
+def model_path(model: str, backend: str) -> Path:
+    """The file of `model` for `backend`: a name (compact, accurate) or a checkpoint / .onnx / build folder."""
+    return evaluate.default_model_file(backend, model) if model in MODEL_NAMES else Path(model)
+
+
+def open_model(model: str, backend: str):
+    """A backend on `model` (see model_path), decoding with the subpixel decoder."""
+    return evaluate.open_model(model_path(model, backend), backend, None, "subpixel")
+
+
+def per_face_nme(infer, input_size: int, val, images):
+    """(views, per-face NME io, ms per face) of a predictor on one validation set, clean then hard."""
+    gt = np.stack([s.points for s in val])
+    for views, seed in VIEWS:
+        t0 = time.perf_counter()
+        pred = evaluate.predict(infer, val, input_size, images=images, hard=seed)
+        ms = 1000 * (time.perf_counter() - t0) / len(val)
+        yield views, metrics.nme_per_face(pred, gt, "inter_ocular"), ms
+
+
 def report(result: dict, rows: list, json_path=None) -> None:
     """The rows on stderr (a JSON line each), the whole result on stdout (and in `json_path`)."""
     for row in rows:
@@ -48,25 +71,19 @@ def main():
     ap.add_argument("--flip", action="store_true", help="also score test-time flip averaging")
     ap.add_argument("--json", help="write the table here")
     args = ap.parse_args()
-    model = evaluate.default_model_file(args.backend, args.model) if args.model in MODEL_NAMES else Path(args.model)
-    backend = evaluate.open_model(model, args.backend, None, "subpixel")
+    backend = open_model(args.model, args.backend)
     rows = []
     try:
         for subset, val, images in validation_sets(args.data, args.val_fraction, args.seed):
-            gt = np.stack([s.points for s in val])
             for flip in ([False, True] if args.flip else [False]):
                 infer = evaluate.with_flip(backend.infer, backend.info.input_size) if flip else backend.infer
-                for views, seed in (("clean", None), ("hard", evaluate.HARD_SEED)):
-                    t0 = time.perf_counter()
-                    pred = evaluate.predict(infer, val, backend.info.input_size, images=images, hard=seed)
-                    ms = 1000 * (time.perf_counter() - t0) / len(val)
-                    per_face = metrics.nme_per_face(pred, gt, "inter_ocular")
+                for views, per_face, ms in per_face_nme(infer, backend.info.input_size, val, images):
                     rows.append({"subset": subset, "faces": len(val), "views": views, "flip": flip,
                                  "nme_io": round(float(per_face.mean()), 4),
                                  "fr10": round(float((per_face > 10).mean()), 4), "ms_per_face": round(ms, 1)})
     finally:
         backend.close()
-    report({"model": str(model), "rows": rows}, rows, args.json)
+    report({"model": str(model_path(args.model, args.backend)), "rows": rows}, rows, args.json)
 
 
 if __name__ == "__main__":
