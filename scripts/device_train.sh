@@ -10,7 +10,7 @@
 # Here, once:  ../shared/tools/device_kit.sh pack      (the faces, 256 px JPEG, into .device-data/)
 # Device:      run  command="bash scripts/device_train.sh"  carry=[".device-data"]  timeout_s=600
 # Back here:   cat <files_at>/ship.tgz.* | tar xzf -     (-> runs/device/)
-#              python scripts/ship_default_model.py runs/device/accurate/best_fp16.pt --name accurate --to DIR
+#              python scripts/ship_default_model.py runs/device/accurate/shipped/shfan_accurate.pt --name accurate --to DIR
 #
 # Time: 4 probes of PROBE_MIN (0.25) minutes of training, ~1 min each with loading and validation,
 # then ACCURATE_MIN (3.5) minutes of training: ~8.5 min, under one command's 10-minute limit.
@@ -60,14 +60,9 @@ train accurate "$ACCURATE_MIN" --stacks "$STACKS" --width "$WIDTH" --input-size 
 # 3. what comes back: the step-time table, fp16 weights, the logs
 $PY benchmarks/step_time_table.py "$RUNS" > "$RUNS/step_times.md" || true
 cat "$RUNS/step_times.md" || true
-if [ -f "$RUNS/accurate/best.pt" ]; then
-  $PY - "$RUNS/accurate/best.pt" <<'EOF'
-import sys, torch
-src = sys.argv[1]
-ckpt = torch.load(src, map_location="cpu", weights_only=False)
-ckpt["state_dict"] = {k: (v.half() if v.is_floating_point() else v) for k, v in ckpt["state_dict"].items()}
-torch.save({k: v for k, v in ckpt.items() if k not in ("optimizer", "scheduler")}, src.replace(".pt", "_fp16.pt"))
-EOF
+if [ -f "$RUNS/accurate/best.pt" ]; then  # fp16 weights + provenance, as the package stores them
+  $PY scripts/ship_default_model.py "$RUNS/accurate/best.pt" --name accurate --to "$RUNS/accurate/shipped" \
+      --no-onnx > /dev/null
 fi
 if [ -n "${OUT:-}" ]; then
   find "$RUNS" -name "last.pt" -delete

@@ -6,6 +6,9 @@ default_model.json (provenance and measured accuracy).
 Usage: python scripts/ship_default_model.py runs/default/best.pt [--notes JSON]
        python scripts/ship_default_model.py runs/accurate/best.pt --name accurate --to DIR
 (then SHFAN_MODELS=DIR makes `--model accurate` find it).
+       python scripts/ship_default_model.py runs/device/accurate/best.pt --name accurate --to DIR --no-onnx
+(fp16 weights and provenance only, small enough to come back from a lent GPU; run it again on
+the fp16 checkpoint, without --no-onnx, to add the ONNX file).
 """
 
 import argparse
@@ -13,11 +16,9 @@ import json
 import os
 from pathlib import Path
 
-import onnx
 import torch
 
 from shfan import model as fan
-from shfan.builder.export import export_onnx
 from shfan.io import sha256_file
 from shfan.weights import FILES, MODEL_NAMES
 
@@ -29,6 +30,8 @@ def main():
     ap.add_argument("--name", default="compact", choices=MODEL_NAMES)
     ap.add_argument("--to", type=Path, default=Path(__file__).resolve().parents[1] / "shfan" / "weights",
                     help="folder (default: the package's weights)")
+    ap.add_argument("--no-onnx", dest="onnx", action="store_false",
+                    help="write the fp16 checkpoint and provenance only (no onnx package needed)")
     args = ap.parse_args()
     args.to.mkdir(parents=True, exist_ok=True)
     ckpt_path = args.to / (FILES[args.name] + ".pt")
@@ -46,15 +49,20 @@ def main():
                 "decoder_tuning": src.get("decoder_tuning")}, tmp)
     os.replace(tmp, ckpt_path)
 
-    proto = export_onnx(model.eval())
-    tmp = onnx_path.with_name(onnx_path.name + ".tmp")
-    onnx.save(proto, tmp)
-    os.replace(tmp, onnx_path)
+    if args.onnx:
+        import onnx
+
+        from shfan.builder.export import export_onnx
+
+        proto = export_onnx(model.eval())
+        tmp = onnx_path.with_name(onnx_path.name + ".tmp")
+        onnx.save(proto, tmp)
+        os.replace(tmp, onnx_path)
 
     info = {"config": model.config.to_dict(), "source_checkpoint": str(args.checkpoint),
             "epoch": src.get("epoch"), "val_nme_inter_ocular": src.get("val_nme"),
-            "checkpoint_sha256": sha256_file(ckpt_path), "onnx_sha256": sha256_file(onnx_path),
-            **json.loads(args.notes)}
+            "checkpoint_sha256": sha256_file(ckpt_path),
+            **({"onnx_sha256": sha256_file(onnx_path)} if args.onnx else {}), **json.loads(args.notes)}
     provenance.write_text(json.dumps(info, indent=1) + "\n")
     print(json.dumps(info, indent=1))
 

@@ -52,11 +52,11 @@ def test_tiny_device_session_trains_reports_and_ships(helen_dir, afw_dir, tmp_pa
     assert pieces
     with tarfile.open(fileobj=io.BytesIO(b"".join(p.read_bytes() for p in pieces)), mode="r:gz") as tar:
         shipped = tar.getnames()
-    assert any(n.endswith("accurate/best_fp16.pt") for n in shipped)
+    assert any(n.endswith("accurate/shipped/shfan_accurate.pt") for n in shipped)
     assert not any(n.endswith("last.pt") or n.endswith("accurate/best.pt") for n in shipped)
     import torch
 
-    weights = torch.load(runs / "accurate" / "best_fp16.pt", map_location="cpu", weights_only=False)
+    weights = torch.load(runs / "accurate" / "shipped" / "shfan_accurate.pt", map_location="cpu", weights_only=False)
     assert weights["config"]["stacks"] == 1 and "optimizer" not in weights
     assert all(v.dtype == torch.float16 for v in weights["state_dict"].values() if v.is_floating_point())
     assert json.loads((runs / "accurate" / "history.json").read_text())
