@@ -9,6 +9,7 @@ Input: RGB in [0, 1], [B, 3, S, S]; output: heatmaps [B, K, S/4, S/4] of the las
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import torch
@@ -122,8 +123,6 @@ def first_stacks(model: FAN, stacks: int) -> FAN:
     `model`'s intermediate heatmaps after that stack (trained by the intermediate supervision),
     at the cost of that many stacks. v3's first stack alone: validation NME 3.96 vs 3.74 for
     0.71x the GMAC (BENCHMARKS.md §7), a start for fine-tuning a faster model."""
-    import dataclasses
-
     if not 1 <= stacks <= model.config.stacks:
         raise ValueError(f"a {model.config.stacks}-stack model has no first {stacks} stacks "
                          f"(choose 1..{model.config.stacks})")
