@@ -1,0 +1,59 @@
+"""Maintainer step: average the weights of several checkpoints of one architecture (a "model
+soup": snapshots along one fine-tune, or a fine-tune and its parent), written as one checkpoint.
+
+    python scripts/average_checkpoints.py runs/v5/snap/e13.pt runs/v5/snap/e14.pt runs/v5/snap/e15.pt \
+        --out runs/v5/soup.pt
+
+Float tensors (weights, BatchNorm running statistics) are averaged, integer ones
+(`num_batches_tracked`) taken from the first. With `--data` (shfan-train's folders) the subpixel
+decoder is tuned again on their validation split, as shfan-train does at the end of a run. Score
+the result like any checkpoint (`benchmarks/paired_validation.py`) before shipping it.
+"""
+
+import argparse
+from pathlib import Path
+
+import torch
+
+from shfan import model as fan
+from shfan import train
+from shfan.datasets import read_dataset
+
+ARCHITECTURE = ("stacks", "width", "landmarks", "input_size", "sigma")  # what must match; the decoder need not
+
+
+def average(paths) -> fan.FAN:
+    """The first checkpoint's model with every float tensor replaced by the mean over `paths`."""
+    models = [fan.load_checkpoint(p) for p in paths]
+    first = models[0]
+    shape = {k: getattr(first.config, k) for k in ARCHITECTURE}
+    for p, m in zip(paths[1:], models[1:]):
+        if {k: getattr(m.config, k) for k in ARCHITECTURE} != shape:
+            raise SystemExit(f"error: {p} is not a {shape} model like {paths[0]}: only one architecture averages")
+    states = [m.state_dict() for m in models]
+    mean = {k: (torch.stack([s[k].float() for s in states]).mean(0).to(v.dtype) if v.is_floating_point() else v)
+            for k, v in states[0].items()}
+    first.load_state_dict(mean)
+    return first
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("checkpoints", nargs="+", type=Path)
+    ap.add_argument("--out", type=Path, required=True)
+    ap.add_argument("--data", action="append", default=[],
+                    help="shfan-train --data folder (repeatable): tune the decoder on its validation split")
+    args = ap.parse_args()
+    if len(args.checkpoints) < 2:
+        raise SystemExit("error: give at least two checkpoints to average")
+    fan.save_checkpoint(average(args.checkpoints), args.out,
+                        averaged_from=[str(p) for p in args.checkpoints])
+    if args.data:
+        val = [s for d in args.data for s in train.split_validation(read_dataset(d, "300w"), 0.1, 0)[1]]
+        chosen = train.tune_and_save(args.out, val, "cpu")["chosen"]
+        print(f"decoder tuned on {len(val)} validation faces: window {chosen['window']}, tau {chosen['temperature']}")
+    print(f"wrote {args.out}: the mean of {len(args.checkpoints)} checkpoints")
+
+
+if __name__ == "__main__":
+    main()
