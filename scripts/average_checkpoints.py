@@ -49,7 +49,9 @@ def main():
     fan.save_checkpoint(average(args.checkpoints), args.out,
                         averaged_from=[str(p) for p in args.checkpoints])
     if args.data:
-        val = [s for d in args.data for s in train.split_validation(read_dataset(d, "300w"), 0.1, 0)[1]]
+        job = train.TrainJob()  # shfan-train's default split: the faces it validated on
+        val = [s for d in args.data
+               for s in train.split_validation(read_dataset(d, job.format), job.val_fraction, job.seed)[1]]
         chosen = train.tune_and_save(args.out, val, "cpu")["chosen"]
         print(f"decoder tuned on {len(val)} validation faces: window {chosen['window']}, tau {chosen['temperature']}")
     print(f"wrote {args.out}: the mean of {len(args.checkpoints)} checkpoints")
