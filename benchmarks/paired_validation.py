@@ -18,6 +18,8 @@ from pathlib import Path
 
 import numpy as np
 
+from shfan.runtime.backends import is_checkpoint
+
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from validation import open_model, per_face_nme, validation_sets  # noqa: E402
 
@@ -25,7 +27,7 @@ from validation import open_model, per_face_nme, validation_sets  # noqa: E402
 def scores(model: str, sets) -> dict:
     """{(subset, view): per-face NME io} of one model on the validation sets (checkpoints on the
     PyTorch backend, everything else on ONNX Runtime)."""
-    backend = open_model(model, "pytorch" if model.endswith((".pt", ".pth", ".tar")) else "onnxruntime")
+    backend = open_model(model, "pytorch" if is_checkpoint(model) else "onnxruntime")
     try:
         return {(subset, views): nme for subset, val, images in sets
                 for views, nme, _ in per_face_nme(backend.infer, backend.info.input_size, val, images)}
