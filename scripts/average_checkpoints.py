@@ -8,6 +8,11 @@ Float tensors (weights, BatchNorm running statistics) are averaged, integer ones
 (`num_batches_tracked`) taken from the first. With `--data` (shfan-train's folders) the subpixel
 decoder is tuned again on their validation split, as shfan-train does at the end of a run. Score
 the result like any checkpoint (`benchmarks/paired_validation.py`) before shipping it.
+
+One checkpoint with `--data` is the decoder re-tuning alone: shfan-train tunes the decoder of
+best.pt only, so shipping the end of a schedule (last.pt, as model v6 was) goes through here.
+
+    python scripts/average_checkpoints.py runs/v6/last.pt --out runs/v6/e14.pt --data helen_train --data lfpw_train
 """
 
 import argparse
@@ -44,8 +49,8 @@ def main():
     ap.add_argument("--data", action="append", default=[],
                     help="shfan-train --data folder (repeatable): tune the decoder on its validation split")
     args = ap.parse_args()
-    if len(args.checkpoints) < 2:
-        raise SystemExit("error: give at least two checkpoints to average")
+    if len(args.checkpoints) < 2 and not args.data:
+        raise SystemExit("error: give two or more checkpoints to average, or one with --data to re-tune its decoder")
     fan.save_checkpoint(average(args.checkpoints), args.out,
                         averaged_from=[str(p) for p in args.checkpoints])
     if args.data:
@@ -54,7 +59,7 @@ def main():
                for s in train.split_validation(read_dataset(d, job.format), job.val_fraction, job.seed)[1]]
         chosen = train.tune_and_save(args.out, val, "cpu")["chosen"]
         print(f"decoder tuned on {len(val)} validation faces: window {chosen['window']}, tau {chosen['temperature']}")
-    print(f"wrote {args.out}: the mean of {len(args.checkpoints)} checkpoints")
+    print(f"wrote {args.out}: the mean of {len(args.checkpoints)} checkpoint(s)")
 
 
 if __name__ == "__main__":

@@ -50,3 +50,26 @@ def test_other_architectures_are_refused(tmp_path):
     r = _run(tmp_path / "a.pt", tmp_path / "b.pt", "--out", tmp_path / "soup.pt")
     assert r.returncode != 0 and "only one architecture averages" in r.stderr
     assert not (tmp_path / "soup.pt").exists()
+
+
+def test_one_checkpoint_is_refused_without_data(tmp_path):
+    fan.save_checkpoint(_tiny(1), tmp_path / "a.pt")
+    r = _run(tmp_path / "a.pt", "--out", tmp_path / "out.pt")
+    assert r.returncode != 0 and "one with --data to re-tune its decoder" in r.stderr
+    assert not (tmp_path / "out.pt").exists()
+
+
+def test_one_checkpoint_with_data_keeps_its_weights_and_retunes_the_decoder(tmp_path, helen_dir):
+    torch.manual_seed(1)  # default init: finite heatmaps, so every decoder setting has a comparable NME
+    m = fan.FAN(fan.ModelConfig(stacks=1, width=16, input_size=64, window=5, temperature=3.0))
+    fan.save_checkpoint(m, tmp_path / "a.pt")
+    r = _run(tmp_path / "a.pt", "--out", tmp_path / "tuned.pt", "--data", helen_dir)
+    assert r.returncode == 0, r.stderr
+    assert "decoder tuned on 87 validation faces" in r.stdout
+    saved = torch.load(tmp_path / "tuned.pt", map_location="cpu", weights_only=False)
+    assert len(saved["decoder_tuning"]) == 3 * 6 + 2  # every window x tau, plus fan and argmax
+    tuned = fan.load_checkpoint(tmp_path / "tuned.pt")
+    best = min((v, k) for k, v in saved["decoder_tuning"].items() if k.startswith("subpixel"))[1]
+    assert best == f"subpixel/w{tuned.config.window}/t{tuned.config.temperature}" != "subpixel/w5/t3"
+    for key, value in tuned.state_dict().items():
+        torch.testing.assert_close(value, m.state_dict()[key])
