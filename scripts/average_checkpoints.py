@@ -23,6 +23,7 @@ import torch
 from shfan import model as fan
 from shfan import train
 from shfan.datasets import read_dataset
+from shfan.errors import DatasetError
 
 ARCHITECTURE = ("stacks", "width", "landmarks", "input_size", "sigma")  # what must match; the decoder need not
 
@@ -51,15 +52,20 @@ def main():
     args = ap.parse_args()
     if len(args.checkpoints) < 2 and not args.data:
         raise SystemExit("error: give two or more checkpoints to average, or one with --data to re-tune its decoder")
-    fan.save_checkpoint(average(args.checkpoints), args.out,
-                        averaged_from=[str(p) for p in args.checkpoints])
-    if args.data:
-        job = train.TrainJob()  # shfan-train's default split: the faces it validated on
+    job = train.TrainJob()  # shfan-train's default split: the faces it validated on
+    # read before anything is written: a bad --data folder leaves no untuned checkpoint behind
+    try:
         val = [s for d in args.data
                for s in train.split_validation(read_dataset(d, job.format), job.val_fraction, job.seed)[1]]
+    except DatasetError as e:
+        raise SystemExit(f"error: {e}") from None
+    fan.save_checkpoint(average(args.checkpoints), args.out,
+                        averaged_from=[str(p) for p in args.checkpoints])
+    if val:
         chosen = train.tune_and_save(args.out, val, "cpu")["chosen"]
         print(f"decoder tuned on {len(val)} validation faces: window {chosen['window']}, tau {chosen['temperature']}")
-    print(f"wrote {args.out}: the mean of {len(args.checkpoints)} checkpoint(s)")
+    what = f"the mean of {len(args.checkpoints)} checkpoints" if len(args.checkpoints) > 1 else "its weights as they were"
+    print(f"wrote {args.out}: {what}")
 
 
 if __name__ == "__main__":
