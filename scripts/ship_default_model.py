@@ -23,16 +23,33 @@ from shfan.io import sha256_file
 from shfan.weights import FILES, MODEL_NAMES
 
 
+def read_notes(text: str, error) -> dict:
+    """--notes as inline JSON or a file of it; `error` (argparse's) ends the run with one line."""
+    source = "--notes"
+    if not text.lstrip().startswith("{") and Path(text).is_file():
+        source, text = text, Path(text).read_text()
+    try:
+        notes = json.loads(text)
+    except json.JSONDecodeError as exc:
+        error(f"{source} is not JSON ({exc.msg} at line {exc.lineno} column {exc.colno}): give an object, "
+              'e.g. --notes \'{"recipe": "..."}\', or the path of a file holding one')
+    if not isinstance(notes, dict):
+        error(f"{source} must be a JSON object ({{...}}), not {type(notes).__name__}")
+    return notes
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("checkpoint")
-    ap.add_argument("--notes", default="{}", help="JSON object merged into the provenance file")
+    ap.add_argument("--notes", default="{}",
+                    help="JSON object merged into the provenance file, or the path of a file holding one")
     ap.add_argument("--name", default="compact", choices=MODEL_NAMES)
     ap.add_argument("--to", type=Path, default=Path(__file__).resolve().parents[1] / "shfan" / "weights",
                     help="folder (default: the package's weights)")
     ap.add_argument("--no-onnx", dest="onnx", action="store_false",
                     help="write the fp16 checkpoint and provenance only (no onnx package needed)")
     args = ap.parse_args()
+    notes = read_notes(args.notes, ap.error)  # before anything is written: a bad --notes leaves the package as it was
     args.to.mkdir(parents=True, exist_ok=True)
     ckpt_path = args.to / (FILES[args.name] + ".pt")
     onnx_path = args.to / (FILES[args.name] + ".onnx")
@@ -62,8 +79,10 @@ def main():
     info = {"config": model.config.to_dict(), "source_checkpoint": str(args.checkpoint),
             "epoch": src.get("epoch"), "val_nme_inter_ocular": src.get("val_nme"),
             "checkpoint_sha256": sha256_file(ckpt_path),
-            **({"onnx_sha256": sha256_file(onnx_path)} if args.onnx else {}), **json.loads(args.notes)}
-    provenance.write_text(json.dumps(info, indent=1) + "\n")
+            **({"onnx_sha256": sha256_file(onnx_path)} if args.onnx else {}), **notes}
+    tmp = provenance.with_name(provenance.name + ".tmp")
+    tmp.write_text(json.dumps(info, indent=1) + "\n")
+    os.replace(tmp, provenance)
     print(json.dumps(info, indent=1))
 
 
