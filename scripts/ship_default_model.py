@@ -13,11 +13,11 @@ the fp16 checkpoint, without --no-onnx, to add the ONNX file).
 
 import argparse
 import json
-import os
 from pathlib import Path
 
 import torch
 
+from shfan import atomic
 from shfan import model as fan
 from shfan.io import sha256_file
 from shfan.weights import FILES, MODEL_NAMES
@@ -60,11 +60,10 @@ def main():
     # fp16 storage halves the wheel; weights are promoted back to fp32 when loaded
     half = {k: (v.half() if v.is_floating_point() else v) for k, v in model.state_dict().items()}
     model.load_state_dict(half)  # so the ONNX export uses exactly the shipped (rounded) weights
-    tmp = ckpt_path.with_name(ckpt_path.name + ".tmp")
-    torch.save({"format": "shfan-checkpoint-v1", "config": model.config.to_dict(), "state_dict": half,
-                "epoch": src.get("epoch"), "val_nme": src.get("val_nme"),
-                "decoder_tuning": src.get("decoder_tuning")}, tmp)
-    os.replace(tmp, ckpt_path)
+    with atomic.atomic_path(ckpt_path) as tmp:
+        torch.save({"format": "shfan-checkpoint-v1", "config": model.config.to_dict(), "state_dict": half,
+                    "epoch": src.get("epoch"), "val_nme": src.get("val_nme"),
+                    "decoder_tuning": src.get("decoder_tuning")}, tmp)
 
     if args.onnx:
         import onnx
@@ -72,17 +71,14 @@ def main():
         from shfan.builder.export import export_onnx
 
         proto = export_onnx(model.eval())
-        tmp = onnx_path.with_name(onnx_path.name + ".tmp")
-        onnx.save(proto, tmp)
-        os.replace(tmp, onnx_path)
+        with atomic.atomic_path(onnx_path, suffix=".onnx") as tmp:
+            onnx.save(proto, tmp)
 
     info = {"config": model.config.to_dict(), "source_checkpoint": str(args.checkpoint),
             "epoch": src.get("epoch"), "val_nme_inter_ocular": src.get("val_nme"),
             "checkpoint_sha256": sha256_file(ckpt_path),
             **({"onnx_sha256": sha256_file(onnx_path)} if args.onnx else {}), **notes}
-    tmp = provenance.with_name(provenance.name + ".tmp")
-    tmp.write_text(json.dumps(info, indent=1) + "\n")
-    os.replace(tmp, provenance)
+    atomic.write_text(provenance, json.dumps(info, indent=1) + "\n")
     print(json.dumps(info, indent=1))
 
 
