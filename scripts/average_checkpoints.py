@@ -59,8 +59,10 @@ def main():
                for s in train.split_validation(read_dataset(d, job.format), job.val_fraction, job.seed)[1]]
     except DatasetError as e:
         raise SystemExit(f"error: {e}") from None
-    fan.save_checkpoint(average(args.checkpoints), args.out,
-                        averaged_from=[str(p) for p in args.checkpoints])
+    extra = {"averaged_from": [str(p) for p in args.checkpoints]}
+    if len(args.checkpoints) == 1:  # a re-tuning: the weights stay that epoch's (mmap: the metadata without the tensors)
+        extra["epoch"] = torch.load(args.checkpoints[0], map_location="cpu", weights_only=False, mmap=True).get("epoch")
+    fan.save_checkpoint(average(args.checkpoints), args.out, **extra)
     if val:
         chosen = train.tune_and_save(args.out, val, "cpu")["chosen"]
         print(f"decoder tuned on {len(val)} validation faces: window {chosen['window']}, tau {chosen['temperature']}")

@@ -3,7 +3,7 @@
 Writes shfan/weights/shfan_default.pt (fp16 weights + config, ~6 MB), shfan_default.onnx
 (fp32, heatmap output, shfan metadata; what the torch-free runtime loads) and
 default_model.json (provenance and measured accuracy).
-Usage: python scripts/ship_default_model.py runs/default/best.pt [--notes JSON]
+Usage: python scripts/ship_default_model.py runs/default/best.pt [--notes JSON|FILE]
        python scripts/ship_default_model.py runs/accurate/best.pt --name accurate --to DIR
 (then SHFAN_MODELS=DIR makes `--model accurate` find it).
        python scripts/ship_default_model.py runs/device/accurate/best.pt --name accurate --to DIR --no-onnx
@@ -36,6 +36,14 @@ def read_notes(text: str, error) -> dict:
     if not isinstance(notes, dict):
         error(f"{source} must be a JSON object ({{...}}), not {type(notes).__name__}")
     return notes
+
+
+def validation_nme(src: dict, config) -> float | None:
+    """The trainer's best-epoch NME, or for a checkpoint whose decoder was tuned afterwards
+    (scripts/average_checkpoints.py) the tuning table's entry for the chosen decoder."""
+    if src.get("val_nme") is not None:
+        return src["val_nme"]
+    return (src.get("decoder_tuning") or {}).get(f"subpixel/w{config.window}/t{config.temperature}")
 
 
 def main():
@@ -75,7 +83,7 @@ def main():
             onnx.save(proto, tmp)
 
     info = {"config": model.config.to_dict(), "source_checkpoint": str(args.checkpoint),
-            "epoch": src.get("epoch"), "val_nme_inter_ocular": src.get("val_nme"),
+            "epoch": src.get("epoch"), "val_nme_inter_ocular": validation_nme(src, model.config),
             "checkpoint_sha256": sha256_file(ckpt_path),
             **({"onnx_sha256": sha256_file(onnx_path)} if args.onnx else {}), **notes}
     atomic.write_text(provenance, json.dumps(info, indent=1) + "\n")

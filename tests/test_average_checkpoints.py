@@ -62,11 +62,12 @@ def test_one_checkpoint_is_refused_without_data(tmp_path):
 def test_one_checkpoint_with_data_keeps_its_weights_and_retunes_the_decoder(tmp_path, helen_dir):
     torch.manual_seed(1)  # default init: finite heatmaps, so every decoder setting has a comparable NME
     m = fan.FAN(fan.ModelConfig(stacks=1, width=16, input_size=64, window=5, temperature=3.0))
-    fan.save_checkpoint(m, tmp_path / "a.pt")
+    fan.save_checkpoint(m, tmp_path / "a.pt", epoch=7)
     r = _run(tmp_path / "a.pt", "--out", tmp_path / "tuned.pt", "--data", helen_dir)
     assert r.returncode == 0, r.stderr
     assert "decoder tuned on 87 validation faces" in r.stdout
     saved = torch.load(tmp_path / "tuned.pt", map_location="cpu", weights_only=False)
+    assert saved["epoch"] == 7  # still that epoch's weights
     assert len(saved["decoder_tuning"]) == 3 * 6 + 2  # every window x tau, plus fan and argmax
     tuned = fan.load_checkpoint(tmp_path / "tuned.pt")
     best = min((v, k) for k, v in saved["decoder_tuning"].items() if k.startswith("subpixel"))[1]
