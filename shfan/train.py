@@ -57,6 +57,9 @@ class TrainConfig:
     time_budget_min: float | None = None  # fit the schedule to this wall time (epochs ignored)
     hard_seed: int | None = evaluate.HARD_SEED  # seed of the hard validation views; None: clean only
     device_augment: str = DEVICE_AUGMENT[0]  # views made on the device in batches: auto (on CUDA) | on | off
+    schedule_steps: int | None = None  # fixed cosine horizon (a campaign's, kept across resumed segments)
+    segment_min: float | None = None  # stop this run after these minutes at a checkpoint; the schedule goes on
+    checkpoint_min: float = 10.0  # also save last.pt inside an epoch this often (resume continues at that batch)
 
 
 def split_validation(samples, fraction: float, seed: int):
@@ -94,6 +97,15 @@ class TrainJob:
     augment: str = option("hard", "training augmentation: hard (in-the-wild: large roll, box errors, occluders, blur, "
                                   "low light, noise, JPEG, grayscale) or mild (the first default model's)",
                           choices=tuple(sorted(augment.PRESETS)))
+    schedule_steps: int | None = option(None, "fix the cosine schedule's length at this many optimizer steps, whatever "
+                                               "this run's time: the horizon of a campaign that --resume continues over "
+                                               "several --segment runs (--epochs and --time-budget are ignored)",
+                                        "positive", metavar="STEPS")
+    segment: float | None = option(None, "stop after this many minutes at a checkpoint (validated), the schedule "
+                                         "unchanged; continue later with --resume", "positive", metavar="MINUTES")
+    checkpoint_every: float = option(10.0, "also save OUT/last.pt every N minutes inside an epoch; --resume continues "
+                                           "at that batch, so a killed run loses at most N minutes", "positive",
+                                     metavar="MINUTES")
     batch_size: int = option(16, range="positive")
     lr: float = option(1e-3, range="positive")
     consistency: float = option(0.1, "Siamese consistency weight (0 = off: one view per face, half the cost of a "
@@ -119,7 +131,8 @@ class TrainJob:
         """The TrainConfig of this job: the fields of the same name, the augment preset by name."""
         same = ({f.name for f in fields(TrainConfig)} & {f.name for f in fields(self)}) - {"augment"}
         return TrainConfig(**{name: getattr(self, name) for name in same}, augment=augment.PRESETS[self.augment],
-                           time_budget_min=self.time_budget)
+                           time_budget_min=self.time_budget, segment_min=self.segment,
+                           checkpoint_min=self.checkpoint_every)
 
     def check_choices(self) -> None:
         """TrainError naming the choices where a field that takes one of a list (augment,
@@ -164,9 +177,14 @@ def init_path(name: str) -> Path:
 
 
 def job_model(job: TrainJob, landmarks: int):
-    """(ModelConfig, initial state dict or None): from the --init checkpoint, else the job's sizes."""
+    """(ModelConfig, initial state dict or None): a resumed run's from OUT/last.pt (--init is not
+    read: its weights were the start of that run, and a campaign's later sessions need not have
+    it), else from the --init checkpoint, else the job's sizes."""
     from shfan import model as fan_model
 
+    last = Path(job.out) / "last.pt"
+    if job.resume and last.is_file():
+        return _resumed_config(job, last, landmarks), None
     if job.init:
         init_model = fan_model.load_checkpoint(init_path(job.init))
         if job.stacks and job.stacks != init_model.config.stacks:
@@ -185,6 +203,35 @@ def job_model(job: TrainJob, landmarks: int):
                        sigma=job.sigma if job.sigma else DEFAULT_SIGMA), None
 
 
+def _resumed_config(job: TrainJob, last: Path, landmarks: int) -> ModelConfig:
+    """The model config stored in OUT/last.pt; TrainError where the job asks for another model
+    (with --init only the sizes given explicitly are compared: the rest came from the init)."""
+    saved = _read_last(last).get("config") or {}
+    cfg = ModelConfig.from_dict(saved)
+    asked = {"stacks": job.stacks, "input_size": job.input_size}
+    if not job.init:
+        asked.update(stacks=job.stacks or 2, width=job.width, input_size=job.input_size or 128)
+    if any(v is not None and getattr(cfg, k) != v for k, v in asked.items()) or cfg.landmarks != landmarks:
+        wanted = {**cfg.to_dict(), **{k: v for k, v in asked.items() if v is not None}, "landmarks": landmarks}
+        raise TrainError(f"{last} is from another model ({_arch(cfg)}) than this run ({_arch(wanted)}); "
+                         "resume with the options it was trained with, or use another --out")
+    return cfg
+
+
+def _read_last(last: Path) -> dict:
+    """OUT/last.pt as a dict; TrainError (one line) when it is damaged."""
+    import torch
+
+    try:
+        state = torch.load(last, map_location="cpu", weights_only=False)
+    except Exception as exc:  # truncated or not a checkpoint: pickle/zip errors of many kinds
+        raise TrainError(f"{last} cannot be read ({type(exc).__name__}); it is damaged: resume from a copy, "
+                         "or start afresh without --resume") from None
+    if not isinstance(state, dict):
+        raise TrainError(f"{last} is not a training checkpoint; start afresh without --resume, or use another --out")
+    return state
+
+
 def run(job: TrainJob, log=logger.info, progress: bool | None = False) -> dict:
     """The shfan-train workflow: read and split the data, build the model (or load `init`),
     train, tune the decoder on validation (`tune`), score `test_data`. Every check that can
@@ -195,6 +242,9 @@ def run(job: TrainJob, log=logger.info, progress: bool | None = False) -> dict:
     from shfan import model as fan_model
 
     job.check_choices()  # before any data is read
+    if job.schedule_steps and job.time_budget:
+        raise TrainError("--schedule-steps fixes the schedule and --time-budget fits it to a time: give one (limit "
+                         "this run's time with --segment)")
     if not job.data:
         raise TrainError("no training data: give at least one dataset (--data, TrainJob.data)")
     try:
@@ -419,28 +469,26 @@ def train(model_cfg: ModelConfig, cfg: TrainConfig, train_samples: list[Sample],
         model.load_state_dict(init_state)  # copied into this model's fp32 tensors
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     out_dir.mkdir(parents=True, exist_ok=True)  # after the checks: a refused run leaves no folder
-    plan = Schedule(cfg.epochs * steps_per_epoch, steps_per_epoch)
+    plan = Schedule(cfg.schedule_steps or cfg.epochs * steps_per_epoch, steps_per_epoch)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, plan)
-    budget_s = cfg.time_budget_min * 60.0 if cfg.time_budget_min else None
-    start_epoch, best_nme, history = 0, float("inf"), []
+    budget_s = cfg.time_budget_min * 60.0 if cfg.time_budget_min and not cfg.schedule_steps else None
+    start_epoch, best_nme, history, skip = 0, float("inf"), [], 0
     last = out_dir / "last.pt"
     if resume and last.is_file():
-        try:
-            state = torch.load(last, map_location=device, weights_only=False)
-        except Exception as exc:  # truncated or not a checkpoint: pickle/zip errors of many kinds
-            raise TrainError(f"{last} cannot be read ({type(exc).__name__}); it is damaged: resume from a copy, "
-                             "or start afresh without --resume") from None
+        state = _read_last(last)
         try:
             model.load_state_dict(state["state_dict"])
             opt.load_state_dict(state["optimizer"])
             sched.load_state_dict(state["scheduler"])
             start_epoch, best_nme, history = state["epoch"], state["best_nme"], state["history"]
         except (RuntimeError, KeyError, ValueError, TypeError):
-            saved = state.get("config") if isinstance(state, dict) else None
+            saved = state.get("config")
             raise TrainError(f"{last} is from another model ({_arch(saved)}) than this run ({_arch(model_cfg)}); "
                              "resume with the options it was trained with, or use another --out") from None
         plan.total = state.get("schedule_total", plan.total)
-        log(f"resumed from {last} at epoch {start_epoch}")
+        skip = min(int(state.get("batch_in_epoch", 0)), steps_per_epoch)
+        at = f"epoch {start_epoch}" + (f", batch {skip}" if skip else "")
+        log(f"resumed from {last} at {at} (step {sched.last_epoch} of {plan.total})")
 
     log(f"loading {len(train_samples)} training and {len(val_samples)} validation images")
     train_images, val_images = load_images(train_samples), load_images(val_samples)
@@ -462,36 +510,46 @@ def train(model_cfg: ModelConfig, cfg: TrainConfig, train_samples: list[Sample],
     scale = model_cfg.heatmap_size / model_cfg.input_size
     from tqdm import tqdm
 
-    def batches(epoch):
-        if on_device:
+    def batches(epoch, skip=0):
+        """The epoch's batches from batch `skip` on (a resumed run). The CPU views of face i in
+        epoch e depend on (seed, e, i) only, so a resumed epoch sees the batches it would have."""
+        if on_device:  # the device generator's stream is not replayed: a resumed epoch is a new draw
             gen.manual_seed(cfg.seed * 100003 + epoch)
             order = torch.randperm(len(canvases), generator=gen, device=device)
-            for i in range(steps_per_epoch):
+            for i in range(skip, steps_per_epoch):
                 yield device_augment.siamese_batch(gen, canvases, order[i * cfg.batch_size:(i + 1) * cfg.batch_size],
                                                    model_cfg.input_size, model_cfg.heatmap_size, cfg.augment)
             return
         data.epoch = epoch
-        yield from DataLoader(data, batch_size=cfg.batch_size, shuffle=True, drop_last=True,
-                              num_workers=cfg.workers, generator=torch.Generator().manual_seed(cfg.seed + epoch),
-                              worker_init_fn=_quiet_worker, persistent_workers=False)
+        order = torch.randperm(len(data), generator=torch.Generator().manual_seed(cfg.seed + epoch)).tolist()
+        yield from DataLoader(data, batch_size=cfg.batch_size, sampler=order[skip * cfg.batch_size:], drop_last=True,
+                              num_workers=cfg.workers, worker_init_fn=_quiet_worker, persistent_workers=False)
+
+    def save_last(epochs_done, batch_in_epoch):
+        fan_model.save_checkpoint(model, last, optimizer=opt.state_dict(), scheduler=sched.state_dict(),
+                                  epoch=epochs_done, batch_in_epoch=batch_in_epoch, best_nme=best_nme,
+                                  history=history, schedule_total=plan.total, train_config=_jsonable(asdict(cfg)))
 
     def sync():
         if cuda:
             torch.cuda.synchronize()
 
     epochs, step_times, val_s = cfg.epochs, [], 0.0
+    if cfg.schedule_steps:  # the horizon decides (a resumed run keeps the one it started with)
+        epochs = math.ceil(plan.total / steps_per_epoch)
     t_train = time.time()  # the budget counts from here (image loading excluded but small)
     if budget_s is not None:
         budget_s -= t_train - t_start
+    segment_end = t_start + 60.0 * cfg.segment_min if cfg.segment_min else None
     epoch = start_epoch
     while epoch < epochs:
         model.train()
         t0, sums, n_done = time.time(), {"heatmap": 0.0, "consistency": 0.0}, 0
         split = {"data": 0.0, "forward": 0.0, "backward": 0.0}
-        bar = tqdm(batches(epoch), total=steps_per_epoch, desc=f"epoch {epoch + 1}/{epochs}", unit="batch",
-                   leave=False, disable=None if progress is None else not progress)
-        out_of_time = False
-        t_step = time.time()
+        bar = tqdm(batches(epoch, skip), total=steps_per_epoch - skip, desc=f"epoch {epoch + 1}/{epochs}",
+                   unit="batch", leave=False, disable=None if progress is None else not progress)
+        out_of_time = segment_over = False
+        t_step = t_saved = time.time()
         for batch in bar:
             batch = {k: v.to(device, non_blocking=True) for k, v in batch.items()}
             sync()
@@ -526,6 +584,17 @@ def train(model_cfg: ModelConfig, cfg: TrainConfig, train_samples: list[Sample],
             step_times.append(now - t_step)  # the whole step, data included
             t_step = now
             n_done += 1
+            if sched.last_epoch >= plan.total:
+                out_of_time = True  # the schedule's end (a fixed horizon can end inside an epoch)
+                break
+            step_s = float(np.median(step_times))
+            val_left = val_s or step_s * len(val_samples) / cfg.batch_size  # not timed yet: ~N/B steps
+            if segment_end is not None and now + val_left + step_s >= segment_end:
+                segment_over = True  # the next step (and the validation) would overrun the segment
+                break
+            if now - t_saved >= 60.0 * cfg.checkpoint_min and skip + n_done < steps_per_epoch:
+                save_last(epoch, skip + n_done)  # a killed run resumes here
+                t_saved = now
             if budget_s is not None:
                 elapsed = time.time() - t_train
                 if len(step_times) == 4 and epoch == start_epoch:  # probe: steps 2-4 (the 1st warms up)
@@ -538,10 +607,16 @@ def train(model_cfg: ModelConfig, cfg: TrainConfig, train_samples: list[Sample],
                     break
         n = max(1, n_done)
         entry = {"epoch": epoch + 1, "seconds": round(time.time() - t0, 1), "steps": n_done,
+                 "step": sched.last_epoch, "lr": opt.param_groups[0]["lr"],
                  "loss_heatmap": sums["heatmap"] / n, "loss_consistency": sums["consistency"] / n,
                  "ms_per_step": {k: round(1000 * v / n, 1) for k, v in split.items()}}
+        if skip:
+            entry["resumed_at_batch"] = skip
         final = out_of_time or epoch + 1 >= epochs
-        if (epoch + 1) % cfg.val_every == 0 or final:
+        partial = segment_over and not final and skip + n_done < steps_per_epoch
+        if partial:
+            entry["partial"] = True  # the segment ended inside this epoch; the next run finishes it
+        if (epoch + 1) % cfg.val_every == 0 or final or segment_over:
             model.eval()
             t_val = time.time()
             entry.update(validate(model, device, val_samples, val_images, model_cfg.input_size, val_names,
@@ -552,11 +627,15 @@ def train(model_cfg: ModelConfig, cfg: TrainConfig, train_samples: list[Sample],
                 fan_model.save_checkpoint(model, out_dir / "best.pt", epoch=epoch + 1, val_nme=best_nme)
         history.append(entry)
         log(json.dumps(entry))
-        fan_model.save_checkpoint(model, last, optimizer=opt.state_dict(), scheduler=sched.state_dict(),
-                                  epoch=epoch + 1, best_nme=best_nme, history=history, schedule_total=plan.total,
-                                  train_config=_jsonable(asdict(cfg)))
-        epoch += 1
-        if final:
+        if partial:
+            save_last(epoch, skip + n_done)
+        else:
+            save_last(epoch + 1, 0)
+        epoch, skip = epoch + 1, 0
+        if final or segment_over:
+            if segment_over and not final:
+                log(f"segment of {cfg.segment_min:g} min over at step {sched.last_epoch} of {plan.total}; "
+                    f"continue with --resume")
             break
         if budget_s is not None and step_times:
             epochs = _refit(plan, budget_s, time.time() - t_train, sched.last_epoch, step_times, val_s,

@@ -262,3 +262,66 @@ def test_tune_and_save_scores_every_decoder(helen_dir, tmp_path):
     assert (cfg.window, cfg.temperature) == (chosen["window"], chosen["temperature"])
     best = min((k for k in keys if k.startswith("subpixel")), key=keys.get)
     assert best == f"subpixel w={chosen['window']} tau={chosen['temperature']}"
+
+
+class _Killed(Exception):
+    pass
+
+
+def _campaign_cfg(**more):
+    """6 steps in 2 epochs of 3 (12 faces, batch 4): the horizon a campaign fixes."""
+    return trainer.TrainConfig(epochs=99, batch_size=4, lr=2e-3, val_every=1, threads=1, hard_seed=None,
+                               schedule_steps=6, **more)
+
+
+def test_a_killed_run_resumes_at_its_batch_exactly(helen_dir, tmp_path, monkeypatch):
+    """A run killed inside an epoch (after a mid-epoch last.pt) and resumed ends with the weights
+    of a run that was never stopped: same batches, same views, same schedule."""
+    samples = read_300w(helen_dir)[:16]
+    train_s, val_s = samples[:12], samples[12:]
+    trainer.train(TINY, _campaign_cfg(), train_s, val_s, tmp_path / "straight", log=lambda _: None)
+    straight = torch.load(tmp_path / "straight" / "last.pt", weights_only=False)
+
+    saves, real_save = [], fan.save_checkpoint
+
+    def save_then_die(model, path, **extra):
+        real_save(model, path, **extra)
+        saves.append(extra.get("batch_in_epoch"))
+        if extra.get("batch_in_epoch") == 2 and extra.get("epoch") == 1:
+            raise _Killed  # killed after step 5 (epoch 2, batch 2), its checkpoint on disk
+
+    monkeypatch.setattr(fan, "save_checkpoint", save_then_die)
+    with pytest.raises(_Killed):
+        trainer.train(TINY, _campaign_cfg(checkpoint_min=0.0), train_s, val_s, tmp_path / "killed",
+                      log=lambda _: None)
+    monkeypatch.setattr(fan, "save_checkpoint", real_save)
+    assert 1 in saves and 2 in saves  # mid-epoch checkpoints were written
+    logs = []
+    trainer.train(TINY, _campaign_cfg(), train_s, val_s, tmp_path / "killed", resume=True, log=logs.append)
+    assert any("at epoch 1, batch 2 (step 5 of 6)" in x for x in logs)
+    resumed = torch.load(tmp_path / "killed" / "last.pt", weights_only=False)
+    assert resumed["scheduler"]["last_epoch"] == straight["scheduler"]["last_epoch"] == 6
+    for name, w in straight["state_dict"].items():
+        assert torch.allclose(resumed["state_dict"][name].float(), w.float(), atol=1e-6), name
+    fresh = fan.FAN(TINY).state_dict()
+    assert not torch.allclose(fresh["l0.weight"], straight["state_dict"]["l0.weight"], atol=1e-4)
+
+
+def test_a_segment_stops_at_a_checkpoint_and_keeps_the_horizon(helen_dir, tmp_path):
+    """--segment ends the run early (validated, last.pt mid-epoch) without shortening the
+    schedule; --resume then runs the rest of the same horizon."""
+    samples = read_300w(helen_dir)[:16]
+    logs = []
+    trainer.train(TINY, _campaign_cfg(segment_min=1e-4), samples[:12], samples[12:], tmp_path, log=logs.append)
+    first = torch.load(tmp_path / "last.pt", weights_only=False)
+    assert (first["epoch"], first["batch_in_epoch"], first["schedule_total"]) == (0, 1, 6)
+    entry = json.loads(next(x for x in logs if x.startswith("{")))
+    assert entry["partial"] and entry["steps"] == 1 and "val_nme_inter_ocular" in entry
+    assert any("segment" in x and "step 1 of 6" in x for x in logs)
+    logs.clear()
+    trainer.train(TINY, _campaign_cfg(), samples[:12], samples[12:], tmp_path, resume=True, log=logs.append)
+    done = torch.load(tmp_path / "last.pt", weights_only=False)
+    assert done["scheduler"]["last_epoch"] == 6 and done["epoch"] == 2 and done["batch_in_epoch"] == 0
+    steps = [json.loads(x)["steps"] for x in logs if x.startswith("{")]
+    assert steps == [2, 3]  # the rest of epoch 1, then epoch 2
+    assert done["history"][-1]["lr"] == pytest.approx(2e-3 * 0.01, rel=1e-6)  # the cosine's floor at the horizon

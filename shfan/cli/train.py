@@ -24,7 +24,8 @@ def build_parser():
     ap.add_argument("--out", default="runs/train", type=writable_dir, help="run folder (checkpoints, history)")
     add_dataclass_options(ap, TrainJob, ["stacks", "width", "input_size", "sigma", "epochs", "time_budget", "augment",
                                          "batch_size", "lr", "consistency", "loss", "seed", "device_augment", "workers",
-                                         "threads", "val_every", "resume", "init", "tune"])
+                                         "threads", "val_every", "resume", "init", "tune", "schedule_steps", "segment",
+                                         "checkpoint_every"])
     return ap
 
 

@@ -1,0 +1,196 @@
+"""Maintainer step: one training schedule run across sessions (the model campaign).
+
+A session's machine is new each time and its background jobs end with it, so what a schedule
+needs to go on is committed beside this script, in campaign/:
+
+    campaign/NAME.json      the plan (shfan-train options, the fixed horizon) and a ledger of
+                            segments (steps, wall time, validation clean/hard per subset)
+    campaign/NAME.state.pt  the run's last.pt: fp32 weights, step, epoch and batch, schedule,
+                            history; the AdamW moments in bfloat16 (half the size; loaded back
+                            as fp32, they move a step by < 0.4 %)
+
+    python scripts/campaign.py start accurate --schedule-steps 11000 --init runs/seg192/last.pt -- \\
+        --data ../shared/data/faces68/helen_train --data ../shared/data/faces68/lfpw_train \\
+        --extra-data ../shared/data/faces68/afw --input-size 192 --loss awing --consistency 2.3 --lr 1e-4 --batch-size 8
+    python scripts/campaign.py run accurate --minutes 110   # each session: one segment, then commit campaign/
+    python scripts/campaign.py pack accurate                # after a run was killed: record what last.pt holds
+    python scripts/campaign.py status accurate
+
+`run` restores the committed state into runs/campaign/NAME/last.pt (unless the folder holds a
+later step), runs `shfan-train --resume --schedule-steps N --segment M` on it, and packs the
+result back with the segment's line in the ledger.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent  # campaign/ and runs/campaign/ live here (--root: elsewhere)
+CAMPAIGNS = ROOT / "campaign"
+RUNS = ROOT / "runs" / "campaign"
+
+
+def set_root(root: Path) -> None:
+    global ROOT, CAMPAIGNS, RUNS
+    ROOT, CAMPAIGNS, RUNS = root, root / "campaign", root / "runs" / "campaign"
+
+
+def plan_path(name: str) -> Path:
+    return CAMPAIGNS / f"{name}.json"
+
+
+def state_path(name: str) -> Path:
+    return CAMPAIGNS / f"{name}.state.pt"
+
+
+def read_plan(name: str) -> dict:
+    path = plan_path(name)
+    if not path.is_file():
+        raise SystemExit(f"error: no campaign {name!r} ({path} missing); start it with `campaign.py start {name} ...`")
+    return json.loads(path.read_text())
+
+
+def write_plan(name: str, plan: dict) -> None:
+    from shfan.atomic import write_text
+
+    CAMPAIGNS.mkdir(exist_ok=True)
+    write_text(plan_path(name), json.dumps(plan, indent=1) + "\n")
+
+
+def pack(last: Path, to: Path) -> dict:
+    """last.pt -> the committed state (AdamW moments in bfloat16); returns the state."""
+    import torch
+
+    from shfan.atomic import atomic_path
+
+    state = torch.load(last, map_location="cpu", weights_only=False)
+    for slot in state["optimizer"]["state"].values():
+        for key in ("exp_avg", "exp_avg_sq"):
+            slot[key] = slot[key].to(torch.bfloat16)
+    with atomic_path(to) as tmp:
+        torch.save(state, tmp)
+    return state
+
+
+def unpack(packed: Path, last: Path) -> None:
+    """The committed state -> last.pt, unless last.pt already holds this step or a later one
+    (the same session's run folder)."""
+    import torch
+
+    from shfan.atomic import atomic_path
+
+    state = torch.load(packed, map_location="cpu", weights_only=False)
+    if last.is_file() and step_of(torch.load(last, map_location="cpu", weights_only=False)) >= step_of(state):
+        return
+    for slot in state["optimizer"]["state"].values():
+        for key in ("exp_avg", "exp_avg_sq"):
+            slot[key] = slot[key].float()
+    last.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_path(last) as tmp:
+        torch.save(state, tmp)
+
+
+def step_of(state: dict) -> int:
+    return int(state["scheduler"]["last_epoch"])
+
+
+def segment_record(state: dict, step_from: int, minutes: float) -> dict:
+    """The ledger line of a segment: steps, wall time, the last validation of the run."""
+    validated = [h for h in state["history"] if "val_nme_inter_ocular" in h]
+    val = {k: round(v, 4) for k, v in (validated[-1] if validated else {}).items() if k.startswith("val_")}
+    return {"date": datetime.date.today().isoformat(), "steps": [step_from, step_of(state)],
+            "of": int(state["schedule_total"]), "epoch": state["epoch"], "batch_in_epoch": state.get("batch_in_epoch", 0),
+            "minutes": round(minutes, 1), "validation": val}
+
+
+def record(name: str, plan: dict, step_from: int, minutes: float) -> None:
+    last = RUNS / name / "last.pt"
+    state = pack(last, state_path(name))
+    plan["segments"].append(segment_record(state, step_from, minutes))
+    write_plan(name, plan)
+    print(json.dumps(plan["segments"][-1]))
+
+
+def start(args) -> None:
+    if plan_path(args.name).exists():
+        raise SystemExit(f"error: campaign {args.name!r} exists ({plan_path(args.name)}); `run` continues it")
+    bad = [a for a in ("--resume", "--out", "--segment", "--schedule-steps", "--time-budget", "--init")
+           if a in args.train_args]
+    if bad:
+        raise SystemExit(f"error: {', '.join(bad)}: the campaign sets these itself; leave them out of the options")
+    write_plan(args.name, {"name": args.name, "schedule_steps": args.schedule_steps, "init": args.init,
+                           "train_args": args.train_args, "segments": []})
+    print(f"campaign {args.name}: {args.schedule_steps} steps planned; `campaign.py run {args.name} --minutes M` "
+          "trains one segment")
+
+
+def run(args) -> None:
+    plan = read_plan(args.name)
+    out, last = RUNS / args.name, RUNS / args.name / "last.pt"
+    if state_path(args.name).is_file():
+        unpack(state_path(args.name), last)
+    resuming = last.is_file()
+    step_from = 0
+    if resuming:
+        import torch
+
+        step_from = step_of(torch.load(last, map_location="cpu", weights_only=False))
+    cmd = [sys.executable, "-m", "shfan.cli.train", *plan["train_args"], "--out", str(out), "--resume",
+           "--schedule-steps", str(plan["schedule_steps"]), "--segment", str(args.minutes), "--no-tune"]
+    if not resuming and plan.get("init"):
+        cmd += ["--init", plan["init"]]
+    print(" ".join(cmd), flush=True)
+    t0 = time.time()
+    code = subprocess.call(cmd, cwd=ROOT)
+    if last.is_file():
+        record(args.name, plan, step_from, (time.time() - t0) / 60)
+    if code:
+        raise SystemExit(code)
+
+
+def pack_only(args) -> None:
+    plan = read_plan(args.name)
+    last = RUNS / args.name / "last.pt"
+    if not last.is_file():
+        raise SystemExit(f"error: {last} missing: nothing to pack")
+    step_from = plan["segments"][-1]["steps"][1] if plan["segments"] else 0
+    record(args.name, plan, step_from, args.minutes)
+
+
+def status(args) -> None:
+    plan = read_plan(args.name)
+    print(json.dumps(plan, indent=1))
+
+
+def main(argv=None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawTextHelpFormatter)
+    ap.add_argument("--root", type=Path, default=ROOT, help="where campaign/ and runs/campaign/ are (the repository)")
+    sub = ap.add_subparsers(dest="cmd", required=True)
+    s = sub.add_parser("start", help="write the plan of a new campaign: start NAME ... -- shfan-train's options")
+    s.add_argument("name")
+    s.add_argument("--schedule-steps", type=int, required=True, help="the whole campaign's cosine horizon")
+    s.add_argument("--init", help="weights of the first segment (later ones resume)")
+    r = sub.add_parser("run", help="train one segment and record it")
+    r.add_argument("name")
+    r.add_argument("--minutes", type=float, required=True)
+    p = sub.add_parser("pack", help="record what runs/campaign/NAME/last.pt holds (after a killed run)")
+    p.add_argument("name")
+    p.add_argument("--minutes", type=float, default=0.0, help="the segment's wall time, if known")
+    st = sub.add_parser("status", help="print the plan and the ledger")
+    st.add_argument("name")
+    argv = list(sys.argv[1:] if argv is None else argv)
+    cut = argv.index("--") if "--" in argv else len(argv)  # start NAME ... -- shfan-train's options
+    args = ap.parse_args(argv[:cut])
+    args.train_args = argv[cut + 1:]
+    set_root(args.root.resolve())
+    {"start": start, "run": run, "pack": pack_only, "status": status}[args.cmd](args)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,52 @@
+"""scripts/campaign.py: one schedule across sessions (each a segment on a new machine)."""
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from conftest import small_300w
+
+torch = pytest.importorskip("torch")
+
+SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "campaign.py"
+TINY = ["--stacks", "1", "--width", "16", "--input-size", "64", "--batch-size", "4", "--threads", "1",
+        "--val-every", "1", "--lr", "2e-3"]
+
+
+def _campaign(root, *args):
+    r = subprocess.run([sys.executable, str(SCRIPT), "--root", str(root), *map(str, args)], capture_output=True,
+                       text=True)
+    return r
+
+
+def test_a_campaign_goes_on_from_its_committed_state_on_a_new_machine(helen_dir, tmp_path):
+    faces = small_300w(helen_dir, tmp_path / "faces", 16)  # 14 training faces: 3 steps an epoch
+    r = _campaign(tmp_path, "start", "tiny", "--schedule-steps", 6, "--", "--data", faces, *TINY)
+    assert r.returncode == 0, r.stderr
+    r = _campaign(tmp_path, "run", "tiny", "--minutes", 1e-4)  # stops after its first step
+    assert r.returncode == 0, r.stderr
+    state = torch.load(tmp_path / "campaign" / "tiny.state.pt", weights_only=False)
+    moments = next(iter(state["optimizer"]["state"].values()))
+    assert moments["exp_avg"].dtype == torch.bfloat16 and state["state_dict"]["l0.weight"].dtype == torch.float32
+    assert (state["epoch"], state["batch_in_epoch"], state["schedule_total"]) == (0, 1, 6)
+
+    shutil.rmtree(tmp_path / "runs")  # the next session: a new machine, only what was committed
+    r = _campaign(tmp_path, "run", "tiny", "--minutes", 100)
+    assert r.returncode == 0, r.stderr
+    assert "at epoch 0, batch 1 (step 1 of 6)" in r.stderr
+    last = torch.load(tmp_path / "runs" / "campaign" / "tiny" / "last.pt", weights_only=False)
+    assert last["scheduler"]["last_epoch"] == 6 and last["epoch"] == 2
+    plan = json.loads((tmp_path / "campaign" / "tiny.json").read_text())
+    assert [s["steps"] for s in plan["segments"]] == [[0, 1], [1, 6]]
+    assert all(s["of"] == 6 and "val_nme_inter_ocular" in s["validation"] for s in plan["segments"])
+
+
+def test_start_refuses_the_options_the_campaign_sets(tmp_path):
+    r = _campaign(tmp_path, "start", "x", "--schedule-steps", 6, "--", "--data", "d", "--resume")
+    assert r.returncode != 0 and "--resume" in r.stderr and not (tmp_path / "campaign").exists()
+    r = _campaign(tmp_path, "run", "nope", "--minutes", 1)
+    assert r.returncode != 0 and "no campaign 'nope'" in r.stderr
