@@ -15,9 +15,11 @@ from pathlib import Path
 
 import numpy as np
 
-# (stacks, width, input size): the shipped compact model is (2, 128, 128); FAN-4 is (4, 256, 256)
-GRID = [(1, 64, 64), (1, 128, 128), (2, 64, 128), (2, 96, 128), (2, 128, 128), (3, 128, 128),
-        (2, 128, 192), (2, 192, 128), (4, 128, 128), (2, 256, 256), (4, 256, 256)]
+# (arch, stacks, width, input size): the shipped compact model is (fan, 2, 128, 128), accurate (fan, 2, 128, 192),
+# FAN-4 (fan, 4, 256, 256); fast candidates use the conv-BN-ReLU hourglass (shfan.model.FastFAN)
+GRID = [("fan", 1, 64, 64), ("fan", 1, 128, 128), ("fan", 2, 64, 128), ("fan", 2, 96, 128), ("fan", 2, 128, 128),
+        ("fan", 3, 128, 128), ("fan", 2, 128, 192), ("fan", 2, 192, 128), ("fan", 4, 128, 128), ("fan", 2, 256, 256),
+        ("fan", 4, 256, 256), ("fast", 1, 48, 128), ("fast", 1, 64, 128), ("fast", 1, 96, 128), ("fast", 2, 64, 128)]
 
 
 def macs_per_face(model, size: int) -> int:
@@ -43,24 +45,27 @@ def main():
     ap.add_argument("--rounds", type=int, default=20)
     ap.add_argument("--runs", type=int, default=3, help="timed runs per model per round")
     ap.add_argument("--json", help="write the rows here")
+    ap.add_argument("--only", nargs="+", help="the rows of these archs, and the shipped compact model",
+                    choices=("fan", "fast"))
     args = ap.parse_args()
 
     import onnxruntime as ort
     import torch
 
     from shfan.builder.export import export_onnx
-    from shfan.model import FAN, ModelConfig
+    from shfan.model import ModelConfig, build
     from shfan.runtime.ort_backend import create_session
 
     torch.manual_seed(0)
     cases = []
-    for stacks, width, size in GRID:
-        model = FAN(ModelConfig(stacks=stacks, width=width, input_size=size)).eval()
+    grid = [g for g in GRID if not args.only or g[0] in args.only or g == ("fan", 2, 128, 128)]
+    for arch, stacks, width, size in grid:
+        model = build(ModelConfig(stacks=stacks, width=width, input_size=size, arch=arch)).eval()
         session = create_session(export_onnx(model).SerializeToString(), providers=["CPUExecutionProvider"])
         x = np.random.default_rng(0).random((1, 3, size, size), dtype=np.float32)
         name = session.get_inputs()[0].name
         session.run(None, {name: x})  # warm-up
-        cases.append({"stacks": stacks, "width": width, "input_size": size,
+        cases.append({"arch": arch, "stacks": stacks, "width": width, "input_size": size,
                       "params_m": round(sum(p.numel() for p in model.parameters()) / 1e6, 2),
                       "gmac": round(macs_per_face(model, size) / 1e9, 3), "session": session, "x": x,
                       "name": name, "ms": []})

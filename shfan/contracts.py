@@ -20,6 +20,9 @@ PRECISIONS = ("fp32", "fp16", "int8")  # the ONNX files of a build folder (manif
 MIN_TENSORRT = (10, 1)  # IPluginV3 (the SubpixelDecode plugin) and strongly typed networks: JetPack 6.1+
 HEATMAP_STRIDE = 4  # input px per heatmap px: the hourglass runs at 1/4 of the input
 SUPPORTED_LANDMARKS = (68, 98, 29, 19)
+# fan: face-alignment's stacked hourglass (pre-activation blocks); fast: conv -> BN -> ReLU blocks
+# throughout, so every BatchNorm folds into its convolution (CPUs without int8 dot products)
+ARCHS = ("fan", "fast")
 # The codec's defaults (shfan.codec re-uses these; kept here so this module stays numpy-free).
 DEFAULT_SIGMA = 2.0
 DEFAULT_WINDOW = 5
@@ -42,8 +45,11 @@ class ModelConfig:
     sigma: float = DEFAULT_SIGMA
     window: int = DEFAULT_WINDOW
     temperature: float = DEFAULT_TEMPERATURE
+    arch: str = "fan"  # one of ARCHS: the network built from these numbers (shfan.model.build)
 
     def __post_init__(self):
+        if self.arch not in ARCHS:
+            raise ValueError(f"arch must be one of {ARCHS}, got {self.arch!r}")
         if self.landmarks not in SUPPORTED_LANDMARKS:
             raise ValueError(f"landmarks must be one of {SUPPORTED_LANDMARKS}, got {self.landmarks}")
         if self.input_size % 64:

@@ -70,3 +70,35 @@ def test_config_validation():
         fan.ModelConfig(landmarks=5)
     with pytest.raises(ValueError, match="multiple of 64"):
         fan.ModelConfig(input_size=100)
+
+
+def test_fast_arch_folds_every_batchnorm_and_round_trips(tmp_path):
+    """The fast network (conv -> BN -> ReLU throughout): heatmaps at 1/4 of the input, every
+    stack supervised, a checkpoint that loads as the same network, and an exported graph with no
+    BatchNormalization left (each folded into its convolution: a fully integer CPU int8 file)."""
+    pytest.importorskip("onnx")
+    from shfan.builder.export import export_onnx
+    from shfan.model import FastFAN, ModelConfig, build, load_checkpoint, save_checkpoint
+
+    cfg = ModelConfig(stacks=2, width=32, input_size=64, arch="fast")
+    torch.manual_seed(0)
+    model = build(cfg).eval()
+    assert isinstance(model, FastFAN)
+    x = torch.rand(2, 3, 64, 64)
+    with torch.no_grad():
+        outs = model.forward_all(x)
+        assert [tuple(o.shape) for o in outs] == [(2, 68, 16, 16)] * 2
+        with torch.no_grad():
+            for m in model.modules():
+                if isinstance(m, torch.nn.BatchNorm2d):
+                    m.running_mean.uniform_(-0.5, 0.5)
+                    m.running_var.uniform_(0.5, 2.0)
+        save_checkpoint(model, tmp_path / "fast.pt")
+        loaded = load_checkpoint(tmp_path / "fast.pt")
+        assert loaded.config.arch == "fast" and torch.allclose(loaded(x), model(x), atol=1e-6)
+    ops = {n.op_type for n in export_onnx(model).graph.node}
+    assert "BatchNormalization" not in ops and "Conv" in ops
+    fan_ops = {n.op_type for n in export_onnx(build(ModelConfig(stacks=1, width=32, input_size=64)).eval()).graph.node}
+    assert "BatchNormalization" in fan_ops  # the pre-activation FAN keeps some: what the fast arch removes
+    with pytest.raises(ValueError, match="arch"):
+        ModelConfig(arch="resnet")

@@ -22,7 +22,7 @@ def build_parser():
     add_dataclass_options(ap, TrainJob, ["val_fraction"])
     ap.add_argument("--test-data", type=existing_path, help="dataset scored once at the end (never used for choices)")
     ap.add_argument("--out", default="runs/train", type=writable_dir, help="run folder (checkpoints, history)")
-    add_dataclass_options(ap, TrainJob, ["stacks", "width", "input_size", "sigma", "epochs", "time_budget", "augment",
+    add_dataclass_options(ap, TrainJob, ["arch", "stacks", "width", "input_size", "sigma", "epochs", "time_budget", "augment",
                                          "batch_size", "lr", "consistency", "loss", "seed", "device_augment", "workers",
                                          "threads", "val_every", "resume", "init", "tune", "schedule_steps", "segment",
                                          "checkpoint_every"])
