@@ -159,7 +159,8 @@ class OpenCVDevice:
             else:
                 cap = cv2.VideoCapture(spec.location, cv2.CAP_FFMPEG, ms)
         else:
-            cap = cv2.VideoCapture(spec.location, cv2.CAP_ANY)
+            with io.library_path(spec.location) as name:  # opened before the alias goes
+                cap = cv2.VideoCapture(name, cv2.CAP_ANY)
         if not cap.isOpened():
             cap.release()
             what = "video file (unsupported format, or truncated/corrupt)" if spec.kind == "file" else "source"

@@ -23,7 +23,7 @@ import typing
 from pathlib import Path
 from typing import NoReturn
 
-from shfan.atomic import can_create_in
+from shfan.atomic import NAME_MAX, can_create_in
 from shfan.options import RANGES
 
 FAILED, USAGE, INTERRUPTED = 1, 2, 130
@@ -117,6 +117,16 @@ class Parser(argparse.ArgumentParser):
         fail(f"{message} (see {self.prog} --help)", USAGE)
 
 
+def printable_streams() -> None:
+    """File names that are not UTF-8 (kept by Python as lone surrogates) print as \\xNN on stdout
+    too, instead of a UnicodeEncodeError after the work is done (stderr does so already)."""
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.reconfigure(errors="backslashreplace")
+        except (AttributeError, ValueError):  # a test's StringIO, a closed stream
+            pass
+
+
 def entry(main):
     """Wrap a CLI's main(): library errors exit 1 with their one line, Ctrl-C exits 130, and an
     OSError (disk full, permission) is named with its file instead of a traceback."""
@@ -125,6 +135,7 @@ def entry(main):
     def wrapper(argv=None):
         from shfan.errors import ShfanError
 
+        printable_streams()
         try:
             return main(argv)
         except ShfanError as exc:
@@ -201,17 +212,14 @@ def existing_dir(text: str) -> str:
 
 
 def writable_file(text: str) -> str:
-    """An output file: not a folder, in an existing folder where files can be created."""
-    if not text:
-        raise argparse.ArgumentTypeError("empty file name")
-    path = Path(text)
-    if path.is_dir():
-        raise argparse.ArgumentTypeError(f"{text} is a folder; give a file name")
-    parent = path.parent
-    if not parent.is_dir():
-        raise argparse.ArgumentTypeError(f"{text}: folder {parent} does not exist; create it first")
-    if not can_create_in(parent) or (path.exists() and not os.access(path, os.W_OK)):
-        raise argparse.ArgumentTypeError(f"{text}: cannot write in {parent} (read-only or no permission)")
+    """An output file: not a folder or special file, a name the file system takes, in an existing
+    folder where files can be created; or a device / FIFO to write into (/dev/null, /dev/stdout).
+    shfan.atomic.output_problem is the one check (the library's writers use it too)."""
+    from shfan.atomic import output_problem
+
+    problem = output_problem(text)
+    if problem:
+        raise argparse.ArgumentTypeError(problem)
     return text
 
 
@@ -223,6 +231,10 @@ def writable_dir(text: str) -> str:
     path = Path(text).expanduser()
     if path.exists() and not path.is_dir():
         raise argparse.ArgumentTypeError(f"{text} is a file; give a folder")
+    long = [p for p in path.parts if len(os.fsencode(p)) > NAME_MAX]
+    if long:
+        raise argparse.ArgumentTypeError(f"{text}: folder name too long ({len(os.fsencode(long[0]))} bytes; "
+                                         f"at most {NAME_MAX})")
     base = path
     while not base.exists():
         base = base.parent

@@ -50,14 +50,16 @@ def print_table(report: dict, data) -> None:
     from rich.console import Console
     from rich.table import Table
 
-    table = Table(title=f"shfan-eval: {report['faces']} faces from {data}")
+    from shfan.io import shown
+
+    table = Table(title=f"shfan-eval: {report['faces']} faces from {shown(data)}")
     table.add_column("metric")
     table.add_column("value", justify="right")
     for key in ("nme_inter_ocular", "nme_box", "nme_diag"):
         table.add_row(f"{key} (%)", f"{report[key]:.3f}")
     for key in ("auc_inter_ocular_10", "fr_inter_ocular_10", "auc_box_7", "fr_box_7"):
         table.add_row(key, f"{report[key]:.4f}")
-    table.caption = f"model {report['model']} · backend {report['backend']} · decoder {report['decoder']}"
+    table.caption = f"model {shown(report['model'])} · backend {report['backend']} · decoder {report['decoder']}"
     Console().print(table)
 
 
@@ -66,7 +68,7 @@ def main(argv=None):
     args = build_parser().parse_args(argv)
     from pathlib import Path
 
-    from shfan import evaluate, metrics
+    from shfan import evaluate, io, metrics
 
     samples = evaluate.load_samples(args.data, args.format, args.limit, image_root=args.image_root,
                                     points_dir=args.points_dir)
@@ -76,7 +78,7 @@ def main(argv=None):
                                          data_name=str(args.data))
     report.update(data=str(args.data), box=args.box)
     if args.plot:
-        metrics.save_ced_plot({f"{Path(report['model']).name} ({args.decoder})": per_face}, args.plot)
+        metrics.save_ced_plot({f"{io.shown(Path(report['model']).name)} ({args.decoder})": per_face}, args.plot)
         report["plot"] = args.plot
     if args.json:
         print(json.dumps(report, allow_nan=False))
