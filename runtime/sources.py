@@ -277,6 +277,45 @@ class DemoDevice:
         pass
 
 
+def is_frames(source) -> bool:
+    """Whether `source` is in-memory frames (one H x W x 3 array, or an iterable of them) rather
+    than a URI, camera number, path, SourceSpec or device."""
+    if isinstance(source, np.ndarray):
+        return True
+    if isinstance(source, (str, bytes, os.PathLike, int, SourceSpec)) or hasattr(source, "read"):
+        return False
+    return hasattr(source, "__iter__")
+
+
+class FramesDevice:
+    """In-memory frames (a list, generator or one array) as a source, in order; `convert` checks
+    each one and turns it into RGB (Pipeline._as_rgb). Timestamps: index / fps."""
+
+    live = False
+    name = "frames"
+
+    def __init__(self, frames, convert=lambda image: image, fps: float = 30.0):
+        self.frames = iter([frames] if isinstance(frames, np.ndarray) else frames)
+        self.convert, self.fps, self.i = convert, fps, 0
+
+    def open(self):
+        pass
+
+    def read(self):
+        image = next(self.frames, None)
+        if image is None:
+            return None
+        try:
+            rgb = self.convert(image)
+        except ValueError as exc:
+            raise SourceError(f"frame {self.i}: {exc}") from None
+        self.i += 1
+        return rgb, (self.i - 1) / self.fps, None
+
+    def close(self):
+        pass
+
+
 def make_device(spec: SourceSpec, open_timeout_s: float = 10.0, read_timeout_s: float = 5.0):
     if spec.kind == "demo":
         return DemoDevice()
