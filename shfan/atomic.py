@@ -160,13 +160,13 @@ def atomic_path(path, suffix: str = ""):
 
 def _writer_problem(path: Path) -> str | None:
     """The part of output_problem a library writer checks itself (the CLIs check it all earlier)."""
+    long = [p for p in path.parts if len(os.fsencode(p)) > NAME_MAX]
+    if long:
+        return f"{path}: file name too long ({len(os.fsencode(long[0]))} bytes; at most {NAME_MAX})"
     if path.is_dir():
         return f"{path} is a folder; give a file name"
     if target_kind(path) == "other":
         return f"{path}: is a special file (socket or block device), not a file shfan can write"
-    long = [p for p in path.parts if len(os.fsencode(p)) > NAME_MAX]
-    if long:
-        return f"{path}: file name too long ({len(os.fsencode(long[0]))} bytes; at most {NAME_MAX})"
     return None
 
 

@@ -25,7 +25,7 @@ def build_parser():
     add_dataclass_options(ap, BuildOptions, ["max_batch", "workspace_mb"])
     ap.add_argument("--out", default="build", type=writable_dir, help="output folder (default build/)")
     ap.add_argument("--force", action="store_true", help="rebuild even when the output is up to date")
-    ap.add_argument("--triton-repo", metavar="DIR", help="also write a Triton Inference Server model repository "
+    ap.add_argument("--triton-repo", metavar="DIR", type=writable_dir, help="also write a Triton Inference Server model repository "
                     "(onnxruntime and tensorrt backends, config.pbtxt, README) from the build to DIR")
     return ap
 

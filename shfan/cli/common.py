@@ -109,12 +109,32 @@ class Parser(argparse.ArgumentParser):
     def parse_args(self, args=None, namespace=None):
         parsed = super().parse_args(args, namespace)
         configure_logging(parsed.verbose, parsed.quiet)
+        self.check_distinct_outputs(parsed)
         if self.check:
             self.check(self, parsed)
         return parsed
 
     def error(self, message: str) -> NoReturn:
         fail(f"{message} (see {self.prog} --help)", USAGE)
+
+    def check_distinct_outputs(self, parsed) -> None:
+        """Two output options naming one path (or one output folder inside another) would
+        overwrite each other silently: a usage error, for every option typed as an output
+        (writable_file, writable_file_or_stdout, writable_dir). Devices and FIFOs (/dev/null)
+        may be shared."""
+        from shfan.atomic import target_kind
+
+        given = [(a.option_strings[0], getattr(parsed, a.dest), a.type is writable_dir) for a in self._actions
+                 if a.type in OUTPUT_TYPES and a.option_strings and getattr(parsed, a.dest, None) not in (None, "-")]
+        given = [(flag, value, folder) for flag, value, folder in given if target_kind(value) != "stream"]
+        for i, (flag_a, a, dir_a) in enumerate(given):
+            for flag_b, b, dir_b in given[i + 1:]:
+                real_a, real_b = Path(os.path.realpath(a)), Path(os.path.realpath(b))
+                if real_a == real_b:
+                    self.error(f"{flag_a} {a} and {flag_b} {b} name the same path; give each output its own")
+                if (dir_a and real_a in real_b.parents) or (dir_b and real_b in real_a.parents):
+                    self.error(f"{flag_b} {b} lies inside {flag_a} {a} (or the other way round); "
+                               "give each output its own place")
 
 
 def printable_streams() -> None:
@@ -223,18 +243,23 @@ def writable_file(text: str) -> str:
     return text
 
 
+def writable_file_or_stdout(text: str) -> str:
+    """An output file (writable_file), or '-' for stdout."""
+    return text if text == "-" else writable_file(text)
+
+
 def writable_dir(text: str) -> str:
     """An output folder: an existing folder where files can be created, or a new one whose
     nearest existing parent is such a folder."""
     if not text:
         raise argparse.ArgumentTypeError("empty folder name")
     path = Path(text).expanduser()
-    if path.exists() and not path.is_dir():
-        raise argparse.ArgumentTypeError(f"{text} is a file; give a folder")
     long = [p for p in path.parts if len(os.fsencode(p)) > NAME_MAX]
     if long:
         raise argparse.ArgumentTypeError(f"{text}: folder name too long ({len(os.fsencode(long[0]))} bytes; "
                                          f"at most {NAME_MAX})")
+    if path.exists() and not path.is_dir():
+        raise argparse.ArgumentTypeError(f"{text} is a file; give a folder")
     base = path
     while not base.exists():
         base = base.parent
@@ -243,6 +268,9 @@ def writable_dir(text: str) -> str:
     if not can_create_in(base):
         raise argparse.ArgumentTypeError(f"{text}: cannot write in {base} (read-only or no permission)")
     return text
+
+
+OUTPUT_TYPES = (writable_file, writable_file_or_stdout, writable_dir)  # Parser.check_distinct_outputs
 
 
 # ---------------------------------------------------------------- choices, from the tables they name

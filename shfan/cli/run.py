@@ -8,7 +8,7 @@ import sys
 
 from shfan.cli.common import (INTERRUPTED, LOGGER, Parser, add_dataclass_options, backend_choices, build_precisions,
                                check_model_args, entry, existing_file, fail, nonneg_int, options_from, positive_int,
-                               writable_file)
+                               writable_file, writable_file_or_stdout)
 
 
 def build_parser():
@@ -26,7 +26,7 @@ def build_parser():
     ap.add_argument("--precision", choices=build_precisions(), help="precision to use from a build folder (default: the selected one)")
     ap.add_argument("--headless", action="store_true", help="no preview window")
     ap.add_argument("--output", metavar="VIDEO", type=writable_file, help="write the annotated video (.mp4 or .avi)")
-    ap.add_argument("--jsonl", metavar="FILE",
+    ap.add_argument("--jsonl", metavar="FILE", type=writable_file_or_stdout,
                     help="append one JSON line per frame ('-' for stdout); earlier lines are kept")
     ap.add_argument("--max-frames", type=positive_int, metavar="N", help="stop after N frames")
     ap.add_argument("--smooth", action="store_true", help="One Euro smoothing of the landmarks")
@@ -68,8 +68,6 @@ def check_args(ap, args):
 
     if args.output and Path(args.output).suffix.lower() not in (".mp4", ".mov", ".m4v", ".avi", ".mkv"):
         ap.error(f"--output {args.output}: unsupported video type; use .mp4 or .avi")
-    if args.jsonl and args.jsonl != "-":
-        writable_file_or_error(ap, "--jsonl", args.jsonl)
     check_model_args(ap, args, "a shfan-build folder, .onnx or .engine")
     if args.threads is not None:
         from shfan.runtime.pipeline import available_cores
@@ -78,15 +76,6 @@ def check_args(ap, args):
         if args.threads > cores:
             logging.getLogger(LOGGER).warning(f"--threads {args.threads} capped at the {cores} cores available")
             args.threads = cores
-
-
-def writable_file_or_error(ap, flag: str, value: str) -> None:
-    import argparse
-
-    try:
-        writable_file(value)
-    except argparse.ArgumentTypeError as exc:
-        ap.error(f"argument {flag}: {exc}")
 
 
 @entry
