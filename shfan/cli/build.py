@@ -79,13 +79,7 @@ def main(argv=None):
     err = Console(stderr=True, highlight=False)
     stages = Stages(lambda line: err.print(line, markup=False, soft_wrap=True))
     opts = options_from(BuildOptions, args, progress=not args.quiet)  # bars only on a terminal; build() takes --out as text
-    import signal
-
-    def _terminate(signum, frame):  # unwind so the staged folder is removed; --out stays as it was
-        raise KeyboardInterrupt
-
-    signal.signal(signal.SIGTERM, _terminate)
-    try:
+    try:  # Ctrl-C or SIGTERM (common.entry) unwind, so the staged folder is removed
         result = build(opts, stages)
     except KeyboardInterrupt:
         fail(f"interrupted; {args.out} was left as it was", code=INTERRUPTED)

@@ -7,7 +7,7 @@ traceback:
     0    done
     1    the work failed (a ShfanError from the library, a file that cannot be written, ...)
     2    usage: unknown option, a bad value, a missing input, an output that cannot be written
-    130  interrupted (Ctrl-C)
+    130  interrupted (Ctrl-C or SIGTERM: outputs finished or removed, never half-written)
 """
 
 from __future__ import annotations
@@ -156,6 +156,7 @@ def entry(main):
         from shfan.errors import ShfanError
 
         printable_streams()
+        previous = sigterm_as_interrupt()
         try:
             return main(argv)
         except ShfanError as exc:
@@ -165,8 +166,40 @@ def entry(main):
         except OSError as exc:
             where = f"{exc.filename}: " if exc.filename else ""
             fail(f"{where}{exc.strerror or exc}")
+        finally:
+            restore_sigterm(previous)
 
     return wrapper
+
+
+def sigterm_as_interrupt():
+    """SIGTERM (kill, systemctl stop, a container's stop) handled like Ctrl-C by every tool: it
+    raises KeyboardInterrupt, so outputs are finished or removed as for Ctrl-C and the tool exits
+    130 with one line (it was 143 and no line). The previous handler, for restore_sigterm; None
+    where signals cannot be set (not the main thread)."""
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        return None
+
+    def interrupt(signum, frame):
+        raise KeyboardInterrupt
+
+    try:
+        return signal.signal(signal.SIGTERM, interrupt)
+    except (ValueError, OSError):
+        return None
+
+
+def restore_sigterm(previous) -> None:
+    import signal
+
+    if previous is not None:
+        try:
+            signal.signal(signal.SIGTERM, previous)
+        except (ValueError, OSError):
+            pass
 
 
 # ---------------------------------------------------------------- numbers

@@ -44,11 +44,17 @@ class _Stop:
 
     def __init__(self):
         self.requested = False
+        self.previous = {}
         for sig in (signal.SIGINT, signal.SIGTERM):
             try:
-                signal.signal(sig, self._handler)
+                self.previous[sig] = signal.signal(sig, self._handler)
             except ValueError:  # not the main thread (embedded use)
                 pass
+
+    def close(self):
+        """The handlers as they were (main() may run again in the same process)."""
+        for sig, handler in self.previous.items():
+            signal.signal(sig, handler)
 
     def _handler(self, *_):
         if self.requested:
@@ -92,7 +98,7 @@ def main(argv=None):
         source = FrameSource(uri)  # parse first: a bad source is a usage error, found before the model loads
     except ShfanError as exc:
         ap.error(str(exc))
-    video = jsonl = window = pipeline = None
+    video = jsonl = window = pipeline = stop = None
     errors = []
     interrupted = False
     try:
@@ -110,7 +116,7 @@ def main(argv=None):
             video = outputs.VideoSink(args.output)
         if args.jsonl:
             jsonl = outputs.JsonlSink(args.jsonl)  # checked now, opened (for appending) at the first frame
-        stop = _Stop()
+        stop = _Stop()  # from here on Ctrl-C / SIGTERM end the frame loop (outputs finished), not the program
         for result in pipeline.stream(source, max_frames=args.max_frames):
             if jsonl:
                 jsonl.write(result)
@@ -128,7 +134,7 @@ def main(argv=None):
         interrupted = True
     finally:
         for close in (jsonl and jsonl.close, video and (lambda: video.close(keep=True)),  # frames so far: a whole file
-                      window and window.close, pipeline and pipeline.close):
+                      window and window.close, pipeline and pipeline.close, stop and stop.close):
             if close:
                 try:
                     close()
@@ -150,9 +156,11 @@ def main(argv=None):
     if errors:
         fail(errors[0])
     if not frames:
-        if interrupted:
+        if interrupted or (stop and stop.requested):
             fail("interrupted before the first frame", INTERRUPTED)
         fail(f"no frame could be read from {uri} (unreadable images, or an empty video)")
+    if interrupted or (stop and stop.requested):  # like every tool: 130, after the outputs were finished whole
+        fail(f"interrupted after {frames} frames; the outputs hold them, complete", INTERRUPTED)
     return 0
 
 
