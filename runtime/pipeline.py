@@ -63,12 +63,18 @@ def available_cores() -> int:
         return max(1, os.cpu_count() or 1)
 
 
+# The detector never sees more than this many pixels on its longest side: YuNet's memory grows
+# with its input (an 8000 x 8000 photo at full size took 5.7 GB and 21 s, and found a false face);
+# in frames this large the smallest findable face grows accordingly (8000 px: 100 px faces).
+MAX_DETECTOR_SIDE = 1920
+
+
 def detector_side(frame_shape, min_face: float) -> int:
     """Longest side of the image the detector sees: the whole frame scaled so that a face
-    min_face px wide is DETECTOR_MIN_FACE px there (never upscaled)."""
+    min_face px wide is DETECTOR_MIN_FACE px there (never upscaled), at most MAX_DETECTOR_SIDE."""
     longest = max(frame_shape[0], frame_shape[1])
     scale = min(1.0, DETECTOR_MIN_FACE / max(float(min_face), 1e-6))
-    return max(1, math.ceil(longest * scale))
+    return max(1, min(MAX_DETECTOR_SIDE, math.ceil(longest * scale)))
 
 
 def thumbnail(image: np.ndarray) -> np.ndarray:

@@ -214,7 +214,13 @@ class ImageFolderDevice:
         while self.i < len(self.paths):
             path = self.paths[self.i]
             self.i += 1
-            image = io.read_rgb(path)
+            try:
+                image = io.read_rgb(path)
+            except io.ImageTooLarge as exc:
+                if self.spec.kind == "image":  # the only image: its own error, not "no frame"
+                    raise SourceError(str(exc)) from None
+                log.warning("%s; skipped", exc)
+                continue
             if image is None:
                 log.warning("%s: cannot read image; skipped", path)
                 continue

@@ -19,7 +19,7 @@ from pathlib import Path
 from shfan.atomic import atomic_path, can_create_in, write_bytes, write_text
 from shfan.errors import ShfanError
 
-__all__ = ["IMAGE_SUFFIXES", "VIDEO_SUFFIXES", "is_image", "is_video", "read_rgb", "read_rgb_scaled", "library_path", "utf8_name", "shown",
+__all__ = ["IMAGE_SUFFIXES", "VIDEO_SUFFIXES", "is_image", "is_video", "read_rgb", "library_path", "utf8_name", "shown",
            "ImageTooLarge", "max_image_pixels", "astronaut", "sha256_file",
            "cache_dir", "version_tuple", "dist_version", "opencv_gstreamer", "pid_alive", "Closable", "Service",
            "atomic_path", "can_create_in", "write_bytes", "write_text"]  # the last four from shfan.atomic
@@ -65,11 +65,9 @@ def library_path(path):
         yield str(alias)
 
 
-# Images far larger than any face crop or detector input need: decoded at 1/2, 1/4 or 1/8 of their
-# size (JPEG decodes that way for free; others are shrunk right after decoding), and refused past
-# MAX_IMAGE_PIXELS (a 20000 x 20000 PNG would take 1.2 GB as pixels alone).
-MAX_IMAGE_PIXELS = 100_000_000  # $SHFAN_MAX_IMAGE_PIXELS overrides
-REDUCE_ABOVE_SIDE = 4096  # longest side above which an image is read reduced (reported by the scale)
+# Past this many pixels an image is refused before it is decoded: an 8000 x 8000 PNG is 192 MB of
+# pixels alone, and a decompression bomb can claim far more than the file's size.
+MAX_IMAGE_PIXELS = 100_000_000  # $SHFAN_MAX_IMAGE_PIXELS (or --max-image-pixels) overrides
 
 
 class ImageTooLarge(ShfanError, ValueError):
@@ -84,44 +82,56 @@ def max_image_pixels() -> int:
 
 
 def image_size(data: bytes) -> tuple[int, int] | None:
-    """(width, height) from an encoded image's header (Pillow reads only the header), None when
-    Pillow does not know the format."""
+    """(width, height) from an encoded image's header without decoding it: PNG and JPEG read
+    here, other formats through Pillow where it is installed; None when unknown (then the
+    limit is checked after decoding)."""
+    if data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) >= 24:
+        return int.from_bytes(data[16:20], "big"), int.from_bytes(data[20:24], "big")
+    if data[:2] == b"\xff\xd8":
+        return _jpeg_size(data)
     try:
+        import warnings
+
         from PIL import Image
 
-        Image.MAX_IMAGE_PIXELS = None  # our own limit applies; Pillow's warns
-        with Image.open(io_module.BytesIO(data)) as im:
-            return im.size
-    except Exception:  # noqa: BLE001  (any format Pillow cannot parse: OpenCV decides)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            saved, Image.MAX_IMAGE_PIXELS = Image.MAX_IMAGE_PIXELS, None  # our limit applies, not Pillow's
+            try:
+                with Image.open(io_module.BytesIO(data)) as im:
+                    return im.size
+            finally:
+                Image.MAX_IMAGE_PIXELS = saved
+    except Exception:  # noqa: BLE001  (no Pillow, or a format it cannot parse: OpenCV decides)
         return None
 
 
-def read_rgb(path, reduce: bool = False):
-    """An image file as RGB uint8 [H, W, 3], or None when it cannot be decoded. The bytes are read
-    by Python and decoded in memory, so any file name works. Past max_image_pixels() it raises
-    ImageTooLarge. With `reduce`, see read_rgb_scaled."""
-    image, _ = read_rgb_scaled(path) if reduce else (_decode(path, 1), 1.0)
-    return image
+def _jpeg_size(data: bytes) -> tuple[int, int] | None:
+    """(width, height) from a JPEG's first SOFn segment."""
+    i = 2
+    while i + 9 < len(data):
+        if data[i] != 0xFF:
+            return None
+        marker = data[i + 1]
+        if marker in (0xD8, 0x01) or 0xD0 <= marker <= 0xD7:  # no length field
+            i += 2
+            continue
+        length = int.from_bytes(data[i + 2:i + 4], "big")
+        if 0xC0 <= marker <= 0xCF and marker not in (0xC4, 0xC8, 0xCC):
+            return int.from_bytes(data[i + 7:i + 9], "big"), int.from_bytes(data[i + 5:i + 7], "big")
+        i += 2 + length
+    return None
 
 
-def read_rgb_scaled(path, max_side: int = REDUCE_ABOVE_SIDE):
-    """(image, scale): an image whose longest side is at least twice `max_side` decoded at 1/2,
-    1/4 or 1/8 of its size, never below `max_side` (scale: reduced px per original px, so
-    original coordinates = reduced / scale), else the whole image with scale 1.0. (None, 1.0)
-    when it cannot be decoded."""
-    data = _read_bytes(path)
-    size = image_size(data)
-    factor = 1
-    if size:
-        while factor < 8 and max(size) / (factor * 2) >= max_side:
-            factor *= 2
-    image = _decode(path, factor, data)
-    if image is None:
-        return None, 1.0
-    if size and factor > 1:
-        w, h = size
-        return image, image.shape[1] / w
-    return image, 1.0
+def read_rgb(path):
+    """An image file as RGB uint8 [H, W, 3], or None when it cannot be read or decoded. The bytes
+    are read by Python and decoded in memory, so any file name works (OpenCV's imread crashed on
+    names that are not UTF-8). Past max_image_pixels() it raises ImageTooLarge, before decoding."""
+    try:
+        data = _read_bytes(path)
+    except OSError:
+        return None
+    return _decode(path, data)
 
 
 def _read_bytes(path) -> bytes:
@@ -129,23 +139,25 @@ def _read_bytes(path) -> bytes:
         return f.read()
 
 
-def _decode(path, factor: int, data: bytes | None = None):
+def _decode(path, data: bytes):
     import cv2
     import numpy as np
 
-    if data is None:
-        try:
-            data = _read_bytes(path)
-        except OSError:
-            return None
     size = image_size(data)
-    if size and size[0] * size[1] > max_image_pixels():
-        raise ImageTooLarge(f"{path}: {size[0]} x {size[1]} pixels, over the limit of {max_image_pixels():,} "
-                            "(set SHFAN_MAX_IMAGE_PIXELS to raise it)")
-    flags = {1: cv2.IMREAD_COLOR, 2: cv2.IMREAD_REDUCED_COLOR_2, 4: cv2.IMREAD_REDUCED_COLOR_4,
-             8: cv2.IMREAD_REDUCED_COLOR_8}[factor]
-    bgr = cv2.imdecode(np.frombuffer(data, np.uint8), flags) if data else None
-    return None if bgr is None else cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+    if size:
+        check_pixels(path, *size)
+    bgr = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR) if data else None
+    if bgr is None:
+        return None
+    if not size:
+        check_pixels(path, bgr.shape[1], bgr.shape[0])
+    return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+
+
+def check_pixels(path, width: int, height: int) -> None:
+    if width * height > max_image_pixels():
+        raise ImageTooLarge(f"{path}: {width} x {height} pixels, over the limit of {max_image_pixels():,} "
+                            "(raise it with --max-image-pixels or $SHFAN_MAX_IMAGE_PIXELS)")
 
 
 def astronaut():

@@ -230,6 +230,13 @@ probability = number(float, lambda v: 0.0 <= v <= 1.0, "a number from 0 to 1")
 open_fraction = number(float, lambda v: 0.0 < v < 1.0, "a fraction between 0 and 1 (exclusive)")
 
 
+def use_max_image_pixels(limit: int | None) -> None:
+    """--max-image-pixels: the limit shfan.io.read_rgb applies (through its environment variable,
+    so worker processes follow it too)."""
+    if limit is not None:
+        os.environ["SHFAN_MAX_IMAGE_PIXELS"] = str(limit)
+
+
 def require(module: str, message: str) -> None:
     """Exit with one line (`message`, naming the install) when an optional dependency is missing."""
     from shfan.runtime.backends import module_available

@@ -8,7 +8,7 @@ import sys
 
 from shfan.cli.common import (INTERRUPTED, LOGGER, Parser, add_dataclass_options, backend_choices, build_precisions,
                                check_model_args, entry, existing_file, fail, nonneg_int, options_from, positive_int,
-                               writable_file, writable_file_or_stdout)
+                               writable_file, writable_file_or_stdout, use_max_image_pixels)
 
 
 def build_parser():
@@ -29,6 +29,9 @@ def build_parser():
     ap.add_argument("--jsonl", metavar="FILE", type=writable_file_or_stdout,
                     help="append one JSON line per frame ('-' for stdout); earlier lines are kept")
     ap.add_argument("--max-frames", type=positive_int, metavar="N", help="stop after N frames")
+    ap.add_argument("--max-image-pixels", type=positive_int, metavar="N",
+                    help="refuse images larger than N pixels before decoding them (default 100000000; "
+                         "$SHFAN_MAX_IMAGE_PIXELS)")
     ap.add_argument("--smooth", action="store_true", help="One Euro smoothing of the landmarks")
     ap.add_argument("--detector-model", metavar="PATH", type=existing_file,
                     help="YuNet face detector .onnx (default: $SHFAN_DETECTOR_MODEL, else downloaded once "
@@ -88,6 +91,7 @@ def check_args(ap, args):
 def main(argv=None):
     ap = build_parser()
     args = ap.parse_args(argv)  # check_args ran
+    use_max_image_pixels(args.max_image_pixels)
     from shfan.errors import ShfanError
     from shfan.runtime import outputs
     from shfan.runtime.pipeline import Pipeline, PipelineOptions
