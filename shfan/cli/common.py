@@ -157,6 +157,7 @@ def entry(main):
 
         printable_streams()
         previous = sigterm_as_interrupt()
+        environ = dict(os.environ)  # options such as --max-image-pixels set variables for this run only
         try:
             return main(argv)
         except ShfanError as exc:
@@ -168,6 +169,9 @@ def entry(main):
             fail(f"{where}{exc.strerror or exc}")
         finally:
             restore_sigterm(previous)
+            if dict(os.environ) != environ:
+                os.environ.clear()
+                os.environ.update(environ)
 
     return wrapper
 
@@ -232,7 +236,7 @@ open_fraction = number(float, lambda v: 0.0 < v < 1.0, "a fraction between 0 and
 
 def use_max_image_pixels(limit: int | None) -> None:
     """--max-image-pixels: the limit shfan.io.read_rgb applies (through its environment variable,
-    so worker processes follow it too)."""
+    so worker processes follow it too; `entry` restores the environment when main() returns)."""
     if limit is not None:
         os.environ["SHFAN_MAX_IMAGE_PIXELS"] = str(limit)
 
