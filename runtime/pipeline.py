@@ -112,10 +112,10 @@ def checked_boxes(boxes) -> np.ndarray:
 class Face:
     box: np.ndarray  # tight box (x0, y0, x1, y1) around the landmarks, image px
     points: np.ndarray  # [K, 2] float32, continuous image px (smoothed when smoothing is on)
-    scores: np.ndarray  # [K] float32 heatmap peaks
+    scores: np.ndarray  # [K] float32 heatmap peak values (~1 sharp; not probabilities, may exceed 1)
     score: float  # mean of scores: the tracker's confidence
     track_id: int = -1
-    detected: bool = False  # first frame of this track: its crop came from a detection
+    detected: bool = False  # first frame of this track: its crop came from a detection (not: the detector ran)
 
     def to_dict(self) -> dict:
         return {"id": self.track_id,
@@ -136,13 +136,19 @@ class Result:
     motion: np.ndarray | None = field(default=None, repr=False)  # demo source: known 2x3 motion
     detector_ran: bool = False  # the face detector ran on this frame
     scene_cut: bool = False  # tracking was reset: the frame differs too much from the previous one
+    image_name: str | None = None  # image-folder sources: the file this frame is
 
     def to_dict(self) -> dict:
-        """A JSON-ready record (the --jsonl line), with the schema version."""
-        return {"schema": SCHEMA_VERSION, "frame": self.index, "timestamp": round(float(self.timestamp), 6),
-                "faces": [f.to_dict() for f in self.faces],
-                "latency_ms": round(float(self.timings.get("total", 0.0)), 3),
-                "timings_ms": {k: round(float(v), 3) for k, v in self.timings.items()}}
+        """A JSON-ready record (the --jsonl line), with the schema version; README "JSON Lines
+        records" documents every field."""
+        record = {"schema": SCHEMA_VERSION, "frame": self.index}
+        if self.image_name is not None:
+            record["image"] = self.image_name
+        record.update({"timestamp": round(float(self.timestamp), 6), "faces": [f.to_dict() for f in self.faces],
+                       "detector_ran": bool(self.detector_ran),
+                       "latency_ms": round(float(self.timings.get("total", 0.0)), 3),
+                       "timings_ms": {k: round(float(v), 3) for k, v in self.timings.items()}})
+        return record
 
 
 @dataclass
@@ -504,6 +510,7 @@ class Pipeline(Closable):
                     result = self._process(frame.image, not still, frame.timestamp, frame.index,
                                            capture_ms=wait_ms)
                 result.motion = frame.motion
+                result.image_name = frame.name
                 n += 1
                 if callback is not None:
                     callback(result)

@@ -44,6 +44,7 @@ class Frame:
     timestamp: float  # seconds: media time for files/demo, monotonic capture time for live
     image: np.ndarray = field(repr=False)  # H x W x 3 uint8 RGB
     motion: np.ndarray | None = None  # demo only: 2x3 map astronaut px -> frame px
+    name: str | None = None  # image sources: the file's name (a skipped unreadable file shifts no record)
 
 
 # ------------------------------------------------------------------------------ URI parsing
@@ -224,7 +225,7 @@ class ImageFolderDevice:
             if image is None:
                 log.warning("%s: cannot read image; skipped", path)
                 continue
-            return image, (self.i - 1) / self.fps, None
+            return image, (self.i - 1) / self.fps, None, io.shown(path.name)
         return None
 
     def close(self):
@@ -430,8 +431,8 @@ class FrameSource:
                         self._ended = True
                         self._cond.notify_all()
                     return
-                image, ts, motion = got
-                frame = Frame(index, ts, image, motion)
+                image, ts, motion, *name = got  # still images also say which file they are
+                frame = Frame(index, ts, image, motion, name[0] if name else None)
                 index += 1
                 if self.live:
                     with self._cond:

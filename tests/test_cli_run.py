@@ -417,3 +417,22 @@ def test_empty_model_path_and_frames_in_memory(face_pipeline):
     assert len(list(face_pipeline.stream(img))) == 1
     with pytest.raises(ShfanError, match="frame 1: expected an H x W x 3 uint8"):
         list(face_pipeline.stream(iter([img, "not an image"])))
+
+
+def test_image_folder_records_name_their_file(tiny_onnx, tmp_path):
+    """Newcomer finding: a skipped unreadable image shifted the frame -> file mapping; each record
+    now names its image (README: JSON Lines records)."""
+    from shfan.cli.run import main
+
+    folder = tmp_path / "imgs"
+    folder.mkdir()
+    _astronaut_png(folder / "a.png")
+    (folder / "b.png").write_bytes(b"not a png")
+    _astronaut_png(folder / bad_name("c", ".png"))
+    jsonl = tmp_path / "r.jsonl"
+    code, _, err = run_main(main, ["--source", folder, "--headless", "-q", "--model", tiny_onnx,
+                                   "--detector-model", YUNET, "--jsonl", jsonl])
+    assert code == 0, err
+    records = [json.loads(line) for line in jsonl.read_text().splitlines()]
+    assert [r["image"] for r in records] == ["a.png", "c\\xff.png"] and [r["frame"] for r in records] == [0, 1]
+    assert all(isinstance(r["detector_ran"], bool) for r in records) and "b.png: cannot read image" in err
