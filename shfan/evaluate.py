@@ -197,9 +197,12 @@ def evaluate(samples: Sequence[Sample], model=None, backend: str | None = None, 
         if net is not None:
             net.close()
     if path.is_dir() and precision is None:  # a build folder: say which precision was scored
-        from shfan.contracts import BuildManifest
+        import json
 
-        precision = BuildManifest.read(path).selected_precision
+        from shfan.contracts import MANIFEST, BuildManifest
+
+        # read and checked (warnings included) when the backend opened it; here only the field
+        precision = BuildManifest.from_json(json.loads((path / MANIFEST).read_text())).precision_or_default()
     bad = [k for k, v in summary.items() if isinstance(v, float) and not math.isfinite(v)]
     if bad:
         raise EvalError(f"the scores are not finite ({', '.join(bad)}): the model returned NaN/inf landmarks for "
