@@ -127,6 +127,8 @@ def deliver(tmp, path) -> None:
         if kind == "other" or path.is_dir():
             raise OutputError(f"{path}: is a folder or special file; give a regular file name")
         if kind == "stream":
+            if not os.path.exists(path):  # never create a file under /dev or /proc
+                raise OutputError(f"{path}: no such device")
             with open(tmp, "rb") as src, open(path, "wb") as dst:
                 shutil.copyfileobj(src, dst)
         else:
