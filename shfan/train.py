@@ -561,12 +561,12 @@ def train(model_cfg: ModelConfig, cfg: TrainConfig, train_samples: list[Sample],
                  "loss_heatmap": sums["heatmap"] / n, "loss_consistency": sums["consistency"] / n,
                  "ms_per_step": {k: round(1000 * v / n, 1) for k, v in split.items()}}
         final = out_of_time or epoch + 1 >= epochs
-        t_val = time.time()
-        validating = (epoch + 1) % cfg.val_every == 0 or final
-        if validating:
+        if (epoch + 1) % cfg.val_every == 0 or final:
             model.eval()
+            t_val = time.time()
             entry.update(validate(model, device, val_samples, val_images, model_cfg.input_size, val_names,
                                   cfg.hard_seed))
+            val_s = max(val_s, time.time() - t_val)
             if entry["val_nme_inter_ocular"] < best_nme:
                 best_nme = entry["val_nme_inter_ocular"]
                 fan_model.save_checkpoint(model, out_dir / "best.pt", epoch=epoch + 1, val_nme=best_nme)
@@ -575,8 +575,6 @@ def train(model_cfg: ModelConfig, cfg: TrainConfig, train_samples: list[Sample],
         fan_model.save_checkpoint(model, last, optimizer=opt.state_dict(), scheduler=sched.state_dict(),
                                   epoch=epoch + 1, best_nme=best_nme, history=history, schedule_total=plan.total,
                                   train_config=_jsonable(asdict(cfg)))
-        if validating:  # the epoch's tail the budget must leave room for: validation and the checkpoint writes
-            val_s = max(val_s, time.time() - t_val)  # (fsync on a busy disk can take seconds)
         epoch += 1
         if final:
             break
