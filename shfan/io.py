@@ -151,7 +151,7 @@ def _decode(path, data: bytes):
         return None
     if not size:
         check_pixels(path, bgr.shape[1], bgr.shape[0])
-    return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+    return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB, dst=bgr)  # in place: no second copy of a large image
 
 
 def check_pixels(path, width: int, height: int) -> None:
