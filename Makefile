@@ -33,14 +33,18 @@ $(SERVE_BIN)/shfan-serve: pyproject.toml
 
 serve-install: $(SERVE_BIN)/shfan-serve
 
+# One line per test file with its share done (pytest's default reporter, not -q's bare dots) and
+# the ten slowest tests at the end: the suite takes ~15-20 minutes on 2 busy cores.
 test: install
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest --durations=10
 
 # starts a real tritonserver (PyTriton) on loopback ports; CPU only
 test-serve: serve-install
 	OMP_WAIT_POLICY=PASSIVE $(SERVE_BIN)/python -m pytest -q $(SERVE_TESTS)
 
+# --jsonl appends (a restarted service keeps its lines), so the demo starts a fresh file each time.
 demo: install
+	rm -f demo.jsonl
 	$(BIN)/shfan-run --source demo --headless --max-frames 300 --output demo.mp4 --jsonl demo.jsonl $(DETECTOR_FLAG)
 
 bench: install

@@ -41,6 +41,11 @@ def staged_folder(out: Path, marker: str = MANIFEST, what: str = "shfan-build fo
     os.chmod(stage, 0o777 & ~umask)  # mkdtemp makes it private; the output folder is not
     try:
         yield stage
+    except OSError as exc:  # a full disk: name the file being written (a write error carries no name)
+        where = writing(stage, out, exc)
+        shutil.rmtree(stage, ignore_errors=True)
+        what = f"cannot write ({exc.strerror or exc})" if out in where.parents or where == out else exc.strerror or exc
+        raise BuildError(f"{where}: {what}; {out} was left as it was") from None
     except BaseException:
         shutil.rmtree(stage, ignore_errors=True)
         raise
@@ -57,6 +62,19 @@ def staged_folder(out: Path, marker: str = MANIFEST, what: str = "shfan-build fo
         raise BuildError(f"{out}: cannot be replaced ({exc.strerror}); the previous {what} was kept") from None
     if old is not None:
         shutil.rmtree(old, ignore_errors=True)
+
+
+def writing(stage: Path, out: Path, exc: OSError) -> Path:
+    """The file an OSError in the staged folder was about: its own filename when it has one, else
+    the newest file in the stage (the one being written), under its final name in `out`."""
+    if exc.filename:
+        name = Path(exc.filename)
+        return out / name.relative_to(stage) if name.is_relative_to(stage) else name
+    files = [p for p in stage.rglob("*") if p.is_file()]
+    if not files:
+        return out
+    newest = max(files, key=lambda p: p.stat().st_mtime_ns)
+    return out / newest.relative_to(stage)
 
 
 def write_json(path: Path, data: dict) -> None:

@@ -146,8 +146,9 @@ class YuNetDetector:
         self.max_side = max_side
         quiet_opencv_log()
         try:
-            self._net = cv2.FaceDetectorYN.create(str(self.path), "", (320, 320), float(score_threshold),
-                                                  float(nms_threshold), 5000)
+            with io.library_path(self.path) as name:
+                self._net = cv2.FaceDetectorYN.create(name, "", (320, 320), float(score_threshold),
+                                                      float(nms_threshold), 5000)
         except cv2.error as exc:
             raise DetectorError(f"{self.path}: OpenCV cannot load it as a YuNet model "
                                 f"({_cv_reason(exc)}); {GIVE_PATH}") from None

@@ -104,8 +104,12 @@ def create_session(model, threads: int | None = None, providers=None):
         # library's load error goes to ORT's process-wide logger (the session's log level does
         # not reach it): quiet it only where that can happen.
         ort.set_default_logger_severity(3)
-    source = model if isinstance(model, bytes) else str(model)
-    return ort.InferenceSession(source, opts, providers=providers, disabled_optimizers=DISABLED_OPTIMIZERS)
+    if isinstance(model, bytes):
+        return ort.InferenceSession(model, opts, providers=providers, disabled_optimizers=DISABLED_OPTIMIZERS)
+    from shfan import io
+
+    with io.library_path(model) as name:  # ORT takes UTF-8 names only
+        return ort.InferenceSession(name, opts, providers=providers, disabled_optimizers=DISABLED_OPTIMIZERS)
 
 
 NOT_LANDMARKS = ("is not a shfan landmark model (expected one image input [N, 3, S, S] and heatmaps "

@@ -9,15 +9,17 @@ when the first record is ready, i.e. after the source opened.
 
 from __future__ import annotations
 
+import glob
 import json
 import logging
 import os
 import sys
+import tempfile
 from pathlib import Path
 
 import numpy as np
 
-from shfan import io
+from shfan import atomic, io
 from shfan.errors import OutputError  # noqa: F401  (re-exported)
 
 log = logging.getLogger("shfan.runtime")
@@ -59,18 +61,18 @@ class VideoSink:
 
     def __init__(self, path, fps: float = 30.0):
         self.path = Path(path)
-        if self.path.is_dir():
-            raise OutputError(f"{self.path} is a folder; give a video file name")
-        if not self.path.parent.is_dir():
-            raise OutputError(f"{self.path}: folder {self.path.parent} does not exist; create it or pick another output")
         suffix = self.path.suffix.lower()
         if suffix not in (".mp4", ".mov", ".m4v", ".avi", ".mkv"):
             raise OutputError(f"{self.path}: unsupported video type {suffix or '(none)'}; use .mp4 or .avi")
-        if not io.can_create_in(self.path.parent):
-            raise OutputError(f"{self.path}: cannot write in {self.path.parent} (read-only or no permission)")
+        problem = atomic.output_problem(self.path)  # folders, special files, long names, read-only places
+        if problem:
+            raise OutputError(problem)
         self.fourcc = "MJPG" if suffix == ".avi" else "mp4v"
         remove_stale_partials(self.path)
-        self.tmp = self.path.with_name(f".{self.path.stem}.{os.getpid()}.partial{self.path.suffix}")
+        # An ASCII name (OpenCV's writer crashes on names that are not UTF-8): the real one is
+        # only ever touched by Python, in close(); a device or FIFO target gets it in the temp folder.
+        where = Path(tempfile.gettempdir()) if atomic.target_kind(self.path) == "stream" else self.path.parent
+        self.tmp = where / partial_name(self.path, os.getpid())
         self.fps = fps
         self.writer = None
         self.frames = 0
@@ -102,7 +104,7 @@ class VideoSink:
             self._discard()
             raise OutputError(f"{self.path}: the video could not be written completely (disk full or I/O "
                               f"error: {self.frames} frames written, none decodes); nothing was kept")
-        os.replace(self.tmp, self.path)
+        atomic.deliver(self.tmp, self.path)  # renamed onto a file, copied into a device or FIFO
 
     def _discard(self):
         try:
@@ -116,7 +118,8 @@ def decodable_frames(path, limit: int = 2) -> int:
     0 when its container is unreadable (an mp4 cut short has no index)."""
     import cv2
 
-    cap = cv2.VideoCapture(str(path))
+    with io.library_path(path) as name:
+        cap = cv2.VideoCapture(name)
     try:
         n = 0
         while n < limit and cap.isOpened():
@@ -129,11 +132,17 @@ def decodable_frames(path, limit: int = 2) -> int:
         cap.release()
 
 
+def partial_name(path: Path, pid: int) -> str:
+    """`.STEM.<pid>.partial.EXT` with an ASCII stem (atomic.safe_stem) for a video being written."""
+    return f".{atomic.safe_stem(path.stem)}.{pid}.partial{path.suffix.lower()}"
+
+
 def remove_stale_partials(path: Path) -> list[Path]:
-    """Remove `.STEM.<pid>.partial.EXT` files beside `path` left by processes that are gone."""
+    """Remove partial files beside `path` (partial_name) left by processes that are gone."""
     removed = []
-    for p in path.parent.glob(f".{path.stem}.*.partial{path.suffix}"):
-        pid = p.name[len(path.stem) + 2:-len(f".partial{path.suffix}")]
+    stem, suffix = atomic.safe_stem(path.stem), path.suffix.lower()
+    for p in path.parent.glob(f".{glob.escape(stem)}.*.partial{suffix}"):
+        pid = p.name[len(stem) + 2:-len(f".partial{suffix}")]
         if pid.isdigit() and int(pid) != os.getpid() and not io.pid_alive(int(pid)):
             try:
                 p.unlink()
@@ -164,21 +173,20 @@ class JsonlSink:
         self.stdout = self.path == "-"
         if self.stdout:
             return
-        p = Path(self.path)
-        if p.is_dir():
-            raise OutputError(f"{p} is a folder; give a file name")
-        if not p.parent.is_dir():
-            raise OutputError(f"{p}: folder {p.parent} does not exist; create it or pick another file")
-        if (p.exists() and not os.access(p, os.W_OK)) or not (p.exists() or io.can_create_in(p.parent)):
-            raise OutputError(f"{p}: cannot write here (read-only or no permission)")
+        problem = atomic.output_problem(self.path)  # folders, special files, long names, read-only places
+        if problem:
+            raise OutputError(problem)
 
     def _open(self):
         p = Path(self.path)
+        stream = atomic.target_kind(p) == "stream"  # a device or FIFO: written into, nothing to read back
         try:
-            fd = os.open(p, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o666)
+            fd = os.open(p, (os.O_WRONLY if stream else os.O_RDWR | os.O_CREAT) | os.O_APPEND, 0o666)
         except OSError as exc:
             raise OutputError(f"{p}: cannot write ({exc.strerror})") from None
         self.fd = fd
+        if stream:
+            return
         # A line cut off by a crash (power loss) would glue onto our first record: end it.
         try:
             size = os.fstat(fd).st_size
@@ -189,7 +197,7 @@ class JsonlSink:
             self._append(b"\n")
 
     def _append(self, data: bytes):
-        start = os.fstat(self.fd).st_size
+        start = os.fstat(self.fd).st_size  # 0 for a device or FIFO (ftruncate then fails, harmlessly)
         try:
             view = memoryview(data)
             while view:

@@ -63,12 +63,18 @@ def available_cores() -> int:
         return max(1, os.cpu_count() or 1)
 
 
+# The detector never sees more than this many pixels on its longest side: YuNet's memory grows
+# with its input (an 8000 x 8000 photo at full size took 5.7 GB and 21 s, and found a false face);
+# in frames this large the smallest findable face grows accordingly (8000 px: 100 px faces).
+MAX_DETECTOR_SIDE = 1920
+
+
 def detector_side(frame_shape, min_face: float) -> int:
     """Longest side of the image the detector sees: the whole frame scaled so that a face
-    min_face px wide is DETECTOR_MIN_FACE px there (never upscaled)."""
+    min_face px wide is DETECTOR_MIN_FACE px there (never upscaled), at most MAX_DETECTOR_SIDE."""
     longest = max(frame_shape[0], frame_shape[1])
     scale = min(1.0, DETECTOR_MIN_FACE / max(float(min_face), 1e-6))
-    return max(1, math.ceil(longest * scale))
+    return max(1, min(MAX_DETECTOR_SIDE, math.ceil(longest * scale)))
 
 
 def thumbnail(image: np.ndarray) -> np.ndarray:
@@ -84,14 +90,32 @@ def scene_change(a: np.ndarray | None, b: np.ndarray) -> float:
     return 0.0 if a is None else float(np.abs(a - b).mean() / 255.0)
 
 
+def checked_boxes(boxes) -> np.ndarray:
+    """[N, 4] float64 (x0, y0, x1, y1) boxes; ValueError naming the first that is not finite, empty
+    or inverted (a NaN or inf box would give a face of NaN points)."""
+    try:
+        arr = np.asarray(boxes, np.float64)
+    except (TypeError, ValueError):
+        raise ValueError(f"boxes must be numbers [[x0, y0, x1, y1], ...], got {boxes!r:.80}") from None
+    if arr.size % 4 or (arr.ndim > 1 and arr.shape[-1] != 4):
+        raise ValueError(f"boxes must be [[x0, y0, x1, y1], ...], got shape {arr.shape}")
+    arr = arr.reshape(-1, 4)
+    for i, b in enumerate(arr):
+        if not np.isfinite(b).all():
+            raise ValueError(f"box {i} {b.tolist()} is not finite")
+        if not (b[2] > b[0] and b[3] > b[1]):
+            raise ValueError(f"box {i} {b.tolist()} is empty or inverted: need (x0, y0, x1, y1) with x1 > x0, y1 > y0")
+    return arr
+
+
 @dataclass
 class Face:
     box: np.ndarray  # tight box (x0, y0, x1, y1) around the landmarks, image px
     points: np.ndarray  # [K, 2] float32, continuous image px (smoothed when smoothing is on)
-    scores: np.ndarray  # [K] float32 heatmap peaks
+    scores: np.ndarray  # [K] float32 heatmap peak values (~1 sharp; not probabilities, may exceed 1)
     score: float  # mean of scores: the tracker's confidence
     track_id: int = -1
-    detected: bool = False  # first frame of this track: its crop came from a detection
+    detected: bool = False  # first frame of this track: its crop came from a detection (not: the detector ran)
 
     def to_dict(self) -> dict:
         return {"id": self.track_id,
@@ -112,13 +136,19 @@ class Result:
     motion: np.ndarray | None = field(default=None, repr=False)  # demo source: known 2x3 motion
     detector_ran: bool = False  # the face detector ran on this frame
     scene_cut: bool = False  # tracking was reset: the frame differs too much from the previous one
+    image_name: str | None = None  # image-folder sources: the file this frame is
 
     def to_dict(self) -> dict:
-        """A JSON-ready record (the --jsonl line), with the schema version."""
-        return {"schema": SCHEMA_VERSION, "frame": self.index, "timestamp": round(float(self.timestamp), 6),
-                "faces": [f.to_dict() for f in self.faces],
-                "latency_ms": round(float(self.timings.get("total", 0.0)), 3),
-                "timings_ms": {k: round(float(v), 3) for k, v in self.timings.items()}}
+        """A JSON-ready record (the --jsonl line), with the schema version; README "JSON Lines
+        records" documents every field."""
+        record = {"schema": SCHEMA_VERSION, "frame": self.index}
+        if self.image_name is not None:
+            record["image"] = self.image_name
+        record.update({"timestamp": round(float(self.timestamp), 6), "faces": [f.to_dict() for f in self.faces],
+                       "detector_ran": bool(self.detector_ran),
+                       "latency_ms": round(float(self.timings.get("total", 0.0)), 3),
+                       "timings_ms": {k: round(float(v), 3) for k, v in self.timings.items()}})
+        return record
 
 
 @dataclass
@@ -169,6 +199,7 @@ class PipelineOptions:
                                        "capped at the cores available)", "positive", metavar="N")
 
     def validate(self) -> "PipelineOptions":
+        self._check_types()
         if self.running_mode not in ("image", "video"):
             raise ValueError(f"running_mode must be 'image' or 'video', got {self.running_mode!r}")
         if self.color not in ("rgb", "bgr"):
@@ -194,6 +225,30 @@ class PipelineOptions:
         if not 0.0 <= float(self.smooth_beta) < math.inf:
             raise ValueError(f"smooth_beta must be a finite number >= 0, got {self.smooth_beta}")
         return self
+
+
+    def _check_types(self) -> None:
+        """Each field holds its declared type: whole numbers for int fields (not 2.7, "3" or
+        True), real numbers for float ones, None only where the field allows it."""
+        import typing
+
+        for name, hint in typing.get_type_hints(type(self)).items():
+            value = getattr(self, name)
+            kinds = typing.get_args(hint) or (hint,)
+            if value is None and type(None) in kinds:
+                continue
+            if bool in kinds:
+                ok, what = isinstance(value, (bool, np.bool_)), "True or False"
+            elif int in kinds:
+                ok, what = isinstance(value, (int, np.integer)) and not isinstance(value, bool), "a whole number"
+            elif float in kinds:
+                ok, what = isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, bool), \
+                    "a number"
+            else:
+                ok, what = isinstance(value, str), "text"
+            if not ok:
+                none = " or None" if type(None) in kinds else ""
+                raise ValueError(f"{name} must be {what}{none}, got {value!r} ({type(value).__name__})")
 
 
 OPTION_NAMES = frozenset(f.name for f in dataclasses.fields(PipelineOptions))
@@ -348,9 +403,7 @@ class Pipeline(Closable):
         from shfan.runtime.detector import landmark_box_from_detection
 
         tracks = []
-        for i, b in enumerate(np.asarray(boxes, np.float64).reshape(-1, 4)):
-            if not (b[2] > b[0] and b[3] > b[1]):
-                raise ValueError(f"box {i} {b.tolist()} is not (x0, y0, x1, y1) with x1 > x0 and y1 > y0")
+        for i, b in enumerate(checked_boxes(boxes)):
             tracks.append(Track(i, landmark_box_from_detection(b) if box_kind == "detector" else b))
         results = self._landmarks(image, tracks, sw)
         with sw("postprocess"):
@@ -358,6 +411,9 @@ class Pipeline(Closable):
                     for t, p, sc in results]
 
     def _as_rgb(self, image) -> np.ndarray:
+        if not isinstance(image, np.ndarray):
+            raise ValueError(f"expected an H x W x 3 uint8 {self.options.color.upper()} image (a NumPy array), "
+                             f"got {type(image).__name__}")
         image = np.asarray(image)
         if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8 or 0 in image.shape:
             raise ValueError(f"expected an H x W x 3 uint8 {self.options.color.upper()} image (H, W >= 1), "
@@ -380,6 +436,13 @@ class Pipeline(Closable):
         """
         self._check_open()
         rgb = self._as_rgb(image)
+        if timestamp is not None:
+            try:
+                timestamp = float(timestamp)
+            except (TypeError, ValueError):
+                raise ValueError(f"timestamp must be a number of seconds, got {timestamp!r}") from None
+            if not math.isfinite(timestamp):
+                raise ValueError(f"timestamp must be a finite number of seconds, got {timestamp}")
         if box_kind not in ("detector", "landmarks"):
             raise ValueError(f"box_kind must be 'detector' or 'landmarks', got {box_kind!r}")
         if track is None:
@@ -422,11 +485,15 @@ class Pipeline(Closable):
                callback: Callable[[Result], None] | None = None, **source_options) -> Iterator[Result]:
         """Results for each frame of a source (URI, camera number, path, or FrameSource).
         Still-image sources (folders) are detected afresh on every image; videos are tracked.
+        `source` may also be one image or an iterable of images (tracked as video frames, timestamps
+        index / 30 s).
         Source errors raise shfan.runtime.sources.SourceError after the frames already read.
         self.stats restarts with each stream and keeps bounded running summaries."""
-        from shfan.runtime.sources import FrameSource
+        from shfan.runtime.sources import FrameSource, FramesDevice, is_frames
 
         self._check_open()
+        if is_frames(source):  # an image, or an iterable of images: video frames in memory
+            source = FramesDevice(source, self._as_rgb)
         src = source if isinstance(source, FrameSource) else FrameSource(source, **source_options)
         self.reset()
         self.stats = RunStats()
@@ -443,6 +510,7 @@ class Pipeline(Closable):
                     result = self._process(frame.image, not still, frame.timestamp, frame.index,
                                            capture_ms=wait_ms)
                 result.motion = frame.motion
+                result.image_name = frame.name
                 n += 1
                 if callback is not None:
                     callback(result)

@@ -29,12 +29,18 @@ class OneEuroFilter:
         self._x = self._dx = self._t = None
 
     def __call__(self, x, t: float) -> np.ndarray:
+        """The filtered x at time t (s). The state is never poisoned: a non-finite x or t is
+        passed through untouched, and a time that goes backwards (a looped video, a reset clock)
+        restarts the filter from this sample."""
         x = np.asarray(x, np.float64)
-        if self._x is None or self._x.shape != x.shape:
-            self._x, self._dx, self._t = x.copy(), np.zeros_like(x), float(t)
+        t = float(t)
+        if not (math.isfinite(t) and np.isfinite(x).all()):
             return x.copy()
-        dt = float(t) - self._t
-        if dt <= 0:  # repeated timestamp: nothing new to filter
+        if self._x is None or self._x.shape != x.shape or t < self._t:
+            self._x, self._dx, self._t = x.copy(), np.zeros_like(x), t
+            return x.copy()
+        dt = t - self._t
+        if dt == 0:  # repeated timestamp: nothing new to filter
             return self._x.copy()
         a_d = smoothing_factor(dt, self.d_cutoff)
         dx = a_d * (x - self._x) / dt + (1 - a_d) * self._dx

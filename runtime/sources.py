@@ -44,6 +44,7 @@ class Frame:
     timestamp: float  # seconds: media time for files/demo, monotonic capture time for live
     image: np.ndarray = field(repr=False)  # H x W x 3 uint8 RGB
     motion: np.ndarray | None = None  # demo only: 2x3 map astronaut px -> frame px
+    name: str | None = None  # image sources: the file's name (a skipped unreadable file shifts no record)
 
 
 # ------------------------------------------------------------------------------ URI parsing
@@ -159,7 +160,8 @@ class OpenCVDevice:
             else:
                 cap = cv2.VideoCapture(spec.location, cv2.CAP_FFMPEG, ms)
         else:
-            cap = cv2.VideoCapture(spec.location, cv2.CAP_ANY)
+            with io.library_path(spec.location) as name:  # opened before the alias goes
+                cap = cv2.VideoCapture(name, cv2.CAP_ANY)
         if not cap.isOpened():
             cap.release()
             what = "video file (unsupported format, or truncated/corrupt)" if spec.kind == "file" else "source"
@@ -213,11 +215,17 @@ class ImageFolderDevice:
         while self.i < len(self.paths):
             path = self.paths[self.i]
             self.i += 1
-            image = io.read_rgb(path)
+            try:
+                image = io.read_rgb(path)
+            except io.ImageTooLarge as exc:
+                if self.spec.kind == "image":  # the only image: its own error, not "no frame"
+                    raise SourceError(str(exc)) from None
+                log.warning("%s; skipped", exc)
+                continue
             if image is None:
                 log.warning("%s: cannot read image; skipped", path)
                 continue
-            return image, (self.i - 1) / self.fps, None
+            return image, (self.i - 1) / self.fps, None, io.shown(path.name)
         return None
 
     def close(self):
@@ -271,6 +279,45 @@ class DemoDevice:
         image = geometry.warp(self.reference, m, self.size, DEMO_BACKGROUND)
         self.i += 1
         return image, (self.i - 1) / self.fps, m
+
+    def close(self):
+        pass
+
+
+def is_frames(source) -> bool:
+    """Whether `source` is in-memory frames (one H x W x 3 array, or an iterable of them) rather
+    than a URI, camera number, path, SourceSpec or device."""
+    if isinstance(source, np.ndarray):
+        return True
+    if isinstance(source, (str, bytes, os.PathLike, int, SourceSpec)) or hasattr(source, "read"):
+        return False
+    return hasattr(source, "__iter__")
+
+
+class FramesDevice:
+    """In-memory frames (a list, generator or one array) as a source, in order; `convert` checks
+    each one and turns it into RGB (Pipeline._as_rgb). Timestamps: index / fps."""
+
+    live = False
+    name = "frames"
+
+    def __init__(self, frames, convert=lambda image: image, fps: float = 30.0):
+        self.frames = iter([frames] if isinstance(frames, np.ndarray) else frames)
+        self.convert, self.fps, self.i = convert, fps, 0
+
+    def open(self):
+        pass
+
+    def read(self):
+        image = next(self.frames, None)
+        if image is None:
+            return None
+        try:
+            rgb = self.convert(image)
+        except ValueError as exc:
+            raise SourceError(f"frame {self.i}: {exc}") from None
+        self.i += 1
+        return rgb, (self.i - 1) / self.fps, None
 
     def close(self):
         pass
@@ -384,8 +431,8 @@ class FrameSource:
                         self._ended = True
                         self._cond.notify_all()
                     return
-                image, ts, motion = got
-                frame = Frame(index, ts, image, motion)
+                image, ts, motion, *name = got  # still images also say which file they are
+                frame = Frame(index, ts, image, motion, name[0] if name else None)
                 index += 1
                 if self.live:
                     with self._cond:

@@ -29,6 +29,31 @@ DEFAULT_WINDOW = 5
 DEFAULT_TEMPERATURE = 12.0
 
 
+MIN_OPSET, MAX_OPSET = 11, 23  # ONNX opsets a build folder may record (shfan-build writes 17)
+
+
+def _check_version(version: str, folder, rebuild: str) -> None:
+    """A manifest from a newer major shfan is refused, a newer minor one warned about."""
+    import logging
+    import re
+
+    from shfan import __version__
+
+    def parts(v):
+        m = re.match(r"\s*(\d+)\.(\d+)", v)
+        return (int(m.group(1)), int(m.group(2))) if m else None
+
+    theirs, ours = parts(version), parts(__version__)
+    if theirs is None:
+        raise BackendError(f"{folder}: {MANIFEST} has an unreadable shfan_version {version!r}; {rebuild}")
+    if theirs[0] > ours[0]:
+        raise BackendError(f"{folder}: built by shfan {version}, newer than this shfan {__version__}; upgrade shfan, "
+                           f"or {rebuild}")
+    if theirs > ours:
+        logging.getLogger("shfan.contracts").warning("%s: built by shfan %s, newer than this shfan %s; it may use "
+                                                     "features this version ignores", folder, version, __version__)
+
+
 def heatmap_size(input_size: int) -> int:
     return int(input_size) // HEATMAP_STRIDE
 
@@ -143,7 +168,38 @@ class BuildManifest:
         except (json.JSONDecodeError, UnicodeDecodeError) as exc:
             raise BackendError(f"{path}: corrupt manifest ({getattr(exc, 'msg', exc)}); rebuild with shfan-build") \
                 from None
-        return cls.from_json(data, str(path))
+        return cls.from_json(data, str(path)).checked(folder)
+
+    def checked(self, folder) -> "BuildManifest":
+        """This manifest if this shfan can use the folder; else a one-line BackendError naming the
+        fix: no models listed (an emptied or foreign manifest), a newer shfan's format (a newer
+        minor version only warns), an unsupported landmark count or ONNX opset."""
+        rebuild = f"rebuild it: shfan-build --out {folder}"
+        if not self.artifacts or not all(isinstance(a, dict) and a.get("onnx") for a in self.artifacts.values()):
+            raise BackendError(f"{folder}: not a usable shfan-build folder (its {MANIFEST} lists no models); {rebuild}")
+        unknown = sorted(set(self.artifacts) - set(PRECISIONS))
+        if unknown:
+            raise BackendError(f"{folder}: {MANIFEST} lists unknown precision(s) {', '.join(unknown)}; {rebuild}")
+        if self.shfan_version is not None:
+            _check_version(str(self.shfan_version), folder, rebuild)
+        if self.model_config:
+            try:
+                ModelConfig.from_dict(self.model_config)
+            except (TypeError, ValueError) as exc:
+                raise BackendError(f"{folder}: {MANIFEST} has an unusable model_config ({exc}); {rebuild}") from None
+        if self.opset is not None and not (isinstance(self.opset, int) and MIN_OPSET <= self.opset <= MAX_OPSET):
+            raise BackendError(f"{folder}: {MANIFEST} says ONNX opset {self.opset!r}; this shfan runs opsets "
+                               f"{MIN_OPSET}-{MAX_OPSET}; {rebuild}")
+        return self
+
+    def check_model(self, folder, info: "ModelInfo") -> None:
+        """BackendError when the model file opened from this folder is not the one the manifest
+        describes (landmarks, input size): an edited manifest or files mixed from two builds."""
+        cfg = self.model_config or {}
+        for key, have in (("landmarks", info.landmarks), ("input_size", info.input_size)):
+            if key in cfg and cfg[key] != have:
+                raise BackendError(f"{folder}: {MANIFEST} says {key} {cfg[key]!r} but the model file has {have}; "
+                                   f"the folder is damaged or mixed; rebuild it: shfan-build --out {folder}")
 
     # ------------------------------------------------------------ lookups
 

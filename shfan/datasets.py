@@ -16,6 +16,7 @@ import numpy as np
 
 from shfan.geometry import box_from_points
 from shfan.io import IMAGE_SUFFIXES, read_rgb
+from shfan.metrics import OUTER_EYE_CORNERS
 
 FORMATS = ("300w", "wflw", "cofw68", "aflw19")
 
@@ -38,6 +39,21 @@ class Sample:
         if image is None:
             raise DatasetError(f"{self.image_path}: cannot read image")
         return image
+
+
+def check_face(pts: np.ndarray, where) -> np.ndarray:
+    """`pts` unless the face is degenerate: zero inter-ocular distance or a landmark box of zero
+    width or height cannot normalise an error (NME divides by it), so the reader refuses it here
+    with `where` (file, file:line or face number) rather than the metrics later with NaN."""
+    corners = OUTER_EYE_CORNERS.get(len(pts))
+    if corners and float(np.linalg.norm(pts[corners[0]] - pts[corners[1]])) == 0.0:
+        raise DatasetError(f"{where}: degenerate face (zero inter-ocular distance: the outer eye corners coincide); "
+                           "fix or remove this annotation")
+    wh = pts.max(axis=0) - pts.min(axis=0) if len(pts) else np.zeros(2)
+    if not (wh > 0).all():
+        raise DatasetError(f"{where}: degenerate face (its landmarks span zero width or height); fix or remove "
+                           "this annotation")
+    return pts
 
 
 def read_pts(path) -> np.ndarray:
@@ -90,7 +106,7 @@ def read_300w(folder) -> list[Sample]:
             raise DatasetError(f"{pts_path}: {len(pts)} points, but {samples[0].image_path.with_suffix('.pts').name} "
                                f"and the files before it have {len(samples[0].points)}; one landmark scheme per "
                                "dataset (fix or remove this file)")
-        samples.append(Sample(image, pts, box_from_points(pts)))
+        samples.append(Sample(image, check_face(pts, pts_path), box_from_points(pts)))
     if not samples:
         raise DatasetError(f"{folder}: no .pts annotations found (expected a 300-W style folder)")
     return samples
@@ -119,7 +135,8 @@ def read_wflw(annotation_txt, image_root=None) -> list[Sample]:
         if not np.isfinite(values).all():
             raise DatasetError(f"{annotation_txt}:{lineno}: coordinate or box is not finite")
         pts = values[:196].reshape(98, 2) + 0.5
-        samples.append(Sample(root / parts[206], pts, values[196:200].astype(np.float64)))
+        samples.append(Sample(root / parts[206], check_face(pts, f"{annotation_txt}:{lineno}"),
+                              values[196:200].astype(np.float64)))
     return samples
 
 
@@ -163,7 +180,7 @@ def read_cofw68(test_mat, points_dir) -> list[Sample]:
         img = np.asarray(img)
         if img.ndim == 2:
             img = np.repeat(img[..., None], 3, axis=2)
-        samples.append(Sample(None, pts, box_from_points(pts), image=img.astype(np.uint8)))
+        samples.append(Sample(None, check_face(pts, pm), box_from_points(pts), image=img.astype(np.uint8)))
     return samples
 
 
@@ -181,8 +198,8 @@ def read_aflw19(info_mat, image_root) -> list[Sample]:
     if not np.isfinite(data).all():
         raise DatasetError(f"{info_mat}: 'data' holds non-finite coordinates")
     samples = []
-    for row, box, name in zip(data, bbox, names):
-        pts = np.stack([row[:19], row[19:]], axis=1).astype(np.float32) - 0.5
+    for i, (row, box, name) in enumerate(zip(data, bbox, names)):
+        pts = check_face(np.stack([row[:19], row[19:]], axis=1).astype(np.float32) - 0.5, f"{info_mat}: face {i + 1}")
         x0, x1, y0, y1 = (float(v) for v in box[:4])  # AFLW stores x1 x2 y1 y2
         name = str(np.asarray(name).ravel()[0])
         samples.append(Sample(Path(image_root) / name, pts, np.array([x0, y0, x1, y1])))

@@ -147,16 +147,39 @@ def load_samples(data, fmt: str = "300w", limit: int | None = None, **reader_opt
     return samples
 
 
+def as_samples(samples) -> list[Sample]:
+    """evaluate()'s faces: a dataset path (a 300-W folder) is read with load_samples; a sequence
+    must hold Samples and not be empty."""
+    import os
+
+    if isinstance(samples, (str, os.PathLike)):
+        return load_samples(samples)
+    if isinstance(samples, Sample):
+        samples = [samples]
+    try:
+        samples = list(samples)
+    except TypeError:
+        raise EvalError(f"samples must be a dataset path or a list of Samples (load_samples), got "
+                        f"{type(samples).__name__}") from None
+    if not samples:
+        raise EvalError("no faces to evaluate (an empty list of samples)")
+    bad = next((s for s in samples if not isinstance(s, Sample)), None)
+    if bad is not None:
+        raise EvalError(f"samples must be Samples (shfan.evaluate.load_samples), got a {type(bad).__name__}")
+    return samples
+
+
 def evaluate(samples: Sequence[Sample], model=None, backend: str | None = None, precision: str | None = None,
              decoder: str = "subpixel", views: str = "clean", flip: bool = False, batch_size: int = 8,
              progress: bool = False, data_name: str = "the dataset") -> tuple[dict, np.ndarray]:
-    """shfan-eval: score a model on faces. `model`: compact (default) | accurate | a checkpoint,
+    """shfan-eval: score a model on faces (`samples`: from load_samples, or a 300-W folder path). `model`: compact (default) | accurate | a checkpoint,
     .onnx, .engine or build folder; `backend`: None picks pytorch for checkpoints, tensorrt for
     engines, onnxruntime otherwise. Returns (metrics.summary with the model, backend, decoder,
     views, flip and precision used; per-face inter-ocular NME). The backend is closed on every
     path (a TensorRT backend left open aborts the interpreter at exit)."""
     from shfan import weights
 
+    samples = as_samples(samples)
     if views not in VIEWS:
         raise EvalError(f"unknown views {views!r}; choose one of {', '.join(VIEWS)}")
     path = weights.resolve("compact" if model is None else model, model_kind(backend))
@@ -174,9 +197,12 @@ def evaluate(samples: Sequence[Sample], model=None, backend: str | None = None, 
         if net is not None:
             net.close()
     if path.is_dir() and precision is None:  # a build folder: say which precision was scored
-        from shfan.contracts import BuildManifest
+        import json
 
-        precision = BuildManifest.read(path).selected_precision
+        from shfan.contracts import MANIFEST, BuildManifest
+
+        # read and checked (warnings included) when the backend opened it; here only the field
+        precision = BuildManifest.from_json(json.loads((path / MANIFEST).read_text())).precision_or_default()
     bad = [k for k, v in summary.items() if isinstance(v, float) and not math.isfinite(v)]
     if bad:
         raise EvalError(f"the scores are not finite ({', '.join(bad)}): the model returned NaN/inf landmarks for "

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
-# Outer eye corners per landmark scheme, for inter-ocular normalisation.
+# Outer eye corners per landmark scheme, for inter-ocular normalisation (the dataset readers
+# refuse faces where their distance is zero: shfan.datasets.check_face).
 OUTER_EYE_CORNERS = {68: (36, 45), 98: (60, 72), 29: (8, 9), 19: (6, 11)}
 NORMALISATIONS = ("inter_ocular", "box", "diag")
 

@@ -224,7 +224,10 @@ def _read_checkpoint(path: Path):
 
     if zipfile.is_zipfile(path):
         try:
-            scripted = torch.jit.load(str(path), map_location="cpu")
+            from shfan.io import library_path
+
+            with library_path(path) as name:  # torch's C++ loader takes UTF-8 names only
+                scripted = torch.jit.load(name, map_location="cpu")
             return {k: v for k, v in scripted.state_dict().items()}, None
         except RuntimeError:
             pass  # a regular torch.save zip archive

@@ -17,6 +17,7 @@ import dataclasses
 import json
 import logging
 import math
+import os
 import time
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
@@ -62,9 +63,16 @@ class TrainConfig:
     checkpoint_min: float = 10.0  # also save last.pt inside an epoch this often (resume continues at that batch)
 
 
-def split_validation(samples, fraction: float, seed: int):
+MIN_SPLIT_FACES = 2  # a --data set split for validation: one face to train on, one held out
+
+
+def split_validation(samples, fraction: float, seed: int, name: str = "the dataset"):
     """(training, validation) of one dataset folder: a seeded share held out, never trained on.
-    helen_train with fraction 0.1, seed 0 gives the 87 faces every default model validated on."""
+    helen_train with fraction 0.1, seed 0 gives the 87 faces every default model validated on.
+    TrainError when fewer than MIN_SPLIT_FACES faces leave nothing to train on."""
+    if len(samples) < MIN_SPLIT_FACES:
+        raise TrainError(f"{name}: {len(samples)} face(s); a --data set needs at least {MIN_SPLIT_FACES} (one to "
+                         "train on, one held out for validation), or give --val-data")
     order = np.random.default_rng(seed).permutation(len(samples))
     n_val = max(1, int(round(fraction * len(samples))))
     return [samples[i] for i in sorted(order[n_val:])], [samples[i] for i in sorted(order[:n_val])]
@@ -130,6 +138,16 @@ class TrainJob:
                               metavar="CHECKPOINT")
     tune: bool = option(True, "skip tuning the decoder on validation")  # the switch is --no-tune
 
+    def __post_init__(self):
+        """One dataset path is accepted where a list is expected (data="helen" is ["helen"], not
+        the letters h, e, l, e, n)."""
+        for name in ("data", "extra_data"):
+            value = getattr(self, name)
+            if isinstance(value, (str, os.PathLike)):
+                setattr(self, name, [value])
+            elif value is None:
+                setattr(self, name, [])
+
     def train_config(self) -> "TrainConfig":
         """The TrainConfig of this job: the fields of the same name, the augment preset by name."""
         same = ({f.name for f in fields(TrainConfig)} & {f.name for f in fields(self)}) - {"augment"}
@@ -159,7 +177,7 @@ def read_job_data(job: TrainJob):
         if job.val_data:
             train_s += samples
             continue
-        fit, held_out = split_validation(samples, job.val_fraction, job.seed)
+        fit, held_out = split_validation(samples, job.val_fraction, job.seed, str(data))
         val_s += held_out
         val_names += [Path(data).name] * len(held_out)
         train_s += fit
@@ -169,6 +187,8 @@ def read_job_data(job: TrainJob):
     for extra in job.extra_data:
         train_s = train_s + read(extra)
     test_s = read(job.test_data) if job.test_data else None
+    if not train_s:
+        raise TrainError("no training faces: give more --data faces (or --extra-data)")
     return train_s, val_s, val_names, test_s
 
 

@@ -5,6 +5,8 @@ makes (error tables, import cost, consistency loss). Test modules take these fro
 from each other."""
 
 import json
+import os
+import stat
 import subprocess
 import sys
 from pathlib import Path
@@ -262,3 +264,44 @@ def readonly_dir(tmp_path):
         if can_create_in(ro):
             pytest.skip("no read-only folder available here")
     return ro
+
+
+# ---------------------------------------------------------------- hostile names and special files (#29)
+
+BAD = os.fsdecode(b"\xff")  # a byte that is not UTF-8: Python keeps it as a lone surrogate
+
+
+def bad_name(stem: str, suffix: str = "") -> str:
+    """A file name that is not valid UTF-8 (OpenCV crashed on such names)."""
+    return f"{stem}{BAD}{suffix}"
+
+
+def run_cli(module: str, args, timeout: float = 300) -> subprocess.CompletedProcess:
+    """`python -m shfan.cli.<module> args` in a subprocess: where a regression would be a crash
+    (SIGSEGV) that must fail this test, not kill the test session."""
+    argv = [sys.executable, "-m", f"shfan.cli.{module}", *map(str, args)]
+    return subprocess.run(argv, capture_output=True, timeout=timeout, text=True, errors="backslashreplace")
+
+
+def null_device(path) -> Path:
+    """A character device like /dev/null at `path` (root only: mknod), else the test is skipped."""
+    path = Path(path)
+    try:
+        os.mknod(path, 0o666 | stat.S_IFCHR, os.makedev(1, 3))
+    except PermissionError:
+        pytest.skip("mknod needs root")
+    return path
+
+
+def unix_socket(path) -> Path:
+    """A Unix socket file at `path` (a special file nothing may be written over)."""
+    import socket
+
+    s = socket.socket(socket.AF_UNIX)
+    s.bind(str(path))
+    s.close()
+    return Path(path)
+
+
+def is_char_device(path) -> bool:
+    return stat.S_ISCHR(os.stat(path).st_mode)

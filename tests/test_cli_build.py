@@ -5,7 +5,8 @@ import json
 
 import pytest
 
-from conftest import assert_refused, expand, folder_with, hostile_cases, run_main, small_300w
+from conftest import (assert_one_line_error, assert_refused, expand, files_under, folder_with, hostile_cases, run_main,
+                      small_300w)
 
 pytest.importorskip("onnx")
 pytest.importorskip("torch")
@@ -25,6 +26,12 @@ HOSTILE = [  # extra args, exit code, words in the one line
      ["only 1 usable faces", "held-out"]),
     (["--precision", "int8", "--max-calib", "0"], 1, ["--max-calib 0", "int8"]),
     (["--precision", "fp32", "--calib-data", "@tmp/mixed"], 1, ["67 points", ".pts"]),
+    # hostile pass 2 (#29): checked before any work (it ran a minute, then failed)
+    (["--triton-repo", "@tmp/a_file"], 2, ["--triton-repo", "is a file"]),  # row 7
+    (["--triton-repo", "@tmp/out"], 2, ["--out", "--triton-repo", "same path"]),  # row 6
+    (["--triton-repo", "@tmp/out/triton"], 2, ["--triton-repo", "inside"]),
+    (["--triton-repo", "@tmp/" + "t" * 300], 2, ["--triton-repo", "too long"]),
+    (["--out", "@tmp/" + "o" * 300], 2, ["--out", "too long"]),
 ]
 
 
@@ -83,3 +90,46 @@ def test_manifest_that_is_a_list_is_rebuilt(tiny_checkpoint, tmp_path):
     out = folder_with(tmp_path / "b", {"manifest.json": "[]"})
     code, _, err = run_main(main, ["--weights", tiny_checkpoint, "--precision", "fp32", "--decoder", "none", "--out", out])
     assert code == 0 and json.loads((out / "manifest.json").read_text())["selected_precision"] == "fp32"
+
+
+# ---------------------------------------------------------------- hostile pass 2 (#29)
+
+
+def test_full_disk_names_the_file_being_written(tiny_checkpoint, tmp_path, monkeypatch):
+    """Row 12: 'error: No space left on device' named no file (a write error carries none)."""
+    import errno
+
+    import onnx
+
+    from shfan.cli.build import main
+
+    def full(model, path, *a, **k):
+        with open(path, "wb") as f:
+            f.write(b"half an onnx")
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(onnx, "save", full)
+    out = tmp_path / "b"
+    code, _, err = run_main(main, ["--weights", tiny_checkpoint, "--precision", "fp32", "--out", out])
+    assert_one_line_error(code, err, 1, [f"{out / 'model_fp32.onnx'}: cannot write", "No space left", "left as it was"])
+    assert files_under(tmp_path) == set()  # the staged folder is gone
+
+
+def test_sigterm_is_one_line_and_130(tiny_checkpoint, tmp_path, monkeypatch):
+    """Row 11: the same SIGTERM handling as every tool (common.entry), the build folder untouched."""
+    import os
+    import signal
+    import time
+
+    from shfan.builder import pipeline
+    from shfan.cli.build import main
+
+    def terminated(*a, **k):
+        os.kill(os.getpid(), signal.SIGTERM)
+        time.sleep(5)
+        raise AssertionError("SIGTERM did not interrupt")
+
+    monkeypatch.setattr(pipeline, "build", terminated)
+    code, _, err = run_main(main, ["--weights", tiny_checkpoint, "--precision", "fp32", "--out", tmp_path / "b"])
+    assert_one_line_error(code, err, 130, "interrupted")
+    assert files_under(tmp_path) == set() and signal.getsignal(signal.SIGTERM) is signal.SIG_DFL

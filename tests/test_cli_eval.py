@@ -6,7 +6,10 @@ import sys
 
 import pytest
 
-from conftest import YUNET, assert_refused, folder_with, hostile_cases, small_300w
+from shfan.errors import ShfanError
+
+from conftest import (YUNET, assert_one_line_error, assert_refused, bad_name, folder_with, hostile_cases,
+                      is_char_device, null_device, run_cli, run_main, small_300w, unix_socket)
 
 
 def run_eval(*args):
@@ -48,8 +51,11 @@ def hostile(afw_dir, tiny_checkpoint, tmp_path_factory):
         "n_points: 68", "n_points: 69") if i == 1 else t)
     d["nan"] = small_300w(afw_dir, root / "nan", 2, lambda i, t: t.replace("{\n", "{\n12 nan\n", 1).replace(
         "n_points: 68", "n_points: 69") if i == 1 else t)
+    d["degenerate"] = small_300w(afw_dir, root / "degenerate", 2, lambda i, t: t[:t.index("{") + 1] + "\n"
+                                 + "100 100\n" * 68 + "}\n" if i == 1 else t)
     (root / "file.txt").write_text("x")
     (root / "plotdir").mkdir()
+    unix_socket(root / "sock.png")
     folder_with(root / "list_build", {"manifest.json": "[1, 2]"})
     (root / "fake.engine").write_bytes(b"not an engine")
     return d
@@ -84,6 +90,13 @@ HOSTILE = [  # (extra args; "@name" -> hostile[name]), exit code, words in the o
     (["--model", "@fake.engine", "--backend", "onnxruntime"], 1, "TensorRT engine"),
     (["--model", "@yunet"], 1, "not a shfan landmark model"),
     (["--model", "@ckpt", "--backend", "onnxruntime"], 1, "PyTorch checkpoint"),
+    # hostile pass 2 (#29)
+    (["--data", "@degenerate"], 1, ["degenerate/", ".pts", "degenerate face", "zero inter-ocular"]),  # row 10
+    (["--plot", "@sock.png"], 2, ["--plot", "special file"]),  # row 2
+    (["--plot", "@file.txt/" + "p" * 300 + ".png"], 2, ["--plot"]),  # row 7 (a file as the folder, too)
+    (["--plot", "@plotdir/" + "p" * 300 + ".png"], 2, ["--plot", "too long"]),
+    (["--max-image-pixels", "1000"], 1, ["over the limit of 1,000", "--max-image-pixels"]),  # row 15
+    (["--max-image-pixels", "0"], 2, "--max-image-pixels"),
 ]
 
 
@@ -92,7 +105,7 @@ def test_hostile_inputs(hostile, readonly_dir, extra, code, words):
     from shfan.cli.eval import main
 
     d = {**hostile, "readonly": readonly_dir, "yunet": YUNET,
-         **{name: hostile["root"] / name for name in ("file.txt", "plotdir", "list_build", "fake.engine")}}
+         **{name: hostile["root"] / name for name in ("file.txt", "plotdir", "list_build", "fake.engine", "sock.png")}}
     args = {"--data": str(d["ok"]), "--model": str(d["ckpt"])}
     for flag, value in zip(extra[::2], extra[1::2]):
         if value.startswith("@") and "/" in value:
@@ -135,3 +148,68 @@ def test_backend_closed_on_every_path(afw_dir, monkeypatch, capsys, tmp_path, fa
         (tmp_path / "x.onnx").write_bytes(b"")
         cli.main(["--data", str(afw_dir), "--limit", "2", "--model", str(tmp_path / "x.onnx")])
     assert backend.closed == 1 and message in capsys.readouterr().err
+
+
+# ---------------------------------------------------------------- hostile pass 2 (#29)
+
+
+def test_names_that_are_not_utf8_work(afw_dir, tiny_checkpoint, tiny_onnx, tmp_path):
+    """Row 1: a dataset, a model and a plot whose names are not UTF-8 (OpenCV crashed on them)."""
+    import shutil
+
+    data = tmp_path / bad_name("data")
+    data.mkdir()
+    for i, pts in enumerate(sorted(afw_dir.glob("*.pts"))[:2]):
+        shutil.copy(pts.with_suffix(".jpg"), data / bad_name(f"face{i}", ".jpg"))
+        shutil.copy(pts, data / bad_name(f"face{i}", ".pts"))
+    plot = tmp_path / bad_name("ced", ".png")
+    for model in (shutil.copy(tiny_checkpoint, tmp_path / bad_name("m", ".pt")),
+                  shutil.copy(tiny_onnx, tmp_path / bad_name("m", ".onnx"))):
+        r = run_cli("eval", ["--data", data, "--model", model, "--json", "--plot", plot])
+        assert r.returncode == 0, r.stderr
+        assert json.loads(r.stdout)["faces"] == 2 and plot.read_bytes()[:4] == b"\x89PNG"
+        r = run_cli("eval", ["--data", data, "--model", model])  # the table names them on stdout
+        assert r.returncode == 0 and "\\xff" in r.stdout, r.stderr
+
+
+def test_plot_into_a_device_keeps_the_device(afw_dir, tiny_checkpoint, tmp_path):
+    """Row 2: --plot onto a character device replaced it with a regular file."""
+    from shfan.cli.eval import main
+
+    dev = null_device(tmp_path / "nulldev.png")
+    code, out, err = run_main(main, ["--data", small_300w(afw_dir, tmp_path / "d", 2), "--model", tiny_checkpoint,
+                                     "--json", "--plot", dev])
+    assert code == 0, err
+    assert is_char_device(dev) and json.loads(out)["plot"] == str(dev)
+
+
+def test_sigterm_is_one_line_and_130(afw_dir, tiny_checkpoint, monkeypatch):
+    """Row 11: SIGTERM killed shfan-eval with 143 and no line; now as Ctrl-C."""
+    import os
+    import signal
+    import time
+
+    from shfan import evaluate
+    from shfan.cli.eval import main
+
+    def terminated(*a, **k):
+        os.kill(os.getpid(), signal.SIGTERM)
+        time.sleep(5)
+        raise AssertionError("SIGTERM did not interrupt")
+
+    monkeypatch.setattr(evaluate, "evaluate", terminated)
+    code, _, err = run_main(main, ["--data", afw_dir, "--model", tiny_checkpoint, "--limit", "2"])
+    assert_one_line_error(code, err, 130, "interrupted")
+    assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL
+
+
+def test_evaluate_api_takes_a_path_and_refuses_nothing(afw_dir, tiny_checkpoint):
+    """Row 13: evaluate([]) was an IndexError, evaluate("dir") an AttributeError."""
+    from shfan import evaluate
+
+    report, per_face = evaluate.evaluate(str(afw_dir), model=tiny_checkpoint)
+    assert report["faces"] == len(per_face) == len(evaluate.load_samples(afw_dir))
+    for samples, message in (([], "no faces"), (5, "dataset path or a list"), ([1], "must be Samples"),
+                             ("/no/such/folder", "no such dataset folder")):
+        with pytest.raises(ShfanError, match=message):
+            evaluate.evaluate(samples, model=tiny_checkpoint)

@@ -3,7 +3,7 @@ run leaves no run folder behind."""
 
 import pytest
 
-from conftest import assert_refused, expand, hostile_cases, small_300w
+from conftest import assert_one_line_error, assert_refused, expand, hostile_cases, run_main, small_300w
 
 torch = pytest.importorskip("torch")
 
@@ -27,6 +27,9 @@ HOSTILE = [  # extra args, exit code, words in the one line
     (["--batch-size", "8"], 1, "fewer than one batch"),  # 5 training faces: "fine-tune on my 6 faces"
     (["--batch-size", "2", "--resume", "--out", "@tmp/truncated"], 1, ["last.pt", "damaged"]),
     (["--batch-size", "2", "--resume", "--out", "@tmp/other_arch"], 1, ["another model", "stacks 2", "stacks 1"]),
+    # hostile pass 2 (#29)
+    (["--data", "@tmp/one_face", "--batch-size", "4"], 1, ["one_face", "1 face", "at least 2"]),  # row 5
+    (["--out", "@tmp/" + "r" * 300], 2, ["--out", "too long"]),  # row 7
 ]
 
 
@@ -36,6 +39,7 @@ def place(helen_dir, hostile_place):
 
     tmp_path = hostile_place["tmp"]
     small_300w(helen_dir, tmp_path / "faces", 6)
+    small_300w(helen_dir, tmp_path / "one_face", 1)
     for name in ("truncated", "other_arch"):
         (tmp_path / name).mkdir()
     (tmp_path / "truncated" / "last.pt").write_bytes(b"PK\x03\x04 cut short")
@@ -51,3 +55,40 @@ def test_hostile_inputs(place, extra, code, words):
 
     argv = ["--data", "@tmp/faces", "--out", "@tmp/run", "--epochs", "1", "--batch-size", "2", *TINY, *extra]
     assert_refused(main, expand(argv, place), code, words, place["tmp"])  # no run folder, no history.json = []
+
+
+# ---------------------------------------------------------------- hostile pass 2 (#29)
+
+
+def test_one_face_and_a_single_path_through_the_api(helen_dir, tmp_path):
+    """Rows 5 and 13: TrainJob(data="dir") read the string letter by letter; one face made an
+    IndexError after the split. Both are one line now, before any run folder exists."""
+    from shfan import train
+
+    one = small_300w(helen_dir, tmp_path / "one", 1)
+    job = train.TrainJob(data=str(one), out=str(tmp_path / "run"), epochs=1, batch_size=4)
+    assert job.data == [str(one)] and train.TrainJob(extra_data=None).extra_data == []
+    with pytest.raises(train.TrainError, match="1 face.*at least 2"):
+        train.run(job)
+    assert not (tmp_path / "run").exists()
+
+
+def test_sigterm_is_one_line_and_130(helen_dir, tmp_path, monkeypatch):
+    """Row 11: SIGTERM killed shfan-train with 143 and no line; now as Ctrl-C (checkpoints are
+    written whole by shfan.atomic, so the run folder stays resumable)."""
+    import os
+    import signal
+    import time
+
+    from shfan import train
+    from shfan.cli.train import main
+
+    def terminated(*a, **k):
+        os.kill(os.getpid(), signal.SIGTERM)
+        time.sleep(5)
+        raise AssertionError("SIGTERM did not interrupt")
+
+    monkeypatch.setattr(train, "run", terminated)
+    code, _, err = run_main(main, ["--data", small_300w(helen_dir, tmp_path / "f", 3), "--out", tmp_path / "run"])
+    assert_one_line_error(code, err, 130, "interrupted")
+    assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL

@@ -65,6 +65,10 @@ def test_aflw19_and_cofw68(tmp_path):
     imgs = np.empty((1, 1), object)
     imgs[0, 0] = np.zeros((30, 40), np.uint8)
     scipy_io.savemat(tmp_path / "COFW_test_color.mat", {"IsT": imgs})
-    scipy_io.savemat(tmp_path / "1_points.mat", {"Points": np.ones((68, 2))})
+    points = np.stack([np.arange(68) + 1.0, 2.0 * np.arange(68) + 1.0], 1)
+    scipy_io.savemat(tmp_path / "1_points.mat", {"Points": points})
     s = datasets.read_cofw68(tmp_path / "COFW_test_color.mat", tmp_path)[0]
     assert s.load_image().shape == (30, 40, 3) and s.points[0].tolist() == [0.5, 0.5]
+    scipy_io.savemat(tmp_path / "1_points.mat", {"Points": np.ones((68, 2))})  # every point on one pixel (#29 row 10)
+    with pytest.raises(datasets.DatasetError, match="1_points.mat: degenerate face"):
+        datasets.read_cofw68(tmp_path / "COFW_test_color.mat", tmp_path)

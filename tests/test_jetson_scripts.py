@@ -212,6 +212,7 @@ def test_systemd_unit_has_the_required_keys():
     service = unit["Service"]
     assert service["EnvironmentFile"] == ["/etc/default/shfan"]
     assert service["Restart"] == ["on-failure"] and int(service["RestartSec"][0]) > 0
+    assert service["SuccessExitStatus"] == ["130"]  # a stop (SIGTERM) is not a failure
     assert service["User"] == ["shfan"] and "video" in service["SupplementaryGroups"][0].split()
     exec_start = service["ExecStart"][0]
     assert exec_start.split()[0].endswith("/bin/shfan-run")

@@ -98,3 +98,69 @@ def test_runtime_imports_stay_light():
             "shfan.runtime.trt_backend, shfan.runtime.cuda_host, shfan.runtime.outputs, shfan.cli.run; "
             "shfan.Pipeline")
     assert heavy_modules_after(code, ("torch", "tensorrt", "pycuda", "cuda", "skimage")) == []
+
+
+# ---------------------------------------------------------------- the one writer and reader (#29)
+
+
+def test_atomic_writer_writes_into_devices_and_fifos_and_refuses_sockets(tmp_path):
+    """Row 2 at its root: shfan.atomic never renames over anything that is not a regular file."""
+    import os
+    import threading
+
+    from shfan import atomic
+    from shfan.errors import OutputError
+
+    from conftest import is_char_device, null_device, unix_socket
+
+    fifo = tmp_path / "f"
+    os.mkfifo(fifo)
+    got = []
+    reader = threading.Thread(target=lambda: got.append(fifo.read_bytes()))
+    reader.start()
+    atomic.write_text(fifo, "whole\n")
+    reader.join(10)
+    assert got == [b"whole\n"] and atomic.target_kind(fifo) == "stream"
+    sock = unix_socket(tmp_path / "s")
+    with pytest.raises(OutputError, match="special file"):
+        atomic.write_text(sock, "x")
+    assert atomic.output_problem(sock) and atomic.output_problem(tmp_path / ("x" * 300))
+    assert atomic.target_kind("/dev/stdout") == "stream" and atomic.output_problem("/dev/null") is None
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["f", "s"]  # no temporary file left
+    dev = null_device(tmp_path / "null.json")
+    atomic.write_text(dev, "{}")
+    assert is_char_device(dev)
+
+
+def test_temporary_names_are_ascii():
+    from shfan.atomic import safe_stem
+
+    from conftest import bad_name
+
+    for name in (bad_name("v", ".mp4"), "ünïcode.png", "x" * 300):
+        stem = safe_stem(name)
+        assert stem.isascii() and stem.isprintable() and len(stem) < 60
+    assert safe_stem("plain.mp4") == "plain.mp4" and safe_stem(bad_name("a")) != safe_stem(bad_name("b"))
+
+
+def test_images_are_read_from_bytes_and_checked_for_size_first(tmp_path, monkeypatch):
+    """Rows 1 and 15 at their root (shfan.io.read_rgb): any file name, and a pixel limit applied
+    from the header, before decoding."""
+    from shfan import io as shio
+
+    from conftest import bad_name
+
+    image = np.zeros((30, 40, 3), np.uint8)
+    image[..., 0] = 200
+    for ext in (".png", ".jpg", ".bmp"):
+        path = tmp_path / bad_name("img", ext)
+        path.write_bytes(cv2.imencode(ext, image)[1].tobytes())
+        got = shio.read_rgb(path)
+        assert got.shape == (30, 40, 3) and got[0, 0, 2] > 150 and got[0, 0, 0] < 50  # BGR on disk, RGB here
+        if ext != ".bmp":
+            assert shio.image_size(path.read_bytes()) == (40, 30)
+        monkeypatch.setenv("SHFAN_MAX_IMAGE_PIXELS", "1199")
+        with pytest.raises(shio.ImageTooLarge, match="40 x 30 pixels, over the limit of 1,199"):
+            shio.read_rgb(path)
+        monkeypatch.delenv("SHFAN_MAX_IMAGE_PIXELS")
+    assert shio.read_rgb(tmp_path / "missing.png") is None

@@ -29,8 +29,17 @@ def open_model(model, *, precision: str | None = None, decoder: str = "subpixel"
 
     # the CPU int8 file where ONNX Runtime runs on the CPU; with a GPU its CUDA provider takes
     # the TensorRT-style file (it has no integer convolution kernels)
-    onnx = BuildManifest.read(path).onnx_for(path, precision, cpu=not cuda_device_present()) if path.is_dir() else path
-    return OnnxRuntimeBackend(onnx, decoder=decoder, threads=threads)
+    if not path.is_dir():
+        return OnnxRuntimeBackend(path, decoder=decoder, threads=threads)
+    manifest = BuildManifest.read(path)
+    backend = OnnxRuntimeBackend(manifest.onnx_for(path, precision, cpu=not cuda_device_present()), decoder=decoder,
+                                 threads=threads)
+    try:
+        manifest.check_model(path, backend.info)
+    except BackendError:
+        backend.close()
+        raise
+    return backend
 
 
 SPEC = register(BackendSpec(

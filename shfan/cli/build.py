@@ -25,7 +25,7 @@ def build_parser():
     add_dataclass_options(ap, BuildOptions, ["max_batch", "workspace_mb"])
     ap.add_argument("--out", default="build", type=writable_dir, help="output folder (default build/)")
     ap.add_argument("--force", action="store_true", help="rebuild even when the output is up to date")
-    ap.add_argument("--triton-repo", metavar="DIR", help="also write a Triton Inference Server model repository "
+    ap.add_argument("--triton-repo", metavar="DIR", type=writable_dir, help="also write a Triton Inference Server model repository "
                     "(onnxruntime and tensorrt backends, config.pbtxt, README) from the build to DIR")
     return ap
 
@@ -79,13 +79,7 @@ def main(argv=None):
     err = Console(stderr=True, highlight=False)
     stages = Stages(lambda line: err.print(line, markup=False, soft_wrap=True))
     opts = options_from(BuildOptions, args, progress=not args.quiet)  # bars only on a terminal; build() takes --out as text
-    import signal
-
-    def _terminate(signum, frame):  # unwind so the staged folder is removed; --out stays as it was
-        raise KeyboardInterrupt
-
-    signal.signal(signal.SIGTERM, _terminate)
-    try:
+    try:  # Ctrl-C or SIGTERM (common.entry) unwind, so the staged folder is removed
         result = build(opts, stages)
     except KeyboardInterrupt:
         fail(f"interrupted; {args.out} was left as it was", code=INTERRUPTED)

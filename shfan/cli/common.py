@@ -7,7 +7,7 @@ traceback:
     0    done
     1    the work failed (a ShfanError from the library, a file that cannot be written, ...)
     2    usage: unknown option, a bad value, a missing input, an output that cannot be written
-    130  interrupted (Ctrl-C)
+    130  interrupted (Ctrl-C or SIGTERM: outputs finished or removed, never half-written)
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ import typing
 from pathlib import Path
 from typing import NoReturn
 
-from shfan.atomic import can_create_in
+from shfan.atomic import NAME_MAX, can_create_in
 from shfan.options import RANGES
 
 FAILED, USAGE, INTERRUPTED = 1, 2, 130
@@ -109,12 +109,42 @@ class Parser(argparse.ArgumentParser):
     def parse_args(self, args=None, namespace=None):
         parsed = super().parse_args(args, namespace)
         configure_logging(parsed.verbose, parsed.quiet)
+        self.check_distinct_outputs(parsed)
         if self.check:
             self.check(self, parsed)
         return parsed
 
     def error(self, message: str) -> NoReturn:
         fail(f"{message} (see {self.prog} --help)", USAGE)
+
+    def check_distinct_outputs(self, parsed) -> None:
+        """Two output options naming one path (or one output folder inside another) would
+        overwrite each other silently: a usage error, for every option typed as an output
+        (writable_file, writable_file_or_stdout, writable_dir). Devices and FIFOs (/dev/null)
+        may be shared."""
+        from shfan.atomic import target_kind
+
+        given = [(a.option_strings[0], getattr(parsed, a.dest), a.type is writable_dir) for a in self._actions
+                 if a.type in OUTPUT_TYPES and a.option_strings and getattr(parsed, a.dest, None) not in (None, "-")]
+        given = [(flag, value, folder) for flag, value, folder in given if target_kind(value) != "stream"]
+        for i, (flag_a, a, dir_a) in enumerate(given):
+            for flag_b, b, dir_b in given[i + 1:]:
+                real_a, real_b = Path(os.path.realpath(a)), Path(os.path.realpath(b))
+                if real_a == real_b:
+                    self.error(f"{flag_a} {a} and {flag_b} {b} name the same path; give each output its own")
+                if (dir_a and real_a in real_b.parents) or (dir_b and real_b in real_a.parents):
+                    self.error(f"{flag_b} {b} lies inside {flag_a} {a} (or the other way round); "
+                               "give each output its own place")
+
+
+def printable_streams() -> None:
+    """File names that are not UTF-8 (kept by Python as lone surrogates) print as \\xNN on stdout
+    too, instead of a UnicodeEncodeError after the work is done (stderr does so already)."""
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.reconfigure(errors="backslashreplace")
+        except (AttributeError, ValueError):  # a test's StringIO, a closed stream
+            pass
 
 
 def entry(main):
@@ -125,6 +155,9 @@ def entry(main):
     def wrapper(argv=None):
         from shfan.errors import ShfanError
 
+        printable_streams()
+        previous = sigterm_as_interrupt()
+        environ = dict(os.environ)  # options such as --max-image-pixels set variables for this run only
         try:
             return main(argv)
         except ShfanError as exc:
@@ -134,8 +167,43 @@ def entry(main):
         except OSError as exc:
             where = f"{exc.filename}: " if exc.filename else ""
             fail(f"{where}{exc.strerror or exc}")
+        finally:
+            restore_sigterm(previous)
+            if dict(os.environ) != environ:
+                os.environ.clear()
+                os.environ.update(environ)
 
     return wrapper
+
+
+def sigterm_as_interrupt():
+    """SIGTERM (kill, systemctl stop, a container's stop) handled like Ctrl-C by every tool: it
+    raises KeyboardInterrupt, so outputs are finished or removed as for Ctrl-C and the tool exits
+    130 with one line (it was 143 and no line). The previous handler, for restore_sigterm; None
+    where signals cannot be set (not the main thread)."""
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        return None
+
+    def interrupt(signum, frame):
+        raise KeyboardInterrupt
+
+    try:
+        return signal.signal(signal.SIGTERM, interrupt)
+    except (ValueError, OSError):
+        return None
+
+
+def restore_sigterm(previous) -> None:
+    import signal
+
+    if previous is not None:
+        try:
+            signal.signal(signal.SIGTERM, previous)
+        except (ValueError, OSError):
+            pass
 
 
 # ---------------------------------------------------------------- numbers
@@ -164,6 +232,13 @@ positive_float = number(float, lambda v: v > 0, "a finite number > 0")
 nonneg_float = number(float, lambda v: v >= 0, "a finite number >= 0")
 probability = number(float, lambda v: 0.0 <= v <= 1.0, "a number from 0 to 1")
 open_fraction = number(float, lambda v: 0.0 < v < 1.0, "a fraction between 0 and 1 (exclusive)")
+
+
+def use_max_image_pixels(limit: int | None) -> None:
+    """--max-image-pixels: the limit shfan.io.read_rgb applies (through its environment variable,
+    so worker processes follow it too; `entry` restores the environment when main() returns)."""
+    if limit is not None:
+        os.environ["SHFAN_MAX_IMAGE_PIXELS"] = str(limit)
 
 
 def require(module: str, message: str) -> None:
@@ -201,18 +276,20 @@ def existing_dir(text: str) -> str:
 
 
 def writable_file(text: str) -> str:
-    """An output file: not a folder, in an existing folder where files can be created."""
-    if not text:
-        raise argparse.ArgumentTypeError("empty file name")
-    path = Path(text)
-    if path.is_dir():
-        raise argparse.ArgumentTypeError(f"{text} is a folder; give a file name")
-    parent = path.parent
-    if not parent.is_dir():
-        raise argparse.ArgumentTypeError(f"{text}: folder {parent} does not exist; create it first")
-    if not can_create_in(parent) or (path.exists() and not os.access(path, os.W_OK)):
-        raise argparse.ArgumentTypeError(f"{text}: cannot write in {parent} (read-only or no permission)")
+    """An output file: not a folder or special file, a name the file system takes, in an existing
+    folder where files can be created; or a device / FIFO to write into (/dev/null, /dev/stdout).
+    shfan.atomic.output_problem is the one check (the library's writers use it too)."""
+    from shfan.atomic import output_problem
+
+    problem = output_problem(text)
+    if problem:
+        raise argparse.ArgumentTypeError(problem)
     return text
+
+
+def writable_file_or_stdout(text: str) -> str:
+    """An output file (writable_file), or '-' for stdout."""
+    return text if text == "-" else writable_file(text)
 
 
 def writable_dir(text: str) -> str:
@@ -221,6 +298,10 @@ def writable_dir(text: str) -> str:
     if not text:
         raise argparse.ArgumentTypeError("empty folder name")
     path = Path(text).expanduser()
+    long = [p for p in path.parts if len(os.fsencode(p)) > NAME_MAX]
+    if long:
+        raise argparse.ArgumentTypeError(f"{text}: folder name too long ({len(os.fsencode(long[0]))} bytes; "
+                                         f"at most {NAME_MAX})")
     if path.exists() and not path.is_dir():
         raise argparse.ArgumentTypeError(f"{text} is a file; give a folder")
     base = path
@@ -231,6 +312,9 @@ def writable_dir(text: str) -> str:
     if not can_create_in(base):
         raise argparse.ArgumentTypeError(f"{text}: cannot write in {base} (read-only or no permission)")
     return text
+
+
+OUTPUT_TYPES = (writable_file, writable_file_or_stdout, writable_dir)  # Parser.check_distinct_outputs
 
 
 # ---------------------------------------------------------------- choices, from the tables they name

@@ -6,7 +6,7 @@ import json
 import sys
 
 from shfan.cli.common import (Parser, add_format_options, backend_choices, build_precisions, check_format_args,
-                               check_model_args, entry, existing_path, positive_int, writable_file)
+                               check_model_args, entry, existing_path, positive_int, writable_file, use_max_image_pixels)
 
 
 def check_args(ap, args) -> None:
@@ -41,6 +41,9 @@ def build_parser():
                     help="test-time flip averaging: also run the mirrored crop and average (2x the network time)")
     ap.add_argument("--batch-size", type=positive_int, default=8)
     ap.add_argument("--limit", type=positive_int, help="evaluate only the first N faces")
+    ap.add_argument("--max-image-pixels", type=positive_int, metavar="N",
+                    help="refuse images larger than N pixels before decoding them (default 100000000; "
+                         "$SHFAN_MAX_IMAGE_PIXELS)")
     ap.add_argument("--json", action="store_true", help="print one JSON object on stdout")
     ap.add_argument("--plot", type=writable_file, help="write the cumulative error curve (CED) to this PNG")
     return ap
@@ -50,23 +53,26 @@ def print_table(report: dict, data) -> None:
     from rich.console import Console
     from rich.table import Table
 
-    table = Table(title=f"shfan-eval: {report['faces']} faces from {data}")
+    from shfan.io import shown
+
+    table = Table(title=f"shfan-eval: {report['faces']} faces from {shown(data)}")
     table.add_column("metric")
     table.add_column("value", justify="right")
     for key in ("nme_inter_ocular", "nme_box", "nme_diag"):
         table.add_row(f"{key} (%)", f"{report[key]:.3f}")
     for key in ("auc_inter_ocular_10", "fr_inter_ocular_10", "auc_box_7", "fr_box_7"):
         table.add_row(key, f"{report[key]:.4f}")
-    table.caption = f"model {report['model']} · backend {report['backend']} · decoder {report['decoder']}"
+    table.caption = f"model {shown(report['model'])} · backend {report['backend']} · decoder {report['decoder']}"
     Console().print(table)
 
 
 @entry
 def main(argv=None):
     args = build_parser().parse_args(argv)
+    use_max_image_pixels(args.max_image_pixels)
     from pathlib import Path
 
-    from shfan import evaluate, metrics
+    from shfan import evaluate, io, metrics
 
     samples = evaluate.load_samples(args.data, args.format, args.limit, image_root=args.image_root,
                                     points_dir=args.points_dir)
@@ -76,7 +82,7 @@ def main(argv=None):
                                          data_name=str(args.data))
     report.update(data=str(args.data), box=args.box)
     if args.plot:
-        metrics.save_ced_plot({f"{Path(report['model']).name} ({args.decoder})": per_face}, args.plot)
+        metrics.save_ced_plot({f"{io.shown(Path(report['model']).name)} ({args.decoder})": per_face}, args.plot)
         report["plot"] = args.plot
     if args.json:
         print(json.dumps(report, allow_nan=False))

@@ -8,7 +8,7 @@ import sys
 
 from shfan.cli.common import (INTERRUPTED, LOGGER, Parser, add_dataclass_options, backend_choices, build_precisions,
                                check_model_args, entry, existing_file, fail, nonneg_int, options_from, positive_int,
-                               writable_file)
+                               writable_file, writable_file_or_stdout, use_max_image_pixels)
 
 
 def build_parser():
@@ -26,9 +26,12 @@ def build_parser():
     ap.add_argument("--precision", choices=build_precisions(), help="precision to use from a build folder (default: the selected one)")
     ap.add_argument("--headless", action="store_true", help="no preview window")
     ap.add_argument("--output", metavar="VIDEO", type=writable_file, help="write the annotated video (.mp4 or .avi)")
-    ap.add_argument("--jsonl", metavar="FILE",
+    ap.add_argument("--jsonl", metavar="FILE", type=writable_file_or_stdout,
                     help="append one JSON line per frame ('-' for stdout); earlier lines are kept")
     ap.add_argument("--max-frames", type=positive_int, metavar="N", help="stop after N frames")
+    ap.add_argument("--max-image-pixels", type=positive_int, metavar="N",
+                    help="refuse images larger than N pixels before decoding them (default 100000000; "
+                         "$SHFAN_MAX_IMAGE_PIXELS)")
     ap.add_argument("--smooth", action="store_true", help="One Euro smoothing of the landmarks")
     ap.add_argument("--detector-model", metavar="PATH", type=existing_file,
                     help="YuNet face detector .onnx (default: $SHFAN_DETECTOR_MODEL, else downloaded once "
@@ -44,11 +47,17 @@ class _Stop:
 
     def __init__(self):
         self.requested = False
+        self.previous = {}
         for sig in (signal.SIGINT, signal.SIGTERM):
             try:
-                signal.signal(sig, self._handler)
+                self.previous[sig] = signal.signal(sig, self._handler)
             except ValueError:  # not the main thread (embedded use)
                 pass
+
+    def close(self):
+        """The handlers as they were (main() may run again in the same process)."""
+        for sig, handler in self.previous.items():
+            signal.signal(sig, handler)
 
     def _handler(self, *_):
         if self.requested:
@@ -68,8 +77,6 @@ def check_args(ap, args):
 
     if args.output and Path(args.output).suffix.lower() not in (".mp4", ".mov", ".m4v", ".avi", ".mkv"):
         ap.error(f"--output {args.output}: unsupported video type; use .mp4 or .avi")
-    if args.jsonl and args.jsonl != "-":
-        writable_file_or_error(ap, "--jsonl", args.jsonl)
     check_model_args(ap, args, "a shfan-build folder, .onnx or .engine")
     if args.threads is not None:
         from shfan.runtime.pipeline import available_cores
@@ -80,19 +87,11 @@ def check_args(ap, args):
             args.threads = cores
 
 
-def writable_file_or_error(ap, flag: str, value: str) -> None:
-    import argparse
-
-    try:
-        writable_file(value)
-    except argparse.ArgumentTypeError as exc:
-        ap.error(f"argument {flag}: {exc}")
-
-
 @entry
 def main(argv=None):
     ap = build_parser()
     args = ap.parse_args(argv)  # check_args ran
+    use_max_image_pixels(args.max_image_pixels)
     from shfan.errors import ShfanError
     from shfan.runtime import outputs
     from shfan.runtime.pipeline import Pipeline, PipelineOptions
@@ -103,7 +102,7 @@ def main(argv=None):
         source = FrameSource(uri)  # parse first: a bad source is a usage error, found before the model loads
     except ShfanError as exc:
         ap.error(str(exc))
-    video = jsonl = window = pipeline = None
+    video = jsonl = window = pipeline = stop = None
     errors = []
     interrupted = False
     try:
@@ -121,7 +120,7 @@ def main(argv=None):
             video = outputs.VideoSink(args.output)
         if args.jsonl:
             jsonl = outputs.JsonlSink(args.jsonl)  # checked now, opened (for appending) at the first frame
-        stop = _Stop()
+        stop = _Stop()  # from here on Ctrl-C / SIGTERM end the frame loop (outputs finished), not the program
         for result in pipeline.stream(source, max_frames=args.max_frames):
             if jsonl:
                 jsonl.write(result)
@@ -139,7 +138,7 @@ def main(argv=None):
         interrupted = True
     finally:
         for close in (jsonl and jsonl.close, video and (lambda: video.close(keep=True)),  # frames so far: a whole file
-                      window and window.close, pipeline and pipeline.close):
+                      window and window.close, pipeline and pipeline.close, stop and stop.close):
             if close:
                 try:
                     close()
@@ -161,9 +160,11 @@ def main(argv=None):
     if errors:
         fail(errors[0])
     if not frames:
-        if interrupted:
+        if interrupted or (stop and stop.requested):
             fail("interrupted before the first frame", INTERRUPTED)
         fail(f"no frame could be read from {uri} (unreadable images, or an empty video)")
+    if interrupted or (stop and stop.requested):  # like every tool: 130, after the outputs were finished whole
+        fail(f"interrupted after {frames} frames; the outputs hold them, complete", INTERRUPTED)
     return 0
 
 

@@ -2,7 +2,7 @@
 
 Models: shfan_faces (encoded image bytes -> faces), shfan_faces_rgb (RGB uint8 arrays -> faces),
 shfan_points (image + a face detector's box -> points). HTTP, gRPC and Prometheus metrics
-endpoints; dynamic batching across concurrent requests. Needs: pip install 'shfan[serve]'.
+endpoints; dynamic batching across concurrent requests. Needs PyTriton in its own venv: make serve-install.
 Stop with Ctrl-C or SIGTERM (tritonserver is stopped with it)."""
 
 from __future__ import annotations
@@ -32,11 +32,16 @@ def build_parser():
     return ap
 
 
+# One story with the README: PyTriton pins numpy < 2, so it lives in its own venv.
+SERVE_INSTALL = ("shfan-serve needs PyTriton, which pins numpy < 2 and so lives in its own venv: run make serve-install "
+                 "in the shfan checkout, then .venv-serve/bin/shfan-serve (by hand: pip install 'shfan[serve]' in a "
+                 "separate venv; x86-64 or aarch64, glibc >= 2.35)")
+
+
 @entry
 def main(argv=None):
     args = build_parser().parse_args(argv)
-    require("pytriton", "shfan-serve needs PyTriton: pip install 'shfan[serve]' (nvidia-pytriton; x86-64 or aarch64, "
-                        "glibc >= 2.35)")
+    require("pytriton", SERVE_INSTALL)
     from shfan.serve.server import ServeOptions, ShfanTriton
     root = logging.getLogger()
     if not root.handlers:  # PyTriton's and tritonserver's loggers; shfan's have the CLI's handler (not twice)

@@ -115,7 +115,10 @@ def stream_video(path, url: str = "127.0.0.1:8000", clients: int = 4, max_frames
     encoded, each client taking the next unread frame); faces per frame, in frame order."""
     import cv2
 
-    cap = cv2.VideoCapture(str(path))
+    from shfan import io
+
+    with io.library_path(path) as name:  # OpenCV crashes on names that are not UTF-8
+        cap = cv2.VideoCapture(name)
     if not cap.isOpened():
         raise OSError(f"{path}: cannot open this video")
     lock = threading.Lock()

@@ -50,6 +50,15 @@ def model_path(name: str, kind: str = "onnx") -> Path:
 
 def resolve(model, kind: str = "onnx"):
     """A model argument as given (None, a name or a path) -> a path (None stays None)."""
+    if model is not None and not isinstance(model, (str, os.PathLike)):
+        from shfan.errors import BackendError
+
+        raise BackendError(f"model must be None, a name ({', '.join(MODEL_NAMES)}) or a path, got {type(model).__name__}")
     if model is not None and str(model) in MODEL_NAMES:
         return model_path(str(model), kind)
+    if model is not None and not os.fspath(model).strip():
+        from shfan.errors import BackendError
+
+        raise BackendError(f"model is an empty path; give None (the shipped model), {' or '.join(MODEL_NAMES)}, "
+                           "or a model path")
     return None if model is None else Path(model)
