@@ -5,10 +5,14 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from shfan.builder import plan
 from shfan.builder.metadata import BuildError
 from shfan.io import write_bytes
+
+if TYPE_CHECKING:  # annotations only (scripts/tensorrt_check.py reads them)
+    import tensorrt as trt
 
 _log = logging.getLogger("shfan.builder")
 
@@ -38,7 +42,7 @@ def device() -> tuple[str | None, int | None]:
         return doctor.visible_gpu(found) or (None, None)
 
 
-def use_timing_cache(config, data: bytes, log=_log.warning):
+def use_timing_cache(config: trt.IBuilderConfig, data: bytes, log=_log.warning):
     """Give `config` a timing cache from `data` (a previous build's), or a fresh one.
 
     A cache from another GPU or TensorRT version (a build folder copied from x86 to a Jetson)
@@ -58,7 +62,7 @@ def use_timing_cache(config, data: bytes, log=_log.warning):
     return cache
 
 
-def save_timing_cache(config, path: Path, log=_log.warning) -> bool:
+def save_timing_cache(config: trt.IBuilderConfig, path: Path, log=_log.warning) -> bool:
     """Write the build's timing cache atomically; False (and one line) when there is none."""
     cache = config.get_timing_cache()
     data = memoryview(cache.serialize()) if cache is not None else None

@@ -55,6 +55,8 @@ HEADER = re.compile(r"py::(class_|enum_)\s*<(?P<targs>.*?)>\s*(?P<var>\w+)?\s*[(
                     re.S)
 MEMBER = re.compile(r"\.\s*(?:def|def_static|def_property|def_property_readonly|def_readwrite|def_readonly|"
                     r"def_property_static|def_property_readonly_static|value)\s*\(\s*\"(\w+)\"")
+MODULE_DEF = re.compile(r"\bm\s*\.\s*(?:def|attr)\s*\(\s*\"(\w+)\"")  # m.def("f"), m.attr("float32") = ...
+BIND_CONTAINER = re.compile(r"py::bind_(?:vector|map)\s*<.*?>\s*\(\s*m\s*,\s*\"(\w+)\"", re.S)  # list-like classes
 VAR_USE = re.compile(r"^\s*(\w+)\s*\.\s*(?:def|value|export_values)")
 
 
@@ -169,6 +171,9 @@ def source_api(files: list[str]) -> tuple[set[str], dict[str, set[str]], dict[st
     cpp_to_py, var_to_py, pending_bases = {}, {}, {}
     for text in files:
         for stmt in statements(text):
+            for name in BIND_CONTAINER.findall(stmt):
+                module.add(name)
+                members.setdefault(name, set()).update(("append", "extend", "insert", "pop", "clear", "count"))
             head = HEADER.search(stmt)
             if head:
                 args = top_level_args(head["targs"])
@@ -190,11 +195,10 @@ def source_api(files: list[str]) -> tuple[set[str], dict[str, set[str]], dict[st
                     target.update(MEMBER.findall(body))
                 continue
             use = VAR_USE.match(stmt)
-            if use and use.group(1) == "m":
-                module.update(re.findall(r"\bm\s*\.\s*def\s*\(\s*\"(\w+)\"", stmt))
-            elif use and use.group(1) in var_to_py:
+            if use and use.group(1) in var_to_py:
                 members.setdefault(var_to_py[use.group(1)], set()).update(MEMBER.findall(stmt))
-            module.update(re.findall(r"\bm\s*\.\s*def\s*\(\s*\"(\w+)\"", stmt) if not use else [])
+            else:
+                module.update(MODULE_DEF.findall(stmt))
     for name, args in pending_bases.items():
         known = [cpp_to_py[a] for a in args if a in cpp_to_py and cpp_to_py[a] != name]
         if known:

@@ -18,8 +18,12 @@ import logging
 import threading
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
+
+if TYPE_CHECKING:  # annotations only (scripts/tensorrt_check.py reads them); imported in run()
+    import tensorrt as trt
 
 logger = logging.getLogger("shfan.selftest")
 
@@ -107,9 +111,9 @@ class SelfTest:
     # ---------------------------------------------------------------- plugin
 
     def creator(self):
-        registry = self.trt.get_plugin_registry()
-        getter = getattr(registry, "get_creator", None) or registry.get_plugin_creator
-        return getter(*PLUGIN)
+        # get_creator (TensorRT >= 10.0) finds IPluginV3 creators; get_plugin_creator, removed in
+        # 11, only ever returned V2 ones, so it was no fallback for this plugin
+        return self.trt.get_plugin_registry().get_creator(*PLUGIN)
 
     def load_plugin(self):
         from shfan import plugins
@@ -135,7 +139,7 @@ class SelfTest:
             trt.PluginField("temperature", np.array([temperature], np.float32), trt.PluginFieldType.FLOAT32),
             trt.PluginField("scale", np.array([scale], np.float32), trt.PluginFieldType.FLOAT32)])
 
-    def refuses_bad_attributes(self, creator):
+    def refuses_bad_attributes(self, creator: trt.IPluginCreatorV3One):
         try:
             plugin = creator.create_plugin("bad", self.fields(5, -200.0), self.trt.TensorRTPhase.BUILD)
         except Exception:  # the bindings may raise instead of returning None
@@ -146,7 +150,7 @@ class SelfTest:
 
     # ---------------------------------------------------------------- engines
 
-    def build(self, creator, cases: list[dict], fp16: bool, sm: int | None):
+    def build(self, creator: trt.IPluginCreatorV3One, cases: list[dict], fp16: bool, sm: int | None):
         """Serialized engine: one plugin layer per case, static shapes, strongly typed."""
         from shfan.builder import plan
         from shfan.runtime.trt_backend import trt_logger
@@ -227,7 +231,7 @@ class SelfTest:
         finally:
             host.close()
 
-    def static_plan(self, engine) -> dict:
+    def static_plan(self, engine: trt.ICudaEngine) -> dict:
         """{tensor: (shape, dtype)}: every shape in this network is static."""
         trt, names = self.trt, [engine.get_tensor_name(i) for i in range(engine.num_io_tensors)]
         return {n: (tuple(engine.get_tensor_shape(n)), np.dtype(trt.nptype(engine.get_tensor_dtype(n))).name)
