@@ -1,4 +1,4 @@
-"""Regenerate tests/tensorrt/api-<release>.json: the Python API names of each TensorRT release
+"""Regenerate tests/tensorrt_releases/api-<release>.json: the Python API names of each TensorRT release
 shfan claims to support, so tests/test_tensorrt_api.py can check every TensorRT call in the code
 against the real releases without TensorRT or a GPU.
 
@@ -11,7 +11,7 @@ Where the names come from, and how each source checks the other:
 - the bindings' C++ in NVIDIA/TensorRT at the release tag (`python/src/**/*.cpp`: `py::class_`,
   `py::enum_`, `.def("x")`, `.value("X")`), which says which class owns which name.
 A name is kept for a class when the source defines it there and every wheel of the release
-carries the string; source names missing from a wheel are counted in tests/tensorrt/releases.json.
+carries the string; source names missing from a wheel are counted in tests/tensorrt_releases/releases.json.
 
 Usage (needs PyPI and a clone of github.com/NVIDIA/TensorRT with its tags):
     python scripts/tensorrt_api.py --tensorrt-source ~/src/TensorRT            # every release below
@@ -33,7 +33,7 @@ import tempfile
 import zipfile
 from pathlib import Path
 
-OUT = Path(__file__).resolve().parent.parent / "tests" / "tensorrt"
+OUT = Path(__file__).resolve().parent.parent / "tests" / "tensorrt_releases"
 
 # release -> NVIDIA/TensorRT source tag (the nearest one published) and the wheels to read
 # (distribution, platform tag). The bindings are the same pybind11 source on every platform;

@@ -1,5 +1,5 @@
 """Check every TensorRT name shfan's code uses against each supported release's Python API
-(tests/tensorrt/api-<release>.json, made by scripts/tensorrt_api.py), without TensorRT.
+(tests/tensorrt_releases/api-<release>.json, made by scripts/tensorrt_api.py), without TensorRT.
 
 The uses are found in the AST of every module, not in a hand list. A value is TensorRT's when it
 comes from `import tensorrt as trt` (or a parameter or attribute named `trt`), from a call or
@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-DATA = ROOT / "tests" / "tensorrt"
+DATA = ROOT / "tests" / "tensorrt_releases"
 PACKAGES = ("shfan", "builder", "runtime", "calibration", "benchmarks", "scripts")
 GUARD = re.compile(r"#\s*tensorrt:\s*(<=|>=|<|>|==)\s*(\d+(?:\.\d+)*)")
 

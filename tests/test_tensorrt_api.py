@@ -1,5 +1,5 @@
 """Every TensorRT name the code uses exists in every TensorRT release shfan supports, checked
-without TensorRT against the committed per-release API data (tests/tensorrt/, made from the
+without TensorRT against the committed per-release API data (tests/tensorrt_releases/, made from the
 real bindings wheels by scripts/tensorrt_api.py)."""
 
 import importlib.util
@@ -16,7 +16,7 @@ from shfan.builder import plan
 from shfan.contracts import MIN_TENSORRT
 
 ROOT = Path(__file__).resolve().parents[1]
-DATA = ROOT / "tests" / "tensorrt"
+DATA = ROOT / "tests" / "tensorrt_releases"
 
 
 def load_script(name):
@@ -128,3 +128,10 @@ def test_committed_names_are_in_the_real_10_3_wheel(tmp_path):
     python_level = py_module | set().union(*py_members.values()) | {"append", "extend", "insert", "pop", "clear", "count"}
     absent = sorted(n for n in names - python_level if not api.present(n, strings, tails))
     assert absent == []
+
+
+def test_the_data_folder_does_not_shadow_tensorrt():
+    """tests/ is on sys.path under pytest: a tests/tensorrt/ folder would import as `tensorrt`
+    (a namespace package) and make every TensorRT path think TensorRT is installed."""
+    spec = importlib.util.find_spec("tensorrt")
+    assert spec is None or ROOT not in Path(spec.origin or next(iter(spec.submodule_search_locations))).parents
