@@ -161,3 +161,16 @@ def test_a_duplicated_opset_import_fails(graphs):
     m.CopyFrom(graphs["fp32/none"])
     m.opset_import.append(helper.make_opsetid("", m.opset_import[0].version))
     assert any("opset_import lists a domain twice" in p for p in problems(m))
+
+
+def test_decoder_merge_refuses_conflicting_opsets():
+    from shfan.builder.decoder_node import _one_opset_per_domain
+    from shfan.builder.metadata import BuildError
+
+    m = helper.make_model(helper.make_graph([], "g", [], []), opset_imports=[helper.make_opsetid("", 17)])
+    m.opset_import.append(helper.make_opsetid("ai.onnx", 17))
+    _one_opset_per_domain(m)
+    assert [(o.domain, o.version) for o in m.opset_import] == [("", 17)]
+    m.opset_import.append(helper.make_opsetid("", 19))
+    with pytest.raises(BuildError, match="versions 17 and 19"):
+        _one_opset_per_domain(m)
