@@ -128,7 +128,8 @@ def statements(text: str) -> list[str]:
             i = n if i < 0 else i
             continue
         if text.startswith("/*", i):
-            i = text.find("*/", i + 2) + 2 or n
+            end = text.find("*/", i + 2)
+            i = n if end < 0 else end + 2
             continue
         if c == '"' or c == "'":
             j = i + 1

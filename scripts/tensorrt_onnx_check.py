@@ -205,7 +205,8 @@ def _convs_fed(node, g):
     names, found = list(node.output), []
     while names:
         for consumer in g.consumers.get(names.pop(), []):
-            if consumer.op_type in ("Conv", "ConvTranspose") and len(consumer.input) > 1 and consumer.input[1] in node.output:
+            weights = consumer.input[1] if len(consumer.input) > 1 else None
+            if consumer.op_type in ("Conv", "ConvTranspose") and weights in node.output:
                 found.append(consumer)
             elif consumer.op_type == "DequantizeLinear":
                 for c in g.consumers.get(consumer.output[0], []):

@@ -80,7 +80,8 @@ def test_the_walker_sees_the_tensorrt_calls_it_must():
 
 def test_a_misspelt_method_fails_in_every_release(tmp_path, releases):
     found = planted(tmp_path, "runtime/trt_backend.py", "ctx.execute_async_v3(", "ctx.execute_async_v4(")
-    assert len(found) == 1 and f"IExecutionContext.execute_async_v4 is missing in TensorRT {', '.join(releases)};" in found[0]
+    expected = f"IExecutionContext.execute_async_v4 is missing in TensorRT {', '.join(releases)};"
+    assert len(found) == 1 and expected in found[0]
 
 
 def test_a_name_removed_in_11_fails_there_unless_guarded(tmp_path):

@@ -103,7 +103,8 @@ def test_an_unsupported_op_fails(graphs):
 
 
 def test_an_unsupported_resize_mode_fails(graphs):
-    m = mutated(graphs["fp32/none"], "Resize", lambda m, n: set_attr(n, "coordinate_transformation_mode", "tf_crop_and_resize"))
+    m = mutated(graphs["fp32/none"], "Resize",
+                lambda m, n: set_attr(n, "coordinate_transformation_mode", "tf_crop_and_resize"))
     assert any("coordinate_transformation_mode='tf_crop_and_resize'" in p for p in problems(m))
 
 
