@@ -194,7 +194,7 @@ class EngineRunner:
         with self._lock:
             self._check_open()
             with self.cuda.activate():
-                context = self.engine.create_execution_context()
+                context: trt.IExecutionContext = self.engine.create_execution_context()
                 if context is None:
                     raise BackendError(f"{self.label}: TensorRT could not create an execution context (most often "
                                        "out of GPU memory); close other GPU programs, or rebuild with a smaller "

@@ -134,9 +134,9 @@ class Walker(ast.NodeVisitor):
         for target in node.targets:
             self.bind(target, node.value, kind)
 
-    def visit_AnnAssign(self, node):
+    def visit_AnnAssign(self, node):  # `network: trt.INetworkDefinition = ...`: the annotation names the class
         kind = self.expr(node.value) if node.value is not None else None
-        self.bind(node.target, node.value, kind or self.annotation(node.annotation))
+        self.bind(node.target, node.value, self.annotation(node.annotation) or kind)
 
     def bind(self, target, value, kind):
         if isinstance(target, (ast.Tuple, ast.List)):

@@ -159,7 +159,8 @@ class SelfTest:
         label = f"build {'fp16' if fp16 else 'fp32'} network"
         try:
             builder = trt.Builder(trt_logger(trt))
-            network = builder.create_network(plan.network_flags(trt.__version__, trt.NetworkDefinitionCreationFlag))
+            network: trt.INetworkDefinition = builder.create_network(
+                plan.network_flags(trt.__version__, trt.NetworkDefinitionCreationFlag))
             for case in cases:
                 name = case["name"]
                 inp = network.add_input(f"{name}_heatmaps", trt.float16 if fp16 else trt.float32,
@@ -168,12 +169,12 @@ class SelfTest:
                                                trt.TensorRTPhase.BUILD)
                 if plugin is None:
                     raise RuntimeError(f"the creator refused case {name}")
-                layer = network.add_plugin_v3([inp], [], plugin)
+                layer: trt.IPluginV3Layer = network.add_plugin_v3([inp], [], plugin)
                 for i, suffix in enumerate(("landmarks", "scores")):
                     out = layer.get_output(i)
                     out.name = f"{name}_{suffix}"
                     network.mark_output(out)
-            config = builder.create_builder_config()
+            config: trt.IBuilderConfig = builder.create_builder_config()
             config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, 64 << 20)
             serialized = builder.build_serialized_network(network, config)
             if serialized is None:
@@ -274,7 +275,7 @@ class SelfTest:
     # ---------------------------------------------------------------- load_library
 
     def load_library(self, lib: Path):
-        registry = self.trt.get_plugin_registry()
+        registry: trt.IPluginRegistry = self.trt.get_plugin_registry()
         try:
             handle = registry.load_library(str(lib))
         except Exception as exc:
