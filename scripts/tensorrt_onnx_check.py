@@ -169,12 +169,16 @@ def restriction_rule(text: str):
 
 def qdq_problems(node, g) -> list[str]:
     """TensorRT's explicit quantization: int8 symmetric (zero point present, INT8, all zero), a
-    positive constant scale, per-tensor on activations, per-channel only on constant weights
-    along the output-channel axis (0 for Conv weights)."""
+    positive constant scale of the input's type, per-tensor on activations, per-channel only on
+    constant weights along the output-channel axis (0 for Conv weights)."""
     out = []
     if len(node.input) < 2 or node.input[1] not in g.consts:
         return [f"scale {node.input[1] if len(node.input) > 1 else '?'} is not a constant"]
     scale = g.array(node.input[1])
+    x_type, scale_type = g.types.get(node.input[0]), g.consts[node.input[1]].data_type
+    if node.op_type == "QuantizeLinear" and x_type is not None and x_type != scale_type:
+        out.append(f"scale is {TYPE_NAMES.get(scale_type, scale_type)}, input {TYPE_NAMES.get(x_type, x_type)} "
+                   "(one type for both: ONNX opset >= 19, TensorRT strongly typed networks)")
     if not (scale > 0).all() or not (abs(scale) < float("inf")).all():
         out.append("scale has non-positive or non-finite values")
     zp = node.input[2] if len(node.input) > 2 and node.input[2] else None

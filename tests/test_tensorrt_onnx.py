@@ -127,6 +127,22 @@ def test_a_missing_zero_point_means_uint8_and_fails(graphs):
     assert any("UINT8" in p for p in problems(m))
 
 
+def test_a_scale_of_another_type_than_its_input_fails(graphs):
+    def to_fp32(m, n):
+        init = next(i for i in m.graph.initializer if i.name == n.input[1])
+        init.CopyFrom(numpy_helper.from_array(numpy_helper.to_array(init).astype(np.float32), init.name))
+    assert any("scale is FP32, input FP16" in p for p in problems(mutated(graphs["int8/none"], "QuantizeLinear", to_fp32)))
+
+
+def test_a_per_channel_scale_on_an_activation_fails(graphs):
+    def widen(m, n):
+        q = next(x for x in m.graph.node if x.op_type == "QuantizeLinear"
+                 and x.input[0] not in {i.name for i in m.graph.initializer})
+        init = next(i for i in m.graph.initializer if i.name == q.input[1])
+        init.CopyFrom(numpy_helper.from_array(np.repeat(numpy_helper.to_array(init).reshape(1), 4), init.name))
+    assert any("per-channel scale (4) on activation" in p for p in problems(mutated(graphs["int8/none"], "QuantizeLinear", widen)))
+
+
 def test_per_channel_weights_on_the_wrong_axis_fail(graphs):
     def first_weight_q(m, n):
         q = next(x for x in m.graph.node if x.op_type == "QuantizeLinear"
