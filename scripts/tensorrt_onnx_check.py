@@ -305,8 +305,9 @@ def check_model(model, table: dict, creator: dict | None = None) -> list[str]:
 def load_tables(folder: Path = DATA) -> dict[str, dict]:
     """{release: its table} for every supported release (releases.json `onnx_tables`)."""
     index = json.loads((folder / "releases.json").read_text())
-    return {release: json.loads((folder / f"onnx-ops-{entry['table']}.json").read_text())
-            for release, entry in index["onnx_tables"].items()}
+    order = sorted(index["onnx_tables"], key=lambda v: tuple(int(p) for p in re.findall(r"\d+", v)))
+    return {release: json.loads((folder / f"onnx-ops-{index['onnx_tables'][release]['table']}.json").read_text())
+            for release in order}
 
 
 def main(argv=None) -> int:
