@@ -27,7 +27,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 DATA = ROOT / "tests" / "tensorrt_releases"
-PACKAGES = ("shfan", "builder", "runtime", "calibration", "benchmarks", "scripts")
+PACKAGES = ("shfan", "builder", "runtime", "calibration", "benchmarks", "scripts", "tests", "plugins")  # GPU tests too
 GUARD = re.compile(r"#\s*tensorrt:\s*(<=|>=|<|>|==)\s*(\d+(?:\.\d+)*)")
 
 
@@ -85,10 +85,13 @@ class Walker(ast.NodeVisitor):
 
     def visit_FunctionDef(self, node):
         outer = self.env
-        self.env = dict(self.module_env)
-        args = node.args.posonlyargs + node.args.args + node.args.kwonlyargs
+        self.env = dict(outer)  # a nested function sees its enclosing function's names
+        positional = node.args.posonlyargs + node.args.args
+        args = positional + node.args.kwonlyargs
+        with_default = {a.arg for a in positional[len(positional) - len(node.args.defaults):]} | {
+            a.arg for a, d in zip(node.args.kwonlyargs, node.args.kw_defaults) if d is not None}
         for i, arg in enumerate(args):
-            if arg.arg == "trt" and arg.annotation is None:
+            if arg.arg == "trt" and arg.annotation is None and arg.arg not in with_default:  # trt="10.3" is no module
                 self.env["trt"] = MODULE
             elif i == 0 and self.cls and arg.arg == "self":
                 self.env["self"] = ("py", self.cls)
@@ -236,7 +239,8 @@ class Walker(ast.NodeVisitor):
             kind = self.expr(node.value)
             self.bind(node.target, node.value, kind)
             return kind
-        if isinstance(node, (ast.Lambda,)):
+        if isinstance(node, ast.Lambda):
+            self.expr(node.body)  # its parameters are unknown; uses of enclosing names still count
             return None
         for child in ast.iter_child_nodes(node):
             if isinstance(child, ast.expr):
