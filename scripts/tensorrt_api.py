@@ -64,7 +64,8 @@ VAR_USE = re.compile(r"^\s*(\w+)\s*\.\s*(?:def|value|export_values)")
 
 
 def download(dist: str, release: str, platform: str, dest: Path) -> Path:
-    cmd = [sys.executable, "-m", "pip", "download", "-q", "--no-deps", "--only-binary=:all:", "--python-version",
+    cmd = [sys.executable, "-m", "pip", "download", "-q", "--timeout", "30", "--retries", "1",  # offline: fail fast
+           "--no-deps", "--only-binary=:all:", "--python-version",
            PYTHON, "--platform", platform, f"{dist}=={release}", "-d", str(dest)]
     before = set(dest.glob("*.whl"))
     subprocess.run(cmd, check=True, capture_output=True, text=True)
