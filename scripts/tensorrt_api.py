@@ -41,6 +41,9 @@ OUT = Path(__file__).resolve().parent.parent / "tests" / "tensorrt_releases"
 RELEASES = {
     "10.3.0": {"source_tag": "v10.3.0", "jetpack": "6.1 / 6.2",
                "wheels": [("tensorrt-cu12-bindings", "manylinux_2_17_x86_64")]},
+    "10.13.3.9": {"source_tag": "v10.13.3", "jetpack": "7.0",
+                  "wheels": [("tensorrt-cu13-bindings", "manylinux_2_28_x86_64"),
+                             ("tensorrt-cu13-bindings", "manylinux_2_35_aarch64")]},
     "10.16.1.11": {"source_tag": "v10.16", "jetpack": None,
                    "wheels": [("tensorrt-cu12-bindings", "manylinux_2_28_x86_64"),
                               ("tensorrt-cu13-bindings", "manylinux_2_35_aarch64")]},
