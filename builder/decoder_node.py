@@ -61,9 +61,25 @@ def add_onnx_decoder(model, model_config: dict):
     decoder.ir_version = model.ir_version
     decoder = onnx.compose.add_prefix(decoder, "decoder/", rename_inputs=False, rename_outputs=False)
     merged = onnx.compose.merge_models(model, decoder, io_map=[("heatmaps", "heatmaps")])
+    _one_opset_per_domain(merged)
     set_metadata(merged, {**(meta or {}), "decoder": "onnx"})
     onnx.checker.check_model(merged)
     return merged
+
+
+def _one_opset_per_domain(model) -> None:
+    """merge_models lists the shared default domain once per input graph; a parser keeps one
+    version per domain (TensorRT: the last), so write each domain once, refusing a conflict."""
+    versions: dict[str, int] = {}
+    for o in model.opset_import:
+        domain = "" if o.domain in ("", "ai.onnx") else o.domain
+        if versions.setdefault(domain, o.version) != o.version:
+            raise BuildError(f"the decoder and the model import opset {domain or 'ai.onnx'} at versions "
+                             f"{versions[domain]} and {o.version}; export both at one opset")
+    del model.opset_import[:]
+    for domain, version in versions.items():
+        entry = model.opset_import.add()
+        entry.domain, entry.version = domain, version
 
 
 def add_decoder(model, model_config: dict, decoder: str):

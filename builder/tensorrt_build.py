@@ -5,10 +5,14 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from shfan.builder import plan
 from shfan.builder.metadata import BuildError
 from shfan.io import write_bytes
+
+if TYPE_CHECKING:  # annotations only (scripts/tensorrt_check.py reads them)
+    import tensorrt as trt
 
 _log = logging.getLogger("shfan.builder")
 
@@ -38,13 +42,13 @@ def device() -> tuple[str | None, int | None]:
         return doctor.visible_gpu(found) or (None, None)
 
 
-def use_timing_cache(config, data: bytes, log=_log.warning):
+def use_timing_cache(config: trt.IBuilderConfig, data: bytes, log=_log.warning):
     """Give `config` a timing cache from `data` (a previous build's), or a fresh one.
 
     A cache from another GPU or TensorRT version (a build folder copied from x86 to a Jetson)
     is refused by set_timing_cache(..., ignore_mismatch=False) or not created at all; then the
     build starts a fresh cache and says so in one line. Returns the cache set (None: none)."""
-    cache = config.create_timing_cache(data) if data else None
+    cache: trt.ITimingCache | None = config.create_timing_cache(data) if data else None
     if data and cache is None:
         log("timing cache: the saved cache is unreadable (other TensorRT version?); starting a fresh one")
     if cache is not None and not config.set_timing_cache(cache, ignore_mismatch=False):
@@ -58,9 +62,9 @@ def use_timing_cache(config, data: bytes, log=_log.warning):
     return cache
 
 
-def save_timing_cache(config, path: Path, log=_log.warning) -> bool:
+def save_timing_cache(config: trt.IBuilderConfig, path: Path, log=_log.warning) -> bool:
     """Write the build's timing cache atomically; False (and one line) when there is none."""
-    cache = config.get_timing_cache()
+    cache: trt.ITimingCache | None = config.get_timing_cache()
     data = memoryview(cache.serialize()) if cache is not None else None
     if data is None or data.nbytes == 0:
         log("timing cache: TensorRT returned none after the build; not saved")
@@ -88,15 +92,15 @@ def build_engine(onnx_path: Path, engine_path: Path, input_size: int, max_batch:
         except PluginError as exc:
             raise BuildError(str(exc)) from None
     builder = trt.Builder(logger)
-    network = builder.create_network(plan.network_flags(version, trt.NetworkDefinitionCreationFlag))
+    network: trt.INetworkDefinition = builder.create_network(plan.network_flags(version, trt.NetworkDefinitionCreationFlag))
     parser = trt.OnnxParser(network, logger)
     if not parser.parse_from_file(str(onnx_path)):
         errors = [str(parser.get_error(i)).strip().replace("\n", " ") for i in range(parser.num_errors)]
         raise BuildError(f"TensorRT cannot parse {onnx_path.name}: " + " | ".join(errors or ["unknown error"]))
-    config = builder.create_builder_config()
+    config: trt.IBuilderConfig = builder.create_builder_config()
     config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, int(workspace_mb) << 20)
     use_timing_cache(config, timing_cache.read_bytes() if timing_cache.is_file() else b"", log)
-    profile = builder.create_optimization_profile()
+    profile: trt.IOptimizationProfile = builder.create_optimization_profile()
     shapes = plan.profile_shapes(input_size, max_batch)
     profile.set_shape(network.get_input(0).name, shapes["min"], shapes["opt"], shapes["max"])
     config.add_optimization_profile(profile)

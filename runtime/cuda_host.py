@@ -21,8 +21,15 @@ import numpy as np
 
 from shfan.errors import BackendError
 
+# What the two errors of a machine without a usable GPU mean (what shfan-doctor then checks).
+CUDA_ERROR_HINTS = {
+    "cudaErrorInsufficientDriver": " (no NVIDIA driver, or one older than this cuda-python's CUDA: cuda-python 13 "
+                                   "needs a CUDA 13 driver; with CUDA 12, e.g. JetPack 6, pip install 'cuda-python<13')",
+    "cudaErrorNoDevice": " (the driver sees no GPU; check CUDA_VISIBLE_DEVICES and nvidia-smi)",
+}
+
 INSTALL_HINT = ("install pycuda (pip install pycuda, needs the CUDA toolkit; on Jetson see jetson/install.sh) "
-                "or cuda-python (pip install cuda-python)")
+                "or cuda-python (pip install cuda-python; with a CUDA 12 driver, e.g. JetPack 6: 'cuda-python<13')")
 
 
 @dataclass
@@ -148,40 +155,42 @@ class CudaPythonHost(_Host):
         self._closed = False
         self._pinned: dict[int, int] = {}  # id(array) -> host pointer, for cudaFreeHost
         self._lock = threading.Lock()
-        self._check(self.rt.cudaSetDevice(device))
+        self._check(self.rt.cudaSetDevice(device), f"cudaSetDevice({device})")
 
     @contextmanager
     def activate(self):
         """cudaSetDevice is per thread: make this backend's device current on the calling one."""
         self._check_open()
-        self._check(self.rt.cudaSetDevice(self.device))
+        self._check(self.rt.cudaSetDevice(self.device), f"cudaSetDevice({self.device})")
         yield
 
-    def _check(self, result):
+    def _check(self, result, call: str = "a CUDA call"):
+        """The call's value, or BackendError naming the call, the CUDA error and its likely fix."""
         err, *rest = result if isinstance(result, tuple) else (result,)
         if err != self.rt.cudaError_t.cudaSuccess:
             name = self.rt.cudaGetErrorName(err)[1]
-            raise BackendError(f"CUDA call failed: {name.decode() if isinstance(name, bytes) else name}; "
+            name = name.decode() if isinstance(name, bytes) else str(name)
+            raise BackendError(f"{call} failed with {name}{CUDA_ERROR_HINTS.get(name, '')}; "
                                "run shfan-doctor to check the driver and GPU")
         return rest[0] if len(rest) == 1 else (rest or None)
 
     def device_name_and_sm(self) -> tuple[str, int]:
-        props = self._check(self.rt.cudaGetDeviceProperties(self.device))
+        props = self._check(self.rt.cudaGetDeviceProperties(self.device), "cudaGetDeviceProperties")
         name = props.name.decode(errors="replace").rstrip("\x00") if isinstance(props.name, bytes) else str(props.name)
         return name, props.major * 10 + props.minor
 
     def pinned(self, shape, dtype) -> np.ndarray:
-        array, ptr = pinned_array(lambda n: int(self._check(self.rt.cudaMallocHost(n))), shape, dtype)
+        array, ptr = pinned_array(lambda n: int(self._check(self.rt.cudaMallocHost(n), "cudaMallocHost")), shape, dtype)
         with self._lock:
             self._pinned[id(array)] = ptr
         return array
 
     def device_alloc(self, nbytes: int) -> DeviceBuffer:
-        ptr = self._check(self.rt.cudaMalloc(max(1, int(nbytes))))
+        ptr = self._check(self.rt.cudaMalloc(max(1, int(nbytes))), "cudaMalloc")
         return DeviceBuffer(int(ptr), int(nbytes), None)
 
     def stream(self):
-        return self._check(self.rt.cudaStreamCreate())
+        return self._check(self.rt.cudaStreamCreate(), "cudaStreamCreate")
 
     @staticmethod
     def stream_handle(stream) -> int:
@@ -189,14 +198,14 @@ class CudaPythonHost(_Host):
 
     def h2d(self, dst: DeviceBuffer, src: np.ndarray, stream):
         kind = self.rt.cudaMemcpyKind.cudaMemcpyHostToDevice
-        self._check(self.rt.cudaMemcpyAsync(dst.ptr, src.ctypes.data, src.nbytes, kind, stream))
+        self._check(self.rt.cudaMemcpyAsync(dst.ptr, src.ctypes.data, src.nbytes, kind, stream), "cudaMemcpyAsync")
 
     def d2h(self, dst: np.ndarray, src: DeviceBuffer, stream):
         kind = self.rt.cudaMemcpyKind.cudaMemcpyDeviceToHost
-        self._check(self.rt.cudaMemcpyAsync(dst.ctypes.data, src.ptr, dst.nbytes, kind, stream))
+        self._check(self.rt.cudaMemcpyAsync(dst.ctypes.data, src.ptr, dst.nbytes, kind, stream), "cudaMemcpyAsync")
 
     def sync(self, stream):
-        self._check(self.rt.cudaStreamSynchronize(stream))
+        self._check(self.rt.cudaStreamSynchronize(stream), "cudaStreamSynchronize")
 
     def free(self, buffers, stream=None):
         for b in buffers:

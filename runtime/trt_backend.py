@@ -16,6 +16,7 @@ from __future__ import annotations
 import threading
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -25,6 +26,9 @@ from shfan.io import Closable
 from shfan.runtime import backends
 from shfan.runtime.backend import decode_heatmaps
 from shfan.runtime.backends import ENGINE_SUFFIXES  # one definition, in the registry
+
+if TYPE_CHECKING:  # annotations only (scripts/tensorrt_check.py reads them); never imported at run time
+    import tensorrt as trt
 
 
 def tensorrt_available() -> bool:
@@ -142,7 +146,7 @@ def trt_logger(trt):
         return _LOGGER
 
 
-def _io_descriptions(trt, engine) -> list[TensorIO]:
+def _io_descriptions(trt, engine: trt.ICudaEngine) -> list[TensorIO]:
     ios = []
     for i in range(engine.num_io_tensors):
         name = engine.get_tensor_name(i)
@@ -156,7 +160,7 @@ def _io_descriptions(trt, engine) -> list[TensorIO]:
 class _Worker:
     """One thread's execution context (DESIGN §6) with its stream and buffers."""
 
-    def __init__(self, context, stream, host: dict, device: dict):
+    def __init__(self, context: trt.IExecutionContext, stream, host: dict, device: dict):
         self.context, self.stream, self.host, self.device = context, stream, host, device
         self.shapes: dict[str, tuple] = {}  # last shape given to set_input_shape, per input
         self.lock = threading.Lock()
@@ -172,7 +176,7 @@ class EngineRunner:
     self-test's) and its logic is exercised with stand-ins where there is no GPU.
     """
 
-    def __init__(self, engine, cuda, plan: dict[str, tuple[tuple[int, ...], str]], label: str = "engine"):
+    def __init__(self, engine: trt.ICudaEngine, cuda, plan: dict[str, tuple[tuple[int, ...], str]], label: str = "engine"):
         self.engine, self.cuda, self.plan, self.label = engine, cuda, plan, label
         self._local = threading.local()
         self._workers: list[_Worker] = []
@@ -190,7 +194,7 @@ class EngineRunner:
         with self._lock:
             self._check_open()
             with self.cuda.activate():
-                context = self.engine.create_execution_context()
+                context: trt.IExecutionContext = self.engine.create_execution_context()
                 if context is None:
                     raise BackendError(f"{self.label}: TensorRT could not create an execution context (most often "
                                        "out of GPU memory); close other GPU programs, or rebuild with a smaller "

@@ -307,7 +307,8 @@ def check_cuda_host_api(probes: Probes) -> Check:
     if found:
         return Check("cuda-host-api", OK, ", ".join(found), value=found[0].split()[0])
     return Check("cuda-host-api", MISSING, "neither pycuda nor cuda-python is installed",
-                 "pip install pycuda (with CUDA_ROOT=/usr/local/cuda) or pip install cuda-python")
+                 "pip install pycuda (with CUDA_ROOT=/usr/local/cuda) or pip install cuda-python "
+                 "('cuda-python<13' with a CUDA 12 driver, e.g. JetPack 6)")
 
 
 def tensorrt_version(probes: Probes) -> Tuple[Optional[str], Optional[str]]:

@@ -18,8 +18,12 @@ import logging
 import threading
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
+
+if TYPE_CHECKING:  # annotations only (scripts/tensorrt_check.py reads them); imported in run()
+    import tensorrt as trt
 
 logger = logging.getLogger("shfan.selftest")
 
@@ -107,9 +111,9 @@ class SelfTest:
     # ---------------------------------------------------------------- plugin
 
     def creator(self):
-        registry = self.trt.get_plugin_registry()
-        getter = getattr(registry, "get_creator", None) or registry.get_plugin_creator
-        return getter(*PLUGIN)
+        # get_creator (TensorRT >= 10.0) finds IPluginV3 creators; get_plugin_creator, removed in
+        # 11, only ever returned V2 ones, so it was no fallback for this plugin
+        return self.trt.get_plugin_registry().get_creator(*PLUGIN)
 
     def load_plugin(self):
         from shfan import plugins
@@ -135,7 +139,7 @@ class SelfTest:
             trt.PluginField("temperature", np.array([temperature], np.float32), trt.PluginFieldType.FLOAT32),
             trt.PluginField("scale", np.array([scale], np.float32), trt.PluginFieldType.FLOAT32)])
 
-    def refuses_bad_attributes(self, creator):
+    def refuses_bad_attributes(self, creator: trt.IPluginCreatorV3One):
         try:
             plugin = creator.create_plugin("bad", self.fields(5, -200.0), self.trt.TensorRTPhase.BUILD)
         except Exception:  # the bindings may raise instead of returning None
@@ -146,7 +150,7 @@ class SelfTest:
 
     # ---------------------------------------------------------------- engines
 
-    def build(self, creator, cases: list[dict], fp16: bool, sm: int | None):
+    def build(self, creator: trt.IPluginCreatorV3One, cases: list[dict], fp16: bool, sm: int | None):
         """Serialized engine: one plugin layer per case, static shapes, strongly typed."""
         from shfan.builder import plan
         from shfan.runtime.trt_backend import trt_logger
@@ -155,7 +159,8 @@ class SelfTest:
         label = f"build {'fp16' if fp16 else 'fp32'} network"
         try:
             builder = trt.Builder(trt_logger(trt))
-            network = builder.create_network(plan.network_flags(trt.__version__, trt.NetworkDefinitionCreationFlag))
+            network: trt.INetworkDefinition = builder.create_network(
+                plan.network_flags(trt.__version__, trt.NetworkDefinitionCreationFlag))
             for case in cases:
                 name = case["name"]
                 inp = network.add_input(f"{name}_heatmaps", trt.float16 if fp16 else trt.float32,
@@ -164,12 +169,12 @@ class SelfTest:
                                                trt.TensorRTPhase.BUILD)
                 if plugin is None:
                     raise RuntimeError(f"the creator refused case {name}")
-                layer = network.add_plugin_v3([inp], [], plugin)
+                layer: trt.IPluginV3Layer = network.add_plugin_v3([inp], [], plugin)
                 for i, suffix in enumerate(("landmarks", "scores")):
                     out = layer.get_output(i)
                     out.name = f"{name}_{suffix}"
                     network.mark_output(out)
-            config = builder.create_builder_config()
+            config: trt.IBuilderConfig = builder.create_builder_config()
             config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, 64 << 20)
             serialized = builder.build_serialized_network(network, config)
             if serialized is None:
@@ -227,7 +232,7 @@ class SelfTest:
         finally:
             host.close()
 
-    def static_plan(self, engine) -> dict:
+    def static_plan(self, engine: trt.ICudaEngine) -> dict:
         """{tensor: (shape, dtype)}: every shape in this network is static."""
         trt, names = self.trt, [engine.get_tensor_name(i) for i in range(engine.num_io_tensors)]
         return {n: (tuple(engine.get_tensor_shape(n)), np.dtype(trt.nptype(engine.get_tensor_dtype(n))).name)
@@ -270,7 +275,7 @@ class SelfTest:
     # ---------------------------------------------------------------- load_library
 
     def load_library(self, lib: Path):
-        registry = self.trt.get_plugin_registry()
+        registry: trt.IPluginRegistry = self.trt.get_plugin_registry()
         try:
             handle = registry.load_library(str(lib))
         except Exception as exc:

@@ -68,6 +68,27 @@ def tiny_checkpoint(tmp_path_factory):
 
 
 @pytest.fixture(scope="session")
+def tiny64_checkpoint(tmp_path_factory):
+    """1 stack x 64 channels at 64 px, seed 0 (wider than tiny_checkpoint: test_builder's numbers
+    were measured on this one)."""
+    return save_tiny_checkpoint(tmp_path_factory.mktemp("tiny64") / "tiny.pt", stacks=1, width=64, input_size=64)
+
+
+@pytest.fixture(scope="session")
+def built(tmp_path_factory, tiny64_checkpoint, helen_dir):
+    """One real shfan-build of every precision (fp32, fp16, int8; --decoder onnx), shared by the
+    builder and TensorRT-parser tests: a single int8 quantization for the whole suite."""
+    pytest.importorskip("onnx")
+    pytest.importorskip("modelopt.onnx.quantization")
+    from shfan.cli.build import main
+
+    out = tmp_path_factory.mktemp("builds") / "best"
+    main(["--weights", str(tiny64_checkpoint), "--precision", "best", "--calib-data", str(helen_dir),
+          "--max-calib", "40", "--max-nme-drift", "1000", "--out", str(out)])
+    return out
+
+
+@pytest.fixture(scope="session")
 def tiny_onnx(tmp_path_factory):
     """The same tiny FAN as a heatmap-output ONNX with shfan metadata, made by the builder's
     exporter (builder.export.export_onnx), so tests run exactly what shfan-build writes."""

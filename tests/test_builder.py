@@ -15,29 +15,11 @@ pytest.importorskip("modelopt.onnx.quantization")
 
 from shfan.cli.build import main  # noqa: E402
 
-from conftest import save_tiny_checkpoint  # noqa: E402
 
-TINY = dict(stacks=1, width=64, input_size=64)
 ARTIFACT_KEYS = {"onnx", "onnx_decoded", "engine", "nme_inter_ocular", "nme_drift", "excluded_layers", "size_bytes",
                  "ort_cpu_latency_ms"}
 MANIFEST_KEYS = {"shfan_version", "model_config", "model_sha256", "decoder", "opset", "selected_precision",
                  "artifacts", "tensorrt", "plugin_sha256", "plugin_lib", "calibration"}
-
-
-@pytest.fixture(scope="session")
-def tiny64_checkpoint(tmp_path_factory):
-    """1 stack x 64 channels at 64 px, seed 0 (wider than conftest's tiny_checkpoint: the numbers
-    below were measured on this one)."""
-    return save_tiny_checkpoint(tmp_path_factory.mktemp("tiny64") / "tiny.pt", **TINY)
-
-
-@pytest.fixture(scope="session")
-def built(tmp_path_factory, tiny64_checkpoint, helen_dir):
-    """One real build of every precision (a single int8 quantization for the whole suite)."""
-    out = tmp_path_factory.mktemp("builds") / "best"
-    main(["--weights", str(tiny64_checkpoint), "--precision", "best", "--calib-data", str(helen_dir),
-          "--max-calib", "40", "--max-nme-drift", "1000", "--out", str(out)])
-    return out
 
 
 def manifest(folder):
