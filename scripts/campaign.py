@@ -12,10 +12,15 @@ needs to go on is committed beside this script, in campaign/:
     python scripts/campaign.py start accurate --schedule-steps 11000 --init runs/seg192/last.pt -- \\
         --data ../shared/data/faces68/helen_train --data ../shared/data/faces68/lfpw_train \\
         --extra-data ../shared/data/faces68/afw --input-size 192 --loss awing --consistency 2.3 --lr 1e-4 --batch-size 8
+    python scripts/campaign.py start fast --schedule-steps 8000 \
+        --prepare "runs/pseudo/ytf=python scripts/pseudo_label.py --teacher compact --flip --images ... --out runs/pseudo/ytf" \
+        -- --data ... --extra-data runs/pseudo/ytf --arch fast --stacks 2 --width 64
     python scripts/campaign.py run accurate --minutes 110   # each session: one segment, then commit campaign/
     python scripts/campaign.py pack accurate                # after a run was killed: record what last.pt holds
     python scripts/campaign.py status accurate
 
+Data made from ../shared (teacher labels: research data, never committed) is remade by the
+plan's `--prepare PATH=COMMAND` steps when PATH is missing, before the segment.
 `run` restores the committed state into runs/campaign/NAME/last.pt (unless the folder holds a
 later step), runs `shfan-train --resume --schedule-steps N --segment M` on it, and packs the
 result back with the segment's line in the ledger.
@@ -124,14 +129,32 @@ def start(args) -> None:
            if a in args.train_args]
     if bad:
         raise SystemExit(f"error: {', '.join(bad)}: the campaign sets these itself; leave them out of the options")
+    prepare = []
+    for step in args.prepare:
+        creates, sep, command = step.partition("=")
+        if not sep or not creates or not command.strip():
+            raise SystemExit(f"error: --prepare {step!r}: give PATH=COMMAND")
+        prepare.append({"creates": creates, "command": command.strip()})
     write_plan(args.name, {"name": args.name, "schedule_steps": args.schedule_steps, "init": args.init,
-                           "train_args": args.train_args, "segments": []})
+                           "prepare": prepare, "train_args": args.train_args, "segments": []})
     print(f"campaign {args.name}: {args.schedule_steps} steps planned; `campaign.py run {args.name} --minutes M` "
           "trains one segment")
 
 
+def prepare(plan: dict) -> None:
+    """Run the plan's data steps whose output is missing (from the repository root)."""
+    for step in plan.get("prepare", []):
+        if (ROOT / step["creates"]).exists():
+            continue
+        print(f"preparing {step['creates']}: {step['command']}", flush=True)
+        code = subprocess.call(step["command"], shell=True, cwd=ROOT)
+        if code or not (ROOT / step["creates"]).exists():
+            raise SystemExit(f"error: preparing {step['creates']} failed (exit {code}): {step['command']}")
+
+
 def run(args) -> None:
     plan = read_plan(args.name)
+    prepare(plan)
     out, last = RUNS / args.name, RUNS / args.name / "last.pt"
     if state_path(args.name).is_file():
         unpack(state_path(args.name), last)
@@ -176,6 +199,8 @@ def main(argv=None) -> None:
     s.add_argument("name")
     s.add_argument("--schedule-steps", type=int, required=True, help="the whole campaign's cosine horizon")
     s.add_argument("--init", help="weights of the first segment (later ones resume)")
+    s.add_argument("--prepare", action="append", default=[], metavar="PATH=COMMAND",
+                   help="data the options use that is remade, not committed: COMMAND runs when PATH is missing")
     r = sub.add_parser("run", help="train one segment and record it")
     r.add_argument("name")
     r.add_argument("--minutes", type=float, required=True)

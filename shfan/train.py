@@ -635,8 +635,9 @@ def train(model_cfg: ModelConfig, cfg: TrainConfig, train_samples: list[Sample],
                  "ms_per_step": {k: round(1000 * v / n, 1) for k, v in split.items()}}
         if skip:
             entry["resumed_at_batch"] = skip
-        final = out_of_time or epoch + 1 >= epochs
-        partial = segment_over and not final and skip + n_done < steps_per_epoch
+        complete = skip + n_done >= steps_per_epoch
+        final = out_of_time or (epoch + 1 >= epochs and complete)
+        partial = segment_over and not final and not complete
         if partial:
             entry["partial"] = True  # the segment ended inside this epoch; the next run finishes it
         if (epoch + 1) % cfg.val_every == 0 or final or segment_over:

@@ -24,8 +24,11 @@ def _campaign(root, *args):
 
 
 def test_a_campaign_goes_on_from_its_committed_state_on_a_new_machine(helen_dir, tmp_path):
-    faces = small_300w(helen_dir, tmp_path / "faces", 16)  # 14 training faces: 3 steps an epoch
-    r = _campaign(tmp_path, "start", "tiny", "--schedule-steps", 6, "--", "--data", faces, *TINY)
+    faces = small_300w(helen_dir, tmp_path / "faces", 16)  # 14 training faces + 16 made: 7 steps an epoch
+    made = tmp_path / "made"  # stands for teacher labels: remade on each machine, never committed
+    recipe = f"mkdir -p {made} && cp -rs {faces}/. {made}"
+    r = _campaign(tmp_path, "start", "tiny", "--schedule-steps", 6, "--prepare", f"made={recipe}", "--",
+                  "--data", faces, "--extra-data", made, *TINY)
     assert r.returncode == 0, r.stderr
     r = _campaign(tmp_path, "run", "tiny", "--minutes", 1e-4)  # stops after its first step
     assert r.returncode == 0, r.stderr
@@ -34,12 +37,14 @@ def test_a_campaign_goes_on_from_its_committed_state_on_a_new_machine(helen_dir,
     assert moments["exp_avg"].dtype == torch.bfloat16 and state["state_dict"]["l0.weight"].dtype == torch.float32
     assert (state["epoch"], state["batch_in_epoch"], state["schedule_total"]) == (0, 1, 6)
 
+    assert "preparing made" in r.stdout and (made / "labels.json").exists() is False and any(made.iterdir())
     shutil.rmtree(tmp_path / "runs")  # the next session: a new machine, only what was committed
+    shutil.rmtree(made)
     r = _campaign(tmp_path, "run", "tiny", "--minutes", 100)
     assert r.returncode == 0, r.stderr
-    assert "at epoch 0, batch 1 (step 1 of 6)" in r.stderr
+    assert "at epoch 0, batch 1 (step 1 of 6)" in r.stderr and "preparing made" in r.stdout
     last = torch.load(tmp_path / "runs" / "campaign" / "tiny" / "last.pt", weights_only=False)
-    assert last["scheduler"]["last_epoch"] == 6 and last["epoch"] == 2
+    assert last["scheduler"]["last_epoch"] == 6 and last["epoch"] == 1  # the horizon ends inside epoch 1 (7 steps)
     plan = json.loads((tmp_path / "campaign" / "tiny.json").read_text())
     assert [s["steps"] for s in plan["segments"]] == [[0, 1], [1, 6]]
     assert all(s["of"] == 6 and "val_nme_inter_ocular" in s["validation"] for s in plan["segments"])
@@ -48,5 +53,7 @@ def test_a_campaign_goes_on_from_its_committed_state_on_a_new_machine(helen_dir,
 def test_start_refuses_the_options_the_campaign_sets(tmp_path):
     r = _campaign(tmp_path, "start", "x", "--schedule-steps", 6, "--", "--data", "d", "--resume")
     assert r.returncode != 0 and "--resume" in r.stderr and not (tmp_path / "campaign").exists()
+    r = _campaign(tmp_path, "start", "x", "--schedule-steps", 6, "--prepare", "no-equals-sign", "--", "--data", "d")
+    assert r.returncode != 0 and "PATH=COMMAND" in r.stderr
     r = _campaign(tmp_path, "run", "nope", "--minutes", 1)
     assert r.returncode != 0 and "no campaign 'nope'" in r.stderr
