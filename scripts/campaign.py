@@ -147,7 +147,7 @@ def prepare(plan: dict) -> None:
         if (ROOT / step["creates"]).exists():
             continue
         print(f"preparing {step['creates']}: {step['command']}", flush=True)
-        code = subprocess.call(step["command"], shell=True, cwd=ROOT)
+        code = subprocess.call(step["command"].replace("{python}", sys.executable), shell=True, cwd=ROOT)
         if code or not (ROOT / step["creates"]).exists():
             raise SystemExit(f"error: preparing {step['creates']} failed (exit {code}): {step['command']}")
 
@@ -200,7 +200,8 @@ def main(argv=None) -> None:
     s.add_argument("--schedule-steps", type=int, required=True, help="the whole campaign's cosine horizon")
     s.add_argument("--init", help="weights of the first segment (later ones resume)")
     s.add_argument("--prepare", action="append", default=[], metavar="PATH=COMMAND",
-                   help="data the options use that is remade, not committed: COMMAND runs when PATH is missing")
+                   help="data the options use that is remade, not committed: COMMAND runs (in a shell, from the "
+                        "repository, {python} = this Python) when PATH is missing; name a file written last")
     r = sub.add_parser("run", help="train one segment and record it")
     r.add_argument("name")
     r.add_argument("--minutes", type=float, required=True)

@@ -30,18 +30,23 @@ from pathlib import Path
 import numpy as np
 
 from shfan import atomic, evaluate, geometry
+from shfan.io import sha256_file
 from shfan.runtime.detector import YuNetDetector, landmark_box_from_detection
 
 LOOSE = 2.0  # crop side / landmark box side, as ../shared/data/faces68
 MAX_SIDE = 320
 
 
-def open_teacher(model: str, flip: bool):
-    """(infer, input_size, close) of a model name, checkpoint, .onnx or build folder."""
+def teacher_file(model: str) -> Path:
+    """The file a model name, checkpoint, .onnx or build folder stands for."""
     from shfan import weights
 
-    path = weights.resolve(model, evaluate.model_kind(None)) if model in weights.MODEL_NAMES else Path(model)
-    net = evaluate.open_model(path, None, None, "subpixel")
+    return weights.resolve(model, evaluate.model_kind(None)) if model in weights.MODEL_NAMES else Path(model)
+
+
+def open_teacher(model: str, flip: bool):
+    """(infer, input_size, close) of a model name, checkpoint, .onnx or build folder."""
+    net = evaluate.open_model(teacher_file(model), None, None, "subpixel")
     infer = evaluate.with_flip(net.infer, net.info.input_size) if flip else net.infer
     return infer, net.info.input_size, net.close
 
@@ -167,8 +172,10 @@ def main(argv=None) -> None:
                 print(json.dumps(counts), file=sys.stderr, flush=True)
     finally:
         close()
-    report = {"teacher": args.teacher, "flip": args.flip, "input_size": input_size, "counts": counts,
-              "max_shift": args.max_shift, "min_score": args.min_score, "faces": records}
+    source = teacher_file(args.teacher)  # its hash tells whether remade labels came from the same weights
+    report = {"teacher": args.teacher, "teacher_sha256": sha256_file(source) if source.is_file() else None,
+              "flip": args.flip, "input_size": input_size, "counts": counts, "max_shift": args.max_shift,
+              "min_score": args.min_score, "faces": records}
     atomic.write_text(args.out / "labels.json", json.dumps(report, indent=1) + "\n")
     print(json.dumps(counts))
 
