@@ -101,6 +101,30 @@ class HourGlass(nn.Module):
         return self._forward(self.depth, x)
 
 
+def add_stack_heads(model: nn.Module, config: ModelConfig) -> None:
+    """Each stack's heatmap head l{i} and, between stacks, the 1x1 convs (bl{i} from the
+    features, al{i} from the heatmaps) that feed the next stack (face-alignment's names)."""
+    c, k = config.width, config.landmarks
+    for i in range(config.stacks):
+        model.add_module(f"l{i}", nn.Conv2d(c, k, kernel_size=1))
+        if i < config.stacks - 1:
+            model.add_module(f"bl{i}", nn.Conv2d(c, c, kernel_size=1))
+            model.add_module(f"al{i}", nn.Conv2d(k, c, kernel_size=1))
+
+
+def stacked_heatmaps(model: nn.Module, x) -> list:
+    """Every stack's heatmaps (intermediate supervision): stack i reads the previous input plus
+    its features and heatmaps mapped back to the feature width."""
+    previous, outputs = x, []
+    for i in range(model.config.stacks):
+        ll = model.features(i, previous)
+        heatmaps = model._modules[f"l{i}"](ll)
+        outputs.append(heatmaps)
+        if i < model.config.stacks - 1:
+            previous = previous + model._modules[f"bl{i}"](ll) + model._modules[f"al{i}"](heatmaps)
+    return outputs
+
+
 class FAN(nn.Module):
     def __init__(self, config: ModelConfig = ModelConfig()):
         super().__init__()
@@ -116,24 +140,17 @@ class FAN(nn.Module):
             self.add_module(f"top_m_{i}", ConvBlock(c, c))
             self.add_module(f"conv_last{i}", nn.Conv2d(c, c, kernel_size=1))
             self.add_module(f"bn_end{i}", nn.BatchNorm2d(c))
-            self.add_module(f"l{i}", nn.Conv2d(c, k, kernel_size=1))
-            if i < config.stacks - 1:
-                self.add_module(f"bl{i}", nn.Conv2d(c, c, kernel_size=1))
-                self.add_module(f"al{i}", nn.Conv2d(k, c, kernel_size=1))
+        add_stack_heads(self, config)
+
+    def features(self, i, x):
+        """Stack i's features before its heatmap head."""
+        ll = self._modules[f"top_m_{i}"](self._modules[f"m{i}"](x))
+        return F.relu(self._modules[f"bn_end{i}"](self._modules[f"conv_last{i}"](ll)), True)
 
     def forward_all(self, x):
         x = F.relu(self.bn1(self.conv1(x)), True)
         x = F.avg_pool2d(self.conv2(x), 2, stride=2)
-        x = self.conv4(self.conv3(x))
-        previous, outputs = x, []
-        for i in range(self.config.stacks):
-            ll = self._modules[f"top_m_{i}"](self._modules[f"m{i}"](previous))
-            ll = F.relu(self._modules[f"bn_end{i}"](self._modules[f"conv_last{i}"](ll)), True)
-            heatmaps = self._modules[f"l{i}"](ll)
-            outputs.append(heatmaps)
-            if i < self.config.stacks - 1:
-                previous = previous + self._modules[f"bl{i}"](ll) + self._modules[f"al{i}"](heatmaps)
-        return outputs
+        return stacked_heatmaps(self, self.conv4(self.conv3(x)))
 
     def forward(self, x):
         return self.forward_all(x)[-1]
@@ -153,20 +170,13 @@ class FastFAN(nn.Module):
         for i in range(config.stacks):
             self.add_module(f"m{i}", HourGlass(4, c, ResBlock))
             self.add_module(f"head{i}", ConvBNReLU(c, c, 1))
-            self.add_module(f"l{i}", nn.Conv2d(c, k, kernel_size=1))
-            if i < config.stacks - 1:
-                self.add_module(f"bl{i}", nn.Conv2d(c, c, kernel_size=1))
-                self.add_module(f"al{i}", nn.Conv2d(k, c, kernel_size=1))
+        add_stack_heads(self, config)
+
+    def features(self, i, x):
+        return self._modules[f"head{i}"](self._modules[f"m{i}"](x))
 
     def forward_all(self, x):
-        previous, outputs = self.stem(x), []
-        for i in range(self.config.stacks):
-            ll = self._modules[f"head{i}"](self._modules[f"m{i}"](previous))
-            heatmaps = self._modules[f"l{i}"](ll)
-            outputs.append(heatmaps)
-            if i < self.config.stacks - 1:
-                previous = previous + self._modules[f"bl{i}"](ll) + self._modules[f"al{i}"](heatmaps)
-        return outputs
+        return stacked_heatmaps(self, self.stem(x))
 
     def forward(self, x):
         return self.forward_all(x)[-1]
