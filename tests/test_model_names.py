@@ -21,7 +21,7 @@ def test_accurate_is_not_shipped_and_says_how_to_make_it(monkeypatch, tmp_path):
     monkeypatch.delenv("SHFAN_MODELS", raising=False)
     with pytest.raises(ShfanError) as exc:
         weights.model_path("accurate")
-    assert "--input-size 256" in str(exc.value) and "SHFAN_MODELS" in str(exc.value)
+    assert "--input-size 192" in str(exc.value) and "SHFAN_MODELS" in str(exc.value)
     (tmp_path / "shfan_accurate.onnx").write_bytes(b"x")
     monkeypatch.setenv("SHFAN_MODELS", str(tmp_path))
     assert weights.model_path("accurate") == tmp_path / "shfan_accurate.onnx"
