@@ -125,14 +125,14 @@ def _source_file(opts: BuildOptions) -> Path:
 
 
 def _tensorrt_info():
-    from shfan.builder import tensorrt_build
+    """The TensorRT version and the GPU an engine would be built for; None without TensorRT."""
+    from shfan import platform_facts
 
-    if not tensorrt_build.available():
+    version, _ = platform_facts.tensorrt_version()
+    if version is None:
         return None
-    import tensorrt as trt
-
-    name, sm = tensorrt_build.device()
-    return {"version": trt.__version__, "device": name, "sm": sm}
+    name, sm = platform_facts.gpu_device()
+    return {"version": version, "device": name, "sm": sm}
 
 
 def plugin_record(decoder: str, plugin_sha: str | None, plugin_lib) -> dict:

@@ -8,16 +8,15 @@ from __future__ import annotations
 import hashlib
 import json
 
+from shfan import platform_facts
 from shfan.builder.metadata import BuildError
-from shfan.contracts import MIN_TENSORRT
 from shfan.io import version_tuple
 
 
 def check_tensorrt_version(version: str) -> None:
-    if version_tuple(version)[:2] < MIN_TENSORRT:
-        raise BuildError(f"TensorRT {version} is too old: shfan needs >= "
-                         f"{'.'.join(map(str, MIN_TENSORRT))} (JetPack 6.1+); "
-                         "upgrade JetPack or build on a newer system")
+    if not platform_facts.tensorrt_supported(version):
+        raise BuildError(f"TensorRT {version} is too old: shfan needs >= {platform_facts.MIN_TENSORRT_TEXT} "
+                         "(JetPack 6.1+); upgrade JetPack or build on a newer system")
 
 
 def network_flag_names(version: str) -> list[str]:

@@ -17,31 +17,6 @@ if TYPE_CHECKING:  # annotations only (scripts/tensorrt_check.py reads them)
 _log = logging.getLogger("shfan.builder")
 
 
-def available() -> bool:
-    try:
-        import tensorrt  # noqa: F401
-    except ImportError:
-        return False
-    return True
-
-
-def device() -> tuple[str | None, int | None]:
-    """(GPU name, SM as int e.g. 87) of CUDA device 0, the device TensorRT builds on, from the
-    same CUDA query the runtime compares the manifest against. Without a CUDA host API, the
-    doctor's probes (nvidia-smi row of the first visible device, or the Jetson model)."""
-    from shfan.errors import BackendError
-    from shfan.runtime.cuda_host import cuda_device
-
-    try:
-        return cuda_device(0)
-    except BackendError:
-        from shfan import doctor
-
-        probes = doctor.Probes()
-        found = doctor.gpus(probes, doctor.jetson_model(probes))
-        return doctor.visible_gpu(found) or (None, None)
-
-
 def use_timing_cache(config: trt.IBuilderConfig, data: bytes, log=_log.warning):
     """Give `config` a timing cache from `data` (a previous build's), or a fresh one.
 

@@ -229,19 +229,12 @@ def available_host_api() -> str | None:
 
 def available_host_apis() -> list[str]:
     """Every importable host API, preferred first (checked without importing them)."""
-    import importlib.util
+    from shfan.platform_facts import module_available
 
-    found = []
-    if importlib.util.find_spec("pycuda") is not None:
-        found.append("pycuda")
+    found = ["pycuda"] if module_available("pycuda") else []
     # `cuda` alone may be a namespace left by other NVIDIA wheels; look for the runtime bindings.
-    for name in ("cuda.bindings.runtime", "cuda.cudart"):
-        try:
-            if importlib.util.find_spec(name) is not None:
-                found.append("cuda-python")
-                break
-        except (ImportError, ValueError):
-            continue
+    if any(module_available(name) for name in ("cuda.bindings.runtime", "cuda.cudart")):
+        found.append("cuda-python")
     return found
 
 
@@ -261,14 +254,3 @@ def open_cuda_host(prefer: str | None = None, device: int = 0):
             raise BackendError(f"{name} cannot initialise CUDA device {device} ({first}); "
                                "run shfan-doctor for the fix") from None
     raise BackendError(f"no CUDA host API for the TensorRT backend ({'; '.join(reasons)}); {INSTALL_HINT}")
-
-
-def cuda_device(device: int = 0) -> tuple[str, int]:
-    """(name, SM) of a CUDA device from the CUDA host API, the query the runtime compares
-    against (nvidia-smi's first row is PCI order and ignores CUDA_VISIBLE_DEVICES)."""
-    host = open_cuda_host(device=device)
-    try:
-        with host.activate():
-            return host.device_name_and_sm()
-    finally:
-        host.close()

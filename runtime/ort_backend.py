@@ -14,7 +14,7 @@ import numpy as np
 from shfan.contracts import META_KEY, ModelInfo
 from shfan.errors import BackendError
 from shfan.runtime.backend import decode_heatmaps
-from shfan.runtime.backends import module_available
+from shfan.platform_facts import module_available
 
 
 def _import_ort():

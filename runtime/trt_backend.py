@@ -23,18 +23,11 @@ import numpy as np
 from shfan.contracts import BuildManifest, ModelInfo
 from shfan.errors import BackendError
 from shfan.io import Closable
-from shfan.runtime import backends
 from shfan.runtime.backend import decode_heatmaps
 from shfan.runtime.backends import ENGINE_SUFFIXES  # one definition, in the registry
 
 if TYPE_CHECKING:  # annotations only (scripts/tensorrt_check.py reads them); never imported at run time
     import tensorrt as trt
-
-
-def tensorrt_available() -> bool:
-    """TensorRT's Python module is importable (checked without importing it): the registry's
-    one check."""
-    return backends.get("tensorrt").available()
 
 
 # ------------------------------------------------------------------------------ pure logic

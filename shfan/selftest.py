@@ -51,14 +51,9 @@ def log_line(line: str) -> None:
     (logger.warning if line.startswith("FAIL") else logger.info)(line)
 
 
-def tensorrt_missing() -> str | None:
-    """The one line to print when there is no TensorRT here (None: there is)."""
-    from shfan.runtime import backends
-
-    if backends.get("tensorrt").available():
-        return None
-    return ("selftest: TensorRT is not installed here (python -c 'import tensorrt' fails), so there is "
-            "nothing to test; the CPU path is checked by shfan-doctor")
+# The one line shfan-doctor --selftest prints when run() finds no TensorRT (None).
+NO_TENSORRT = ("selftest: TensorRT is not installed here (python -c 'import tensorrt' fails), so there is "
+               "nothing to test; the CPU path is checked by shfan-doctor")
 
 
 def load_cases(folder: Path = VECTORS) -> list[dict]:
@@ -293,20 +288,19 @@ class SelfTest:
 
 
 def run(log=log_line) -> list[Result] | None:
-    """Every check (None when TensorRT is absent: `tensorrt_missing()` says why). Each result
-    line goes to `log` as it is found (shfan-doctor passes a printer)."""
-    if tensorrt_missing():
+    """Every check (None when TensorRT is absent: NO_TENSORRT says so). Each result line goes
+    to `log` as it is found (shfan-doctor passes a printer)."""
+    from shfan import platform_facts
+
+    if not platform_facts.tensorrt_installed():
         return None
     import tensorrt as trt
 
-    from shfan.contracts import MIN_TENSORRT
-    from shfan.io import version_tuple
     from shfan.runtime.cuda_host import INSTALL_HINT, available_host_apis
 
     test = SelfTest(trt, log)
-    supported = version_tuple(trt.__version__)[:2] >= MIN_TENSORRT
-    if not test.check("TensorRT version", supported, trt.__version__,
-                      "upgrade to JetPack 6.1+ (TensorRT 10.3) or TensorRT >= 10.1"):
+    if not test.check("TensorRT version", platform_facts.tensorrt_supported(trt.__version__), trt.__version__,
+                      platform_facts.TENSORRT_UPGRADE):
         return test.results
     try:
         cases = load_cases()
@@ -321,7 +315,7 @@ def run(log=log_line) -> list[Result] | None:
     apis = available_host_apis()
     if not test.check("CUDA host APIs", bool(apis), ", ".join(apis) or "none installed", INSTALL_HINT):
         return test.results
-    sm = _sm()
+    _, sm = platform_facts.gpu_device()
     engines = {}
     for dtype in ("fp32", "fp16"):
         serialized = test.build(creator, cases, dtype == "fp16", sm)
@@ -333,12 +327,3 @@ def run(log=log_line) -> list[Result] | None:
     test.load_library(lib)
     return test.results
 
-
-def _sm() -> int | None:
-    from shfan.errors import BackendError
-    from shfan.runtime.cuda_host import cuda_device
-
-    try:
-        return cuda_device(0)[1]
-    except BackendError:
-        return None

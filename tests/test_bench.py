@@ -10,7 +10,7 @@ import pytest
 
 from shfan import bench
 from shfan.contracts import BuildManifest
-from shfan.doctor import Probes
+from shfan.platform_facts import Probes
 
 from conftest import assert_each_raises, save_tiny_checkpoint
 

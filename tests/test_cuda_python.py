@@ -28,8 +28,8 @@ def test_the_registry_finds_cuda_python_without_initialising_cuda():
 
 @no_device
 @pytest.mark.parametrize("open_host", [lambda: cuda_host.CudaPythonHost(0), lambda: cuda_host.open_cuda_host("cuda-python"),
-                                       lambda: cuda_host.open_cuda_host(), lambda: cuda_host.cuda_device(0)],
-                         ids=["CudaPythonHost", "open_cuda_host(cuda-python)", "open_cuda_host()", "cuda_device"])
+                                       lambda: cuda_host.open_cuda_host()],
+                         ids=["CudaPythonHost", "open_cuda_host(cuda-python)", "open_cuda_host()"])
 def test_no_device_is_one_line_naming_the_call_the_error_and_the_fix(open_host):
     with pytest.raises(BackendError) as exc:
         open_host()
@@ -59,11 +59,17 @@ def test_each_host_call_checks_its_error_code():
 
 
 @no_device
-def test_the_engine_builder_falls_back_to_the_doctors_probes():
-    from shfan.builder import tensorrt_build
+def test_without_a_cuda_device_the_gpu_comes_from_nvidia_smi_or_the_jetson_model(monkeypatch):
+    """CUDA refuses (no device): the platform's GPU is the first visible nvidia-smi row, else the
+    Jetson's SoC from its model string, else nothing."""
+    from shfan import platform_facts as pf
 
-    name, sm = tensorrt_build.device()
-    assert (name is None) == (sm is None)
+    monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
+    smi = pf.Probes.from_dicts(commands={" ".join(pf.NVIDIA_SMI_QUERY): "NVIDIA T4, 7.5\nNVIDIA A100, 8.0\n"})
+    assert pf.gpu_device(smi) == ("NVIDIA T4", 75)
+    orin = pf.Probes.from_dicts(files={pf.DEVICE_TREE_MODEL: "NVIDIA Jetson AGX Orin Developer Kit\x00"})
+    assert pf.gpu_device(orin) == ("NVIDIA Jetson AGX Orin Developer Kit", 87)
+    assert pf.gpu_device(pf.Probes.from_dicts()) == (None, None)
 
 
 def test_doctor_reports_cuda_python():

@@ -1,4 +1,5 @@
-"""shfan-doctor: parsers on real-format text, the report on fake Jetson probes, --json here."""
+"""shfan-doctor: the report on fake Jetson probes, --json and the table here, the self-test's
+logic. (The facts it reports are tested in test_platform_facts.py.)"""
 
 import json
 import subprocess
@@ -10,86 +11,17 @@ import numpy as np
 import pytest
 
 from shfan import doctor
+from shfan import platform_facts as pf
 from shfan.cli import doctor as doctor_cli
+
+from test_platform_facts import L4T_35_4_1, L4T_36_4_0, NVCC_12_6  # real-format texts
 
 REPO = Path(__file__).resolve().parents[1]
 
-# /etc/nv_tegra_release as shipped (first lines).
-L4T_36_4_0 = ("# R36 (release), REVISION: 4.0, GCID: 37537400, BOARD: generic, EABI: aarch64, "
-              "DATE: Fri Sep 13 04:36:44 UTC 2024\n# KERNEL_VARIANT: oot\n"
-              "TARGET_USERSPACE_LIB_DIR=nvidia\n"
-              "TARGET_USERSPACE_LIB_DIR_PATH=usr/lib/aarch64-linux-gnu/nvidia\n")
-L4T_36_4_3 = ("# R36 (release), REVISION: 4.3, GCID: 38968081, BOARD: generic, EABI: aarch64, "
-              "DATE: Wed Jan  8 01:49:37 UTC 2025\n")
-L4T_38_2_0 = ("# R38 (release), REVISION: 2.0, GCID: 41844464, BOARD: generic, EABI: aarch64, "
-              "DATE: Fri Aug 22 00:55:42 UTC 2025\n")
-L4T_35_4_1 = ("# R35 (release), REVISION: 4.1, GCID: 33958178, BOARD: t186ref, EABI: aarch64, "
-              "DATE: Tue Aug  1 19:57:35 UTC 2023\n")
-NVCC_12_6 = ("nvcc: NVIDIA (R) Cuda compiler driver\nCopyright (c) 2005-2024 NVIDIA Corporation\n"
-             "Built on Wed_Aug_14_10:14:07_PDT_2024\n"
-             "Cuda compilation tools, release 12.6, V12.6.68\n"
-             "Build cuda_12.6.r12.6/compiler.34714021_0\n")
-CUDA_VERSION_JSON = json.dumps({"cuda": {"name": "CUDA SDK", "version": "12.6.68"},
-                                "cuda_cudart": {"name": "CUDA Runtime (cudart)",
-                                                "version": "12.6.68"}})
 OPENCV_BUILD_INFO = ("  Video I/O:\n    FFMPEG:                      NO\n"
                      "    GStreamer:                   YES (1.20.3)\n"
                      "    v4l/v4l2:                    YES (linux/videodev2.h)\n")
-SMI_QUERY = " ".join(doctor.NVIDIA_SMI_QUERY)
-
-
-@pytest.mark.parametrize("text, release, jetpack, supported", [
-    (L4T_36_4_0, (36, 4, 0), "6.1", True),
-    (L4T_36_4_3, (36, 4, 3), "6.2", True),
-    (L4T_38_2_0, (38, 2, 0), "7.0", True),
-    (L4T_35_4_1, (35, 4, 1), "5.1.2", False),
-])
-def test_l4t_release_maps_to_jetpack(text, release, jetpack, supported):
-    assert doctor.parse_l4t_release(text) == release
-    assert doctor.jetpack_for_l4t(release) == jetpack
-    assert doctor.l4t_supported(release) is supported
-
-
-def test_unknown_l4t_revisions_fall_back_to_the_family():
-    assert doctor.jetpack_for_l4t((38, 4, 0)).startswith("7.")
-    assert doctor.jetpack_for_l4t((39, 2, 0)).startswith("7.")
-    assert doctor.jetpack_for_l4t((36, 4, 7)).startswith("6.2")
-    assert doctor.parse_l4t_release("Ubuntu 22.04.5 LTS") is None
-    assert doctor.parse_l4t_release(None) is None
-
-
-@pytest.mark.parametrize("cap, sm", [("8.7", 87), ("11.0", 110), ("9.0", 90), ("7.2", 72),
-                                     ("[N/A]", None), ("", None)])
-def test_compute_cap_to_sm(cap, sm):
-    assert doctor.parse_compute_cap(cap) == sm
-
-
-def test_nvidia_smi_rows():
-    text = "NVIDIA H100 80GB HBM3, 9.0\nNVIDIA Thor, 11.0\n\nOrin (nvgpu), [N/A]\n"
-    assert doctor.parse_nvidia_smi_gpus(text) == [
-        ("NVIDIA H100 80GB HBM3", 90), ("NVIDIA Thor", 110), ("Orin (nvgpu)", None)]
-    assert doctor.parse_nvidia_smi_gpus(None) == []
-
-
-def test_cuda_version_parsers():
-    assert doctor.parse_nvcc_release(NVCC_12_6) == "12.6"
-    assert doctor.parse_cuda_version_json(CUDA_VERSION_JSON) == "12.6.68"
-    assert doctor.parse_cuda_version_json("not json") is None
-
-
-def test_versions_and_tensorrt_floor():
-    assert doctor.version_tuple("10.3.0.30-1+cuda12.5") == (10, 3, 0, 30)
-    assert doctor.tensorrt_supported("10.3.0") and doctor.tensorrt_supported("11.0.0.1")
-    assert not doctor.tensorrt_supported("10.0.1") and not doctor.tensorrt_supported("8.6.2")
-
-
-def test_jetson_model_and_sm():
-    assert doctor.parse_device_tree_model("NVIDIA Jetson AGX Orin Developer Kit\x00") == \
-        "NVIDIA Jetson AGX Orin Developer Kit"
-    assert doctor.sm_for_jetson_model("NVIDIA Jetson Orin Nano Engineering Reference "
-                                      "Developer Kit Super") == 87
-    assert doctor.sm_for_jetson_model("NVIDIA Jetson AGX Thor Developer Kit") == 110
-    assert doctor.sm_for_jetson_model(None) is None
+SMI_QUERY = " ".join(pf.NVIDIA_SMI_QUERY)
 
 
 def test_opencv_gstreamer_line():
@@ -101,13 +33,13 @@ def test_opencv_gstreamer_line():
 def fake_orin_probes(**overrides):
     """An Orin on JetPack 6.1 as the probes see it (no tensorrt module: it is never faked)."""
     cv2 = types.SimpleNamespace(__version__="4.8.0", getBuildInformation=lambda: OPENCV_BUILD_INFO)
-    files = {doctor.NV_TEGRA_RELEASE: L4T_36_4_0,
-             doctor.DEVICE_TREE_MODEL: "NVIDIA Jetson AGX Orin Developer Kit\x00"}
-    commands = {"nvcc --version": NVCC_12_6, " ".join(doctor.DPKG_JETPACK): "6.1+b123"}
+    files = {pf.NV_TEGRA_RELEASE: L4T_36_4_0,
+             pf.DEVICE_TREE_MODEL: "NVIDIA Jetson AGX Orin Developer Kit\x00"}
+    commands = {"nvcc --version": NVCC_12_6, " ".join(pf.DPKG_JETPACK): "6.1+b123"}
     kwargs = dict(files=files, commands=commands, versions={"pycuda": "2025.1"},
                   modules={"numpy": types.SimpleNamespace(__version__="1.26.4"), "cv2": cv2})
     kwargs.update(overrides)
-    return doctor.Probes.from_dicts(**kwargs)
+    return pf.Probes.from_dicts(**kwargs)
 
 
 def test_report_on_a_fake_orin(tmp_path):
@@ -129,35 +61,10 @@ def test_report_on_a_fake_orin(tmp_path):
 
 
 def test_apt_tensorrt_hidden_from_python_names_the_venv_fix():
-    probes = fake_orin_probes(commands={" ".join(doctor.DPKG_LIBNVINFER): "libnvinfer10 10.3.0.30-1+cuda12.5\n"})
+    probes = fake_orin_probes(commands={" ".join(pf.DPKG_LIBNVINFER): "libnvinfer10 10.3.0.30-1+cuda12.5\n"})
     check = doctor.check_tensorrt(probes, on_jetson=True)
     assert check.status == doctor.MISSING and "10.3.0.30" in check.detail
     assert "--system-site-packages" in check.fix and "python3-libnvinfer" in check.fix
-
-
-# NvInferVersion.h as TensorRT 11 writes it (10.x defines the numbers directly).
-NVINFER_VERSION_11 = ("#define NV_INFER_VERSION_H\n#define TRT_MAJOR_ENTERPRISE 11\n#define TRT_MINOR_ENTERPRISE 1\n"
-                      "#define TRT_PATCH_ENTERPRISE 0\n#define TRT_BUILD_ENTERPRISE 106\n"
-                      "#define NV_TENSORRT_MAJOR TRT_MAJOR_ENTERPRISE //!< TensorRT major version.\n"
-                      "#define NV_TENSORRT_MINOR TRT_MINOR_ENTERPRISE //!< TensorRT minor version.\n"
-                      "#define NV_TENSORRT_PATCH TRT_PATCH_ENTERPRISE //!< TensorRT patch version.\n")
-NVINFER_VERSION_10 = ("#define NV_TENSORRT_MAJOR 10 //!< TensorRT major version.\n"
-                      "#define NV_TENSORRT_MINOR 3 //!< TensorRT minor version.\n"
-                      "#define NV_TENSORRT_PATCH 0 //!< TensorRT patch version.\n")
-
-
-@pytest.mark.parametrize("files, commands, expected", [
-    ({}, {" ".join(doctor.DPKG_LIBNVINFER): "libnvinfer10 10.3.0.30-1+cuda12.5\nlibnvinfer8 \n"}, ("10.3.0.30-1+cuda12.5", "dpkg")),
-    ({"/usr/lib/aarch64-linux-gnu/libnvinfer.so.11": "", "/usr/lib/aarch64-linux-gnu/libnvinfer.so.11.1.0": ""}, {},
-     ("11.1.0", "/usr/lib/aarch64-linux-gnu/libnvinfer.so.11.1.0")),  # TensorRT 11: other package names
-    ({"/usr/include/aarch64-linux-gnu/NvInferVersion.h": NVINFER_VERSION_11}, {},
-     ("11.1.0", "/usr/include/aarch64-linux-gnu/NvInferVersion.h")),
-    ({"/usr/include/x86_64-linux-gnu/NvInferVersion.h": NVINFER_VERSION_10}, {},
-     ("10.3.0", "/usr/include/x86_64-linux-gnu/NvInferVersion.h")),
-    ({}, {}, None),
-], ids=["dpkg", "lib-file", "header-11", "header-10", "none"])
-def test_installed_tensorrt_by_file_and_version(files, commands, expected):
-    assert doctor.installed_tensorrt(doctor.Probes.from_dicts(files=files, commands=commands)) == expected
 
 
 def test_tensorrt_11_without_python_bindings():
@@ -172,8 +79,8 @@ def test_nvidia_smi_wins_over_the_model_guess():
 
 
 def test_old_jetpack_is_a_warning_with_a_fix():
-    check = doctor.check_jetpack(doctor.Probes.from_dicts(
-        files={doctor.NV_TEGRA_RELEASE: L4T_35_4_1}))
+    check = doctor.check_jetpack(pf.Probes.from_dicts(
+        files={pf.NV_TEGRA_RELEASE: L4T_35_4_1}))
     assert check.status == doctor.WARN and "JetPack 6.1+" in check.fix
 
 
@@ -214,7 +121,7 @@ def test_detector_check_follows_what_shfan_run_needs(tmp_path, monkeypatch):
 
 
 def test_every_failing_check_names_a_fix():
-    report = doctor.run_checks(doctor.Probes.from_dicts(), model_path=Path("/nonexistent.pt"))
+    report = doctor.run_checks(pf.Probes.from_dicts(), model_path=Path("/nonexistent.pt"))
     for check in report.checks.values():
         assert check.status in (doctor.OK, doctor.WARN, doctor.MISSING)
         if not check.ok:
@@ -240,7 +147,8 @@ def test_table_renders(capsys):
     code = doctor_cli.main([])
     out = capsys.readouterr().out
     assert "CPU path" in out and "TensorRT path" in out and "default-model" in out
-    assert code in (0, 1)
+    cpu_path_ok = "CPU path (ONNX Runtime): OK" in out
+    assert code == (0 if cpu_path_ok else 1)
 
 
 def test_doctor_does_not_import_torch():
@@ -259,7 +167,7 @@ def test_plugin_check_states():
         raise OSError("libnvinfer.so.10: cannot open shared object file")
 
     def probes(module):
-        return doctor.Probes.from_dicts(modules={"shfan.plugins": module})
+        return pf.Probes.from_dicts(modules={"shfan.plugins": module})
 
     built = "/opt/shfan/plugins/build/libshfan_plugins.so"
     assert doctor.check_plugin(probes(_plugins_module(lambda: None, refuse))).status == doctor.MISSING
@@ -267,29 +175,15 @@ def test_plugin_check_states():
     assert check.status == doctor.WARN and "libnvinfer.so.10" in check.detail
     check = doctor.check_plugin(probes(_plugins_module(lambda: built, lambda path: object())))
     assert check.ok and check.value == built
-    assert "unavailable" in doctor.check_plugin(doctor.Probes.from_dicts()).detail
-
-
-def test_visible_gpu_follows_cuda_visible_devices(monkeypatch):
-    rows = [("NVIDIA A100", 80), ("NVIDIA T4", 75)]
-    assert doctor.visible_gpu(rows, visible="1") == ("NVIDIA T4", 75)
-    assert doctor.visible_gpu(rows, visible="1,0") == ("NVIDIA T4", 75)
-    assert doctor.visible_gpu(rows, visible="0") == ("NVIDIA A100", 80)
-    assert doctor.visible_gpu(rows, visible="GPU-8f2a") == ("NVIDIA A100", 80)  # UUIDs cannot be mapped
-    assert doctor.visible_gpu(rows, visible="") is None and doctor.visible_gpu(rows, visible="-1") is None
-    assert doctor.visible_gpu(rows, visible="5") is None and doctor.visible_gpu([], visible="0") is None
-    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "1")
-    assert doctor.visible_gpu(rows) == ("NVIDIA T4", 75)
+    assert "unavailable" in doctor.check_plugin(pf.Probes.from_dicts()).detail
 
 
 # ---------------------------------------------------------------- shfan-doctor --selftest
 
 
-def test_selftest_without_tensorrt_is_one_line_and_exit_0(capsys):
-    from shfan import selftest
-
-    if selftest.tensorrt_missing() is None:
-        pytest.skip("TensorRT is installed here: the full self-test runs in test_selftest_on_a_gpu")
+def test_selftest_without_tensorrt_is_one_line_and_exit_0(capsys, monkeypatch):
+    """The self-test asks the platform module whether TensorRT is here (so this runs on any machine)."""
+    monkeypatch.setattr(pf, "tensorrt_installed", lambda: False)
     assert doctor_cli.main(["--selftest"]) == 0
     out = capsys.readouterr().out.strip().splitlines()
     assert len(out) == 1 and "TensorRT is not installed" in out[0]
@@ -343,7 +237,7 @@ def test_selftest_on_a_gpu(capsys):
     from shfan import plugins, selftest
     from shfan.runtime.cuda_host import available_host_api
 
-    if selftest.tensorrt_missing() or available_host_api() is None or plugins.find_plugin_library() is None:
+    if not pf.tensorrt_installed() or available_host_api() is None or plugins.find_plugin_library() is None:
         pytest.skip("needs TensorRT, a CUDA host API and the built plugin")
     results = selftest.run()
     assert results and all(r.ok for r in results), [r.line() for r in results if not r.ok]
@@ -392,6 +286,6 @@ def test_backends_check_reads_the_registry():
 
 def test_run_checks_backends_line_agrees_with_the_onnxruntime_check():
     """A broken onnxruntime (found, but its import fails) is MISSING on both lines."""
-    report = doctor.run_checks(doctor.Probes.from_dicts(modules={"numpy": object()}))
+    report = doctor.run_checks(pf.Probes.from_dicts(modules={"numpy": object()}))
     assert report.checks["onnxruntime"].status == doctor.MISSING
     assert "onnxruntime" not in (report.checks["backends"].value or "").split(",")

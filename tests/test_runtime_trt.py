@@ -6,6 +6,7 @@ import json
 import numpy as np
 import pytest
 
+from shfan import platform_facts
 from shfan.contracts import BuildManifest
 from shfan.runtime import trt_backend as tb
 from shfan.runtime.backend import BackendError, open_backend
@@ -114,7 +115,7 @@ def test_manifest_needs_the_plugin_only_for_plugin_engines():
 
 
 def test_engine_without_tensorrt_names_the_fix(tmp_path):
-    if tb.tensorrt_available():
+    if platform_facts.tensorrt_installed():
         pytest.skip("TensorRT is installed here")
     engine = tmp_path / "m.engine"
     engine.write_bytes(b"x")
@@ -125,7 +126,7 @@ def test_engine_without_tensorrt_names_the_fix(tmp_path):
 
 
 def _gpu_tensorrt():
-    if not tb.tensorrt_available():
+    if not platform_facts.tensorrt_installed():
         pytest.skip("TensorRT not installed")
     from shfan.runtime.cuda_host import available_host_api
 

@@ -13,12 +13,11 @@ importing the library, and the backend class is imported only by `open`.
 
 from __future__ import annotations
 
-import importlib.util
-import sys
+import importlib
 from pathlib import Path
 from typing import Callable
 
-from shfan import io
+from shfan import platform_facts
 from shfan.errors import BackendError
 
 CHECKPOINT_SUFFIXES = (".pt", ".pth", ".tar", ".zip")  # PyTorch checkpoints (shfan.model.load_checkpoint)
@@ -33,7 +32,8 @@ class BackendSpec:
     accepts(path) -> bool: which model files it runs (build folder, .onnx, engine, checkpoint).
     library / dists: the Python module it needs and the distributions that provide it; from
         them available() (importable here, checked without importing it) and version() (the
-        installed distribution's, None when it is not installed). `available=` / `version=`
+        installed distribution's, None when it is not installed), both probed by
+        shfan.platform_facts. `available=` / `version=`
         callables replace those two checks (test doubles, backends with other needs).
     """
 
@@ -46,10 +46,12 @@ class BackendSpec:
         self._available, self._version = available, version
 
     def available(self) -> bool:
-        return self._available() if self._available else module_available(self.library)
+        return self._available() if self._available else platform_facts.module_available(self.library)
 
     def version(self) -> str | None:
-        return self._version() if self._version else dist_version(self.library, self.dists or (self.library,))
+        if self._version:
+            return self._version()
+        return platform_facts.installed_version(self.library, self.dists or (self.library,))
 
     def __repr__(self) -> str:
         return f"BackendSpec({self.name!r}, module={self.module!r})"
@@ -97,25 +99,6 @@ def available() -> tuple[str, ...]:
 
 
 # ------------------------------------------------------------------ helpers for spec modules
-
-
-def module_available(module: str) -> bool:
-    """`module` is importable (found without importing it; a broken parent counts as absent)."""
-    try:
-        return importlib.util.find_spec(module) is not None
-    except (ImportError, ValueError):
-        return False
-
-
-def dist_version(module: str, dists) -> str | None:
-    """The version of the first installed distribution in `dists`, else the imported module's
-    __version__ (JetPack's apt-installed tensorrt may have no package metadata), else None."""
-    for dist in dists:
-        version = io.dist_version(dist)
-        if version:
-            return version
-    loaded = sys.modules.get(module)
-    return getattr(loaded, "__version__", None) if loaded is not None else None
 
 
 def is_checkpoint(path: Path) -> bool:

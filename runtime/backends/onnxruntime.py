@@ -6,11 +6,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from shfan import platform_facts
 from shfan.contracts import BuildManifest
 from shfan.errors import BackendError
 from shfan.runtime.backends import BackendSpec, is_engine, register
-
-DISTS = ("onnxruntime", "onnxruntime-gpu")  # either provides the `onnxruntime` module (not both)
 
 
 def accepts(path) -> bool:
@@ -45,4 +44,4 @@ def open_model(model, *, precision: str | None = None, decoder: str = "subpixel"
 SPEC = register(BackendSpec(
     name="onnxruntime", summary="ONNX Runtime: CPU everywhere, CUDA provider with onnxruntime-gpu and a GPU",
     module="shfan.runtime.ort_backend", open=open_model, accepts=accepts,
-    library="onnxruntime", dists=DISTS))
+    library="onnxruntime", dists=platform_facts.ONNXRUNTIME_DISTS))

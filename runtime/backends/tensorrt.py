@@ -1,16 +1,17 @@
 """The TensorRT backend's registration: serialized engines (.engine/.plan) and the engines of
 shfan-build folders, on the GPU they were built for. The backend class is
 shfan.runtime.trt_backend.TensorRTBackend; tensorrt and the CUDA host API are imported only by
-`open`. `SPEC.available()` is the one TensorRT check (trt_backend.tensorrt_available uses it)."""
+`open`. Whether TensorRT is here is shfan.platform_facts' fact (`tensorrt_installed`), the
+registry's `available()` for this spec."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
+from shfan import platform_facts
 from shfan.errors import BackendError
 from shfan.runtime.backends import BackendSpec, is_engine, register
 
-DISTS = ("tensorrt", "tensorrt-cu12", "tensorrt-cu11")  # pip; JetPack's apt module may have none
 NOT_AVAILABLE = ("TensorRT is not available here (python -c 'import tensorrt' fails); "
                  "use the onnxruntime backend, or run shfan-doctor for the fix")
 
@@ -27,7 +28,7 @@ def open_model(model, *, precision: str | None = None, decoder: str = "subpixel"
     if not accepts(path):
         raise BackendError(f"backend tensorrt runs a shfan-build folder or .engine, not {path.name}; build one "
                            "with shfan-build (on the Jetson), or use backend onnxruntime or auto")
-    if not SPEC.available():
+    if not platform_facts.tensorrt_installed():
         raise BackendError(NOT_AVAILABLE)
     from shfan.runtime.trt_backend import TensorRTBackend
 
@@ -37,4 +38,4 @@ def open_model(model, *, precision: str | None = None, decoder: str = "subpixel"
 SPEC = register(BackendSpec(
     name="tensorrt", summary="TensorRT engines built by shfan-build for this GPU (Jetson, desktop)",
     module="shfan.runtime.trt_backend", open=open_model, accepts=accepts,
-    library="tensorrt", dists=DISTS))
+    library=platform_facts.TENSORRT_MODULE, dists=platform_facts.TENSORRT_DISTS))

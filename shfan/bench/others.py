@@ -32,7 +32,9 @@ def dlib_predictor_path() -> Path | None:
 
 
 def dlib_available() -> bool:
-    return importlib.util.find_spec("dlib") is not None and dlib_predictor_path() is not None
+    from shfan.platform_facts import module_available
+
+    return module_available("dlib") and dlib_predictor_path() is not None
 
 
 def time_dlib(frames) -> dict:

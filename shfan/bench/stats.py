@@ -1,6 +1,6 @@
 """Timing statistics (median and p10/p90 spread, per-face cost, speedup against the baseline)
 and the machine facts a reader needs to compare numbers. Machine probing goes through
-shfan.doctor's public probes, so a test can feed it fixed /proc files and versions."""
+shfan.platform_facts' probes, so a test can feed it fixed /proc files and versions."""
 
 from __future__ import annotations
 
@@ -85,21 +85,21 @@ def cpu_model(cpuinfo: str | None) -> str | None:
 
 def _dist_and_version(probes, dists) -> str | None:
     """'onnxruntime-gpu 1.24.4': which of the interchangeable distributions, and its version."""
-    from shfan import doctor
+    from shfan import platform_facts
 
-    dist, version = doctor.first_version(probes, dists)
+    dist, version = platform_facts.first_version(probes, dists)
     return f"{dist} {version}" if dist else None
 
 
 def machine_details(probes=None) -> dict:
     """The facts a reader needs to compare numbers: CPU, cores, RAM, versions, GPU, TensorRT,
     and the load average (another process on the cores slows every number here)."""
-    from shfan import __version__, doctor
+    from shfan import __version__, platform_facts
 
-    probes = probes or doctor.Probes()
-    jetson = doctor.jetson_model(probes)
-    gpus = doctor.gpus(probes, jetson)
-    trt_version, _ = doctor.tensorrt_version(probes)
+    probes = probes or platform_facts.Probes()
+    jetson = platform_facts.jetson_model(probes)
+    gpus = platform_facts.gpus(probes, jetson)
+    trt_version, _ = platform_facts.tensorrt_version(probes)
     load = os.getloadavg() if hasattr(os, "getloadavg") else None
     return {
         "cpu": cpu_model(probes.read_text("/proc/cpuinfo")) or platform.processor() or platform.machine(),
@@ -109,8 +109,8 @@ def machine_details(probes=None) -> dict:
         "python": platform.python_version(),
         "shfan": __version__,
         "numpy": np.__version__,
-        "onnxruntime": _dist_and_version(probes, doctor.ONNXRUNTIME_DISTS),
-        "opencv": _dist_and_version(probes, doctor.OPENCV_DISTS),
+        "onnxruntime": _dist_and_version(probes, platform_facts.ONNXRUNTIME_DISTS),
+        "opencv": _dist_and_version(probes, platform_facts.OPENCV_DISTS),
         "torch": probes.dist_version("torch"),
         "gpu": ", ".join(f"{name} (sm_{sm})" if sm else name for name, sm in gpus) or None,
         "jetson": jetson,

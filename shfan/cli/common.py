@@ -243,7 +243,7 @@ def use_max_image_pixels(limit: int | None) -> None:
 
 def require(module: str, message: str) -> None:
     """Exit with one line (`message`, naming the install) when an optional dependency is missing."""
-    from shfan.runtime.backends import module_available
+    from shfan.platform_facts import module_available
 
     if not module_available(module):
         fail(message)
