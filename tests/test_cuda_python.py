@@ -74,8 +74,9 @@ def test_without_a_cuda_device_the_gpu_comes_from_nvidia_smi_or_the_jetson_model
 
 def test_doctor_reports_cuda_python():
     from shfan import doctor
+    from shfan import platform_facts as pf
 
-    check = doctor.check_cuda_host_api(doctor.Probes())
+    check = doctor.check_cuda_host_api(pf.Probes())
     assert check.status == doctor.OK and "cuda-python" in check.detail
 
 
