@@ -16,9 +16,10 @@ from shfan.builder.precision import CALIB_METHODS, CHOICES, PRECISIONS, TARGETS
 from shfan.builder.progress import Stages
 from shfan.contracts import MANIFEST, BuildManifest
 from shfan.io import sha256_file
-from shfan.options import option
+from shfan.options import check_fields, option
 
 MIN_CALIB_FACES = 32
+MIN_WORKSPACE_MB = 64
 MIN_HELDOUT = 8  # held-out faces the accuracy guard scores (fewer: no bound worth the name; 0 crashed ORT)
 WARN_CALIB_FACES = 300
 MAX_HOLDOUT = 200
@@ -53,6 +54,19 @@ class BuildOptions:
     # (shfan-bench's cached builds), on for an interactive shfan-build
     progress: bool = False
 
+    def __post_init__(self):
+        self.validate()
+
+    def validate(self) -> "BuildOptions":
+        """BuildError naming the first option outside its declared range or choices (the rules
+        shfan-build's options check too), or a source given twice."""
+        check_fields(self, BuildError)
+        if self.weights and self.onnx:
+            raise BuildError("give either --weights (export from PyTorch) or --onnx (start from an ONNX file), not both")
+        if self.workspace_mb < MIN_WORKSPACE_MB:
+            raise BuildError(f"workspace_mb: expected a whole number >= {MIN_WORKSPACE_MB}, got {self.workspace_mb!r}")
+        return self
+
 
 @dataclass
 class BuildResult:
@@ -82,25 +96,11 @@ def _source_fingerprint(path) -> str:
 
 
 def _validate(opts: BuildOptions) -> None:
-    if opts.precision not in CHOICES:
-        raise BuildError(f"unknown precision {opts.precision!r}; choose one of {', '.join(CHOICES)}")
-    if opts.decoder not in ("plugin", "onnx", "none"):
-        raise BuildError(f"unknown decoder {opts.decoder!r}; choose plugin, onnx or none")
-    if opts.weights and opts.onnx:
-        raise BuildError("give either --weights (export from PyTorch) or --onnx (start from an ONNX file), not both")
+    """The options again (a caller may have changed them since), and what int8 needs."""
+    opts.validate()
     if opts.precision in ("int8", "best") and opts.max_calib < MIN_CALIB_FACES:
         raise BuildError(f"--max-calib {opts.max_calib} is below the {MIN_CALIB_FACES} faces int8 needs; use >= 300 "
                          f"(--precision {opts.precision} builds int8)")
-    if opts.max_calib < 0:
-        raise BuildError(f"--max-calib must be >= 0, got {opts.max_calib}")
-    if opts.calib_method not in CALIB_METHODS:
-        raise BuildError(f"unknown --calib-method {opts.calib_method!r}; choose {', '.join(CALIB_METHODS)}")
-    if not 0 < opts.max_nme_drift < float("inf"):  # NaN too
-        raise BuildError(f"--max-nme-drift must be > 0 (NME points), got {opts.max_nme_drift}")
-    if opts.target not in TARGETS:
-        raise BuildError(f"unknown --target {opts.target!r}; choose {', '.join(TARGETS)}")
-    if opts.max_batch < 1 or opts.workspace_mb < 64:
-        raise BuildError("--max-batch must be >= 1 and --workspace-mb >= 64")
 
 
 def _precisions_to_build(requested: str, source_precision: str) -> list[str]:

@@ -188,7 +188,7 @@ class PipelineOptions:
     max_misses: int = option(1, "drop a track after N detector checks in a row found no face under it (default 1)",
                              "positive", metavar="N")
     min_score: float = option(0.25, "mean heatmap score below which a track is dropped and re-detected "
-                                    "(default 0.25)", "probability")
+                                    "(default 0.25)", "nonneg")
     max_step: float = 1.6
     scene_cut: float = 0.15
     verify_below: float = 0.75

@@ -28,7 +28,7 @@ from shfan import augment, evaluate, geometry
 from shfan.contracts import ARCHS, DEFAULT_SIGMA, ModelConfig
 from shfan.datasets import Sample
 from shfan.errors import ShfanError
-from shfan.options import option
+from shfan.options import check_fields, option
 
 logger = logging.getLogger("shfan.train")
 
@@ -140,13 +140,14 @@ class TrainJob:
 
     def __post_init__(self):
         """One dataset path is accepted where a list is expected (data="helen" is ["helen"], not
-        the letters h, e, l, e, n)."""
+        the letters h, e, l, e, n); every option is checked against its declaration."""
         for name in ("data", "extra_data"):
             value = getattr(self, name)
             if isinstance(value, (str, os.PathLike)):
                 setattr(self, name, [value])
             elif value is None:
                 setattr(self, name, [])
+        self.validate()
 
     def train_config(self) -> "TrainConfig":
         """The TrainConfig of this job: the fields of the same name, the augment preset by name."""
@@ -155,13 +156,10 @@ class TrainJob:
                            time_budget_min=self.time_budget, segment_min=self.segment,
                            checkpoint_min=self.checkpoint_every)
 
-    def check_choices(self) -> None:
-        """TrainError naming the choices where a field that takes one of a list (augment,
-        device_augment) holds another value."""
-        for f in fields(self):
-            choices = f.metadata.get("choices")
-            if choices and getattr(self, f.name) not in choices:
-                raise TrainError(f"unknown {f.name} {getattr(self, f.name)!r}; choose one of {', '.join(choices)}")
+    def validate(self) -> "TrainJob":
+        """TrainError naming the first option outside its declared choices or range (the rules
+        shfan-train's options check too)."""
+        return check_fields(self, TrainError)
 
 
 def read_job_data(job: TrainJob):
@@ -264,7 +262,7 @@ def run(job: TrainJob, log=logger.info, progress: bool | None = False) -> dict:
 
     from shfan import model as fan_model
 
-    job.check_choices()  # before any data is read
+    job.validate()  # before any data is read (the job may have changed since it was made)
     if job.schedule_steps and job.time_budget:
         raise TrainError("--schedule-steps fixes the schedule and --time-budget fits it to a time: give one (limit "
                          "this run's time with --segment)")

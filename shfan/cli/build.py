@@ -7,8 +7,8 @@ import sys
 from pathlib import Path
 
 from shfan.builder.pipeline import BuildOptions
-from shfan.cli.common import (INTERRUPTED, Parser, add_dataclass_options, entry, existing_file, existing_path, fail,
-                               options_from, writable_dir)
+from shfan.cli.common import (INTERRUPTED, Parser, add_dataclass_options, checked_options, entry, existing_file,
+                               existing_path, fail, options_from, writable_dir)
 
 
 def build_parser():
@@ -31,8 +31,7 @@ def build_parser():
 
 
 def check_args(ap, args) -> None:
-    if args.weights and args.onnx:
-        ap.error("give either --weights (export from PyTorch) or --onnx (start from an ONNX file), not both")
+    checked_options(ap, BuildOptions, args)  # BuildOptions' own checks (--weights with --onnx): exit 2
 
 
 def _excluded(names: list[str]) -> str:

@@ -24,7 +24,6 @@ from pathlib import Path
 from typing import NoReturn
 
 from shfan.atomic import NAME_MAX, can_create_in
-from shfan.options import RANGES
 
 FAILED, USAGE, INTERRUPTED = 1, 2, 130
 LOGGER = "shfan"  # every library module logs under it (shfan.train, shfan.runtime, ...)
@@ -209,29 +208,31 @@ def restore_sigterm(previous) -> None:
 # ---------------------------------------------------------------- numbers
 
 
-def number(kind, ok, what: str):
-    """An argparse type for a `kind` (int/float) value that `ok` accepts; the error names `what`."""
+def ranged(kind, range: str | None = None):
+    """An argparse type for a `kind` (int/float) value inside `range` (a name in
+    shfan.options.RULES): the same rule and the same words as the dataclasses' own check."""
+    from shfan.options import RULES, number_ok
 
     def check(text: str):
         try:
             value = kind(text)
         except (TypeError, ValueError):
-            raise argparse.ArgumentTypeError(f"expected {what}, got {text!r}") from None
-        if isinstance(value, float) and not math.isfinite(value) or not ok(value):
-            raise argparse.ArgumentTypeError(f"expected {what}, got {text!r}")
+            value = None
+        if not number_ok(kind, range, value):
+            raise argparse.ArgumentTypeError(f"expected {RULES[range][kind][1]}, got {text!r}")
         return value
 
     return check
 
 
-positive_int = number(int, lambda v: v >= 1, "a whole number >= 1")
-nonneg_int = number(int, lambda v: v >= 0, "a whole number >= 0")
-port = number(int, lambda v: 1 <= v <= 65535, "a port 1-65535")
-finite_float = number(float, lambda v: True, "a finite number")
-positive_float = number(float, lambda v: v > 0, "a finite number > 0")
-nonneg_float = number(float, lambda v: v >= 0, "a finite number >= 0")
-probability = number(float, lambda v: 0.0 <= v <= 1.0, "a number from 0 to 1")
-open_fraction = number(float, lambda v: 0.0 < v < 1.0, "a fraction between 0 and 1 (exclusive)")
+positive_int = ranged(int, "positive")
+nonneg_int = ranged(int, "nonneg")
+port = ranged(int, "port")
+finite_float = ranged(float)
+positive_float = ranged(float, "positive")
+nonneg_float = ranged(float, "nonneg")
+probability = ranged(float, "probability")
+open_fraction = ranged(float, "fraction")
 
 
 def use_max_image_pixels(limit: int | None) -> None:
@@ -377,14 +378,6 @@ def build_precisions() -> tuple[str, ...]:
 
 # ---------------------------------------------------------------- options from a dataclass
 
-# field metadata "range" (a name in shfan.options.RANGES) -> the argparse type that checks it,
-# per the field's number type
-_RANGES = {(int, None): int, (int, "positive"): positive_int, (int, "nonneg"): nonneg_int, (int, "port"): port,
-           (float, None): finite_float, (float, "positive"): positive_float, (float, "nonneg"): nonneg_float,
-           (float, "fraction"): open_fraction, (float, "probability"): probability}
-assert {r for _, r in _RANGES} == set(RANGES), "a range name in shfan.options.RANGES has no argparse type here"
-
-
 def add_dataclass_options(parser, cls, names) -> None:
     """One --option per named field of a dataclass, in the order given: the flag from the name
     (input_size -> --input-size), the default from the field, help and metavar from its
@@ -405,11 +398,22 @@ def add_dataclass_options(parser, cls, names) -> None:
             options = {"choices": f.metadata["choices"], "default": f.default}
         elif int in kinds or float in kinds:
             kind = int if int in kinds else float
-            options = {"type": _RANGES[kind, f.metadata.get("range")], "default": f.default}
+            options = {"type": ranged(kind, f.metadata.get("range")), "default": f.default}
         else:  # text (a path, a name)
             options = {"default": f.default}
         options.update({k: f.metadata[k] for k in ("help", "metavar") if k in f.metadata})
         parser.add_argument(flag, **options)
+
+
+def checked_options(parser, cls, args, **overrides):
+    """`options_from`, with the dataclass's own checks reported as a usage error (exit 2): the
+    same one line a Python caller gets from constructing it."""
+    from shfan.errors import ShfanError
+
+    try:
+        return options_from(cls, args, **overrides)
+    except (ValueError, ShfanError) as exc:
+        parser.error(str(exc))
 
 
 def options_from(cls, args, **overrides):
