@@ -219,7 +219,8 @@ def ranged(kind, range: str | None = None):
         except (TypeError, ValueError):
             value = None
         if not number_ok(kind, range, value):
-            raise argparse.ArgumentTypeError(f"expected {RULES[range][kind][1]}, got {text!r}")
+            shown = text if value is None else value  # the number as Python would show it: got 0, got nan
+            raise argparse.ArgumentTypeError(f"expected {RULES[range][kind][1]}, got {shown!r}")
         return value
 
     return check
@@ -378,6 +379,20 @@ def build_precisions() -> tuple[str, ...]:
 
 # ---------------------------------------------------------------- options from a dataclass
 
+def chosen(f):
+    """An argparse type for a dataclass field with metadata "choices": refused with the words
+    the dataclass's own check uses (shfan.options.field_problem)."""
+    from shfan.options import field_problem
+
+    def check(text: str):
+        problem = field_problem(f, None, text)
+        if problem:
+            raise argparse.ArgumentTypeError(problem)
+        return text
+
+    return check
+
+
 def add_dataclass_options(parser, cls, names) -> None:
     """One --option per named field of a dataclass, in the order given: the flag from the name
     (input_size -> --input-size), the default from the field, help and metavar from its
@@ -395,7 +410,7 @@ def add_dataclass_options(parser, cls, names) -> None:
             flag = "--no-" + name.replace("_", "-") if f.default else flag
             options = {"action": "store_false" if f.default else "store_true", "dest": name}
         elif "choices" in f.metadata:
-            options = {"choices": f.metadata["choices"], "default": f.default}
+            options = {"type": chosen(f), "default": f.default, "metavar": "{" + ",".join(f.metadata["choices"]) + "}"}
         elif int in kinds or float in kinds:
             kind = int if int in kinds else float
             options = {"type": ranged(kind, f.metadata.get("range")), "default": f.default}
