@@ -188,7 +188,7 @@ class PipelineOptions:
     max_misses: int = option(1, "drop a track after N detector checks in a row found no face under it (default 1)",
                              "positive", metavar="N")
     min_score: float = option(0.25, "mean heatmap score below which a track is dropped and re-detected "
-                                    "(default 0.25)", "nonneg")
+                                    "(default 0.25)", "probability")
     max_step: float = 1.6
     scene_cut: float = 0.15
     verify_below: float = 0.75
@@ -211,11 +211,9 @@ class PipelineOptions:
             raise ValueError(f"redetect_every must be >= 0, got {self.redetect_every}")
         if self.threads is not None and self.threads < 1:
             raise ValueError(f"threads must be >= 1, got {self.threads}")
-        for name in ("detector_threshold", "verify_below"):
+        for name in ("detector_threshold", "verify_below", "min_score"):  # min_score: a probability, as declared
             if not 0.0 <= float(getattr(self, name)) <= 1.0:  # NaN fails too
                 raise ValueError(f"{name} must be from 0 to 1, got {getattr(self, name)}")
-        if not 0.0 <= float(self.min_score) < math.inf:  # heatmap peaks may exceed 1 a little
-            raise ValueError(f"min_score must be a finite number >= 0, got {self.min_score}")
         for name in ("min_face", "smooth_min_cutoff"):
             if not 0.0 < float(getattr(self, name)) < math.inf:
                 raise ValueError(f"{name} must be a finite number > 0, got {getattr(self, name)}")

@@ -100,18 +100,18 @@ def test_shfan_build_reports_the_options_own_check_as_usage(capsys):
     assert "give either --weights (export from PyTorch) or --onnx" in line
 
 
-def test_min_score_is_declared_as_validate_checks_it(capsys):
+def test_min_score_is_a_probability_in_python_as_on_the_command_line(capsys):
     """#28: min_score was declared a probability (the CLI refused 1.5) while validate() took any
-    finite number >= 0 (heatmap peaks may exceed 1). Now both take 1.5 and refuse -0.1."""
+    finite number >= 0. Now both take 0 to 1 and refuse 1.5."""
     from shfan.runtime.pipeline import PipelineOptions
 
     parser = Parser(prog="shfan-x")
     add_dataclass_options(parser, PipelineOptions, ["min_score"])
-    assert parser.parse_args(["--min-score", "1.5"]).min_score == 1.5
-    assert PipelineOptions(min_score=1.5).validate().min_score == 1.5
-    assert "expected a finite number >= 0, got -0.1" in cli_error(parser, ["--min-score", "-0.1"], capsys)
-    with pytest.raises(ValueError, match="min_score"):
-        PipelineOptions(min_score=-0.1).validate()
+    assert parser.parse_args(["--min-score", "1"]).min_score == 1.0
+    assert PipelineOptions(min_score=1.0).validate().min_score == 1.0
+    assert "expected a number from 0 to 1, got 1.5" in cli_error(parser, ["--min-score", "1.5"], capsys)
+    with pytest.raises(ValueError, match="^min_score must be from 0 to 1, got 1.5$"):
+        PipelineOptions(min_score=1.5).validate()
 
 
 def test_argparse_types_say_what_they_expect():

@@ -61,7 +61,7 @@ def test_stream_tracks_without_detector(tiny_onnx, yunet):
 
 
 def test_low_confidence_redetects(tiny_onnx, yunet):
-    with Pipeline(tiny_onnx, "onnxruntime", detector=yunet, min_score=2.0) as p:  # nothing passes
+    with Pipeline(tiny_onnx, "onnxruntime", detector=yunet, min_score=1.0) as p:  # nothing passes
         results = list(p.stream("demo", max_frames=3))
     assert all(r.detector_ran and r.faces == [] for r in results)
 

@@ -410,7 +410,7 @@ def add_dataclass_options(parser, cls, names) -> None:
             flag = "--no-" + name.replace("_", "-") if f.default else flag
             options = {"action": "store_false" if f.default else "store_true", "dest": name}
         elif "choices" in f.metadata:
-            options = {"type": chosen(f), "default": f.default, "metavar": "{" + ",".join(f.metadata["choices"]) + "}"}
+            options = {"type": chosen(f), "choices": f.metadata["choices"], "default": f.default}
         elif int in kinds or float in kinds:
             kind = int if int in kinds else float
             options = {"type": ranged(kind, f.metadata.get("range")), "default": f.default}
