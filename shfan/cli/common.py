@@ -16,7 +16,6 @@ import argparse
 import dataclasses
 import functools
 import logging
-import math
 import os
 import sys
 import typing
