@@ -158,8 +158,12 @@ class TrainJob:
 
     def validate(self) -> "TrainJob":
         """TrainError naming the first option outside its declared choices or range (the rules
-        shfan-train's options check too)."""
-        return check_fields(self, TrainError)
+        shfan-train's options check too), or the two ways of sizing the schedule given together."""
+        check_fields(self, TrainError)
+        if self.schedule_steps and self.time_budget:
+            raise TrainError("--schedule-steps fixes the schedule and --time-budget fits it to a time: give one (limit "
+                             "this run's time with --segment)")
+        return self
 
 
 def read_job_data(job: TrainJob):
@@ -263,9 +267,6 @@ def run(job: TrainJob, log=logger.info, progress: bool | None = False) -> dict:
     from shfan import model as fan_model
 
     job.validate()  # before any data is read (the job may have changed since it was made)
-    if job.schedule_steps and job.time_budget:
-        raise TrainError("--schedule-steps fixes the schedule and --time-budget fits it to a time: give one (limit "
-                         "this run's time with --segment)")
     if not job.data:
         raise TrainError("no training data: give at least one dataset (--data, TrainJob.data)")
     try:

@@ -20,6 +20,8 @@ HOSTILE = [  # extra args, exit code, words in the one line
     (["--threads", "0"], 2, "--threads"),
     (["--val-every", "0"], 2, "--val-every"),
     (["--lr", "nan"], 2, "--lr"),
+    (["--schedule-steps", "100", "--time-budget", "5"], 2, ["--schedule-steps", "--segment"]),
+    (["--segment", "0"], 2, "--segment"),
     (["--out", "@tmp/a_file"], 2, "is a file"),
     (["--out", "@ro/run"], 2, "cannot write"),
     (["--data", "@tmp/no_such"], 2, "no such file"),

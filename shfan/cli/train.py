@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import json
 
-from shfan.cli.common import (Parser, add_dataclass_options, add_format_options, check_format_args, entry,
-                               existing_path, options_from, require, writable_dir)
+from shfan.cli.common import (Parser, add_dataclass_options, add_format_options, check_format_args, checked_options,
+                               entry, existing_path, options_from, require, writable_dir)
 
 
 def build_parser():
@@ -32,6 +32,9 @@ def build_parser():
 def check_args(ap, args) -> None:
     check_format_args(ap, args, [("--data", p) for p in args.data] + [("--extra-data", p) for p in args.extra_data]
                       + [("--val-data", args.val_data), ("--test-data", args.test_data)])
+    from shfan.train import TrainJob
+
+    checked_options(ap, TrainJob, args)  # TrainJob's own checks (--schedule-steps with --time-budget): exit 2
 
 
 def job_from_args(args):
