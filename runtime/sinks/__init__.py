@@ -33,7 +33,7 @@ log = logging.getLogger("shfan.runtime")
 
 # The sink modules, in the order their options appear in shfan-run --help and the order each
 # frame is written (JSON Lines first: its lines are the record of what the other sinks got).
-BUILTIN = ("jsonl", "video", "mcap_file", "ros2_bag", "window")
+BUILTIN = ("jsonl", "video", "mcap_file", "ros2_bag", "foxglove_live", "window")
 
 
 class Sink:
