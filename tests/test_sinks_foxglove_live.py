@@ -8,6 +8,7 @@ import os
 import socket
 import struct
 import threading
+import time
 
 import numpy as np
 import pytest
@@ -69,32 +70,42 @@ def test_a_viewer_comes_and_goes_and_the_run_is_unchanged(default_model):
         seen, done = {}, threading.Event()
 
         def viewer():
-            with ws_client.connect(f"ws://127.0.0.1:{sink.port}", subprotocols=[SUBPROTOCOL]) as ws:
-                while "advertise" not in seen:
-                    msg = json.loads(ws.recv(timeout=30))
-                    seen[msg["op"]] = msg
-                channels = {c["topic"]: c for c in seen["advertise"]["channels"]}
-                seen["channels"] = channels
-                ws.send(json.dumps({"op": "subscribe", "subscriptions": [
-                    {"id": 7, "channelId": channels["/face_landmarks/annotations"]["id"]}]}))
-                while "annotations" not in seen:
-                    msg = ws.recv(timeout=30)
-                    if isinstance(msg, bytes) and msg[0] == 1:  # message data: op, subscription, time, payload
-                        sub, _ = struct.unpack_from("<IQ", msg, 1)
-                        assert sub == 7
-                        seen["annotations"] = decode_protobuf(channels["/face_landmarks/annotations"], msg[13:])
+            try:
+                with ws_client.connect(f"ws://127.0.0.1:{sink.port}", subprotocols=[SUBPROTOCOL]) as ws:
+                    while "advertise" not in seen:
+                        msg = json.loads(ws.recv(timeout=30))
+                        seen[msg["op"]] = msg
+                    channels = {c["topic"]: c for c in seen["advertise"]["channels"]}
+                    ws.send(json.dumps({"op": "subscribe", "subscriptions": [
+                        {"id": 7, "channelId": channels["/face_landmarks/annotations"]["id"]}]}))
+                    seen["channels"] = channels
+                    while "annotations" not in seen:
+                        msg = ws.recv(timeout=30)
+                        if isinstance(msg, bytes) and msg[0] == 1:  # message data: op, subscription, time, payload
+                            sub, _ = struct.unpack_from("<IQ", msg, 1)
+                            assert sub == 7
+                            seen["annotations"] = decode_protobuf(channels["/face_landmarks/annotations"], msg[13:])
+            except Exception as exc:  # reported by the assertions below
+                seen["error"] = repr(exc)
             done.set()  # disconnected
 
-        def frames_waiting_for_the_viewer():
-            for i, frame in enumerate(frames):
-                if i == 5:
-                    threading.Thread(target=viewer, daemon=True).start()
-                    while "channels" not in seen or sink.annotations.has_sinks() is False:
-                        done.wait(0.05)
-                yield frame
+        class ViewerJoinsAtFrame5:
+            """A sink before the live one: at frame 5 a viewer connects, and the run waits until it
+            has subscribed (in the consumer, so the frame source never stalls)."""
 
-        with_viewer = [len(r.faces) for r in p.stream(frames_waiting_for_the_viewer(), sinks=[sink])]
-    assert done.wait(30)
+            def write(self, result, frame):
+                if result.index == 5:
+                    threading.Thread(target=viewer, daemon=True).start()
+                    deadline = time.monotonic() + 60
+                    while not sink.annotations.has_sinks() and not done.is_set() and time.monotonic() < deadline:
+                        time.sleep(0.02)
+                return True
+
+            def close(self, keep=True):
+                pass
+
+        with_viewer = [len(r.faces) for r in p.stream(frames, sinks=[ViewerJoinsAtFrame5(), sink])]
+    assert done.wait(30) and "error" not in seen, seen.get("error")
     assert set(seen["channels"]) == {"/camera/image/compressed", "/face_landmarks/annotations", "/shfan/stats"}
     assert seen["channels"]["/camera/image/compressed"]["schemaName"] == "foxglove.CompressedImage"
     points = [a for a in seen["annotations"].points if len(a.points) == 68]
@@ -123,7 +134,6 @@ def raw_subscriber(port, channel_ids) -> socket.socket:
 
 
 def test_a_viewer_that_never_reads_leaves_memory_bounded(tiny_onnx):
-    import time
 
     from shfan.runtime.pipeline import Pipeline
     from shfan.runtime.sinks.foxglove_live import FoxgloveLiveSink, FoxgloveSettings
