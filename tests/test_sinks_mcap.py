@@ -224,8 +224,8 @@ def test_bad_mcap_options_are_one_line(tmp_path, tiny_onnx, monkeypatch):
     (tmp_path / "dir.mcap").mkdir()
     for extra, code, words in ((["--mcap", tmp_path / "dir.mcap"], 2, "is a folder"),
                                (["--mcap", tmp_path / "no" / "x.mcap"], 2, "does not exist"),
-                               (["--mcap", tmp_path / "q.mcap", "--mcap-jpeg-quality", "101"], 1,
-                                "mcap_jpeg_quality must be from 1 to 100"),
+                               (["--mcap", tmp_path / "q.mcap", "--mcap-jpeg-quality", "101"], 2,
+                                "--mcap-jpeg-quality must be from 1 to 100"),
                                (["--mcap", tmp_path / "e.mcap", "--mcap-image-every", "0"], 2, "--mcap-image-every")):
         got, _, err = run_main(main, [*base, *extra])
         assert_one_line_error(got, err, code, words)

@@ -83,6 +83,21 @@ def open_sinks(args, into) -> None:
             into.add(sink)
 
 
+def check_sink_settings(ap, args) -> None:
+    """Each sink's settings in range (e.g. --mcap-jpeg-quality 1-100): a usage error, before the
+    model loads."""
+    from shfan.errors import ShfanError
+    from shfan.runtime import sinks
+
+    for spec in sinks.specs():
+        if spec.settings is not None:
+            try:
+                options_from(spec.settings, args)
+            except ShfanError as exc:
+                name = str(exc).split(" ", 1)[0]
+                ap.error(str(exc).replace(name, "--" + name.replace("_", "-"), 1))
+
+
 class _Stop:
     """Ctrl-C / SIGTERM end the run cleanly (outputs finalised, stats printed)."""
 
@@ -119,6 +134,7 @@ def check_args(ap, args):
     if args.output and Path(args.output).suffix.lower() not in (".mp4", ".mov", ".m4v", ".avi", ".mkv"):
         ap.error(f"--output {args.output}: unsupported video type; use .mp4 or .avi")
     check_model_args(ap, args, "a shfan-build folder, .onnx or .engine")
+    check_sink_settings(ap, args)
     if args.threads is not None:
         from shfan.runtime.pipeline import available_cores
 
