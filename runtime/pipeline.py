@@ -480,16 +480,40 @@ class Pipeline(Closable):
 
     # -- streams
     def stream(self, source="demo", max_frames: int | None = None,
-               callback: Callable[[Result], None] | None = None, **source_options) -> Iterator[Result]:
+               callback: Callable[[Result], None] | None = None, *, sinks=(), **source_options) -> Iterator[Result]:
         """Results for each frame of a source (URI, camera number, path, or FrameSource).
         Still-image sources (folders) are detected afresh on every image; videos are tracked.
         `source` may also be one image or an iterable of images (tracked as video frames, timestamps
         index / 30 s).
+        sinks: output sinks (shfan.runtime.sinks: McapSink, Ros2BagSink, FoxgloveLiveSink,
+        JsonlFileSink, VideoFileSink, WindowSink) written with each frame before it is yielded and
+        closed, finished whole, when the stream ends (exhausted, broken out of, or on an error);
+        an output error is raised then, after every sink was closed.
         Source errors raise shfan.runtime.sources.SourceError after the frames already read.
         self.stats restarts with each stream and keeps bounded running summaries."""
-        from shfan.runtime.sources import FrameSource, FramesDevice, is_frames
+        from shfan.runtime.sinks import SinkSet
 
         self._check_open()
+        outs = SinkSet(sinks)  # checked before the first frame
+        if not outs:
+            yield from self._stream(source, max_frames, callback, **source_options)
+            return
+        try:
+            for result in self._stream(source, max_frames, callback, **source_options):
+                if not outs.write(result, self.stats.fps()):
+                    yield result
+                    return  # a sink asked to stop (the preview window was closed)
+                yield result
+        finally:
+            errors = outs.close(keep=True)
+            if errors:
+                from shfan.errors import OutputError
+
+                raise OutputError(errors[0])
+
+    def _stream(self, source, max_frames, callback, **source_options) -> Iterator[Result]:
+        from shfan.runtime.sources import FrameSource, FramesDevice, is_frames
+
         if is_frames(source):  # an image, or an iterable of images: video frames in memory
             source = FramesDevice(source, self._as_rgb)
         src = source if isinstance(source, FrameSource) else FrameSource(source, **source_options)

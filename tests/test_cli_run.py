@@ -52,6 +52,13 @@ HOSTILE = [  # extra args, exit code, words in the one line
     (["--model", "@tmp/build_landmarks98"], 1, ["landmarks 98", "model file has 68"]),
     (["--model", "@tmp/build_landmarks7"], 1, ["landmarks must be one of"]),
     (["--source", "@tmp/face.png", "--max-image-pixels", "1000"], 1, ["face.png", "512 x 512", "over the limit"]),  # 15
+    # robotics sinks (#27): checked when parsed, before any library is needed
+    (["--mcap", "@tmp/folder.mp4"], 2, ["--mcap", "is a folder"]),
+    (["--mcap", "@ro/r.mcap"], 2, ["--mcap", "cannot write"]),
+    (["--mcap", "@tmp/s.mcap", "--jsonl", "@tmp/s.mcap"], 2, ["--jsonl", "--mcap", "same path"]),
+    (["--ros2-bag", "@tmp/face.png"], 2, ["--ros2-bag", "is a file"]),
+    (["--ros2-bag", "@tmp", "--mcap", "@tmp/x.mcap"], 2, ["--mcap", "inside"]),
+    (["--foxglove", "host:port"], 2, ["--foxglove", "HOST:PORT"]),
 ]
 
 

@@ -13,6 +13,15 @@ def test_no_heavy_imports(module):
     assert heavy == [], f"{module} imports {heavy}"
 
 
+@pytest.mark.parametrize("module", ["shfan.runtime", "shfan.runtime.pipeline", "shfan.runtime.sinks", "shfan.cli.run"])
+def test_robotics_libraries_load_only_for_their_sink(module):
+    """mcap, foxglove-sdk, mcap-ros2-support and rosbags are optional (the robotics extra): only the
+    sink that uses one imports it, when it is made. shfan-run's parser lists every sink's options."""
+    code = f"import {module}" + ("; shfan.cli.run.build_parser()" if module == "shfan.cli.run" else "")
+    heavy = heavy_modules_after(code, ("mcap", "foxglove", "mcap_ros2", "rosbags", "websockets", "torch"))
+    assert heavy == [], f"{module} imports {heavy}"
+
+
 def test_every_package_folder_ships_in_the_wheel():
     """A sub-package missing from pyproject's `packages` works in the editable install and breaks
     the wheel (shfan.bench and shfan.runtime.backends were once left out)."""

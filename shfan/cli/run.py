@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import argparse
+import dataclasses
 import logging
 import signal
 import sys
 
 from shfan.cli.common import (INTERRUPTED, LOGGER, Parser, add_dataclass_options, backend_choices, build_precisions,
                                check_model_args, entry, existing_file, fail, nonneg_int, options_from, positive_int,
-                               writable_file, writable_file_or_stdout, use_max_image_pixels)
+                               writable_dir, writable_file, writable_file_or_stdout, use_max_image_pixels)
 
 
 def build_parser():
@@ -24,10 +26,7 @@ def build_parser():
     ap.add_argument("--model", help="compact (default) | accurate | a shfan-build folder, .onnx or .engine")
     ap.add_argument("--backend", default="auto", choices=backend_choices(runtime=True))
     ap.add_argument("--precision", choices=build_precisions(), help="precision to use from a build folder (default: the selected one)")
-    ap.add_argument("--headless", action="store_true", help="no preview window")
-    ap.add_argument("--output", metavar="VIDEO", type=writable_file, help="write the annotated video (.mp4 or .avi)")
-    ap.add_argument("--jsonl", metavar="FILE", type=writable_file_or_stdout,
-                    help="append one JSON line per frame ('-' for stdout); earlier lines are kept")
+    add_sink_options(ap)
     ap.add_argument("--max-frames", type=positive_int, metavar="N", help="stop after N frames")
     ap.add_argument("--max-image-pixels", type=positive_int, metavar="N",
                     help="refuse images larger than N pixels before decoding them (default 100000000; "
@@ -40,6 +39,63 @@ def build_parser():
     ap.add_argument("--stats-json", metavar="FILE", type=writable_file, help="write per-stage latency and FPS as JSON at exit")
     add_dataclass_options(ap, PipelineOptions, ["threads"])
     return ap
+
+
+def add_sink_options(ap) -> None:
+    """One option per output sink (runtime/sinks: --headless, --output, --jsonl, --mcap, ...),
+    with the options of its settings after it."""
+    from shfan.runtime import sinks
+
+    for spec in sinks.specs():
+        if spec.kind == "switch":
+            ap.add_argument(spec.flag, action="store_true", help=spec.help)
+        else:
+            kind = {"file": writable_file, "file_or_stdout": writable_file_or_stdout, "dir": writable_dir}
+            ap.add_argument(spec.flag, metavar=spec.metavar, help=spec.help,
+                            type=kind.get(spec.kind) or _parsed_by(spec))
+        if spec.settings is not None:
+            add_dataclass_options(ap, spec.settings, [f.name for f in dataclasses.fields(spec.settings)])
+
+
+def _parsed_by(spec):
+    """An argparse type from a sink's own parser (ValueError -> a usage error naming the option)."""
+    def parse(text):
+        try:
+            return spec.parse(text)
+        except ValueError as exc:
+            raise argparse.ArgumentTypeError(str(exc)) from None
+    parse.__name__ = spec.kind
+    return parse
+
+
+def open_sinks(args, into) -> None:
+    """Each sink the options ask for, appended to `into` (a SinkSet) as it is made, so that the ones
+    made before a failing one are closed too."""
+    from shfan.runtime import sinks
+
+    for spec in sinks.specs():
+        value = getattr(args, spec.flag.lstrip("-").replace("-", "_"))
+        if value is None:  # the option was not given
+            continue
+        settings = options_from(spec.settings, args) if spec.settings is not None else None
+        sink = spec.open(value, settings)
+        if sink is not None:
+            into.add(sink)
+
+
+def check_sink_settings(ap, args) -> None:
+    """Each sink's settings in range (e.g. --mcap-jpeg-quality 1-100): a usage error, before the
+    model loads."""
+    from shfan.errors import ShfanError
+    from shfan.runtime import sinks
+
+    for spec in sinks.specs():
+        if spec.settings is not None:
+            try:
+                options_from(spec.settings, args)
+            except ShfanError as exc:
+                name = str(exc).split(" ", 1)[0]
+                ap.error(str(exc).replace(name, "--" + name.replace("_", "-"), 1))
 
 
 class _Stop:
@@ -78,6 +134,7 @@ def check_args(ap, args):
     if args.output and Path(args.output).suffix.lower() not in (".mp4", ".mov", ".m4v", ".avi", ".mkv"):
         ap.error(f"--output {args.output}: unsupported video type; use .mp4 or .avi")
     check_model_args(ap, args, "a shfan-build folder, .onnx or .engine")
+    check_sink_settings(ap, args)
     if args.threads is not None:
         from shfan.runtime.pipeline import available_cores
 
@@ -93,7 +150,7 @@ def main(argv=None):
     args = ap.parse_args(argv)  # check_args ran
     use_max_image_pixels(args.max_image_pixels)
     from shfan.errors import ShfanError
-    from shfan.runtime import outputs
+    from shfan.runtime import sinks
     from shfan.runtime.pipeline import Pipeline, PipelineOptions
     from shfan.runtime.sources import FrameSource
 
@@ -102,34 +159,19 @@ def main(argv=None):
         source = FrameSource(uri)  # parse first: a bad source is a usage error, found before the model loads
     except ShfanError as exc:
         ap.error(str(exc))
-    video = jsonl = window = pipeline = stop = None
+    pipeline = stop = None
+    outs = sinks.SinkSet()
     errors = []
     interrupted = False
     try:
         options = options_from(PipelineOptions, args, running_mode="video")  # the options of the same names
         pipeline = Pipeline(args.model, args.backend, args.precision, options=options,
                             detector_model=args.detector_model)
-        if not args.headless:
-            usable, why = outputs.gui_available()
-            if usable:
-                window = outputs.Window()
-            else:
-                logging.getLogger(LOGGER).warning(f"no preview window: {why}; continuing headless "
-                                                  "(use --headless to skip this)")
-        if args.output:
-            video = outputs.VideoSink(args.output)
-        if args.jsonl:
-            jsonl = outputs.JsonlSink(args.jsonl)  # checked now, opened (for appending) at the first frame
+        open_sinks(args, outs)  # files checked now, opened at the first frame
         stop = _Stop()  # from here on Ctrl-C / SIGTERM end the frame loop (outputs finished), not the program
         for result in pipeline.stream(source, max_frames=args.max_frames):
-            if jsonl:
-                jsonl.write(result)
-            if video or window:
-                frame = outputs.annotate(result.image, result.faces, pipeline.stats.fps())
-                if video:
-                    video.write(frame)
-                if window and not window.show(frame):
-                    break
+            if not outs.write(result, pipeline.stats.fps()):
+                break  # the window was closed
             if stop.requested:
                 break
     except ShfanError as exc:
@@ -137,8 +179,8 @@ def main(argv=None):
     except KeyboardInterrupt:
         interrupted = True
     finally:
-        for close in (jsonl and jsonl.close, video and (lambda: video.close(keep=True)),  # frames so far: a whole file
-                      window and window.close, pipeline and pipeline.close, stop and stop.close):
+        errors += outs.close(keep=True)  # frames so far: whole files
+        for close in (pipeline and pipeline.close, stop and stop.close):
             if close:
                 try:
                     close()
