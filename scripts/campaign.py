@@ -6,8 +6,10 @@ needs to go on is committed beside this script, in campaign/:
     campaign/NAME.json      the plan (shfan-train options, the fixed horizon) and a ledger of
                             segments (steps, wall time, validation clean/hard per subset)
     campaign/NAME.state.pt  the run's last.pt: fp32 weights, step, epoch and batch, schedule,
-                            history; the AdamW moments in bfloat16 (half the size; loaded back
-                            as fp32, they move a step by < 0.4 %)
+                            history, and AdamW's second moment in bfloat16 (it averages over
+                            ~1,000 steps; loaded back as fp32 it moves a step by < 0.4 %). The
+                            first moment (a ~10-step average) is not kept: it restarts at zero,
+                            which keeps the file under 20 MB for the 3.2 M-parameter network
 
     python scripts/campaign.py start accurate --schedule-steps 11000 --init runs/seg192/last.pt -- \\
         --data ../shared/data/faces68/helen_train --data ../shared/data/faces68/lfpw_train \\
@@ -69,15 +71,15 @@ def write_plan(name: str, plan: dict) -> None:
 
 
 def pack(last: Path, to: Path) -> dict:
-    """last.pt -> the committed state (AdamW moments in bfloat16); returns the state."""
+    """last.pt -> the committed state (second moment in bfloat16, no first moment)."""
     import torch
 
     from shfan.atomic import atomic_path
 
     state = torch.load(last, map_location="cpu", weights_only=False)
     for slot in state["optimizer"]["state"].values():
-        for key in ("exp_avg", "exp_avg_sq"):
-            slot[key] = slot[key].to(torch.bfloat16)
+        slot.pop("exp_avg", None)
+        slot["exp_avg_sq"] = slot["exp_avg_sq"].to(torch.bfloat16)
     with atomic_path(to) as tmp:
         torch.save(state, tmp)
     return state
@@ -94,8 +96,8 @@ def unpack(packed: Path, last: Path) -> None:
     if last.is_file() and step_of(torch.load(last, map_location="cpu", weights_only=False)) >= step_of(state):
         return
     for slot in state["optimizer"]["state"].values():
-        for key in ("exp_avg", "exp_avg_sq"):
-            slot[key] = slot[key].float()
+        slot["exp_avg_sq"] = slot["exp_avg_sq"].float()
+        slot["exp_avg"] = torch.zeros_like(slot["exp_avg_sq"])
     last.parent.mkdir(parents=True, exist_ok=True)
     with atomic_path(last) as tmp:
         torch.save(state, tmp)
