@@ -19,6 +19,7 @@ VECTORS = ROOT / "tests" / "vectors"
 SHARED = ROOT.parent / "shared"
 FACES68 = SHARED / "data" / "faces68"
 YUNET = SHARED / "models" / "yunet_s_640_640.onnx"
+VIDEOS = SHARED / "data" / "videos"
 
 
 @pytest.fixture(autouse=True)
@@ -102,6 +103,18 @@ def tiny_onnx(tmp_path_factory):
     path = tmp_path_factory.mktemp("tiny") / "tiny.onnx"
     onnx.save(export_onnx(model, simplify=False), str(path))
     return path
+
+
+@pytest.fixture(scope="session")
+def default_model():
+    """The shipped default ONNX model, for tests that run it with YuNet on the shared videos."""
+    from shfan.weights import DEFAULT_ONNX
+
+    if not VIDEOS.is_dir() or not YUNET.is_file():
+        pytest.skip("../shared/data/videos or the shared YuNet model not present")
+    if not DEFAULT_ONNX.is_file():
+        pytest.skip("default model not built")
+    return DEFAULT_ONNX
 
 
 @pytest.fixture(scope="session")

@@ -8,26 +8,15 @@ import sys
 import numpy as np
 import pytest
 
-from conftest import ROOT, SHARED, YUNET
+from conftest import ROOT, VIDEOS, YUNET
 
 sys.path.insert(0, str(ROOT / "benchmarks"))
 import real_video as rv  # noqa: E402
 
-VIDEOS = SHARED / "data" / "videos"
 # From YuNet at full resolution on every frame (benchmarks/real_video.py's reference):
 FACE_NOFACE_LAST_FACE = 71  # face_noface.mov: a face in frames 0..71, then a cartoon
 NOFACE_FACE_FIRST_FACE = 96  # noface_face.mov: a cartoon, then a face from frame 96
 
-
-@pytest.fixture(scope="module")
-def default_model():
-    from shfan.weights import DEFAULT_ONNX
-
-    if not VIDEOS.is_dir() or not YUNET.is_file():
-        pytest.skip("../shared/data/videos or the shared YuNet model not present")
-    if not DEFAULT_ONNX.is_file():
-        pytest.skip("default model not built")
-    return DEFAULT_ONNX
 
 
 def faces_per_frame(model, clip, frames):

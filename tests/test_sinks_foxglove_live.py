@@ -48,16 +48,6 @@ def decode_protobuf(channel, payload):
     return protobuf_decoder.DecoderFactory().decoder_for("protobuf", schema)(payload)
 
 
-@pytest.fixture(scope="module")
-def default_model():
-    from shfan.weights import DEFAULT_ONNX
-
-    if not VIDEO.is_file() or not YUNET.is_file():
-        pytest.skip("../shared/data/videos or the shared YuNet model not present")
-    if not DEFAULT_ONNX.is_file():
-        pytest.skip("default model not built")
-    return DEFAULT_ONNX
-
 
 def test_a_viewer_comes_and_goes_and_the_run_is_unchanged(default_model):
     from shfan.runtime.pipeline import Pipeline

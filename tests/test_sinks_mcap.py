@@ -57,16 +57,6 @@ def faces_of(annotations):
     return {k: (v["points"], np.array(v["parts"]), v["box"]) for k, v in faces.items()}
 
 
-@pytest.fixture(scope="module")
-def default_model():
-    from shfan.weights import DEFAULT_ONNX
-
-    if not VIDEO.is_file() or not YUNET.is_file():
-        pytest.skip("../shared/data/videos or the shared YuNet model not present")
-    if not DEFAULT_ONNX.is_file():
-        pytest.skip("default model not built")
-    return DEFAULT_ONNX
-
 
 def run_args(*extra):
     return ["--source", VIDEO, "--headless", "--quiet", "--detector-model", YUNET, *extra]

@@ -31,16 +31,6 @@ def read_bag(path):
     return messages, connections
 
 
-@pytest.fixture(scope="module")
-def default_model():
-    from shfan.weights import DEFAULT_ONNX
-
-    if not VIDEO.is_file() or not YUNET.is_file():
-        pytest.skip("../shared/data/videos or the shared YuNet model not present")
-    if not DEFAULT_ONNX.is_file():
-        pytest.skip("default model not built")
-    return DEFAULT_ONNX
-
 
 @pytest.fixture(scope="module")
 def recorded(default_model, tmp_path_factory):
