@@ -29,7 +29,7 @@ from pathlib import Path
 
 import numpy as np
 
-from shfan import atomic, evaluate, geometry
+from shfan import atomic, augment, evaluate, geometry
 from shfan.io import sha256_file
 from shfan.runtime.detector import YuNetDetector, landmark_box_from_detection
 
@@ -56,20 +56,13 @@ def label(infer, input_size: int, image: np.ndarray, box, passes: int = 2):
     returns (points [K, 2], mean score, last pass's mean move / face size)."""
     pts, shift, score = None, float("nan"), float("nan")
     for _ in range(passes):
-        crop, m = evaluate.crops_for([_Boxed(box)], input_size, [image])
-        crop_pts, scores = infer(crop)
-        new = evaluate.to_image(crop_pts, m)[0]
+        crop, m = augment.eval_view(image, box, input_size)  # the crop of validation and shfan-eval
+        crop_pts, scores = infer(crop[None])
+        new = evaluate.to_image(crop_pts, [m])[0]
         if pts is not None:
             shift = float(np.linalg.norm(new - pts, axis=1).mean() / _face_size(new))
         pts, score, box = new, float(np.mean(scores)), geometry.box_from_points(new)
     return pts, score, shift
-
-
-class _Boxed:
-    """The one field evaluate.crops_for reads of a sample."""
-
-    def __init__(self, box):
-        self.box = np.asarray(box, np.float64)
 
 
 def _face_size(points) -> float:
