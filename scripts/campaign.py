@@ -76,7 +76,7 @@ def pack(last: Path, to: Path) -> dict:
 
     from shfan.atomic import atomic_path
 
-    state = torch.load(last, map_location="cpu", weights_only=False)
+    state = torch_load(last)
     for slot in state["optimizer"]["state"].values():
         slot.pop("exp_avg", None)
         slot["exp_avg_sq"] = slot["exp_avg_sq"].to(torch.bfloat16)
@@ -92,8 +92,8 @@ def unpack(packed: Path, last: Path) -> None:
 
     from shfan.atomic import atomic_path
 
-    state = torch.load(packed, map_location="cpu", weights_only=False)
-    if last.is_file() and step_of(torch.load(last, map_location="cpu", weights_only=False)) >= step_of(state):
+    state = torch_load(packed)
+    if last.is_file() and step_of(torch_load(last)) >= step_of(state):
         return
     for slot in state["optimizer"]["state"].values():
         slot["exp_avg_sq"] = slot["exp_avg_sq"].float()
@@ -101,6 +101,12 @@ def unpack(packed: Path, last: Path) -> None:
     last.parent.mkdir(parents=True, exist_ok=True)
     with atomic_path(last) as tmp:
         torch.save(state, tmp)
+
+
+def torch_load(path: Path) -> dict:
+    import torch
+
+    return torch.load(path, map_location="cpu", weights_only=False)
 
 
 def step_of(state: dict) -> int:
@@ -161,11 +167,7 @@ def run(args) -> None:
     if state_path(args.name).is_file():
         unpack(state_path(args.name), last)
     resuming = last.is_file()
-    step_from = 0
-    if resuming:
-        import torch
-
-        step_from = step_of(torch.load(last, map_location="cpu", weights_only=False))
+    step_from = step_of(torch_load(last)) if resuming else 0
     cmd = [sys.executable, "-m", "shfan.cli.train", *plan["train_args"], "--out", str(out), "--resume",
            "--schedule-steps", str(plan["schedule_steps"]), "--segment", str(args.minutes), "--no-tune"]
     if not resuming and plan.get("init"):
@@ -173,7 +175,7 @@ def run(args) -> None:
     print(" ".join(cmd), flush=True)
     t0 = time.time()
     code = subprocess.call(cmd, cwd=ROOT)
-    if last.is_file():
+    if last.is_file() and step_of(torch_load(last)) > step_from:  # a run that failed at once adds no line
         record(args.name, plan, step_from, (time.time() - t0) / 60)
     if code:
         raise SystemExit(code)

@@ -257,6 +257,26 @@ def _read_last(last: Path) -> dict:
     return state
 
 
+def optimizer_state_in_model_order(state: dict, model) -> dict:
+    """The checkpoint's optimizer state, re-indexed to `model.parameters()` order.
+
+    torch keys an optimizer's state by the parameter's position, but the checkpoint's weights by
+    name: when the network's code registers its modules in another order (FAN's stacking code
+    was shared with FastFAN in session 10 and each stack's output layers moved after the
+    hourglasses), a position-keyed state lands on the wrong tensors and AdamW fails on the first
+    step. The saved state_dict lists the parameters in the order of the model that saved them,
+    which names each position."""
+    names = [name for name, _ in model.named_parameters()]
+    saved_order = [k for k in state["state_dict"] if k in set(names)]
+    opt_state = state["optimizer"]
+    if saved_order == names or len(saved_order) != len(names):
+        return opt_state  # same order (or another model: load_state_dict refuses it)
+    index_of = {name: i for i, name in enumerate(saved_order)}
+    moved = {i: opt_state["state"][index_of[name]] for i, name in enumerate(names)
+             if index_of[name] in opt_state["state"]}
+    return {**opt_state, "state": moved}
+
+
 def run(job: TrainJob, log=logger.info, progress: bool | None = False) -> dict:
     """The shfan-train workflow: read and split the data, build the model (or load `init`),
     train, tune the decoder on validation (`tune`), score `test_data`. Every check that can
@@ -500,7 +520,7 @@ def train(model_cfg: ModelConfig, cfg: TrainConfig, train_samples: list[Sample],
         state = _read_last(last)
         try:
             model.load_state_dict(state["state_dict"])
-            opt.load_state_dict(state["optimizer"])
+            opt.load_state_dict(optimizer_state_in_model_order(state, model))
             sched.load_state_dict(state["scheduler"])
             start_epoch, best_nme, history = state["epoch"], state["best_nme"], state["history"]
         except (RuntimeError, KeyError, ValueError, TypeError):

@@ -49,6 +49,9 @@ def test_a_campaign_goes_on_from_its_committed_state_on_a_new_machine(helen_dir,
     plan = json.loads((tmp_path / "campaign" / "tiny.json").read_text())
     assert [s["steps"] for s in plan["segments"]] == [[0, 1], [1, 6]]
     assert all(s["of"] == 6 and "val_nme_inter_ocular" in s["validation"] for s in plan["segments"])
+    _campaign(tmp_path, "run", "tiny", "--minutes", 100)  # the horizon is reached: nothing to train
+    plan = json.loads((tmp_path / "campaign" / "tiny.json").read_text())
+    assert [s["steps"] for s in plan["segments"]] == [[0, 1], [1, 6]]  # a run without a step adds no line
 
 
 def test_start_refuses_the_options_the_campaign_sets(tmp_path):

@@ -340,3 +340,28 @@ def test_a_segment_stops_at_a_checkpoint_and_keeps_the_horizon(helen_dir, tmp_pa
     steps = [json.loads(x)["steps"] for x in logs if x.startswith("{")]
     assert steps == [2, 3]  # the rest of epoch 1, then epoch 2
     assert done["history"][-1]["lr"] == pytest.approx(2e-3 * 0.01, rel=1e-6)  # the cosine's floor at the horizon
+
+
+def test_resume_matches_optimizer_state_to_parameters_by_name(helen_dir, tmp_path):
+    """A last.pt written by a network that registered its modules in another order (FAN before
+    its stacking code was shared with FastFAN) resumes onto the right tensors: torch keys AdamW's
+    state by position, so without re-indexing by name the first step fails or moves the wrong
+    weights."""
+    samples = read_300w(helen_dir)[:16]
+    train_s, val_s = samples[:12], samples[12:]
+    quiet = lambda _: None  # noqa: E731
+    trainer.train(TINY, _campaign_cfg(), train_s, val_s, tmp_path / "straight", log=quiet)
+    straight = torch.load(tmp_path / "straight" / "last.pt", weights_only=False)
+    trainer.train(TINY, _campaign_cfg(segment_min=1e-4), train_s, val_s, tmp_path / "moved", log=quiet)
+    last = tmp_path / "moved" / "last.pt"
+    state = torch.load(last, weights_only=False)
+    names = [n for n, _ in fan.FAN(TINY).named_parameters()]
+    by_name = {n: state["optimizer"]["state"][i] for i, n in enumerate(names)}
+    state["state_dict"] = dict(reversed(list(state["state_dict"].items())))  # the other network's order
+    state["optimizer"]["state"] = {i: by_name[n] for i, n in enumerate(reversed(names))}
+    torch.save(state, last)
+    trainer.train(TINY, _campaign_cfg(), train_s, val_s, tmp_path / "moved", resume=True, log=quiet)
+    resumed = torch.load(last, weights_only=False)
+    assert resumed["scheduler"]["last_epoch"] == 6
+    for name, w in straight["state_dict"].items():
+        assert torch.allclose(resumed["state_dict"][name].float(), w.float(), atol=1e-6), name
