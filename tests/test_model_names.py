@@ -1,4 +1,4 @@
-"""Models by name (compact | accurate), test-time flip and the hard views of shfan-eval."""
+"""Models by name (compact | accurate | fast), test-time flip and the hard views of shfan-eval."""
 
 import json
 import subprocess
@@ -27,6 +27,16 @@ def test_accurate_is_not_shipped_and_says_how_to_make_it(monkeypatch, tmp_path):
     assert weights.model_path("accurate") == tmp_path / "shfan_accurate.onnx"
     with pytest.raises(ShfanError, match="unknown model name"):
         weights.model_path("huge")
+
+
+def test_fast_is_not_shipped_yet_and_says_how_to_make_it(monkeypatch, tmp_path):
+    monkeypatch.delenv("SHFAN_MODELS", raising=False)
+    with pytest.raises(ShfanError) as exc:
+        weights.model_path("fast")
+    assert "--arch fast" in str(exc.value) and "pseudo_label.py" in str(exc.value) and "--name fast" in str(exc.value)
+    (tmp_path / "shfan_fast.onnx").write_bytes(b"x")
+    monkeypatch.setenv("SHFAN_MODELS", str(tmp_path))
+    assert weights.resolve("fast") == tmp_path / "shfan_fast.onnx"
 
 
 def test_pipeline_takes_a_model_name():

@@ -14,7 +14,7 @@ from shfan.cli.common import (INTERRUPTED, Parser, add_dataclass_options, checke
 def build_parser():
     ap = Parser(prog="shfan-build", description=__doc__, check=check_args)
     src = ap.add_argument_group("model source (one of)")
-    src.add_argument("--weights", help="checkpoint to export, or a shipped model name: compact (default) | accurate")
+    src.add_argument("--weights", help="checkpoint to export, or a shipped model name: compact (default) | accurate | fast")
     src.add_argument("--onnx", type=existing_file, help="start from a shfan ONNX file (e.g. model_int8.onnx built elsewhere); "
                                     "no PyTorch needed")
     add_dataclass_options(ap, BuildOptions, ["precision", "target"])

@@ -25,7 +25,7 @@ def build_parser():
                          "or AFLWinfo_release.mat (aflw19)")
     add_format_options(ap)
     ap.add_argument("--box", default="gt", choices=["gt"], help="face box source (gt: from the annotation)")
-    ap.add_argument("--model", help="compact (default) | accurate | a checkpoint (.pt/.pth.tar/.zip), .onnx file "
+    ap.add_argument("--model", help="compact (default) | accurate | fast | a checkpoint (.pt/.pth.tar/.zip), .onnx file "
                                     "or shfan-build folder")
     ap.add_argument("--backend", choices=backend_choices(auto=False),
                     help="default: pytorch for checkpoints, onnxruntime for ONNX and build folders")

@@ -23,7 +23,7 @@ def build_parser():
                      help="demo (default), N, /dev/videoN, v4l2:///dev/videoN, csi://N, rtsp://..., "
                           "a video file or an image folder")
     src.add_argument("--camera", type=nonneg_int, metavar="N", help="USB/V4L2 camera N (same as --source /dev/videoN)")
-    ap.add_argument("--model", help="compact (default) | accurate | a shfan-build folder, .onnx or .engine")
+    ap.add_argument("--model", help="compact (default) | accurate | fast | a shfan-build folder, .onnx or .engine")
     ap.add_argument("--backend", default="auto", choices=backend_choices(runtime=True))
     ap.add_argument("--precision", choices=build_precisions(), help="precision to use from a build folder (default: the selected one)")
     add_sink_options(ap)

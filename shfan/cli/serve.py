@@ -21,7 +21,7 @@ def build_parser():
 
     ap = Parser(prog="shfan-serve", description=__doc__,
                 verbose_help="tritonserver's log on the console, and shfan's debug messages")
-    ap.add_argument("--model", help="compact (default) | accurate | a shfan-build folder | .onnx | .engine")
+    ap.add_argument("--model", help="compact (default) | accurate | fast | a shfan-build folder | .onnx | .engine")
     ap.add_argument("--backend", default="auto", choices=backend_choices(runtime=True))
     ap.add_argument("--precision", choices=build_precisions(), help="of a build folder (default: its selection)")
     ap.add_argument("--detector-model", type=existing_path, help="YuNet .onnx (default: downloaded once, sha256-checked)")

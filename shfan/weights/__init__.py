@@ -15,14 +15,21 @@ DEFAULT_CHECKPOINT = Path(__file__).with_name("shfan_default.pt")
 # The same weights exported to ONNX (fp32, heatmap output), so the runtime needs no torch.
 DEFAULT_ONNX = Path(__file__).with_name("shfan_default.onnx")
 
-MODEL_NAMES = ("compact", "accurate")
-FILES = {"compact": "shfan_default", "accurate": "shfan_accurate"}  # name -> file stem (.onnx, .pt)
+MODEL_NAMES = ("compact", "accurate", "fast")
+FILES = {"compact": "shfan_default", "accurate": "shfan_accurate", "fast": "shfan_fast"}  # name -> stem (.onnx, .pt)
 
-# The recipe for the accurate model: the compact weights fine-tuned at 192 px under one long
-# schedule (on a 2-core CPU: ~5 s a step, several sessions; --resume continues it).
-ACCURATE_RECIPE = ("shfan-train --data 300w/helen_train --data 300w/lfpw_train --extra-data 300w/afw "
-                   "--init default --input-size 192 --loss awing --consistency 2.3 --lr 1e-4 --batch-size 8 "
-                   "--schedule-steps 6900 --out runs/accurate")
+# How to make the models still in training (their campaigns: campaign/NAME.json in the repository).
+RECIPES = {
+    # the compact weights fine-tuned at 192 px under one long schedule (2-core CPU: ~5 s a step)
+    "accurate": ("shfan-train --data 300w/helen_train --data 300w/lfpw_train --extra-data 300w/afw "
+                 "--init default --input-size 192 --loss awing --consistency 2.3 --lr 1e-4 --batch-size 8 "
+                 "--schedule-steps 6900 --out runs/accurate"),
+    # from scratch on the labelled faces plus faces the compact model labels (scripts/pseudo_label.py)
+    "fast": ("python scripts/pseudo_label.py --teacher compact --flip --images FACES --out runs/pseudo/faces, then "
+             "shfan-train --data 300w/helen_train --data 300w/lfpw_train --extra-data 300w/afw "
+             "--extra-data runs/pseudo/faces --arch fast --stacks 2 --width 64 --input-size 128 --loss awing "
+             "--consistency 2.3 --lr 1e-3 --batch-size 16 --schedule-steps 9000 --out runs/fast"),
+}
 
 
 def _folders():
@@ -46,9 +53,9 @@ def model_path(name: str, kind: str = "onnx") -> Path:
     if name == "compact":
         raise BackendError(f"the default model {Path(__file__).parent / (FILES[name] + suffix)} is missing from this "
                            f"install; reinstall shfan or give a model path")
-    raise BackendError("the 'accurate' model is not shipped in this version (its training is under way); make it with "
-                       f"`{ACCURATE_RECIPE}`, then `python scripts/ship_default_model.py runs/accurate/best.pt "
-                       "--name accurate --to DIR` and set SHFAN_MODELS=DIR (or give the path itself)")
+    raise BackendError(f"the {name!r} model is not shipped in this version (its training is under way); make it "
+                       f"with `{RECIPES[name]}`, then `python scripts/ship_default_model.py runs/{name}/best.pt "
+                       f"--name {name} --to DIR` and set SHFAN_MODELS=DIR (or give the path itself)")
 
 
 def resolve(model, kind: str = "onnx"):
