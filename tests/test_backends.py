@@ -94,7 +94,7 @@ def test_onnxruntime_spec_runs_the_shipped_model_as_open_backend_does():
 
 
 def test_onnxruntime_backend_from_bytes_with_given_info():
-    from shfan.runtime.ort_backend import OnnxRuntimeBackend
+    from shfan.runtime.backends.onnxruntime.runner import OnnxRuntimeBackend
 
     by_path = OnnxRuntimeBackend(DEFAULT_ONNX, threads=1)
     info = ModelInfo(by_path.info.input_size, by_path.info.landmarks, by_path.info.heatmap_size, 3, 6.0)
@@ -221,13 +221,13 @@ def test_pytorch_spec_opens_a_checkpoint_and_splits_like_onnxruntime():
         b.close()
 
 
-def test_torch_backend_from_model_matches_the_training_decode():
+def test_torch_backend_on_a_live_model_matches_the_training_decode():
     """What training validation computed (shfan.train.torch_infer before it used this backend):
     the model's heatmaps, codec_torch at the config's window/temperature, times input/heatmap."""
     torch = pytest.importorskip("torch")
     from shfan import codec_torch
     from shfan.model import FAN, ModelConfig
-    from shfan.torch_backend import TorchBackend
+    from shfan.runtime.backends.pytorch.runner import TorchBackend
 
     torch.manual_seed(0)
     model = FAN(ModelConfig(stacks=1, width=16, landmarks=68, input_size=64)).eval()
@@ -235,13 +235,13 @@ def test_torch_backend_from_model_matches_the_training_decode():
     x = crops(64, 3)
     with torch.no_grad():
         pts, scores = codec_torch.decode(model(torch.from_numpy(x)), "subpixel", cfg.window, cfg.temperature)
-    b = TorchBackend.from_model(model, "cpu")
+    b = TorchBackend(model, "cpu")
     p1, s1 = b.infer(x)
     np.testing.assert_array_equal(p1, (pts * (cfg.input_size / cfg.heatmap_size)).numpy())
     np.testing.assert_array_equal(s1, scores.numpy())
     assert b.info == ModelInfo.from_config(cfg.to_dict())
     model.train()
-    TorchBackend.from_model(model).close()
+    TorchBackend(model).close()
     assert model.training  # the live model's mode is left alone
 
 
@@ -281,9 +281,10 @@ def failing_tensorrt():
     def open_model(model, **options):
         raise BackendError("built with TensorRT 10.3.0, this system has 10.7.0")
 
+    real = backends.get("tensorrt")
     return backends.BackendSpec(name="tensorrt", summary="test double: an engine that cannot run", module=__name__,
                                 available=lambda: True, version=lambda: "10.7.0", open=open_model,
-                                accepts=backends.get("tensorrt").accepts)
+                                accepts=real.accepts, priority=real.priority, title=real.title)
 
 
 def test_onnxruntime_spec_opens_a_build_folder(build_folder):
@@ -312,4 +313,4 @@ def test_auto_falls_back_to_onnxruntime_when_the_engine_cannot_run(build_folder,
         engine.write_bytes(b"x")
         with pytest.raises(BackendError, match="this system has 10.7.0"):  # a bare engine: nothing to fall back to
             open_backend(engine, "auto")
-    assert backends.names() == original and backends.get("tensorrt").module == "shfan.runtime.trt_backend"
+    assert backends.names() == original and backends.get("tensorrt").module == "shfan.runtime.backends.tensorrt.runner"
