@@ -1,9 +1,11 @@
 """The backend registry (shfan.runtime.backends): order and choices, lookups that name the
-fix, the shipped ONNX through the onnxruntime spec, a test backend reachable through
-open_backend, TensorRT refused cleanly where it is absent, checkpoints through the pytorch spec."""
+fix, availability from the library, auto's one answer per file (priority, the runtime's scope,
+shfan-eval's), a test backend joining auto, the shipped ONNX through the onnxruntime spec,
+TensorRT refused cleanly where it is absent, checkpoints through the pytorch spec."""
 
 from contextlib import contextmanager
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -11,7 +13,7 @@ import pytest
 from shfan.contracts import ModelInfo
 from shfan.errors import BackendError
 from shfan.runtime import backends
-from shfan.runtime.backend import open_backend
+from shfan.runtime.backends import open_backend
 from shfan.weights import DEFAULT_CHECKPOINT, DEFAULT_ONNX
 
 from conftest import heavy_modules_after
@@ -25,14 +27,28 @@ def crops(size, n=3, seed=0):
 
 
 def test_registry_lists_the_builtin_backends_in_order():
+    import importlib.util
+
     assert backends.names()[:3] == ("onnxruntime", "tensorrt", "pytorch")
     assert backends.choices() == ("auto", *backends.names())
+    assert backends.choices(runtime=True)[:3] == ("auto", "onnxruntime", "tensorrt")  # the pipeline never runs checkpoints
     for name in backends.names():
         spec = backends.get(name)
-        assert spec.name == name and spec.summary and spec.module.startswith("shfan.")
-        assert isinstance(spec.available(), bool)
-        assert spec.version() is None or isinstance(spec.version(), str)
-    assert "onnxruntime" in backends.available() and backends.get("onnxruntime").version()
+        assert spec.name == name and spec.summary
+        assert spec.module == f"shfan.runtime.backends.{name}.runner" and importlib.util.find_spec(spec.module)
+    assert [backends.get(n).priority for n in ("tensorrt", "onnxruntime", "pytorch")] == [30, 20, 10]
+
+
+def test_available_and_version_come_from_the_library_and_its_distributions():
+    import numpy
+
+    here = backends.BackendSpec("here", "numpy-backed", __name__, open=None, accepts=None, library="numpy",
+                                dists=("no-such-dist-shfan", "numpy"))
+    assert here.available() and here.version() == numpy.__version__  # the first installed distribution
+    absent = backends.BackendSpec("absent", "missing", __name__, open=None, accepts=None,
+                                  library="no_such_module_shfan", dists=("no-such-dist-shfan",))
+    assert not absent.available() and absent.version() is None
+    assert backends.get("onnxruntime").version() == __import__("onnxruntime").__version__
 
 
 def test_unknown_backend_names_the_choices():
@@ -132,14 +148,15 @@ class FixedPoints:
         self.closed = True
 
 
-def FakeSpec(name, opened=None):
+def FakeSpec(name, opened=None, priority=0, available=True, runtime=True, accepts=lambda path: True):
     def open_model(model, *, precision=None, decoder="subpixel", threads=None):
         if opened is not None:
             opened.append((model, precision, decoder, threads))
         return FixedPoints(ModelInfo.from_sizes(64, 68), name)
 
-    return backends.BackendSpec(name=name, summary="test double", module=__name__, available=lambda: True,
-                                version=lambda: "0", open=open_model, accepts=lambda path: True)
+    return backends.BackendSpec(name=name, summary="test double", module=__name__, available=lambda: available,
+                                version=lambda: "0", open=open_model, accepts=accepts, priority=priority,
+                                runtime=runtime)
 
 
 @pytest.fixture
@@ -165,6 +182,83 @@ def test_unregister_removes_it(fixed_backend):
     assert "fixed" not in backends.choices()
     with pytest.raises(BackendError, match="unknown backend 'fixed'"):
         open_backend(DEFAULT_ONNX, backend="fixed")
+
+
+# ---------------------------------------------------------------- auto: one answer per file
+
+
+@pytest.fixture
+def files(tmp_path):
+    """One model file of each kind (contents do not matter to resolve) and a build folder."""
+    made = {"onnx": tmp_path / "m.onnx", "engine": tmp_path / "m.engine", "ckpt": tmp_path / "m.pt",
+            "other": tmp_path / "m.bin", "folder": tmp_path / "build"}
+    for kind, path in made.items():
+        path.mkdir() if kind == "folder" else path.write_bytes(b"x")
+    return made
+
+
+def resolved(path, backend="auto", runtime=True):
+    return [s.name for s in backends.resolve(path, backend, runtime)]
+
+
+def test_auto_picks_by_file_kind_and_priority(files, monkeypatch):
+    from shfan import platform_facts
+
+    monkeypatch.setattr(platform_facts, "module_available", lambda module: module != "tensorrt")
+    assert resolved(files["onnx"]) == resolved(files["other"]) == ["onnxruntime"]  # ORT's loader names a bad file
+    assert resolved(files["folder"]) == ["onnxruntime"]
+    assert resolved(files["engine"]) == ["tensorrt"]  # not available: its open says what to install
+    assert resolved(files["ckpt"], runtime=False) == ["pytorch"]
+    monkeypatch.setattr(platform_facts, "module_available", lambda module: True)
+    assert resolved(files["folder"]) == ["tensorrt", "onnxruntime"]  # the engine first, ONNX Runtime behind it
+    assert resolved(files["folder"], runtime=False) == ["tensorrt", "onnxruntime"]  # shfan-eval asks the same
+    assert resolved(files["onnx"], "tensorrt") == ["tensorrt"]  # a named backend is itself (its open refuses)
+
+
+def test_the_runtime_refuses_checkpoints_and_pytorch_takes_them(files):
+    for backend in ("auto", "onnxruntime", "tensorrt"):
+        with pytest.raises(BackendError, match=r"m\.pt is a PyTorch checkpoint; export it first"):
+            backends.resolve(files["ckpt"], backend)
+    assert resolved(files["ckpt"], "pytorch") == ["pytorch"]  # named: any scope
+
+
+def test_a_registered_backend_joins_auto_by_its_priority(fixed_backend, files):
+    from shfan import evaluate
+
+    assert resolved(files["onnx"]) == ["onnxruntime", "fixed"]  # priority 0: behind the built-ins
+    backends.unregister("fixed")
+    backends.register(FakeSpec("fixed", fixed_backend, priority=100))
+    assert resolved(files["onnx"]) == ["fixed", "onnxruntime"]
+    assert open_backend(DEFAULT_ONNX).name == "fixed"
+    assert evaluate.open_model(DEFAULT_ONNX, None, None, "subpixel").name == "fixed"  # shfan-eval: the same auto
+    assert evaluate.open_model(DEFAULT_ONNX, "onnxruntime", None, "subpixel").name == "onnxruntime"
+
+
+def test_auto_skips_what_is_not_available_and_what_the_runtime_does_not_use(files):
+    try:
+        backends.register(FakeSpec("absent", priority=100, available=False))
+        backends.register(FakeSpec("eval_only", priority=99, runtime=False))
+        assert resolved(files["onnx"]) == ["onnxruntime"]
+        assert resolved(files["onnx"], runtime=False) == ["eval_only", "onnxruntime"]
+        assert "eval_only" not in backends.choices(runtime=True) and "absent" in backends.choices(runtime=True)
+    finally:
+        backends.unregister("absent")
+        backends.unregister("eval_only")
+
+
+def test_a_file_no_backend_in_scope_runs_names_the_fix(files):
+    kinds = {n: backends.get(n) for n in backends.names()}
+    try:
+        for name in kinds:
+            backends.unregister(name)
+        backends.register(FakeSpec("only_onnx", accepts=lambda path: Path(path).suffix == ".onnx"))
+        with pytest.raises(BackendError, match=r"m\.bin: no backend runs this file"):
+            backends.resolve(files["other"])
+    finally:
+        backends.unregister("only_onnx")
+        for spec in kinds.values():
+            backends.register(spec)
+    assert backends.names()[:3] == ("onnxruntime", "tensorrt", "pytorch")
 
 
 # ---------------------------------------------------------------- tensorrt
