@@ -198,14 +198,13 @@ def open_backend(model, backend: str = "auto", precision: str | None = None, dec
     if not path.exists():
         raise BackendError(f"{path}: no such model (give a shfan-build folder, .onnx or .engine file)")
     specs = resolve(path, backend, runtime)
-    for spec, fallback in zip(specs, [*specs[1:], None]):
+    options = dict(precision=precision, decoder=decoder, threads=threads)
+    for spec, fallback in zip(specs, specs[1:]):
         try:
-            return spec.open(path, precision=precision, decoder=decoder, threads=threads)
+            return spec.open(path, **options)
         except BackendError as exc:
-            if fallback is None:
-                raise
             log.warning("%s not used: %s; falling back to %s", spec.title, exc, fallback.title)
-    raise AssertionError("resolve returned no backend")  # unreachable: resolve raises instead
+    return specs[-1].open(path, **options)
 
 
 # Each package registers its spec at import; the order here is the order of names().
