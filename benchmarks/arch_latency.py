@@ -54,7 +54,7 @@ def main():
 
     from shfan.builder.export import export_onnx
     from shfan.model import ModelConfig, build
-    from shfan.runtime.ort_backend import create_session
+    from shfan.runtime.backends.onnxruntime.runner import create_session
 
     torch.manual_seed(0)
     cases = []

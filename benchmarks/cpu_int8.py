@@ -50,7 +50,7 @@ def stats(v) -> dict:
 
 def latency(files: dict[str, Path], crops: np.ndarray, batch: int, rounds: int, runs: int, threads=None) -> dict:
     """ms per face; every round runs each model `runs` times back to back, models in turn."""
-    from shfan.runtime.ort_backend import OnnxRuntimeBackend
+    from shfan.runtime.backends.onnxruntime.runner import OnnxRuntimeBackend
 
     backends = {k: OnnxRuntimeBackend(p, threads=threads) for k, p in files.items()}
     x = np.ascontiguousarray(crops[:batch], np.float32)

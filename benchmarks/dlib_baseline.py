@@ -133,7 +133,7 @@ def main():
     ap.add_argument("--json", help="write the rows here")
     args = ap.parse_args()
     from shfan import weights
-    from shfan.runtime.backend import open_backend
+    from shfan.runtime.backends import open_backend
 
     model = weights.resolve(args.model, "onnx")
     backend = open_backend(model, "onnxruntime")

@@ -13,7 +13,7 @@ import time
 
 import numpy as np
 
-from shfan.runtime.backend import open_backend
+from shfan.runtime.backends import open_backend
 
 
 def main():

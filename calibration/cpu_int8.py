@@ -174,7 +174,7 @@ def optimized_graph(model_path, level: str = "all"):
                                      "extended": ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED}[level]
     with tempfile.TemporaryDirectory(prefix="shfan-ortopt-") as d:
         opts.optimized_model_filepath = str(Path(d) / "optimized.onnx")
-        from shfan.runtime.ort_backend import DISABLED_OPTIMIZERS
+        from shfan.runtime.backends.onnxruntime.runner import DISABLED_OPTIMIZERS
 
         ort.InferenceSession(str(model_path), opts, providers=["CPUExecutionProvider"],
                              disabled_optimizers=DISABLED_OPTIMIZERS)

@@ -12,8 +12,8 @@ CPU = ["CPUExecutionProvider"]  # builder numbers are CPU numbers, whatever else
 
 def session(model, threads: int | None = None):
     """A CPU session from a path or serialized ONNX bytes, made as the runtime makes its own
-    (shfan.runtime.ort_backend.create_session), so latencies and kernels match."""
-    from shfan.runtime.ort_backend import create_session
+    (shfan.runtime.backends.onnxruntime.runner.create_session), so latencies and kernels match."""
+    from shfan.runtime.backends.onnxruntime.runner import create_session
 
     return create_session(model, threads, providers=CPU)
 
@@ -23,7 +23,7 @@ def predict_landmarks(model, crops: np.ndarray, model_config: dict, batch: int =
     NumPy subpixel codec with `model_config`'s window and temperature), through the runtime's
     ONNX Runtime backend on the CPU."""
     from shfan.contracts import ModelInfo
-    from shfan.runtime.ort_backend import OnnxRuntimeBackend
+    from shfan.runtime.backends.onnxruntime.runner import OnnxRuntimeBackend
 
     backend = OnnxRuntimeBackend(model, providers=CPU, info=ModelInfo.from_config(model_config))
     try:

@@ -35,9 +35,10 @@ from typing import Callable, Iterator
 import numpy as np
 
 from shfan import geometry
+from shfan.errors import BackendError
 from shfan.io import Closable
 from shfan.options import option
-from shfan.runtime.backend import BackendError, open_backend
+from shfan.runtime.backends import open_backend
 from shfan.runtime.stats import RunStats, Stopwatch
 from shfan.runtime.tracker import Track, Tracker, crop_matrix
 

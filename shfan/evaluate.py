@@ -124,16 +124,12 @@ def default_model_file(backend: str | None, name: str = "compact") -> Path:
 
 
 
-
 def open_model(model: Path, backend: str | None, precision: str | None, decoder: str):
-    """A backend for a model file or build folder; `backend` None: pytorch for checkpoints,
-    tensorrt for engines, onnxruntime otherwise (no TensorRT guess for build folders)."""
-    from shfan.runtime.backend import open_backend
-    from shfan.runtime.backends import is_checkpoint, is_engine
+    """A backend for a model file or build folder; `backend` None: the registry's auto over every
+    backend, checkpoints included (the runtime's auto leaves PyTorch out)."""
+    from shfan.runtime.backends import open_backend
 
-    if backend is None:
-        backend = "pytorch" if is_checkpoint(model) else "tensorrt" if is_engine(model) else "onnxruntime"
-    return open_backend(model, backend, precision=precision, decoder=decoder)
+    return open_backend(model, backend or "auto", precision=precision, decoder=decoder, runtime=False)
 
 
 def load_samples(data, fmt: str = "300w", limit: int | None = None, **reader_options) -> list[Sample]:
@@ -173,8 +169,7 @@ def evaluate(samples: Sequence[Sample], model=None, backend: str | None = None, 
              decoder: str = "subpixel", views: str = "clean", flip: bool = False, batch_size: int = 8,
              progress: bool = False, data_name: str = "the dataset") -> tuple[dict, np.ndarray]:
     """shfan-eval: score a model on faces (`samples`: from load_samples, or a 300-W folder path). `model`: compact (default) | accurate | a checkpoint,
-    .onnx, .engine or build folder; `backend`: None picks pytorch for checkpoints, tensorrt for
-    engines, onnxruntime otherwise. Returns (metrics.summary with the model, backend, decoder,
+    .onnx, .engine or build folder; `backend`: None lets the backend registry pick (open_model). Returns (metrics.summary with the model, backend, decoder,
     views, flip and precision used; per-face inter-ocular NME). The backend is closed on every
     path (a TensorRT backend left open aborts the interpreter at exit)."""
     from shfan import weights

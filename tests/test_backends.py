@@ -1,9 +1,11 @@
 """The backend registry (shfan.runtime.backends): order and choices, lookups that name the
-fix, the shipped ONNX through the onnxruntime spec, a test backend reachable through
-open_backend, TensorRT refused cleanly where it is absent, checkpoints through the pytorch spec."""
+fix, availability from the library, auto's one answer per file (priority, the runtime's scope,
+shfan-eval's), a test backend joining auto, the shipped ONNX through the onnxruntime spec,
+TensorRT refused cleanly where it is absent, checkpoints through the pytorch spec."""
 
 from contextlib import contextmanager
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -11,7 +13,7 @@ import pytest
 from shfan.contracts import ModelInfo
 from shfan.errors import BackendError
 from shfan.runtime import backends
-from shfan.runtime.backend import open_backend
+from shfan.runtime.backends import open_backend
 from shfan.weights import DEFAULT_CHECKPOINT, DEFAULT_ONNX
 
 from conftest import heavy_modules_after
@@ -25,14 +27,28 @@ def crops(size, n=3, seed=0):
 
 
 def test_registry_lists_the_builtin_backends_in_order():
+    import importlib.util
+
     assert backends.names()[:3] == ("onnxruntime", "tensorrt", "pytorch")
     assert backends.choices() == ("auto", *backends.names())
+    assert backends.choices(runtime=True)[:3] == ("auto", "onnxruntime", "tensorrt")  # the pipeline never runs checkpoints
     for name in backends.names():
         spec = backends.get(name)
-        assert spec.name == name and spec.summary and spec.module.startswith("shfan.")
-        assert isinstance(spec.available(), bool)
-        assert spec.version() is None or isinstance(spec.version(), str)
-    assert "onnxruntime" in backends.available() and backends.get("onnxruntime").version()
+        assert spec.name == name and spec.summary
+        assert spec.module == f"shfan.runtime.backends.{name}.runner" and importlib.util.find_spec(spec.module)
+    assert [backends.get(n).priority for n in ("tensorrt", "onnxruntime", "pytorch")] == [30, 20, 10]
+
+
+def test_available_and_version_come_from_the_library_and_its_distributions():
+    import numpy
+
+    here = backends.BackendSpec("here", "numpy-backed", __name__, open=None, accepts=None, library="numpy",
+                                dists=("no-such-dist-shfan", "numpy"))
+    assert here.available() and here.version() == numpy.__version__  # the first installed distribution
+    absent = backends.BackendSpec("absent", "missing", __name__, open=None, accepts=None,
+                                  library="no_such_module_shfan", dists=("no-such-dist-shfan",))
+    assert not absent.available() and absent.version() is None
+    assert backends.get("onnxruntime").version() == __import__("onnxruntime").__version__
 
 
 def test_unknown_backend_names_the_choices():
@@ -94,7 +110,7 @@ def test_onnxruntime_spec_runs_the_shipped_model_as_open_backend_does():
 
 
 def test_onnxruntime_backend_from_bytes_with_given_info():
-    from shfan.runtime.ort_backend import OnnxRuntimeBackend
+    from shfan.runtime.backends.onnxruntime.runner import OnnxRuntimeBackend
 
     by_path = OnnxRuntimeBackend(DEFAULT_ONNX, threads=1)
     info = ModelInfo(by_path.info.input_size, by_path.info.landmarks, by_path.info.heatmap_size, 3, 6.0)
@@ -132,14 +148,15 @@ class FixedPoints:
         self.closed = True
 
 
-def FakeSpec(name, opened=None):
+def FakeSpec(name, opened=None, priority=0, available=True, runtime=True, accepts=lambda path: True):
     def open_model(model, *, precision=None, decoder="subpixel", threads=None):
         if opened is not None:
             opened.append((model, precision, decoder, threads))
         return FixedPoints(ModelInfo.from_sizes(64, 68), name)
 
-    return backends.BackendSpec(name=name, summary="test double", module=__name__, available=lambda: True,
-                                version=lambda: "0", open=open_model, accepts=lambda path: True)
+    return backends.BackendSpec(name=name, summary="test double", module=__name__, available=lambda: available,
+                                version=lambda: "0", open=open_model, accepts=accepts, priority=priority,
+                                runtime=runtime)
 
 
 @pytest.fixture
@@ -165,6 +182,83 @@ def test_unregister_removes_it(fixed_backend):
     assert "fixed" not in backends.choices()
     with pytest.raises(BackendError, match="unknown backend 'fixed'"):
         open_backend(DEFAULT_ONNX, backend="fixed")
+
+
+# ---------------------------------------------------------------- auto: one answer per file
+
+
+@pytest.fixture
+def files(tmp_path):
+    """One model file of each kind (contents do not matter to resolve) and a build folder."""
+    made = {"onnx": tmp_path / "m.onnx", "engine": tmp_path / "m.engine", "ckpt": tmp_path / "m.pt",
+            "other": tmp_path / "m.bin", "folder": tmp_path / "build"}
+    for kind, path in made.items():
+        path.mkdir() if kind == "folder" else path.write_bytes(b"x")
+    return made
+
+
+def resolved(path, backend="auto", runtime=True):
+    return [s.name for s in backends.resolve(path, backend, runtime)]
+
+
+def test_auto_picks_by_file_kind_and_priority(files, monkeypatch):
+    from shfan import platform_facts
+
+    monkeypatch.setattr(platform_facts, "module_available", lambda module: module != "tensorrt")
+    assert resolved(files["onnx"]) == resolved(files["other"]) == ["onnxruntime"]  # ORT's loader names a bad file
+    assert resolved(files["folder"]) == ["onnxruntime"]
+    assert resolved(files["engine"]) == ["tensorrt"]  # not available: its open says what to install
+    assert resolved(files["ckpt"], runtime=False) == ["pytorch"]
+    monkeypatch.setattr(platform_facts, "module_available", lambda module: True)
+    assert resolved(files["folder"]) == ["tensorrt", "onnxruntime"]  # the engine first, ONNX Runtime behind it
+    assert resolved(files["folder"], runtime=False) == ["tensorrt", "onnxruntime"]  # shfan-eval asks the same
+    assert resolved(files["onnx"], "tensorrt") == ["tensorrt"]  # a named backend is itself (its open refuses)
+
+
+def test_the_runtime_refuses_checkpoints_and_pytorch_takes_them(files):
+    for backend in ("auto", "onnxruntime", "tensorrt"):
+        with pytest.raises(BackendError, match=r"m\.pt is a PyTorch checkpoint; export it first"):
+            backends.resolve(files["ckpt"], backend)
+    assert resolved(files["ckpt"], "pytorch") == ["pytorch"]  # named: any scope
+
+
+def test_a_registered_backend_joins_auto_by_its_priority(fixed_backend, files):
+    from shfan import evaluate
+
+    assert resolved(files["onnx"]) == ["onnxruntime", "fixed"]  # priority 0: behind the built-ins
+    backends.unregister("fixed")
+    backends.register(FakeSpec("fixed", fixed_backend, priority=100))
+    assert resolved(files["onnx"]) == ["fixed", "onnxruntime"]
+    assert open_backend(DEFAULT_ONNX).name == "fixed"
+    assert evaluate.open_model(DEFAULT_ONNX, None, None, "subpixel").name == "fixed"  # shfan-eval: the same auto
+    assert evaluate.open_model(DEFAULT_ONNX, "onnxruntime", None, "subpixel").name == "onnxruntime"
+
+
+def test_auto_skips_what_is_not_available_and_what_the_runtime_does_not_use(files):
+    try:
+        backends.register(FakeSpec("absent", priority=100, available=False))
+        backends.register(FakeSpec("eval_only", priority=99, runtime=False))
+        assert resolved(files["onnx"]) == ["onnxruntime"]
+        assert resolved(files["onnx"], runtime=False) == ["eval_only", "onnxruntime"]
+        assert "eval_only" not in backends.choices(runtime=True) and "absent" in backends.choices(runtime=True)
+    finally:
+        backends.unregister("absent")
+        backends.unregister("eval_only")
+
+
+def test_a_file_no_backend_in_scope_runs_names_the_fix(files):
+    kinds = {n: backends.get(n) for n in backends.names()}
+    try:
+        for name in kinds:
+            backends.unregister(name)
+        backends.register(FakeSpec("only_onnx", accepts=lambda path: Path(path).suffix == ".onnx"))
+        with pytest.raises(BackendError, match=r"m\.bin: no backend runs this file"):
+            backends.resolve(files["other"])
+    finally:
+        backends.unregister("only_onnx")
+        for spec in kinds.values():
+            backends.register(spec)
+    assert backends.names()[:3] == ("onnxruntime", "tensorrt", "pytorch")
 
 
 # ---------------------------------------------------------------- tensorrt
@@ -221,13 +315,13 @@ def test_pytorch_spec_opens_a_checkpoint_and_splits_like_onnxruntime():
         b.close()
 
 
-def test_torch_backend_from_model_matches_the_training_decode():
+def test_torch_backend_on_a_live_model_matches_the_training_decode():
     """What training validation computed (shfan.train.torch_infer before it used this backend):
     the model's heatmaps, codec_torch at the config's window/temperature, times input/heatmap."""
     torch = pytest.importorskip("torch")
     from shfan import codec_torch
     from shfan.model import FAN, ModelConfig
-    from shfan.torch_backend import TorchBackend
+    from shfan.runtime.backends.pytorch.runner import TorchBackend
 
     torch.manual_seed(0)
     model = FAN(ModelConfig(stacks=1, width=16, landmarks=68, input_size=64)).eval()
@@ -235,13 +329,13 @@ def test_torch_backend_from_model_matches_the_training_decode():
     x = crops(64, 3)
     with torch.no_grad():
         pts, scores = codec_torch.decode(model(torch.from_numpy(x)), "subpixel", cfg.window, cfg.temperature)
-    b = TorchBackend.from_model(model, "cpu")
+    b = TorchBackend(model, "cpu")
     p1, s1 = b.infer(x)
     np.testing.assert_array_equal(p1, (pts * (cfg.input_size / cfg.heatmap_size)).numpy())
     np.testing.assert_array_equal(s1, scores.numpy())
     assert b.info == ModelInfo.from_config(cfg.to_dict())
     model.train()
-    TorchBackend.from_model(model).close()
+    TorchBackend(model).close()
     assert model.training  # the live model's mode is left alone
 
 
@@ -281,9 +375,10 @@ def failing_tensorrt():
     def open_model(model, **options):
         raise BackendError("built with TensorRT 10.3.0, this system has 10.7.0")
 
+    real = backends.get("tensorrt")
     return backends.BackendSpec(name="tensorrt", summary="test double: an engine that cannot run", module=__name__,
                                 available=lambda: True, version=lambda: "10.7.0", open=open_model,
-                                accepts=backends.get("tensorrt").accepts)
+                                accepts=real.accepts, priority=real.priority, title=real.title)
 
 
 def test_onnxruntime_spec_opens_a_build_folder(build_folder):
@@ -312,4 +407,4 @@ def test_auto_falls_back_to_onnxruntime_when_the_engine_cannot_run(build_folder,
         engine.write_bytes(b"x")
         with pytest.raises(BackendError, match="this system has 10.7.0"):  # a bare engine: nothing to fall back to
             open_backend(engine, "auto")
-    assert backends.names() == original and backends.get("tensorrt").module == "shfan.runtime.trt_backend"
+    assert backends.names() == original and backends.get("tensorrt").module == "shfan.runtime.backends.tensorrt.runner"

@@ -67,7 +67,7 @@ def test_manifest_shape(built):
 
 def test_metadata_and_runtime_reads_it(built):
     from shfan.contracts import BuildManifest
-    from shfan.runtime.ort_backend import OnnxRuntimeBackend
+    from shfan.runtime.backends.onnxruntime.runner import OnnxRuntimeBackend
 
     model = onnx.load(str(built / "model_int8.onnx"))
     meta = json.loads(next(p.value for p in model.metadata_props if p.key == "shfan"))

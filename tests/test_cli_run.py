@@ -122,7 +122,7 @@ def test_onnxruntime_that_does_not_import_is_not_called_missing(monkeypatch):
     import builtins
 
     from shfan.errors import BackendError
-    from shfan.runtime import ort_backend
+    from shfan.runtime.backends.onnxruntime import runner as ort_backend
 
     real = builtins.__import__
 
@@ -261,7 +261,7 @@ def test_api_errors_name_arguments_not_only_flags(monkeypatch, tmp_path):
 
 
 def test_long_onnxruntime_messages_are_cut_at_a_word():
-    from shfan.runtime.ort_backend import short
+    from shfan.runtime.backends.onnxruntime.runner import short
 
     text = "word " * 100 + "\nsecond line"
     cut = short(text, 60)

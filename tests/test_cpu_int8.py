@@ -209,7 +209,7 @@ def test_session_options_use_physical_cores_without_spinning():
 
     import onnxruntime as ort
 
-    from shfan.runtime.ort_backend import physical_cores, session_options
+    from shfan.runtime.backends.onnxruntime.runner import physical_cores, session_options
 
     assert 1 <= physical_cores() <= (os.cpu_count() or 1)
     opts = session_options(ort)

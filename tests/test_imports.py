@@ -5,7 +5,9 @@ import pytest
 from conftest import heavy_modules_after
 
 
-@pytest.mark.parametrize("module", ["shfan", "shfan.runtime", "shfan.runtime.backend", "shfan.codec",
+@pytest.mark.parametrize("module", ["shfan", "shfan.runtime", "shfan.runtime.backend", "shfan.runtime.backends",
+                                    "shfan.runtime.backends.onnxruntime.runner", "shfan.runtime.backends.tensorrt.runner",
+                                    "shfan.runtime.backends.pytorch.runner", "shfan.codec",
                                     "shfan.geometry", "shfan.metrics", "shfan.datasets", "shfan.plugins",
                                     "shfan.platform_facts"])
 def test_no_heavy_imports(module):

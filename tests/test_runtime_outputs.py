@@ -93,8 +93,9 @@ def test_stats_summary_and_json(tmp_path):
 
 
 def test_runtime_imports_stay_light():
-    code = ("import shfan, shfan.runtime, shfan.runtime.backend, shfan.runtime.ort_backend, "
+    code = ("import shfan, shfan.runtime, shfan.runtime.backend, shfan.runtime.backends.onnxruntime.runner, "
             "shfan.runtime.pipeline, shfan.runtime.sources, shfan.runtime.detector, shfan.runtime.tracker, "
+            "shfan.runtime.backends.tensorrt.runner, shfan.runtime.backends.pytorch.runner, "
             "shfan.runtime.trt_backend, shfan.runtime.cuda_host, shfan.runtime.outputs, shfan.cli.run; "
             "shfan.Pipeline")
     assert heavy_modules_after(code, ("torch", "tensorrt", "pycuda", "cuda", "skimage")) == []

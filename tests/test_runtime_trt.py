@@ -8,9 +8,10 @@ import pytest
 
 from shfan import platform_facts
 from shfan.contracts import BuildManifest
-from shfan.runtime import trt_backend as tb
-from shfan.runtime.backend import BackendError, open_backend
-from shfan.runtime.trt_backend import TensorIO
+from shfan.errors import BackendError
+from shfan.runtime.backends import open_backend
+from shfan.runtime.backends.tensorrt import runner as tb
+from shfan.runtime.backends.tensorrt.runner import TensorIO
 
 DECODED = [TensorIO("image", True, "float32", (-1, 3, 256, 256), (8, 3, 256, 256)),
            TensorIO("landmarks", False, "float32", (-1, 68, 2)),

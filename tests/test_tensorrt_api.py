@@ -28,7 +28,7 @@ def load_script(name):
 
 
 check = load_script("tensorrt_check")
-GLUE = ["runtime/trt_backend.py", "builder/tensorrt_build.py", "shfan/selftest.py", "builder/plan.py"]
+GLUE = ["runtime/backends/tensorrt/runner.py", "builder/tensorrt_build.py", "shfan/selftest.py", "builder/plan.py"]
 
 
 @pytest.fixture(scope="module")
@@ -75,11 +75,11 @@ def test_the_walker_sees_the_tensorrt_calls_it_must():
                  "set_timing_cache", "set_memory_pool_limit", "add_plugin_v3", "mark_output", "get_creator",
                  "create_plugin", "load_library", "WORKSPACE", "TensorIOMode"):
         assert name in names, name
-    assert {u.file for u in uses} >= {"runtime/trt_backend.py", "builder/tensorrt_build.py", "shfan/selftest.py"}
+    assert {u.file for u in uses} >= {"runtime/backends/tensorrt/runner.py", "builder/tensorrt_build.py", "shfan/selftest.py"}
 
 
 def test_a_misspelt_method_fails_in_every_release(tmp_path, releases):
-    found = planted(tmp_path, "runtime/trt_backend.py", "ctx.execute_async_v3(", "ctx.execute_async_v4(")
+    found = planted(tmp_path, "runtime/backends/tensorrt/runner.py", "ctx.execute_async_v3(", "ctx.execute_async_v4(")
     expected = f"IExecutionContext.execute_async_v4 is missing in TensorRT {', '.join(releases)};"
     assert len(found) == 1 and expected in found[0]
 
@@ -101,7 +101,7 @@ def test_a_misspelt_probe_fails(tmp_path):
 
 
 def test_a_wrong_enum_member_fails(tmp_path):
-    found = planted(tmp_path, "runtime/trt_backend.py", "trt.Logger(trt.Logger.WARNING)", "trt.Logger(trt.Logger.WARN)")
+    found = planted(tmp_path, "runtime/backends/tensorrt/runner.py", "trt.Logger(trt.Logger.WARNING)", "trt.Logger(trt.Logger.WARN)")
     assert len(found) == 1 and "Logger.WARN is missing" in found[0]
 
 

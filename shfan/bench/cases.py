@@ -116,7 +116,7 @@ def default_precision(source: ModelSource, manifest: BuildManifest) -> str:
 
 
 def default_threads() -> int:
-    from shfan.runtime.ort_backend import default_threads as ort_default_threads
+    from shfan.runtime.backends.onnxruntime.runner import default_threads as ort_default_threads
 
     return ort_default_threads()  # what the sessions use, so the report cannot drift from it
 
@@ -249,7 +249,7 @@ class Case:
 
 def run_case(case: Case, faces, frames, detector, config: BenchConfig) -> dict:
     """Stage timings per batch size, then the pipeline's FPS, for one configuration."""
-    from shfan.runtime.backend import open_backend
+    from shfan.runtime.backends import open_backend
     from shfan.runtime.pipeline import Pipeline
 
     label = f"{case.backend} {case_precision(case.precision, case.target)} ({case.decoder})"

@@ -323,12 +323,10 @@ OUTPUT_TYPES = (writable_file, writable_file_or_stdout, writable_dir)  # Parser.
 
 def backend_choices(auto: bool = True, runtime: bool = False) -> tuple[str, ...]:
     """--backend: the backend registry's names ('auto' first where the tool picks one itself;
-    `runtime`: the tools that run the pipeline's models, which are never checkpoints, so not
-    pytorch)."""
+    `runtime`: the tools that run the pipeline, so only the backends it uses: no checkpoints)."""
     from shfan.runtime import backends
 
-    names = backends.choices() if auto else backends.names()
-    return tuple(n for n in names if not (runtime and n == "pytorch"))
+    return backends.choices(runtime) if auto else backends.names(runtime)
 
 
 def add_format_options(parser, format_help: str | None = None) -> None:

@@ -28,7 +28,8 @@ def build_parser():
     ap.add_argument("--model", help="compact (default) | accurate | fast | a checkpoint (.pt/.pth.tar/.zip), .onnx file "
                                     "or shfan-build folder")
     ap.add_argument("--backend", choices=backend_choices(auto=False),
-                    help="default: pytorch for checkpoints, onnxruntime for ONNX and build folders")
+                    help="default: the registry's pick (pytorch for checkpoints, tensorrt for engines and, where it "
+                         "runs, build folders; onnxruntime otherwise)")
     ap.add_argument("--precision", choices=build_precisions(),
                     help="precision to use from a build folder (default: the selected one)")
     ap.add_argument("--decoder", default="subpixel", choices=METHODS,

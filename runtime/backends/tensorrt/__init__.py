@@ -1,8 +1,8 @@
-"""The TensorRT backend's registration: serialized engines (.engine/.plan) and the engines of
-shfan-build folders, on the GPU they were built for. The backend class is
-shfan.runtime.trt_backend.TensorRTBackend; tensorrt and the CUDA host API are imported only by
-`open`. Whether TensorRT is here is shfan.platform_facts' fact (`tensorrt_installed`), the
-registry's `available()` for this spec."""
+"""The TensorRT backend: serialized engines (.engine/.plan) and the engines of shfan-build
+folders, on the GPU they were built for; auto's first choice for both where TensorRT is here
+(a build folder whose engine cannot run falls back to ONNX Runtime). The backend class is
+`runner.TensorRTBackend`; tensorrt and the CUDA host API are imported only by `open`. Whether
+TensorRT is here is shfan.platform_facts' fact, this spec's `available()`."""
 
 from __future__ import annotations
 
@@ -28,14 +28,15 @@ def open_model(model, *, precision: str | None = None, decoder: str = "subpixel"
     if not accepts(path):
         raise BackendError(f"backend tensorrt runs a shfan-build folder or .engine, not {path.name}; build one "
                            "with shfan-build (on the Jetson), or use backend onnxruntime or auto")
-    if not platform_facts.tensorrt_installed():
+    if not SPEC.available():
         raise BackendError(NOT_AVAILABLE)
-    from shfan.runtime.trt_backend import TensorRTBackend
+    from shfan.runtime.backends.tensorrt.runner import TensorRTBackend
 
     return TensorRTBackend.open(path, precision=precision, decoder=decoder)
 
 
 SPEC = register(BackendSpec(
     name="tensorrt", summary="TensorRT engines built by shfan-build for this GPU (Jetson, desktop)",
-    module="shfan.runtime.trt_backend", open=open_model, accepts=accepts,
-    library=platform_facts.TENSORRT_MODULE, dists=platform_facts.TENSORRT_DISTS))
+    module="shfan.runtime.backends.tensorrt.runner", open=open_model, accepts=accepts,
+    library=platform_facts.TENSORRT_MODULE, dists=platform_facts.TENSORRT_DISTS, priority=30,
+    title="TensorRT engine"))

@@ -1,6 +1,6 @@
-"""The PyTorch backend's registration: training checkpoints, for evaluation where torch is
-installed (the runtime itself never needs it). The backend class is
-shfan.torch_backend.TorchBackend; torch is imported only by `open`."""
+"""The PyTorch backend: training checkpoints, for evaluation where torch is installed (the
+runtime never needs it: `runtime=False`, so the pipeline's auto refuses checkpoints with the
+export command). The backend class is `runner.TorchBackend`; torch is imported only by `open`."""
 
 from __future__ import annotations
 
@@ -8,6 +8,10 @@ from pathlib import Path
 
 from shfan.errors import BackendError
 from shfan.runtime.backends import CHECKPOINT_SUFFIXES, BackendSpec, is_checkpoint, register
+
+REFUSAL = ("{path} is a PyTorch checkpoint; export it first: shfan-build --weights {path} --precision fp32, then "
+           "use the build folder; or evaluate the checkpoint itself with the pytorch backend (shfan-eval "
+           "--backend pytorch; needs torch)")
 
 
 def accepts(path) -> bool:
@@ -22,12 +26,12 @@ def open_model(model, *, precision: str | None = None, decoder: str = "subpixel"
     if not SPEC.available():
         raise BackendError("PyTorch is not installed, so checkpoints cannot run here: pip install 'shfan[torch]', "
                            "or export the checkpoint with shfan-build and use the onnxruntime backend")
-    from shfan.torch_backend import TorchBackend
+    from shfan.runtime.backends.pytorch.runner import TorchBackend
 
     return TorchBackend.from_checkpoint(path, decoder=decoder, threads=threads)
 
 
 SPEC = register(BackendSpec(
     name="pytorch", summary="PyTorch checkpoints (evaluation and training; needs torch)",
-    module="shfan.torch_backend", open=open_model, accepts=accepts,
-    library="torch"))
+    module="shfan.runtime.backends.pytorch.runner", open=open_model, accepts=accepts,
+    library="torch", priority=10, runtime=False, title="PyTorch", refusal=REFUSAL))

@@ -1,5 +1,5 @@
-"""ONNX Runtime backend: CPU by default, CUDA provider when onnxruntime-gpu has a GPU.
-Registered as "onnxruntime" in shfan.runtime.backends. `create_session` makes the runtime's,
+"""ONNX Runtime backend: CPU by default, CUDA provider when onnxruntime-gpu has a GPU (its spec
+is this package's __init__). `create_session` makes the runtime's,
 the builder's and the accuracy guard's sessions with `session_options`; the CPU int8 calibration
 (calibration/cpu_int8.py) builds its own, with `DISABLED_OPTIMIZERS` from here."""
 
@@ -13,7 +13,7 @@ import numpy as np
 
 from shfan.contracts import META_KEY, ModelInfo
 from shfan.errors import BackendError
-from shfan.runtime.backend import decode_heatmaps
+from shfan.runtime.backends import decode_heatmaps
 from shfan.platform_facts import module_available
 
 
