@@ -365,3 +365,28 @@ def test_resume_matches_optimizer_state_to_parameters_by_name(helen_dir, tmp_pat
     assert resumed["scheduler"]["last_epoch"] == 6
     for name, w in straight["state_dict"].items():
         assert torch.allclose(resumed["state_dict"][name].float(), w.float(), atol=1e-6), name
+
+
+def test_a_last_pt_of_the_code_before_the_split_resumes_to_the_same_weights(helen_dir, tmp_path):
+    """tests/checkpoints/segment_last.pt was written by train.py before it became the trainer and
+    schedule objects (make_segment_last.py): a campaign's last.pt of that code resumes with this
+    one to the weights that code reached (same batches, views, schedule and optimizer state)."""
+    import shutil
+    from pathlib import Path
+
+    here = Path(__file__).resolve().parent / "checkpoints"
+    model = fan.ModelConfig(stacks=1, width=8, input_size=64, arch="fast")
+    samples = read_300w(helen_dir)[:16]
+    shutil.copy(here / "segment_last.pt", tmp_path / "last.pt")
+    logs = []
+    trainer.train(model, _campaign_cfg(), samples[:12], samples[12:], tmp_path, resume=True, log=logs.append)
+    assert any("at epoch 0, batch 1 (step 1 of 6)" in x for x in logs)
+    done = torch.load(tmp_path / "last.pt", weights_only=False)
+    before = torch.load(here / "segment_last.pt", weights_only=False)
+    assert sorted(done) == sorted(before) and sorted(done["scheduler"]) == sorted(before["scheduler"])
+    assert done["scheduler"]["last_epoch"] == 6 and done["scheduler"]["lr_lambdas"] == [
+        {"total": 6, "steps_per_epoch": 3}]
+    expected = torch.load(here / "segment_resumed_state.pt", weights_only=True)
+    assert list(done["state_dict"]) == list(expected)
+    for name, w in expected.items():
+        assert torch.allclose(done["state_dict"][name].float(), w.float(), atol=1e-6), name
