@@ -9,91 +9,33 @@
 Live sources (cameras, streams) keep only the newest frame, so a slow consumer never falls
 behind, and are reopened with backoff when lost. Files, folders and the demo deliver every
 frame in order. Reads time out: a dead source is an error message, never a hang.
+
+Here: the OpenCV device (cameras, CSI, streams, video files), make_device and the capture
+thread (FrameSource). The URI's parsing and the Frame/SourceSpec/SourceError types are in
+shfan.runtime.source_spec, the still-image, demo and in-memory devices in
+shfan.runtime.still_devices; every name is importable from here as before.
 """
 
 from __future__ import annotations
 
 import logging
-import math
 import os
 import queue
-import re
 import sys
 import threading
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
-from urllib.parse import urlparse
 
-import numpy as np
+from shfan import io
+from shfan.runtime.source_spec import Frame, SourceError, SourceSpec, parse_source
+from shfan.runtime.still_devices import (DEMO_BACKGROUND, DEMO_FACE_CENTRE, DemoDevice, FramesDevice, ImageFolderDevice,
+                                         astronaut, demo_motion, is_frames)
 
-from shfan import geometry, io
-from shfan.errors import ShfanError
-from shfan.io import IMAGE_SUFFIXES
+__all__ = ["APPSINK", "DEMO_BACKGROUND", "DEMO_FACE_CENTRE", "DemoDevice", "Frame", "FrameSource", "FramesDevice",
+           "ImageFolderDevice", "OpenCVDevice", "SourceError", "SourceSpec", "astronaut", "demo_motion",
+           "gstreamer_pipeline", "is_frames", "make_device", "open_source", "opencv_has_gstreamer", "parse_source"]
 
 log = logging.getLogger("shfan.runtime")
-
-
-class SourceError(ShfanError, RuntimeError):
-    """A frame source that cannot be opened or failed while reading."""
-
-
-@dataclass
-class Frame:
-    index: int  # position in the source (live sources may skip indices: frames dropped)
-    timestamp: float  # seconds: media time for files/demo, monotonic capture time for live
-    image: np.ndarray = field(repr=False)  # H x W x 3 uint8 RGB
-    motion: np.ndarray | None = None  # demo only: 2x3 map astronaut px -> frame px
-    name: str | None = None  # image sources: the file's name (a skipped unreadable file shifts no record)
-
-
-# ------------------------------------------------------------------------------ URI parsing
-
-
-@dataclass(frozen=True)
-class SourceSpec:
-    kind: str  # demo | camera | csi | rtsp | file | folder | image
-    location: str  # device path, URL or file path
-    index: int | None = None  # camera/sensor number
-
-    @property
-    def live(self) -> bool:
-        return self.kind in ("camera", "csi", "rtsp")
-
-
-def parse_source(uri) -> SourceSpec:
-    """A SourceSpec for a URI, camera number or path; SourceError naming the accepted forms."""
-    text = str(uri).strip()
-    if text in ("demo", "demo://", "demo://0"):
-        return SourceSpec("demo", "demo")
-    if re.fullmatch(r"\d+", text):
-        return SourceSpec("camera", f"/dev/video{int(text)}", int(text))
-    m = re.fullmatch(r"(?:v4l2://)?(/dev/video(\d+))", text)
-    if m:
-        return SourceSpec("camera", m.group(1), int(m.group(2)))
-    if text.startswith("v4l2://"):
-        raise SourceError(f"{text}: expected v4l2:///dev/videoN")
-    m = re.fullmatch(r"csi://(\d+)", text)
-    if m:
-        return SourceSpec("csi", text, int(m.group(1)))
-    if text.startswith("csi://"):
-        raise SourceError(f"{text}: expected csi://N (N = sensor id, e.g. csi://0)")
-    if text.startswith(("rtsp://", "rtsps://", "http://", "https://", "rtmp://")):
-        return SourceSpec("rtsp", text)
-    if text.startswith("file://"):
-        text = urlparse(text).path
-    elif "://" in text:
-        raise SourceError(f"{text}: unknown source scheme; use demo, N, /dev/videoN, v4l2:///dev/videoN, "
-                          "csi://N, rtsp://..., a video file or an image folder")
-    path = Path(text).expanduser()
-    if path.is_dir():
-        return SourceSpec("folder", str(path))
-    if not path.exists():
-        raise SourceError(f"{path}: no such file or folder (sources: demo, --camera N, csi://N, rtsp://..., "
-                          "a video file or an image folder)")
-    if io.is_image(path):
-        return SourceSpec("image", str(path))
-    return SourceSpec("file", str(path))
 
 
 APPSINK = "videoconvert ! video/x-raw,format=BGR ! appsink drop=true max-buffers=1 sync=false"
@@ -191,136 +133,6 @@ class OpenCVDevice:
         if self.cap is not None:
             self.cap.release()
             self.cap = None
-
-
-class ImageFolderDevice:
-    """Still images in name order (a folder, or a single image file). `still`: consecutive
-    images are unrelated, so the pipeline detects every one afresh instead of tracking."""
-
-    live = False
-    still = True
-
-    def __init__(self, spec: SourceSpec, fps: float = 30.0):
-        self.spec, self.fps = spec, fps
-        path = Path(spec.location)
-        self.paths = ([path] if spec.kind == "image" else
-                      sorted(p for p in path.iterdir() if io.is_image(p)))
-        self.i = 0
-
-    def open(self):
-        if not self.paths:
-            raise SourceError(f"{self.spec.location}: no images ({', '.join(IMAGE_SUFFIXES)}) in this folder")
-
-    def read(self):
-        while self.i < len(self.paths):
-            path = self.paths[self.i]
-            self.i += 1
-            try:
-                image = io.read_rgb(path)
-            except io.ImageTooLarge as exc:
-                if self.spec.kind == "image":  # the only image: its own error, not "no frame"
-                    raise SourceError(str(exc)) from None
-                log.warning("%s; skipped", exc)
-                continue
-            if image is None:
-                log.warning("%s: cannot read image; skipped", path)
-                continue
-            return image, (self.i - 1) / self.fps, None, io.shown(path.name)
-        return None
-
-    def close(self):
-        pass
-
-
-DEMO_FACE_CENTRE = (223.0, 130.0)  # astronaut's face (YuNet box centre, shifted to the landmarks)
-
-
-def demo_motion(index: int, fps: float = 30.0, size=(640, 480)) -> np.ndarray:
-    """The known similarity (2x3, astronaut px -> demo frame px) of demo frame `index`: smooth
-    pan, zoom (0.85..1.25) and roll (+-15 deg) with incommensurate periods."""
-    t = index / fps
-    angle = math.radians(15.0 * math.sin(2 * math.pi * t / 7.0))
-    scale = 1.05 + 0.2 * math.sin(2 * math.pi * t / 5.0 + 1.0)
-    tx = size[0] / 2 + 110.0 * math.sin(2 * math.pi * t / 6.0)
-    ty = size[1] / 2 + 50.0 * math.sin(2 * math.pi * t / 4.3 + 0.5)
-    c, s = scale * math.cos(angle), scale * math.sin(angle)
-    fx, fy = DEMO_FACE_CENTRE
-    return np.array([[c, -s, tx - c * fx + s * fy], [s, c, ty - s * fx - c * fy]], np.float64)
-
-
-DEMO_BACKGROUND = (40, 40, 40)  # grey around the warped astronaut
-
-
-def astronaut() -> np.ndarray:
-    """skimage's astronaut (RGB uint8, 512 x 512): the demo's face."""
-    try:
-        return io.astronaut()
-    except ImportError:
-        raise SourceError("the demo source needs scikit-image: pip install 'shfan[demo]'") from None
-
-
-class DemoDevice:
-    """The astronaut moving smoothly; frame.motion is the exact transform from the still image."""
-
-    live = False
-
-    def __init__(self, frames: int | None = None, fps: float = 30.0, size=(640, 480)):
-        self.frames, self.fps, self.size = frames, fps, size
-        self.i = 0
-        self.reference = None
-
-    def open(self):
-        self.reference = astronaut()
-
-    def read(self):
-        if self.frames is not None and self.i >= self.frames:
-            return None
-        m = demo_motion(self.i, self.fps, self.size)
-        image = geometry.warp(self.reference, m, self.size, DEMO_BACKGROUND)
-        self.i += 1
-        return image, (self.i - 1) / self.fps, m
-
-    def close(self):
-        pass
-
-
-def is_frames(source) -> bool:
-    """Whether `source` is in-memory frames (one H x W x 3 array, or an iterable of them) rather
-    than a URI, camera number, path, SourceSpec or device."""
-    if isinstance(source, np.ndarray):
-        return True
-    if isinstance(source, (str, bytes, os.PathLike, int, SourceSpec)) or hasattr(source, "read"):
-        return False
-    return hasattr(source, "__iter__")
-
-
-class FramesDevice:
-    """In-memory frames (a list, generator or one array) as a source, in order; `convert` checks
-    each one and turns it into RGB (Pipeline._as_rgb). Timestamps: index / fps."""
-
-    live = False
-    name = "frames"
-
-    def __init__(self, frames, convert=lambda image: image, fps: float = 30.0):
-        self.frames = iter([frames] if isinstance(frames, np.ndarray) else frames)
-        self.convert, self.fps, self.i = convert, fps, 0
-
-    def open(self):
-        pass
-
-    def read(self):
-        image = next(self.frames, None)
-        if image is None:
-            return None
-        try:
-            rgb = self.convert(image)
-        except ValueError as exc:
-            raise SourceError(f"frame {self.i}: {exc}") from None
-        self.i += 1
-        return rgb, (self.i - 1) / self.fps, None
-
-    def close(self):
-        pass
 
 
 def make_device(spec: SourceSpec, open_timeout_s: float = 10.0, read_timeout_s: float = 5.0):

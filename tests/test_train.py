@@ -86,6 +86,36 @@ def test_schedule_fits_the_time_left():
     assert plan(100) == pytest.approx(0.01) and plan(500) == pytest.approx(0.01)
 
 
+def test_run_schedule_sizes_a_run_and_says_when_it_ends():
+    """RunSchedule alone (no torch): a resumed fixed horizon decides the epochs; a segment ends
+    when the next step and a validation would overrun it; a time budget's probe (after 4 steps of
+    the first epoch) fits the horizon to the time left."""
+    from shfan.train import RunSchedule
+
+    now = [0.0]
+    fixed = RunSchedule(trainer.TrainConfig(epochs=99, batch_size=4, schedule_steps=10, segment_min=1.0), 3, 8,
+                        log=lambda _: None, clock=lambda: now[0])
+    fixed.lr.total = 7  # a resumed run's horizon (from last.pt)
+    fixed.begin(t_start=100.0, t_train=101.0)
+    assert (fixed.epochs, fixed.segment_end, fixed.budget_s) == (3, 160.0, None)
+    fixed.record_step(2.0)  # validation not timed yet: ~ 8 faces / batch 4 = 2 steps = 4 s
+    assert not fixed.segment_over(153.9) and fixed.segment_over(154.0)
+    assert fixed.horizon_reached(7) and not fixed.horizon_reached(6) and not fixed.budget_spent(6, True)
+    logs = []
+    budget = RunSchedule(trainer.TrainConfig(epochs=99, batch_size=4, val_every=2, time_budget_min=1.0), 3, 8,
+                         log=logs.append, clock=lambda: now[0])
+    budget.begin(t_start=0.0, t_train=0.0)
+    for _ in range(4):
+        budget.record_step(0.5)
+    now[0] = 10.0
+    assert not budget.budget_spent(4, first_epoch=True)
+    assert budget.lr.total == trainer.fit_total_steps(60.0, 10.0, 4, 0.5, 1.0 / 2, 3) and logs
+    assert budget.epochs == -(-budget.lr.total // 3)
+    now[0] = 59.0
+    budget.record_validation(1.5)
+    assert budget.budget_spent(5, first_epoch=True)  # 59 s + a validation's 1.5 s is past the minute
+
+
 class StepClock:
     """A clock for shfan.train that advances a fixed 0.5 s at every reading: the trainer's step,
     validation and budget arithmetic run exactly as on a machine with a steady speed, whatever
@@ -365,3 +395,28 @@ def test_resume_matches_optimizer_state_to_parameters_by_name(helen_dir, tmp_pat
     assert resumed["scheduler"]["last_epoch"] == 6
     for name, w in straight["state_dict"].items():
         assert torch.allclose(resumed["state_dict"][name].float(), w.float(), atol=1e-6), name
+
+
+def test_a_last_pt_of_the_code_before_the_split_resumes_to_the_same_weights(helen_dir, tmp_path):
+    """tests/checkpoints/segment_last.pt was written by train.py before it became the trainer and
+    schedule objects (make_segment_last.py): a campaign's last.pt of that code resumes with this
+    one to the weights that code reached (same batches, views, schedule and optimizer state)."""
+    import shutil
+    from pathlib import Path
+
+    here = Path(__file__).resolve().parent / "checkpoints"
+    model = fan.ModelConfig(stacks=1, width=8, input_size=64, arch="fast")
+    samples = read_300w(helen_dir)[:16]
+    shutil.copy(here / "segment_last.pt", tmp_path / "last.pt")
+    logs = []
+    trainer.train(model, _campaign_cfg(), samples[:12], samples[12:], tmp_path, resume=True, log=logs.append)
+    assert any("at epoch 0, batch 1 (step 1 of 6)" in x for x in logs)
+    done = torch.load(tmp_path / "last.pt", weights_only=False)
+    before = torch.load(here / "segment_last.pt", weights_only=False)
+    assert sorted(done) == sorted(before) and sorted(done["scheduler"]) == sorted(before["scheduler"])
+    assert done["scheduler"]["last_epoch"] == 6 and done["scheduler"]["lr_lambdas"] == [
+        {"total": 6, "steps_per_epoch": 3}]
+    expected = torch.load(here / "segment_resumed_state.pt", weights_only=True)
+    assert list(done["state_dict"]) == list(expected)
+    for name, w in expected.items():
+        assert torch.allclose(done["state_dict"][name].float(), w.float(), atol=1e-6), name
