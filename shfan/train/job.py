@@ -39,7 +39,8 @@ def split_validation(samples, fraction: float, seed: int, name: str = "the datas
 @dataclass
 class TrainJob:
     """One shfan-train run, with the CLI's defaults; `run(job)` runs it from Python. Paths are
-    dataset paths in `format`; each `data` entry gets its own seeded validation split."""
+    dataset paths in `format`; each `data` entry gets its own seeded validation split. The recipe
+    fields it shares with TrainConfig (train_config()) take their defaults from there: declared once."""
 
     data: list = field(default_factory=list)
     extra_data: list = field(default_factory=list)  # trained on whole (no validation split)
@@ -59,7 +60,7 @@ class TrainJob:
     input_size: int | None = option(None, "input crop side in px (default 128); with --init, another size than the "
                                           "checkpoint's fine-tunes its weights at that resolution", "positive")
     sigma: float | None = option(None, "target Gaussian sigma (heatmap px)", "positive")
-    epochs: int = option(40, range="positive")
+    epochs: int = option(TrainConfig.epochs, range="positive")
     time_budget: float | None = option(None, "fit the schedule to this wall time: a probe measures the step time and the "
                                      "cosine schedule (warm-up, epochs) is sized to end within the budget; --epochs "
                                      "is ignored", "positive", metavar="MINUTES")
@@ -72,23 +73,26 @@ class TrainJob:
                                         "positive", metavar="STEPS")
     segment: float | None = option(None, "stop after this many minutes at a checkpoint (validated), the schedule "
                                          "unchanged; continue later with --resume", "positive", metavar="MINUTES")
-    checkpoint_every: float = option(10.0, "also save OUT/last.pt every N minutes inside an epoch; --resume continues "
-                                           "at that batch, so a killed run loses at most N minutes", "positive",
-                                     metavar="MINUTES")
-    batch_size: int = option(16, range="positive")
-    lr: float = option(1e-3, range="positive")
-    consistency: float = option(0.1, "Siamese consistency weight (0 = off: one view per face, half the cost of a "
-                                     "step; double --batch-size for the same compute)", "nonneg")
-    loss: str = option(LOSSES[0], "heatmap loss: mse (the paper's) or awing (adaptive wing, Wang et al. 2019: the "
-                                  "shipped model's, -0.03 NME on clean faces at the same compute; its values are ~23x "
-                                  "mse's, so scale --consistency with it: 2.3)", choices=LOSSES)
-    seed: int = option(0)
-    device_augment: str = option(DEVICE_AUGMENT[0], "make the training views on the device in batches (auto: on CUDA, "
-                                                    "where per-face CPU augmentation starves the GPU)",
-                                 choices=DEVICE_AUGMENT)
-    workers: int = option(0, "DataLoader worker processes (0: augment in the training process)", "nonneg")
-    threads: int = option(2, "torch CPU threads", "positive")
-    val_every: int = option(2, "validate every N epochs", "positive")
+    checkpoint_every: float = option(TrainConfig.checkpoint_min,
+                                     "also save OUT/last.pt every N minutes inside an epoch; --resume continues at "
+                                     "that batch, so a killed run loses at most N minutes", "positive", metavar="MINUTES")
+    batch_size: int = option(TrainConfig.batch_size, range="positive")
+    lr: float = option(TrainConfig.lr, range="positive")
+    consistency: float = option(TrainConfig.consistency,
+                                "Siamese consistency weight (0 = off: one view per face, half the cost of a step; "
+                                "double --batch-size for the same compute)", "nonneg")
+    loss: str = option(TrainConfig.loss,
+                       "heatmap loss: mse (the paper's) or awing (adaptive wing, Wang et al. 2019: the shipped "
+                       "model's, -0.03 NME on clean faces at the same compute; its values are ~23x mse's, so scale "
+                       "--consistency with it: 2.3)", choices=LOSSES)
+    seed: int = option(TrainConfig.seed)
+    device_augment: str = option(TrainConfig.device_augment,
+                                 "make the training views on the device in batches (auto: on CUDA, where per-face "
+                                 "CPU augmentation starves the GPU)", choices=DEVICE_AUGMENT)
+    workers: int = option(TrainConfig.workers, "DataLoader worker processes (0: augment in the training process)",
+                          "nonneg")
+    threads: int = option(TrainConfig.threads, "torch CPU threads", "positive")
+    val_every: int = option(TrainConfig.val_every, "validate every N epochs", "positive")
     resume: bool = option(False, "continue from OUT/last.pt")
     init: str | None = option(None, "fine-tune: start from these weights ('default' or 'compact': the shipped model) "
                                     "with a fresh schedule; the architecture comes from the checkpoint (--stacks N: its "
