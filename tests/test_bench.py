@@ -110,12 +110,17 @@ def test_quick_keeps_small_batches_and_few_repeats():
 @pytest.mark.parametrize("config, message", [
     (bench.BenchConfig(precisions=("fp8",)), "unknown precision fp8"),
     (bench.BenchConfig(batch_sizes=(0, 2)), "--batch-sizes"),
-    (bench.BenchConfig(repeats=0), "--repeats"),
-    (bench.BenchConfig(target="gpu"), "unknown --target 'gpu'"),
 ])
 def test_validate_names_the_bad_option(config, message):
     with pytest.raises(bench.BenchError, match=message):
         bench.validate(config)
+
+
+@pytest.mark.parametrize("field, message", [("repeats", r"repeats: expected a whole number >= 1, got 0"),
+                                            ("target", "unknown target 0; choose one of tensorrt, cpu, all")])
+def test_a_config_refuses_an_option_outside_its_declaration_when_made(field, message):
+    with pytest.raises(bench.BenchError, match=message):
+        bench.BenchConfig(**{field: 0})
 
 
 def test_resolve_model_errors(tmp_path):

@@ -9,9 +9,11 @@ import typing
 import pytest
 
 from shfan import options
+from shfan.bench.config import BenchConfig, BenchError
 from shfan.builder.metadata import BuildError
 from shfan.builder.pipeline import BuildOptions
 from shfan.cli.common import Parser, add_dataclass_options, ranged
+from shfan.serve.server import ServeError, ServeOptions
 from shfan.train import TrainError, TrainJob
 
 BAD = {"positive": 0, "nonneg": -1, "fraction": 1.0, "probability": 1.5, "port": 0}  # one refused value per range
@@ -33,9 +35,7 @@ def test_rules(kind, range, good, bad):
 
 
 def test_every_declared_range_has_a_rule_for_its_number_kind():
-    from shfan.bench.config import BenchConfig
     from shfan.runtime.pipeline import PipelineOptions
-    from shfan.serve.server import ServeOptions
 
     for cls in (BuildOptions, TrainJob, PipelineOptions, BenchConfig, ServeOptions):
         hints = typing.get_type_hints(cls)
@@ -63,7 +63,8 @@ def invalid_cases(cls):
             yield f.name, options.number_kind(hints[f.name])(BAD[f.metadata["range"]])
 
 
-CASES = [(cls, error, name, value) for cls, error in ((BuildOptions, BuildError), (TrainJob, TrainError))
+CASES = [(cls, error, name, value) for cls, error in ((BuildOptions, BuildError), (TrainJob, TrainError),
+                                                       (BenchConfig, BenchError), (ServeOptions, ServeError))
          for name, value in invalid_cases(cls)]
 
 

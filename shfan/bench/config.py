@@ -9,7 +9,7 @@ from pathlib import Path
 from shfan.builder.precision import CALIB_METHODS, TARGETS
 from shfan.contracts import PRECISIONS
 from shfan.errors import ShfanError
-from shfan.options import option
+from shfan.options import check_fields, option
 
 ORT_PRECISIONS = PRECISIONS  # every precision of a build folder runs in ONNX Runtime
 TRT_PRECISIONS = ("fp16", "int8")
@@ -50,6 +50,28 @@ class BenchConfig:
     target: str = option("all", "int8 files built for a .onnx/checkpoint model (default all: the CPU file and the "
                                 "TensorRT-style file, each timed in ONNX Runtime)", choices=TARGETS)
 
+    def __post_init__(self):
+        check_fields(self, BenchError)  # the declared ranges and choices, as shfan-bench's options check them
+
+    def validate(self) -> "BenchConfig":
+        """BenchError naming the first bad option: the declared fields (check_fields), then the lists
+        and the paths the declarations cannot say."""
+        check_fields(self, BenchError)
+        bad = [p for p in self.precisions if p not in ORT_PRECISIONS]
+        if bad or not self.precisions:
+            raise BenchError(f"unknown precision {', '.join(bad) or '(none)'}; choose from {', '.join(ORT_PRECISIONS)}")
+        if not self.batch_sizes or any(b < 1 or b > 64 for b in self.batch_sizes):
+            raise BenchError("--batch-sizes must be integers from 1 to 64, e.g. 1,2,4,8")
+        from shfan.bench.others import PIPELINES
+
+        unknown = [name for name in self.compare if name not in PIPELINES]
+        if unknown:
+            raise BenchError(f"unknown pipeline to compare {', '.join(unknown)}; choose from {', '.join(PIPELINES)} "
+                             "(or none)")
+        if self.baseline_weights and not Path(self.baseline_weights).is_file():
+            raise BenchError(f"--baseline-weights {self.baseline_weights}: no such checkpoint")
+        return self
+
 
 def quick(config: BenchConfig) -> BenchConfig:
     """A smoke run: every code path once, minimal repeats."""
@@ -58,20 +80,4 @@ def quick(config: BenchConfig) -> BenchConfig:
 
 
 def validate(config: BenchConfig) -> None:
-    bad = [p for p in config.precisions if p not in ORT_PRECISIONS]
-    if bad or not config.precisions:
-        raise BenchError(f"unknown precision {', '.join(bad) or '(none)'}; choose from {', '.join(ORT_PRECISIONS)}")
-    if not config.batch_sizes or any(b < 1 or b > 64 for b in config.batch_sizes):
-        raise BenchError("--batch-sizes must be integers from 1 to 64, e.g. 1,2,4,8")
-    from shfan.bench.others import PIPELINES
-
-    unknown = [name for name in config.compare if name not in PIPELINES]
-    if unknown:
-        raise BenchError(f"unknown pipeline to compare {', '.join(unknown)}; choose from {', '.join(PIPELINES)} "
-                         "(or none)")
-    if config.repeats < 1 or config.warmup < 0 or config.frames < 1 or config.baseline_frames < 1:
-        raise BenchError("--repeats, --frames and --baseline-frames must be >= 1 and --warmup >= 0")
-    if config.target not in TARGETS:
-        raise BenchError(f"unknown --target {config.target!r}; choose {', '.join(TARGETS)}")
-    if config.baseline_weights and not Path(config.baseline_weights).is_file():
-        raise BenchError(f"--baseline-weights {config.baseline_weights}: no such checkpoint")
+    config.validate()

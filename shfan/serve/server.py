@@ -33,7 +33,7 @@ import numpy as np
 
 from shfan.errors import ShfanError
 from shfan.io import Service
-from shfan.options import option, same_option
+from shfan.options import check_fields, option, same_option
 from shfan.runtime.pipeline import PipelineOptions
 
 log = logging.getLogger("shfan.serve")
@@ -82,14 +82,15 @@ class ServeOptions:
     verbose: bool = False
     extra: dict = field(default_factory=dict)  # further PipelineOptions fields
 
+    def __post_init__(self):
+        check_fields(self, ServeError)  # the declared ranges, as shfan-serve's options check them
+
     def validate(self) -> "ServeOptions":
-        if self.max_batch < 1 or self.max_faces < 1:
-            raise ValueError("max_batch and max_faces must be >= 1")
-        if self.queue_delay_us < 0:
-            raise ValueError(f"queue delay must be >= 0 us, got {self.queue_delay_us}")
+        """ServeError naming the first bad option: the declared fields, then the three ports together."""
+        check_fields(self, ServeError)
         ports = (self.http_port, self.grpc_port, self.metrics_port)
-        if len(set(ports)) != 3 or not all(0 < p < 65536 for p in ports):
-            raise ValueError(f"HTTP, gRPC and metrics ports must be three different ports 1-65535, got {ports}")
+        if len(set(ports)) != 3:
+            raise ServeError(f"HTTP, gRPC and metrics ports must be three different ports, got {ports}")
         return self
 
 
