@@ -57,7 +57,7 @@ def check_model_args(parser, args, kinds: str) -> None:
 
     path = Path(args.model) if args.model and args.model not in MODEL_NAMES else None
     if path and not path.exists():
-        parser.error(f"--model {args.model}: no such model (give compact, accurate, {kinds})")
+        parser.error(f"--model {args.model}: no such model (give {', '.join(MODEL_NAMES)}, {kinds})")
     if args.precision and not (path and path.is_dir()):
         parser.error("--precision picks a precision inside a shfan-build folder; give --model BUILD_FOLDER")
 
