@@ -7,7 +7,8 @@ from conftest import heavy_modules_after
 
 @pytest.mark.parametrize("module", ["shfan", "shfan.runtime", "shfan.runtime.backend", "shfan.codec",
                                     "shfan.geometry", "shfan.metrics", "shfan.datasets", "shfan.plugins",
-                                    "shfan.platform_facts"])
+                                    "shfan.platform_facts", "shfan.builder.options", "shfan.builder.pipeline",
+                                    "shfan.cli.build"])
 def test_no_heavy_imports(module):
     heavy = heavy_modules_after(f"import {module}", ("torch", "tensorrt", "pycuda", "modelopt"))
     assert heavy == [], f"{module} imports {heavy}"
