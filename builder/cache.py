@@ -14,6 +14,7 @@ from shfan.builder.metadata import OPSET
 from shfan.builder.options import BuildOptions
 from shfan.builder.progress import Stages
 from shfan.contracts import MANIFEST, Artifact, BuildManifest
+from shfan.errors import BackendError
 from shfan.io import sha256_file
 
 
@@ -89,8 +90,6 @@ def engine_up_to_date(out: Path, manifest: BuildManifest, cache: dict, opts: Bui
 
 def read_old(out: Path) -> tuple[BuildManifest | None, dict]:
     """The folder's previous manifest (None when missing or unreadable: nothing to reuse) and cache."""
-    from shfan.errors import BackendError
-
     data = artifacts.read_json(out / MANIFEST)
     try:
         manifest = BuildManifest.from_json(data, str(out / MANIFEST)) if data else None

@@ -8,7 +8,7 @@ import shutil
 from dataclasses import replace
 from pathlib import Path
 
-from shfan.builder import plan
+from shfan.builder import plan, tensorrt_build
 from shfan.builder.cache import engine_key
 from shfan.builder.options import BuildOptions
 from shfan.builder.progress import Stages
@@ -34,8 +34,6 @@ def add_engine(stage_dir: Path, manifest: BuildManifest, opts: BuildOptions, trt
         shutil.copy2(old_engine, stage_dir / name)
         st.note(f"engine {name} reused (cache key {key[:12]})")
     else:
-        from shfan.builder import tensorrt_build
-
         cache_file = stage_dir / "timing.cache"
         if (Path(opts.out) / "timing.cache").is_file():
             shutil.copy2(Path(opts.out) / "timing.cache", cache_file)

@@ -7,10 +7,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from shfan.builder.metadata import BuildError
+from shfan import platform_facts, plugins
+from shfan.builder import export
+from shfan.builder.metadata import BuildError, read_shfan_onnx
 from shfan.builder.options import (FALLBACK_FACES, MAX_HOLDOUT, MIN_CALIB_FACES, MIN_HELDOUT, WARN_CALIB_FACES,
                                    BuildOptions)
 from shfan.builder.progress import Stages
+from shfan.calibration import sources
 from shfan.contracts import ModelConfig
 from shfan.io import sha256_file
 
@@ -36,15 +39,11 @@ def source_file(opts: BuildOptions) -> Path:
         if not Path(opts.onnx).is_file():
             raise BuildError(f"{opts.onnx}: no such ONNX file; give model_fp32.onnx from a shfan-build folder")
         return Path(opts.onnx)
-    from shfan.builder.export import resolve_weights
-
-    return resolve_weights(opts.weights)
+    return export.resolve_weights(opts.weights)
 
 
 def load_source(opts: BuildOptions, stage_dir: Path, st: Stages) -> Source:
     import onnx
-
-    from shfan.builder.metadata import read_shfan_onnx
 
     if opts.onnx:
         with st.stage("read ONNX") as s:
@@ -54,8 +53,6 @@ def load_source(opts: BuildOptions, stage_dir: Path, st: Stages) -> Source:
             onnx.save(model, str(path))
             s["detail"] = f"{Path(opts.onnx).name}: {precision}, {meta['model_config']['stacks']}-stack"
         return Source(path, meta["model_config"], sha256_file(opts.onnx), precision, None, meta)
-
-    from shfan.builder import export
 
     weights = export.resolve_weights(opts.weights)
     with st.stage("load checkpoint") as s:
@@ -73,8 +70,6 @@ def load_source(opts: BuildOptions, stage_dir: Path, st: Stages) -> Source:
 def load_faces(opts: BuildOptions, config: ModelConfig, int8_wanted: bool, st: Stages):
     """(all faces, calibration faces, held-out faces); BuildError when too few for the guard or
     for int8, warnings when few or the built-in fallback face."""
-    from shfan.calibration import sources
-
     with st.stage("calibration faces") as s:
         if opts.calib_data is None:
             faces = sources.fallback_faces(config.input_size, FALLBACK_FACES)
@@ -105,8 +100,6 @@ def load_faces(opts: BuildOptions, config: ModelConfig, int8_wanted: bool, st: S
 
 def tensorrt_info():
     """The TensorRT version and the GPU an engine would be built for; None without TensorRT."""
-    from shfan import platform_facts
-
     version, _ = platform_facts.tensorrt_version()
     if version is None:
         return None
@@ -121,23 +114,19 @@ def plugin_record(decoder: str, plugin_sha: str | None, plugin_lib) -> dict:
     the runtime after $SHFAN_PLUGIN_LIB."""
     if decoder != "plugin" or plugin_sha is None:
         return {"plugin_sha256": None, "plugin_lib": None}
-    from shfan.plugins import find_plugin_library
-
-    lib = find_plugin_library(plugin_lib)
+    lib = plugins.find_plugin_library(plugin_lib)
     return {"plugin_sha256": plugin_sha, "plugin_lib": str(lib) if lib else None}
 
 
 def plugin_sha(opts: BuildOptions, trt_info) -> str | None:
     """sha256 of the SubpixelDecode plugin library found, None without one; BuildError when
     --decoder plugin needs it for an engine and it is missing."""
-    from shfan.plugins import BUILD_COMMAND, PluginError, find_plugin_library, plugin_sha256
-
     try:
-        lib = find_plugin_library(opts.plugin_lib)
-    except PluginError as exc:
+        lib = plugins.find_plugin_library(opts.plugin_lib)
+    except plugins.PluginError as exc:
         raise BuildError(str(exc)) from None
-    sha = plugin_sha256(lib) if lib else None
+    sha = plugins.plugin_sha256(lib) if lib else None
     if opts.decoder == "plugin" and trt_info and sha is None:
-        raise BuildError(f"--decoder plugin needs the SubpixelDecode plugin library; build it with: {BUILD_COMMAND} "
-                         "(or pass --plugin-lib, or use --decoder onnx)")
+        raise BuildError("--decoder plugin needs the SubpixelDecode plugin library; build it with: "
+                         f"{plugins.BUILD_COMMAND} (or pass --plugin-lib, or use --decoder onnx)")
     return sha

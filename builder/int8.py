@@ -6,13 +6,20 @@ convs, fp16 elsewhere; CPU: ONNX Runtime's QDQ quantizer, fp32 elsewhere, fusion
 
 from __future__ import annotations
 
+import tempfile
 from pathlib import Path
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
 from shfan.builder import artifacts
-from shfan.builder.metadata import BuildError
+from shfan.builder.metadata import BuildError, get_metadata
 from shfan.builder.options import SENSITIVITY_FACES
-from shfan.builder.steps import Context, Measured
+from shfan.builder.precision import to_int8, to_int8_cpu
+from shfan.calibration import cpu_int8, ranges, sensitivity
+from shfan.calibration.guard import guarded_quantize, mean_nme
+from shfan.calibration.ort_tools import predict_landmarks
+
+if TYPE_CHECKING:
+    from shfan.builder.steps import Context, Measured
 
 
 class Tuning:
@@ -20,23 +27,16 @@ class Tuning:
     the fp32 file's landmarks on them."""
 
     def __init__(self, ctx: Context):
-        from shfan.calibration.ort_tools import predict_landmarks
-
         self.ctx = ctx
         self.crops = ctx.calib.crops[:SENSITIVITY_FACES]
         self.fp32 = predict_landmarks(ctx.src, self.crops, ctx.model_config)
 
     def drift(self, path: Path) -> float:
-        from shfan.calibration.guard import mean_nme
-        from shfan.calibration.ort_tools import predict_landmarks
-
         return mean_nme(predict_landmarks(path, self.crops, self.ctx.model_config), self.fp32)
 
     def best_percentile(self, quantize_at: Callable[[float], Path], log: dict) -> tuple[float, str]:
         """The percentile whose file drifts least from fp32 (recorded in `log`), and the scores
         as text for the stage line."""
-        from shfan.calibration import ranges
-
         scores = {p: self.drift(quantize_at(p)) for p in ranges.PERCENTILES}
         best = min(scores, key=scores.get)
         log["percentile"] = best
@@ -49,8 +49,6 @@ class Tuning:
         ctx = self.ctx
 
         def rank(int8_path):
-            from shfan.calibration import sensitivity
-
             with ctx.st.stage(label) as s:
                 ranking = sensitivity.rank_convs(int8_path, self.crops, self.fp32, ctx.model_config,
                                                  progress=_bar("ranking convs", ctx.opts.progress))
@@ -62,10 +60,6 @@ class Tuning:
 
 def build_int8(ctx: Context) -> Measured:
     """model_int8.onnx for TensorRT."""
-    from shfan.builder.precision import to_int8
-    from shfan.calibration import ranges
-    from shfan.calibration.guard import guarded_quantize
-
     opts, st, calib, src = ctx.opts, ctx.st, ctx.calib, ctx.src
     ctx.calibration["method"] = f"{opts.calib_method} ranges, ModelOpt ONNX PTQ (symmetric int8 Q/DQ on Conv), CPU"
     dst = ctx.stage_dir / "model_int8.onnx"
@@ -104,14 +98,7 @@ def build_int8(ctx: Context) -> Measured:
 def build_int8_cpu(ctx: Context) -> Measured:
     """model_int8_cpu.onnx for ONNX Runtime's CPU provider (calibration.cpu_int8); the fusion is
     checked on the graph the CPU provider actually runs."""
-    import tempfile
-
     import onnx
-
-    from shfan.builder.metadata import get_metadata
-    from shfan.builder.precision import to_int8_cpu
-    from shfan.calibration import cpu_int8, ranges
-    from shfan.calibration.guard import guarded_quantize
 
     opts, st, calib, src = ctx.opts, ctx.st, ctx.calib, ctx.src
     dst = ctx.stage_dir / "model_int8_cpu.onnx"
@@ -157,8 +144,6 @@ def build_int8_cpu(ctx: Context) -> Measured:
 def _check_fusion(ctx: Context, dst: Path, log: dict, excluded: int) -> None:
     """BuildError unless ONNX Runtime's CPU provider runs the file's convs as integer kernels."""
     import onnx
-
-    from shfan.calibration import cpu_int8
 
     with ctx.st.stage("CPU int8 fusion check") as s:
         report = cpu_int8.fusion_report(dst)

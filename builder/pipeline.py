@@ -10,10 +10,12 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from shfan.builder import artifacts, cache, inputs, plan
+from shfan.builder.decoder_node import add_decoder
 from shfan.builder.engine import add_engine
 from shfan.builder.inputs import plugin_record  # noqa: F401  (re-exported: the manifest's plugin fields)
 from shfan.builder.inputs import tensorrt_info as _tensorrt_info
-from shfan.builder.metadata import OPSET, BuildError
+from shfan.builder.export import parity_check
+from shfan.builder.metadata import OPSET, BuildError, get_metadata, set_metadata
 from shfan.builder.options import BuildOptions  # noqa: F401  (re-exported: the Python API's build options)
 from shfan.builder.progress import Stages
 from shfan.builder.steps import STEPS, Context, Measured
@@ -106,8 +108,6 @@ def _faces_and_parity(ctx: Context, source: inputs.Source, int8_wanted: bool) ->
                            calibration_faces=len(ctx.calib) if int8_wanted else 0, heldout_faces=len(ctx.heldout),
                            skipped_files=len(faces.skipped))
     if source.torch_model is not None:
-        from shfan.builder.export import parity_check
-
         with ctx.st.stage("parity PyTorch vs ORT") as s:
             parity = parity_check(source.torch_model, source.path, ctx.heldout.crops[:16])
             s["detail"] = (f"max |heatmap diff| {parity.max_heatmap_diff:.2e}, "
@@ -143,8 +143,6 @@ def _decoded_records(ctx: Context, measured: dict[tuple[str, str], Measured]) ->
     """Each file's accuracy into its metadata, its decoded graph beside it, its manifest record."""
     import onnx
 
-    from shfan.builder.decoder_node import add_decoder
-
     decoder, records = ctx.opts.decoder, {}
     with ctx.st.stage(f"decoder ({decoder})") as s:
         for (precision, target), m in measured.items():
@@ -164,8 +162,6 @@ def _record_accuracy(m: Measured) -> None:
     """Carry the measured accuracy inside the ONNX metadata, so a build from `--onnx` on the
     Jetson (no faces, no fp32 reference there) still reports it."""
     import onnx
-
-    from shfan.builder.metadata import get_metadata, set_metadata
 
     model = onnx.load(str(m.path))
     meta = get_metadata(model) or {}

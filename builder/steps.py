@@ -11,8 +11,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
+from shfan.builder.int8 import build_int8, build_int8_cpu
 from shfan.builder.options import BuildOptions
+from shfan.builder.precision import to_fp16
 from shfan.builder.progress import Stages
+from shfan.calibration import sources
+from shfan.calibration.guard import Reference
+from shfan.calibration.ort_tools import latency_ms
 from shfan.contracts import ModelConfig
 
 
@@ -49,8 +54,6 @@ class Context:
         return ModelConfig.from_dict(self.model_config)
 
     def latency(self, path: Path) -> float:
-        from shfan.calibration.ort_tools import latency_ms
-
         return latency_ms(path, self.config.input_size)
 
     def measure(self, path: Path) -> Measured:
@@ -77,9 +80,6 @@ class Step:
 
 def make_fp32(ctx: Context) -> Measured:
     """The source itself; its measurement is the reference the others drift from."""
-    from shfan.calibration import sources
-    from shfan.calibration.guard import Reference
-
     with ctx.st.stage("fp32 accuracy + latency") as s:
         ctx.reference = Reference.from_fp32(ctx.src, sources.with_jittered_views(ctx.heldout), ctx.model_config)
         ctx.calibration["reference"] = ctx.reference.kind
@@ -92,8 +92,6 @@ def make_fp32(ctx: Context) -> Measured:
 
 
 def make_fp16(ctx: Context) -> Measured:
-    from shfan.builder.precision import to_fp16
-
     dst = ctx.stage_dir / "model_fp16.onnx"
     with ctx.st.stage("fp16 (AutoCast)") as s:
         to_fp16(ctx.src, dst)
@@ -101,18 +99,6 @@ def make_fp16(ctx: Context) -> Measured:
         m.within_bound = m.drift is None or m.drift <= ctx.opts.max_nme_drift
         s["detail"] = f"NME {m.nme:.3f}, drift {m.drift:+.3f}, ORT CPU {m.latency:.1f} ms"
     return m
-
-
-def make_int8(ctx: Context) -> Measured:
-    from shfan.builder.int8 import build_int8
-
-    return build_int8(ctx)
-
-
-def make_int8_cpu(ctx: Context) -> Measured:
-    from shfan.builder.int8 import build_int8_cpu
-
-    return build_int8_cpu(ctx)
 
 
 def fp16_failure(m: Measured, bound: float) -> str:
@@ -152,6 +138,6 @@ def for_target(target: str) -> Callable[[BuildOptions], bool]:
 STEPS = (
     Step("fp32", "tensorrt", always, make_fp32),
     Step("fp16", "tensorrt", always, make_fp16, fp16_failure),
-    Step("int8", "tensorrt", for_target("tensorrt"), make_int8, int8_failure("int8", "fp16"), int8_accepted),
-    Step("int8", "cpu", for_target("cpu"), make_int8_cpu, int8_failure("CPU int8", "fp32"), int8_cpu_accepted),
+    Step("int8", "tensorrt", for_target("tensorrt"), build_int8, int8_failure("int8", "fp16"), int8_accepted),
+    Step("int8", "cpu", for_target("cpu"), build_int8_cpu, int8_failure("CPU int8", "fp32"), int8_cpu_accepted),
 )
