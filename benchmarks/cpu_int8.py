@@ -30,15 +30,12 @@ BIN = Path(sys.executable).parent
 
 def files_of(build: Path) -> dict[str, Path]:
     """label -> ONNX file (heatmap output) of every precision/target in the build folder."""
-    m = json.loads((build / "manifest.json").read_text())
+    from shfan.contracts import BuildManifest
+
     out = {}
-    for precision, entry in m["artifacts"].items():
-        if entry.get("target") == "cpu":
-            out[f"{precision} cpu"] = build / entry["onnx"]
-            continue
-        out[precision if precision != "int8" else "int8 tensorrt-file"] = build / entry["onnx"]
-        if entry.get("cpu"):
-            out[f"{precision} cpu"] = build / entry["cpu"]["onnx"]
+    for (precision, target), artifact in BuildManifest.read(build).artifacts.items():
+        label = f"{precision} cpu" if target == "cpu" else "int8 tensorrt-file" if precision == "int8" else precision
+        out[label] = build / artifact.onnx
     return out
 
 

@@ -27,7 +27,7 @@ from pathlib import Path
 
 from shfan.builder.artifacts import staged_folder
 from shfan.builder.metadata import BuildError
-from shfan.contracts import BuildManifest
+from shfan.contracts import Artifact, BuildManifest
 from shfan.io import sha256_file
 
 log = logging.getLogger("shfan.builder")
@@ -140,16 +140,14 @@ def validate_config(text: str) -> bool:
     return True
 
 
-def pick_onnx(build: Path, decoder: str, selected: str, entry: dict, kind: str) -> tuple[Path, str]:
-    """(ONNX file for Triton's onnxruntime backend, why) for the selected precision's manifest
-    entry. The graph with the standard-ops decoder when the build has one (landmarks + scores
-    out); the heatmap graph otherwise (a plugin node does not run in ONNX Runtime). On CPU the
-    file built for ONNX Runtime's CPU provider, if any."""
-    if kind == "cpu" and entry.get("cpu"):
-        entry = entry["cpu"]
-    if decoder == "onnx" and entry.get("onnx_decoded"):
-        return build / entry["onnx_decoded"], f"{selected}, standard-ops subpixel decoder (landmarks + scores out)"
-    return build / entry["onnx"], f"{selected}, heatmaps out (decoder {decoder}: decode on the client)"
+def pick_onnx(build: Path, decoder: str, selected: str, entry: Artifact) -> tuple[Path, str]:
+    """(ONNX file for Triton's onnxruntime backend, why) for the selected precision's artifact
+    (on CPU instances the file built for ONNX Runtime's CPU provider, if any). The graph with the
+    standard-ops decoder when the build has one (landmarks + scores out); the heatmap graph
+    otherwise (a plugin node does not run in ONNX Runtime)."""
+    if decoder == "onnx" and entry.onnx_decoded:
+        return build / entry.onnx_decoded, f"{selected}, standard-ops subpixel decoder (landmarks + scores out)"
+    return build / entry.onnx, f"{selected}, heatmaps out (decoder {decoder}: decode on the client)"
 
 
 def write_repository(build, dest, *, kind: str = "cpu", max_batch: int = MAX_BATCH,
@@ -169,9 +167,9 @@ def write_repository(build, dest, *, kind: str = "cpu", max_batch: int = MAX_BAT
         selected, entry = manifest.entry(None, build)
     except BackendError as exc:  # same one-line message
         raise BuildError(str(exc)) from None
-    onnx_path, why = pick_onnx(build, manifest.decoder, selected, entry, kind)
+    onnx_path, why = pick_onnx(build, manifest.decoder, selected, manifest.artifact(selected, cpu=kind == "cpu"))
     inputs, outputs, batched = onnx_io(onnx_path)
-    engine = build / entry["engine"] if entry.get("engine") else None
+    engine = build / entry.engine if entry.engine else None
     summary = {"source_build": str(build.resolve()), "model_name": MODEL_NAME, "precision": selected,
                "decoder": manifest.decoder, "input_size": manifest.model_config["input_size"],
                "landmarks": manifest.model_config["landmarks"], "onnxruntime": {}, "tensorrt": {}}
@@ -188,7 +186,7 @@ def write_repository(build, dest, *, kind: str = "cpu", max_batch: int = MAX_BAT
                                   "max_batch_size": spec.max_batch_size, "kind": kind, "schema_checked": checked}
 
         # TensorRT: the engine's I/O are those of the graph it was built from (decoded graph).
-        trt_source = build / (entry.get("onnx_decoded") or entry["onnx"])
+        trt_source = build / entry.engine_source
         t_in, t_out, t_batched = onnx_io(trt_source) if manifest.decoder != "plugin" else (inputs, None, batched)
         if t_out is None:  # plugin graph: same outputs as the standard-ops decoder by contract (DESIGN.md §4)
             k = int(manifest.model_config["landmarks"])

@@ -125,11 +125,82 @@ class ModelInfo:
                    int(cfg.get("window", DEFAULT_WINDOW)), float(cfg.get("temperature", DEFAULT_TEMPERATURE)))
 
 
+ARTIFACT_TARGETS = ("tensorrt", "cpu")  # a model file's runtime (manifest entries without "target": tensorrt)
+
+
+@dataclass(frozen=True)
+class Artifact:
+    """One model file of a build folder, keyed by (precision, target). target "tensorrt": the file
+    TensorRT builds its engine from (fp32/fp16 run anywhere; int8 has symmetric Q/DQ on convs);
+    "cpu": int8 built for ONNX Runtime's CPU provider (`--target cpu|all`)."""
+
+    precision: str
+    target: str = "tensorrt"
+    onnx: str | None = None  # the heatmap-output graph (what ONNX Runtime runs)
+    onnx_decoded: str | None = None  # the same with the decoder node(s); the engine's source
+    engine: str | None = None
+    nme_inter_ocular: float | None = None
+    nme_drift: float | None = None
+    excluded_layers: tuple[str, ...] = ()
+    size_bytes: int | None = None
+    ort_cpu_latency_ms: float | None = None
+
+    @property
+    def key(self) -> tuple[str, str]:
+        return self.precision, self.target
+
+    @property
+    def engine_source(self) -> str | None:
+        return self.onnx_decoded or self.onnx
+
+    def to_json(self) -> dict:
+        """The manifest entry (the format every shfan version reads: "target" only for cpu)."""
+        d = {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name not in ("precision", "target")}
+        d["excluded_layers"] = list(self.excluded_layers)
+        return {**d, "target": "cpu"} if self.target == "cpu" else d
+
+    @classmethod
+    def from_json(cls, precision: str, data, target: str | None = None) -> "Artifact":
+        """A manifest entry (unknown keys dropped); a non-object reads as a file-less record,
+        which BuildManifest.checked refuses."""
+        data = data if isinstance(data, dict) else {}
+        names = {f.name for f in dataclasses.fields(cls)} - {"precision", "target"}
+        known = {k: v for k, v in data.items() if k in names}
+        if isinstance(known.get("excluded_layers"), list):
+            known["excluded_layers"] = tuple(known["excluded_layers"])
+        return cls(precision, target or ("cpu" if data.get("target") == "cpu" else "tensorrt"), **known)
+
+
+def artifacts_from_json(entries: dict) -> dict[tuple[str, str], Artifact]:
+    """manifest["artifacts"] ({precision: entry[, "cpu": entry]}, every version so far) as typed
+    records keyed by (precision, target)."""
+    records = {}
+    for precision, entry in entries.items():
+        main = Artifact.from_json(precision, entry)
+        records[main.key] = main
+        if isinstance(entry, dict) and isinstance(entry.get("cpu"), dict):
+            records[(precision, "cpu")] = Artifact.from_json(precision, entry["cpu"], "cpu")
+    return records
+
+
+def artifacts_to_json(records: dict[tuple[str, str], Artifact]) -> dict:
+    """The inverse: one entry per precision (its TensorRT file when it has one), the CPU file
+    nested under "cpu" beside it, so manifests stay readable by older shfan versions."""
+    entries = {}
+    for (precision, target), art in records.items():
+        if precision not in entries:
+            entries[precision] = art.to_json()
+        elif target == "cpu":
+            entries[precision]["cpu"] = art.to_json()
+        else:  # the TensorRT file goes first, the CPU one under it
+            entries[precision] = {**art.to_json(), "cpu": entries[precision]}
+    return entries
+
+
 @dataclass
 class BuildManifest:
-    """A shfan-build folder's manifest.json. `artifacts` maps a precision to its entry:
-    {"onnx", "onnx_decoded", "engine", "nme_inter_ocular", "nme_drift", "excluded_layers",
-    "size_bytes", "ort_cpu_latency_ms"[, "target": "cpu"][, "cpu": {same, for ORT's CPU}]}."""
+    """A shfan-build folder's manifest.json. `artifacts` holds one typed record per model file,
+    keyed by (precision, target); given in the JSON form ({precision: entry}) it is converted."""
 
     shfan_version: str | None = None
     model_config: dict = field(default_factory=dict)
@@ -137,16 +208,25 @@ class BuildManifest:
     decoder: str | None = "plugin"  # None (an explicit null): the engine has no plugin node
     opset: int | None = None
     selected_precision: str | None = None
-    artifacts: dict = field(default_factory=dict)
+    artifacts: dict[tuple[str, str], Artifact] = field(default_factory=dict)
     tensorrt: dict | None = None
     plugin_sha256: str | None = None
     plugin_lib: str | None = None
     calibration: dict = field(default_factory=dict)
 
+    def __post_init__(self):
+        if any(not isinstance(a, Artifact) for a in self.artifacts.values()):
+            self.artifacts = artifacts_from_json(self.artifacts)
+
+    @property
+    def config(self) -> ModelConfig:
+        return ModelConfig.from_dict(self.model_config)
+
     # ------------------------------------------------------------ JSON
 
     def to_json(self) -> dict:
-        return dataclasses.asdict(self)
+        return {**{f.name: getattr(self, f.name) for f in dataclasses.fields(self)},
+                "artifacts": artifacts_to_json(self.artifacts)}
 
     @classmethod
     def from_json(cls, data: dict, where: str = "manifest.json") -> "BuildManifest":
@@ -175,9 +255,9 @@ class BuildManifest:
         fix: no models listed (an emptied or foreign manifest), a newer shfan's format (a newer
         minor version only warns), an unsupported landmark count or ONNX opset."""
         rebuild = f"rebuild it: shfan-build --out {folder}"
-        if not self.artifacts or not all(isinstance(a, dict) and a.get("onnx") for a in self.artifacts.values()):
+        if not self.artifacts or not all(isinstance(a.onnx, str) and a.onnx for a in self.artifacts.values()):
             raise BackendError(f"{folder}: not a usable shfan-build folder (its {MANIFEST} lists no models); {rebuild}")
-        unknown = sorted(set(self.artifacts) - set(PRECISIONS))
+        unknown = sorted(set(self.precisions) - set(PRECISIONS))
         if unknown:
             raise BackendError(f"{folder}: {MANIFEST} lists unknown precision(s) {', '.join(unknown)}; {rebuild}")
         if self.shfan_version is not None:
@@ -203,25 +283,35 @@ class BuildManifest:
 
     # ------------------------------------------------------------ lookups
 
+    @property
+    def precisions(self) -> list[str]:
+        """The precisions of this build, in build order (each once)."""
+        return list(dict.fromkeys(p for p, _ in self.artifacts))
+
+    def artifact(self, precision: str, cpu: bool = False) -> Artifact | None:
+        """A precision's file: its TensorRT one, or with `cpu` the one built for ONNX Runtime's
+        CPU provider; the other when it is the only one; None without that precision."""
+        first, other = ("cpu", "tensorrt") if cpu else ("tensorrt", "cpu")
+        return self.artifacts.get((precision, first)) or self.artifacts.get((precision, other))
+
     def precision_or_default(self, precision: str | None = None) -> str | None:
         """The precision asked for, else the one the build selected, else its first."""
-        return precision or self.selected_precision or next(iter(self.artifacts), None)
+        return precision or self.selected_precision or next(iter(self.precisions), None)
 
-    def entry(self, precision: str | None = None, folder="this build") -> tuple[str, dict]:
-        """(precision, artifact entry); BackendError naming the shfan-build command when absent."""
+    def entry(self, precision: str | None = None, folder="this build", cpu: bool = False) -> tuple[str, Artifact]:
+        """(precision, its artifact, see `artifact`); BackendError naming the shfan-build command
+        when absent."""
         precision = self.precision_or_default(precision)
-        if precision not in self.artifacts:
+        art = self.artifact(precision, cpu)
+        if art is None:
             raise BackendError(f"{folder}: no {precision} model in this build (has: "
-                               f"{', '.join(self.artifacts) or 'none'}); run shfan-build --precision {precision}")
-        return precision, self.artifacts[precision]
+                               f"{', '.join(self.precisions) or 'none'}); run shfan-build --precision {precision}")
+        return precision, art
 
     def onnx_for(self, folder, precision: str | None = None, cpu: bool = True) -> Path:
         """The ONNX Runtime-runnable file (heatmap output) for a precision. With `cpu`, the file
         built for ONNX Runtime's CPU provider (`--target cpu|all`) when the build has one."""
-        _, entry = self.entry(precision, folder)
-        if cpu and entry.get("cpu"):
-            return Path(folder) / entry["cpu"]["onnx"]
-        return Path(folder) / entry["onnx"]
+        return Path(folder) / self.entry(precision, folder, cpu)[1].onnx
 
     # ------------------------------------------------------------ TensorRT engines
 
@@ -252,7 +342,7 @@ class BuildManifest:
 
     def rebuild_command(self, folder, precision: str) -> str:
         """The shfan-build line that makes this precision's engine on the machine it runs on."""
-        art = self.artifacts.get(precision) or {}
-        onnx = art.get("onnx_decoded") or art.get("onnx") or f"model_{precision}.onnx"
+        art = self.artifact(precision)
+        onnx = (art and art.engine_source) or f"model_{precision}.onnx"
         decoder = self.decoder or "plugin"
         return f"shfan-build --onnx {Path(folder) / onnx} --precision {precision} --decoder {decoder} --out {folder}"

@@ -9,7 +9,8 @@ from conftest import heavy_modules_after
                                     "shfan.runtime.backends.onnxruntime.runner", "shfan.runtime.backends.tensorrt.runner",
                                     "shfan.runtime.backends.pytorch.runner", "shfan.codec",
                                     "shfan.geometry", "shfan.metrics", "shfan.datasets", "shfan.plugins",
-                                    "shfan.platform_facts"])
+                                    "shfan.platform_facts", "shfan.builder.options", "shfan.builder.pipeline",
+                                    "shfan.cli.build"])
 def test_no_heavy_imports(module):
     heavy = heavy_modules_after(f"import {module}", ("torch", "tensorrt", "pycuda", "modelopt"))
     assert heavy == [], f"{module} imports {heavy}"

@@ -64,7 +64,8 @@ def run(config: BenchConfig, baseline: Baseline | None = None) -> dict:
     if config.baseline and baseline is None:
         failed.append({"backend": "baseline", "reason": NO_BASELINE})
     default_key = ("onnxruntime", default_precision(source, manifest))
-    int8 = manifest.artifacts.get("int8") or {}
+    int8 = manifest.artifact("int8")  # the TensorRT file when there is one, the CPU file's below it
+    beside = manifest.artifacts.get(("int8", "cpu")) if int8 and int8.target == "tensorrt" else None
     return {
         "tool": "shfan-bench",
         "machine": machine_details(),
@@ -74,8 +75,8 @@ def run(config: BenchConfig, baseline: Baseline | None = None) -> dict:
                      "int8_target": config.target},
         "model": {"source": str(source.path), "kind": source.kind, "build": str(folder),
                   "config": manifest.model_config or None, "calibration": calibration_note(manifest),
-                  "int8_kept_out": int8.get("excluded_layers"),
-                  "int8_cpu_kept_out": (int8.get("cpu") or {}).get("excluded_layers")},
+                  "int8_kept_out": list(int8.excluded_layers) if int8 else None,
+                  "int8_cpu_kept_out": list(beside.excluded_layers) if beside else None},
         "frames": {"source": "demo", "count": config.frames, "size": list(FRAME_SIZE), "with_face": len(faces)},
         "detect": detect,
         "results": results,

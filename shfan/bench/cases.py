@@ -87,7 +87,8 @@ def build_folder(source: ModelSource, config: BenchConfig, precision: str, decod
     are the same: the builder keys its output on weights, options and calibration data)."""
     if source.kind == "build":
         return source.path
-    from shfan.builder.pipeline import BuildOptions, build
+    from shfan.builder.options import BuildOptions
+    from shfan.builder.pipeline import build
     from shfan.builder.progress import Stages
 
     target = "" if config.target == "tensorrt" else f"-{config.target}"
@@ -285,19 +286,17 @@ def ort_cases(folder: Path, manifest: BuildManifest, precisions) -> tuple[list[C
     """One ONNX Runtime case per precision of the folder (`manifest` is its manifest); int8 gets
     one per file in the folder: the CPU file (what the runtime picks, first) and the
     TensorRT-style file, run by path."""
-    artifacts = manifest.artifacts
-    missing = [p for p in precisions if p not in artifacts]
+    missing = [p for p in precisions if p not in manifest.precisions]
     cases = []
-    for p in (p for p in precisions if p in artifacts):
-        entry = artifacts[p]
+    for p in (p for p in precisions if p in manifest.precisions):
         if p != "int8":
             cases.append(Case("onnxruntime", p, "host subpixel", folder))
             continue
-        if entry.get("target") == "cpu" or entry.get("cpu"):
+        cpu, trt = manifest.artifacts.get((p, "cpu")), manifest.artifacts.get((p, "tensorrt"))
+        if cpu:
             cases.append(Case("onnxruntime", p, "host subpixel", folder, target="cpu"))
-        if entry.get("target") != "cpu":
-            trt_file = folder / entry["onnx"]
-            cases.append(Case("onnxruntime", p, "host subpixel", trt_file if entry.get("cpu") else folder,
+        if trt:
+            cases.append(Case("onnxruntime", p, "host subpixel", folder / trt.onnx if cpu else folder,
                               target="tensorrt"))
     skipped = [{"backend": "onnxruntime", "precision": p, "reason": f"{folder} has no {p} model"} for p in missing]
     return cases, skipped

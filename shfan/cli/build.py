@@ -6,7 +6,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from shfan.builder.pipeline import BuildOptions
+from shfan.builder.options import BuildOptions
 from shfan.cli.common import (INTERRUPTED, Parser, add_dataclass_options, checked_options, entry, existing_file,
                                existing_path, fail, options_from, writable_dir)
 
@@ -46,23 +46,21 @@ def summary_table(result, total_s: float):
     from rich.table import Table
 
     m = result.manifest
-    ref = (m.get("calibration") or {}).get("reference") or "n/a"
+    ref = (m.calibration or {}).get("reference") or "n/a"
     table = Table(title=f"shfan-build → {result.out}  ({total_s:.1f} s{', reused' if result.reused else ''})")
     for col, justify in (("precision", "left"), ("size", "right"), ("NME (%)", "right"), ("drift", "right"),
                          ("ORT CPU ms", "right"), ("engine", "left"), ("kept out of int8", "left")):
         table.add_column(col, justify=justify)
-    rows = [(p, a) for p, a in m["artifacts"].items()]
-    rows = [r for p, a in rows for r in ([(p, a)] + ([(p, {**a["cpu"], "target": "cpu"})] if "cpu" in a else []))]
-    for p, a in rows:
-        mark = " ★" if p == m["selected_precision"] else ""
-        label = f"{p} (CPU)" if a.get("target") == "cpu" else p
-        nme = "—" if a["nme_inter_ocular"] is None else f"{a['nme_inter_ocular']:.3f}"
-        drift = "—" if a["nme_drift"] is None else f"{a['nme_drift']:+.3f}"
+    for (p, target), a in m.artifacts.items():
+        mark = " ★" if p == m.selected_precision else ""
+        label = f"{p} (CPU)" if target == "cpu" else p
+        nme = "—" if a.nme_inter_ocular is None else f"{a.nme_inter_ocular:.3f}"
+        drift = "—" if a.nme_drift is None else f"{a.nme_drift:+.3f}"
         if p == "fp32" and ref == "fp32 predictions":  # no ground truth: fp32 is what the others are scored against
             nme, drift = "reference", "—"
-        table.add_row(label + mark, f"{a['size_bytes'] / 1e6:.1f} MB", nme, drift, f"{a['ort_cpu_latency_ms']:.1f}",
-                      a["engine"] or "—", _excluded(a["excluded_layers"]))
-    table.caption = (f"★ selected · NME on held-out faces vs {ref} · decoder {m['decoder']} · "
+        table.add_row(label + mark, f"{a.size_bytes / 1e6:.1f} MB", nme, drift, f"{a.ort_cpu_latency_ms:.1f}",
+                      a.engine or "—", _excluded(a.excluded_layers))
+    table.caption = (f"★ selected · NME on held-out faces vs {ref} · decoder {m.decoder} · "
                      "latency: ONNX Runtime on this CPU, batch 1 (a proxy, not the Jetson)")
     return table
 

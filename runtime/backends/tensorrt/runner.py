@@ -110,7 +110,7 @@ def engine_from_build(folder: Path, precision: str | None = None) -> tuple[Path,
     """(engine path, manifest, precision) of a build folder; BackendError naming the fix."""
     manifest = BuildManifest.read(folder)
     precision, entry = manifest.entry(precision, folder)
-    engine = entry.get("engine")
+    engine = entry.engine
     if not engine:
         raise BackendError(f"{folder}: the {precision} build has no TensorRT engine (built without TensorRT); "
                            f"build one here: {manifest.rebuild_command(folder, precision)}, "
