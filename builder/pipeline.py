@@ -136,6 +136,10 @@ def select(requested: str, measured: dict[tuple[str, str], Measured], bound: flo
     for (precision, _), m in measured.items():
         files.setdefault(precision, []).append(m)
     ok = [p for p, ms in files.items() if all(fits(m) for m in ms)]
+    if not ok:  # e.g. --onnx of an fp16/int8 file whose recorded drift is over the bound: nothing to pick
+        drifts = ", ".join(f"{p} {m.drift:+.3f}" for (p, _), m in measured.items() if m.drift is not None)
+        raise BuildError(f"--precision best: no file of this build stays within ±{bound} NME of fp32 ({drifts}); "
+                         "ask for one precision (--precision fp16|int8) or raise --max-nme-drift")
     return min(ok, key=lambda p: files[p][-1].latency)
 
 

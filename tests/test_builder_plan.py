@@ -1,6 +1,7 @@
 """Pure TensorRT build decisions, per TensorRT version, without TensorRT."""
 
 import enum
+from pathlib import Path
 
 import pytest
 
@@ -224,3 +225,20 @@ def test_hand_made_manifest_has_the_contract_keys():
     m = made.to_json()
     assert BuildManifest.from_json(m) == made
     assert m["calibration"] == {"x": 1} and m["plugin_sha256"] is None
+
+
+def test_best_picks_the_fastest_file_within_the_bound_and_says_when_none_is():
+    from shfan.builder.pipeline import select
+    from shfan.builder.steps import Measured
+
+    def m(latency, drift, within=True):
+        return Measured(Path("x.onnx"), 3.5, drift, latency, within_bound=within)
+
+    measured = {("fp32", "tensorrt"): m(20.0, None), ("fp16", "tensorrt"): m(12.0, 0.01),
+                ("int8", "tensorrt"): m(8.0, 0.3), ("int8", "cpu"): m(6.0, 0.05)}
+    assert select("best", measured, 0.1) == "fp16"  # int8's TensorRT file drifts too far
+    assert select("best", measured, 0.5) == "int8"  # ranked by its CPU file
+    assert select("int8", measured, 0.1) == "int8"  # asked for by name: not the selection's call
+    over = {("fp16", "tensorrt"): m(12.0, 0.4, within=False)}  # --onnx of an fp16 file over the bound
+    with pytest.raises(BuildError, match=r"no file of this build stays within ±0.1 NME of fp32 \(fp16 \+0.400\)"):
+        select("best", over, 0.1)
