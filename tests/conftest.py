@@ -224,6 +224,49 @@ def assert_one_line_error(code, err, expected_code, words):
         assert w in errors[0], (w, errors[0])
 
 
+def assert_sigterm_is_one_line_and_130(main, argv, monkeypatch, module, name):
+    """Row 11 of #29: `module.name`, once the tool calls it, gets SIGTERM; the tool must end as
+    after Ctrl-C (common.entry): exit 130 and one 'interrupted' line, no traceback."""
+    import signal
+    import time
+
+    def terminated(*a, **k):
+        os.kill(os.getpid(), signal.SIGTERM)
+        time.sleep(5)
+        raise AssertionError("SIGTERM did not interrupt")
+
+    monkeypatch.setattr(module, name, terminated)
+    code, _, err = run_main(main, argv)
+    assert_one_line_error(code, err, 130, "interrupted")
+
+
+def randomize_batchnorm(model, affine: bool = False):
+    """BatchNorm statistics (and with `affine` its scale and shift) that are not the identity, so
+    folding or rewriting them is tested, not skipped over. Seed torch first."""
+    import torch
+
+    with torch.no_grad():
+        for m in model.modules():
+            if isinstance(m, torch.nn.BatchNorm2d):
+                m.running_mean.uniform_(-0.5, 0.5)
+                m.running_var.uniform_(0.5, 2.0)
+                if affine:
+                    m.weight.uniform_(0.5, 1.5)
+                    m.bias.uniform_(-0.2, 0.2)
+    return model
+
+
+def fifo_with_reader(path):
+    """A FIFO at `path` and a started thread that reads it whole: (thread, list it appends the bytes to)."""
+    import threading
+
+    os.mkfifo(path)
+    got = []
+    reader = threading.Thread(target=lambda: got.append(Path(path).read_bytes()))
+    reader.start()
+    return reader, got
+
+
 def assert_each_raises(error, call, cases):
     """call(arg) raises `error` with a message matching `pattern`, for each (arg, pattern)."""
     for arg, pattern in cases:

@@ -5,8 +5,8 @@ import json
 
 import pytest
 
-from conftest import (assert_one_line_error, assert_refused, expand, files_under, folder_with, hostile_cases, run_main,
-                      small_300w)
+from conftest import (assert_one_line_error, assert_refused, assert_sigterm_is_one_line_and_130, expand, files_under,
+                      folder_with, hostile_cases, run_main, small_300w)
 
 pytest.importorskip("onnx")
 pytest.importorskip("torch")
@@ -117,19 +117,8 @@ def test_full_disk_names_the_file_being_written(tiny_checkpoint, tmp_path, monke
 
 def test_sigterm_is_one_line_and_130(tiny_checkpoint, tmp_path, monkeypatch):
     """Row 11: the same SIGTERM handling as every tool (common.entry), the build folder untouched."""
-    import os
-    import signal
-    import time
-
     from shfan.builder import pipeline
     from shfan.cli.build import main
 
-    def terminated(*a, **k):
-        os.kill(os.getpid(), signal.SIGTERM)
-        time.sleep(5)
-        raise AssertionError("SIGTERM did not interrupt")
-
-    monkeypatch.setattr(pipeline, "build", terminated)
-    code, _, err = run_main(main, ["--weights", tiny_checkpoint, "--precision", "fp32", "--out", tmp_path / "b"])
-    assert_one_line_error(code, err, 130, "interrupted")
-    assert files_under(tmp_path) == set() and signal.getsignal(signal.SIGTERM) is signal.SIG_DFL
+    assert_sigterm_is_one_line_and_130(main, ["--weights", tiny_checkpoint, "--precision", "fp32", "--out",
+                                              tmp_path / "b"], monkeypatch, pipeline, "build")

@@ -8,7 +8,7 @@ import pytest
 
 from shfan.errors import ShfanError
 
-from conftest import (YUNET, assert_one_line_error, assert_refused, bad_name, folder_with, hostile_cases,
+from conftest import (YUNET, assert_refused, assert_sigterm_is_one_line_and_130, bad_name, folder_with, hostile_cases,
                       is_char_device, null_device, run_cli, run_main, small_300w, unix_socket)
 
 
@@ -185,22 +185,11 @@ def test_plot_into_a_device_keeps_the_device(afw_dir, tiny_checkpoint, tmp_path)
 
 def test_sigterm_is_one_line_and_130(afw_dir, tiny_checkpoint, monkeypatch):
     """Row 11: SIGTERM killed shfan-eval with 143 and no line; now as Ctrl-C."""
-    import os
-    import signal
-    import time
-
     from shfan import evaluate
     from shfan.cli.eval import main
 
-    def terminated(*a, **k):
-        os.kill(os.getpid(), signal.SIGTERM)
-        time.sleep(5)
-        raise AssertionError("SIGTERM did not interrupt")
-
-    monkeypatch.setattr(evaluate, "evaluate", terminated)
-    code, _, err = run_main(main, ["--data", afw_dir, "--model", tiny_checkpoint, "--limit", "2"])
-    assert_one_line_error(code, err, 130, "interrupted")
-    assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL
+    assert_sigterm_is_one_line_and_130(main, ["--data", afw_dir, "--model", tiny_checkpoint, "--limit", "2"],
+                                       monkeypatch, evaluate, "evaluate")
 
 
 def test_evaluate_api_takes_a_path_and_refuses_nothing(afw_dir, tiny_checkpoint):

@@ -8,8 +8,8 @@ import os
 import numpy as np
 import pytest
 
-from conftest import (YUNET, assert_one_line_error, assert_refused, bad_name, expand, files_under, folder_with,
-                      hostile_cases, is_char_device, null_device, run_cli, run_main, unix_socket)
+from conftest import (YUNET, assert_one_line_error, assert_refused, bad_name, expand, fifo_with_reader, files_under,
+                      folder_with, hostile_cases, is_char_device, null_device, run_cli, run_main, unix_socket)
 
 
 HOSTILE = [  # extra args, exit code, words in the one line
@@ -309,13 +309,8 @@ def test_devices_are_written_into_never_replaced(tiny_onnx, tmp_path):
 
 def test_fifo_gets_the_stats_whole(tiny_onnx, tmp_path):
     """Row 2: a FIFO is written into (a reader gets the whole JSON), not renamed over."""
-    import threading
-
     fifo = tmp_path / "stats.fifo"
-    os.mkfifo(fifo)
-    got = []
-    reader = threading.Thread(target=lambda: got.append(fifo.read_text()))
-    reader.start()
+    reader, got = fifo_with_reader(fifo)
     from shfan.cli.run import main
 
     code, _, err = run_main(main, ["--headless", "-q", "--max-frames", "2", "--model", tiny_onnx,

@@ -3,7 +3,7 @@ run leaves no run folder behind."""
 
 import pytest
 
-from conftest import assert_one_line_error, assert_refused, expand, hostile_cases, run_main, small_300w
+from conftest import assert_refused, assert_sigterm_is_one_line_and_130, expand, hostile_cases, small_300w
 
 torch = pytest.importorskip("torch")
 
@@ -78,19 +78,8 @@ def test_one_face_and_a_single_path_through_the_api(helen_dir, tmp_path):
 def test_sigterm_is_one_line_and_130(helen_dir, tmp_path, monkeypatch):
     """Row 11: SIGTERM killed shfan-train with 143 and no line; now as Ctrl-C (checkpoints are
     written whole by shfan.atomic, so the run folder stays resumable)."""
-    import os
-    import signal
-    import time
-
     from shfan import train
     from shfan.cli.train import main
 
-    def terminated(*a, **k):
-        os.kill(os.getpid(), signal.SIGTERM)
-        time.sleep(5)
-        raise AssertionError("SIGTERM did not interrupt")
-
-    monkeypatch.setattr(train, "run", terminated)
-    code, _, err = run_main(main, ["--data", small_300w(helen_dir, tmp_path / "f", 3), "--out", tmp_path / "run"])
-    assert_one_line_error(code, err, 130, "interrupted")
-    assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL
+    assert_sigterm_is_one_line_and_130(main, ["--data", small_300w(helen_dir, tmp_path / "f", 3), "--out",
+                                              tmp_path / "run"], monkeypatch, train, "run")

@@ -13,6 +13,7 @@ onnx = pytest.importorskip("onnx")
 pytest.importorskip("onnxruntime.quantization")
 
 from shfan.calibration import cpu_int8  # noqa: E402
+from conftest import randomize_batchnorm  # noqa: E402
 
 TINY = dict(stacks=1, width=64, input_size=64)
 
@@ -26,13 +27,7 @@ def tiny_fp32(tmp_path_factory):
 
     torch.manual_seed(0)
     model = FAN(ModelConfig(**TINY)).eval()
-    with torch.no_grad():  # BatchNorm statistics that are not the identity, so the rewrite is tested
-        for m in model.modules():
-            if isinstance(m, torch.nn.BatchNorm2d):
-                m.running_mean.uniform_(-0.5, 0.5)
-                m.running_var.uniform_(0.5, 2.0)
-                m.weight.uniform_(0.5, 1.5)
-                m.bias.uniform_(-0.2, 0.2)
+    randomize_batchnorm(model, affine=True)  # so the BatchNorm rewrite is tested
     d = tmp_path_factory.mktemp("cpu_int8")
     onnx.save(export_onnx(model), str(d / "fp32.onnx"))
     return d / "fp32.onnx", model.config.to_dict()

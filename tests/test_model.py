@@ -5,7 +5,7 @@ import torch
 
 from shfan import model as fan
 
-from conftest import assert_each_raises
+from conftest import assert_each_raises, randomize_batchnorm
 
 SMALL = fan.ModelConfig(stacks=2, width=64, landmarks=68, input_size=64)
 
@@ -88,11 +88,7 @@ def test_fast_arch_folds_every_batchnorm_and_round_trips(tmp_path):
     with torch.no_grad():
         outs = model.forward_all(x)
         assert [tuple(o.shape) for o in outs] == [(2, 68, 16, 16)] * 2
-        with torch.no_grad():
-            for m in model.modules():
-                if isinstance(m, torch.nn.BatchNorm2d):
-                    m.running_mean.uniform_(-0.5, 0.5)
-                    m.running_var.uniform_(0.5, 2.0)
+        randomize_batchnorm(model)
         save_checkpoint(model, tmp_path / "fast.pt")
         loaded = load_checkpoint(tmp_path / "fast.pt")
         assert loaded.config.arch == "fast" and torch.allclose(loaded(x), model(x), atol=1e-6)

@@ -17,26 +17,22 @@ def test_compact_is_the_shipped_default():
     assert weights.resolve(None) is None and str(weights.resolve("x.onnx")) == "x.onnx"
 
 
-def test_accurate_is_not_shipped_and_says_how_to_make_it(monkeypatch, tmp_path):
+@pytest.mark.parametrize("name, recipe_words", [("accurate", ["--input-size 192"]),
+                                               ("fast", ["--arch fast", "pseudo_label.py"])])
+def test_a_model_in_training_is_not_shipped_and_says_how_to_make_it(name, recipe_words, monkeypatch, tmp_path):
     monkeypatch.delenv("SHFAN_MODELS", raising=False)
     with pytest.raises(ShfanError) as exc:
-        weights.model_path("accurate")
-    assert "--input-size 192" in str(exc.value) and "SHFAN_MODELS" in str(exc.value)
-    (tmp_path / "shfan_accurate.onnx").write_bytes(b"x")
+        weights.model_path(name)
+    for words in (*recipe_words, f"--name {name}", "SHFAN_MODELS"):
+        assert words in str(exc.value), words
+    (tmp_path / f"shfan_{name}.onnx").write_bytes(b"x")
     monkeypatch.setenv("SHFAN_MODELS", str(tmp_path))
-    assert weights.model_path("accurate") == tmp_path / "shfan_accurate.onnx"
-    with pytest.raises(ShfanError, match="unknown model name"):
+    assert weights.model_path(name) == weights.resolve(name) == tmp_path / f"shfan_{name}.onnx"
+
+
+def test_an_unknown_name_lists_the_known_ones():
+    with pytest.raises(ShfanError, match="unknown model name 'huge'; choose compact or accurate or fast"):
         weights.model_path("huge")
-
-
-def test_fast_is_not_shipped_yet_and_says_how_to_make_it(monkeypatch, tmp_path):
-    monkeypatch.delenv("SHFAN_MODELS", raising=False)
-    with pytest.raises(ShfanError) as exc:
-        weights.model_path("fast")
-    assert "--arch fast" in str(exc.value) and "pseudo_label.py" in str(exc.value) and "--name fast" in str(exc.value)
-    (tmp_path / "shfan_fast.onnx").write_bytes(b"x")
-    monkeypatch.setenv("SHFAN_MODELS", str(tmp_path))
-    assert weights.resolve("fast") == tmp_path / "shfan_fast.onnx"
 
 
 def test_pipeline_takes_a_model_name():

@@ -106,19 +106,13 @@ def test_runtime_imports_stay_light():
 
 def test_atomic_writer_writes_into_devices_and_fifos_and_refuses_sockets(tmp_path):
     """Row 2 at its root: shfan.atomic never renames over anything that is not a regular file."""
-    import os
-    import threading
-
     from shfan import atomic
     from shfan.errors import OutputError
 
-    from conftest import is_char_device, null_device, unix_socket
+    from conftest import fifo_with_reader, is_char_device, null_device, unix_socket
 
     fifo = tmp_path / "f"
-    os.mkfifo(fifo)
-    got = []
-    reader = threading.Thread(target=lambda: got.append(fifo.read_bytes()))
-    reader.start()
+    reader, got = fifo_with_reader(fifo)
     atomic.write_text(fifo, "whole\n")
     reader.join(10)
     assert got == [b"whole\n"] and atomic.target_kind(fifo) == "stream"
