@@ -9,6 +9,7 @@ when the first record is ready, i.e. after the source opened.
 
 from __future__ import annotations
 
+import contextlib
 import glob
 import json
 import logging
@@ -107,10 +108,8 @@ class VideoSink:
         atomic.deliver(self.tmp, self.path)  # renamed onto a file, copied into a device or FIFO
 
     def _discard(self):
-        try:
+        with contextlib.suppress(OSError):
             self.tmp.unlink()
-        except OSError:
-            pass
 
 
 def decodable_frames(path, limit: int = 2) -> int:

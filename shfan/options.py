@@ -20,13 +20,14 @@ RULES = {
     "fraction": {float: (lambda v: 0.0 < v < 1.0, "a fraction between 0 and 1 (exclusive)")},
     "probability": {float: (lambda v: 0.0 <= v <= 1.0, "a number from 0 to 1")},
     "port": {int: (lambda v: 1 <= v <= 65535, "a port 1-65535")},
+    "quality": {int: (lambda v: 1 <= v <= 100, "a JPEG quality from 1 to 100")},
 }
 RANGES = tuple(RULES)
 
 
 def option(default, help: str | None = None, range: str | None = None, **more):
     """A dataclass field with a default and what its CLI option needs (`range` picks the rule
-    that checks the value: positive, nonneg, fraction, probability or port; `choices=` a list)."""
+    that checks the value: positive, nonneg, fraction, probability, port or quality; `choices=` a list)."""
     if range not in RANGES:
         raise ValueError(f"range must be one of {RANGES}, got {range!r}")
     meta = {k: v for k, v in (("help", help), ("range", range)) if v is not None}

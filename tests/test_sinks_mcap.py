@@ -215,7 +215,7 @@ def test_bad_mcap_options_are_one_line(tmp_path, tiny_onnx, monkeypatch):
     for extra, code, words in ((["--mcap", tmp_path / "dir.mcap"], 2, "is a folder"),
                                (["--mcap", tmp_path / "no" / "x.mcap"], 2, "does not exist"),
                                (["--mcap", tmp_path / "q.mcap", "--mcap-jpeg-quality", "101"], 2,
-                                "--mcap-jpeg-quality must be from 1 to 100"),
+                                "--mcap-jpeg-quality: expected a JPEG quality from 1 to 100, got 101"),
                                (["--mcap", tmp_path / "e.mcap", "--mcap-image-every", "0"], 2, "--mcap-image-every")):
         got, _, err = run_main(main, [*base, *extra])
         assert_one_line_error(got, err, code, words)
@@ -223,3 +223,16 @@ def test_bad_mcap_options_are_one_line(tmp_path, tiny_onnx, monkeypatch):
     got, _, err = run_main(main, [*base, "--mcap", tmp_path / "m.mcap"])
     assert_one_line_error(got, err, 1, ["--mcap needs the mcap package", "shfan[robotics]"])
     assert files_under(tmp_path) == {"dir.mcap"}
+
+
+def test_sink_settings_refuse_in_python_what_their_options_refuse():
+    from shfan.errors import OutputError
+    from shfan.runtime.sinks.foxglove_live import FoxgloveSettings
+    from shfan.runtime.sinks.mcap_file import McapSettings
+    from shfan.runtime.sinks.ros2_bag import Ros2BagSettings
+
+    for make, words in ((lambda: McapSettings(mcap_jpeg_quality=101), "expected a JPEG quality from 1 to 100, got 101"),
+                        (lambda: Ros2BagSettings(ros2_image_every=0), "expected a whole number >= 1, got 0"),
+                        (lambda: FoxgloveSettings(foxglove_jpeg_quality=0), "foxglove_jpeg_quality: expected a JPEG")):
+        with pytest.raises(OutputError, match=words):
+            make()

@@ -14,6 +14,7 @@ complete chunks up to a cut-off last record (README: "What a killed writer leave
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import tempfile
@@ -22,9 +23,9 @@ from pathlib import Path
 
 from shfan import atomic
 from shfan.errors import OutputError
-from shfan.options import option
+from shfan.options import check_fields, option
 from shfan.runtime import outputs
-from shfan.runtime.sinks import Sink, SinkSpec, check_range, register, require
+from shfan.runtime.sinks import Sink, SinkSpec, register, require
 from shfan.runtime.sinks import foxglove_messages as fm
 
 PROFILE = ""  # Foxglove schemas in protobuf: no MCAP profile (ros2 is for ROS 2 bags)
@@ -32,14 +33,13 @@ PROFILE = ""  # Foxglove schemas in protobuf: no MCAP profile (ros2 is for ROS 2
 
 @dataclass
 class McapSettings:
-    mcap_jpeg_quality: int = option(85, "JPEG quality of the images in --mcap (1-100; default 85)", "positive",
+    mcap_jpeg_quality: int = option(85, "JPEG quality of the images in --mcap (1-100; default 85)", "quality",
                                     metavar="Q")
     mcap_image_every: int = option(1, "store the camera image of every Nth frame in --mcap (landmarks and stats "
                                       "of every frame; default 1)", "positive", metavar="N")
 
     def __post_init__(self):
-        check_range("mcap_jpeg_quality", self.mcap_jpeg_quality, 1, 100)
-        check_range("mcap_image_every", self.mcap_image_every, 1, 1_000_000)
+        check_fields(self, OutputError)  # the declared ranges, as the CLI options check them
 
 
 class McapSink(Sink):
@@ -118,16 +118,12 @@ class McapSink(Sink):
         atomic.deliver(self.tmp, self.path)  # renamed onto a file, copied into a device or FIFO
 
     def _discard(self):
-        if self.file is not None:
-            try:
+        with contextlib.suppress(OSError):
+            if self.file is not None:
                 self.file.close()
-            except OSError:
-                pass
         self.writer = self.file = None
-        try:
+        with contextlib.suppress(OSError):
             self.tmp.unlink()
-        except OSError:
-            pass
 
 
 def open_mcap(value, settings):

@@ -10,7 +10,7 @@ import dataclasses
 import typing
 from pathlib import Path
 
-from shfan.cli.values import existing_dir, ranged
+from shfan.cli.values import existing_dir, positive_int, ranged
 
 
 # ---------------------------------------------------------------- choices, from the tables they name
@@ -22,6 +22,13 @@ def backend_choices(auto: bool = True, runtime: bool = False) -> tuple[str, ...]
     from shfan.runtime import backends
 
     return backends.choices(runtime) if auto else backends.names(runtime)
+
+
+def add_max_image_pixels(parser) -> None:
+    """--max-image-pixels, for the tools that read still images (shfan.io's header check)."""
+    parser.add_argument("--max-image-pixels", type=positive_int, metavar="N",
+                        help="refuse images larger than N pixels before decoding them (default 100000000; "
+                             "$SHFAN_MAX_IMAGE_PIXELS)")
 
 
 def add_format_options(parser, format_help: str | None = None) -> None:

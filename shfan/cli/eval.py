@@ -5,8 +5,9 @@ from __future__ import annotations
 import json
 import sys
 
-from shfan.cli.common import (Parser, add_format_options, backend_choices, build_precisions, check_format_args,
-                               check_model_args, entry, existing_path, positive_int, writable_file, use_max_image_pixels)
+from shfan.cli.common import (Parser, add_format_options, add_max_image_pixels, backend_choices, build_precisions,
+                              check_format_args, check_model_args, entry, existing_path, positive_int, use_max_image_pixels,
+                              writable_file)
 
 
 def check_args(ap, args) -> None:
@@ -42,9 +43,7 @@ def build_parser():
                     help="test-time flip averaging: also run the mirrored crop and average (2x the network time)")
     ap.add_argument("--batch-size", type=positive_int, default=8)
     ap.add_argument("--limit", type=positive_int, help="evaluate only the first N faces")
-    ap.add_argument("--max-image-pixels", type=positive_int, metavar="N",
-                    help="refuse images larger than N pixels before decoding them (default 100000000; "
-                         "$SHFAN_MAX_IMAGE_PIXELS)")
+    add_max_image_pixels(ap)
     ap.add_argument("--json", action="store_true", help="print one JSON object on stdout")
     ap.add_argument("--plot", type=writable_file, help="write the cumulative error curve (CED) to this PNG")
     return ap

@@ -8,9 +8,9 @@ import logging
 import signal
 import sys
 
-from shfan.cli.common import (INTERRUPTED, LOGGER, Parser, add_dataclass_options, backend_choices, build_precisions,
-                               check_model_args, entry, existing_file, fail, nonneg_int, options_from, positive_int,
-                               writable_dir, writable_file, writable_file_or_stdout, use_max_image_pixels)
+from shfan.cli.common import (INTERRUPTED, LOGGER, Parser, add_dataclass_options, add_max_image_pixels, backend_choices,
+                              build_precisions, check_model_args, entry, existing_file, fail, nonneg_int, options_from,
+                              positive_int, use_max_image_pixels, writable_dir, writable_file, writable_file_or_stdout)
 
 
 def build_parser():
@@ -28,9 +28,7 @@ def build_parser():
     ap.add_argument("--precision", choices=build_precisions(), help="precision to use from a build folder (default: the selected one)")
     add_sink_options(ap)
     ap.add_argument("--max-frames", type=positive_int, metavar="N", help="stop after N frames")
-    ap.add_argument("--max-image-pixels", type=positive_int, metavar="N",
-                    help="refuse images larger than N pixels before decoding them (default 100000000; "
-                         "$SHFAN_MAX_IMAGE_PIXELS)")
+    add_max_image_pixels(ap)
     ap.add_argument("--smooth", action="store_true", help="One Euro smoothing of the landmarks")
     ap.add_argument("--detector-model", metavar="PATH", type=existing_file,
                     help="YuNet face detector .onnx (default: $SHFAN_DETECTOR_MODEL, else downloaded once "
