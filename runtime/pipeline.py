@@ -19,6 +19,10 @@ get exactly the results they would get alone. The cost is that calls from severa
 after another; the backend already uses every core for one call (ONNX Runtime intra-op threads),
 so throughput stays that of one caller. For parallel work open one Pipeline per thread (each has
 its own backend session / TensorRT context).
+
+This module is the Pipeline itself; what it is built from lives beside it and is re-exported
+here: pipeline_options (PipelineOptions, available_cores), results (Result, Face, SCHEMA_VERSION)
+and framing (the detector's input size, scene-cut thumbnails, checks on boxes and images).
 """
 
 from __future__ import annotations
@@ -26,10 +30,8 @@ from __future__ import annotations
 import dataclasses
 import logging
 import math
-import os
 import threading
 import time
-from dataclasses import dataclass, field
 from typing import Callable, Iterator
 
 import numpy as np
@@ -37,221 +39,20 @@ import numpy as np
 from shfan import geometry
 from shfan.errors import BackendError
 from shfan.io import Closable
-from shfan.options import option
 from shfan.runtime.backends import open_backend
+from shfan.runtime.framing import (DETECTOR_MIN_FACE, MAX_DETECTOR_SIDE, QUICK_SCAN_SIDE,
+                                   as_rgb, checked_boxes, detector_side, scene_change, thumbnail)
+from shfan.runtime.pipeline_options import IGNORED_KWARGS, OPTION_NAMES, PipelineOptions, available_cores
+from shfan.runtime.results import SCHEMA_VERSION, Face, Result
 from shfan.runtime.stats import RunStats, Stopwatch
 from shfan.runtime.tracker import Track, Tracker, crop_matrix
 
 log = logging.getLogger("shfan.runtime")
 
-SCHEMA_VERSION = 1  # of Result.to_dict() / the JSON Lines records
-
-# YuNet finds faces whose landmark box is >= 24 px wide in its input (AFW faces pasted at each
-# width: 10 px 14 %, 16 px 50 %, 20 px 88 %, 24 px 90 %, 32 px 98 %); the detector's input is
-# scaled so that a face of `min_face` frame pixels has at least this size.
-DETECTOR_MIN_FACE = 24
-# While nothing is tracked, frames between full scans are searched at most this size (big faces
-# are found on the next frame; small ones at the next full scan, <= redetect_every frames later).
-# YuNet on a 16:9 frame, 2-core x86: 320 px 17 ms, 640 px 30 ms, 960 px 61 ms, 1920 px 294 ms.
-QUICK_SCAN_SIDE = 640
-
-
-def available_cores() -> int:
-    """CPU cores this process may run on (affinity / container limits), at least 1."""
-    try:
-        return max(1, len(os.sched_getaffinity(0)))
-    except AttributeError:  # macOS, Windows
-        return max(1, os.cpu_count() or 1)
-
-
-# The detector never sees more than this many pixels on its longest side: YuNet's memory grows
-# with its input (an 8000 x 8000 photo at full size took 5.7 GB and 21 s, and found a false face);
-# in frames this large the smallest findable face grows accordingly (8000 px: 100 px faces).
-MAX_DETECTOR_SIDE = 1920
-
-
-def detector_side(frame_shape, min_face: float) -> int:
-    """Longest side of the image the detector sees: the whole frame scaled so that a face
-    min_face px wide is DETECTOR_MIN_FACE px there (never upscaled), at most MAX_DETECTOR_SIDE."""
-    longest = max(frame_shape[0], frame_shape[1])
-    scale = min(1.0, DETECTOR_MIN_FACE / max(float(min_face), 1e-6))
-    return max(1, min(MAX_DETECTOR_SIDE, math.ceil(longest * scale)))
-
-
-def thumbnail(image: np.ndarray) -> np.ndarray:
-    """32x18 grey thumbnail for scene-cut detection."""
-    import cv2
-
-    grey = cv2.cvtColor(image, cv2.COLOR_RGB2GRAY)
-    return cv2.resize(grey, (32, 18), interpolation=cv2.INTER_AREA).astype(np.float32)
-
-
-def scene_change(a: np.ndarray | None, b: np.ndarray) -> float:
-    """Mean absolute difference of two thumbnails, 0..1."""
-    return 0.0 if a is None else float(np.abs(a - b).mean() / 255.0)
-
-
-def checked_boxes(boxes) -> np.ndarray:
-    """[N, 4] float64 (x0, y0, x1, y1) boxes; ValueError naming the first that is not finite, empty
-    or inverted (a NaN or inf box would give a face of NaN points)."""
-    try:
-        arr = np.asarray(boxes, np.float64)
-    except (TypeError, ValueError):
-        raise ValueError(f"boxes must be numbers [[x0, y0, x1, y1], ...], got {boxes!r:.80}") from None
-    if arr.size % 4 or (arr.ndim > 1 and arr.shape[-1] != 4):
-        raise ValueError(f"boxes must be [[x0, y0, x1, y1], ...], got shape {arr.shape}")
-    arr = arr.reshape(-1, 4)
-    for i, b in enumerate(arr):
-        if not np.isfinite(b).all():
-            raise ValueError(f"box {i} {b.tolist()} is not finite")
-        if not (b[2] > b[0] and b[3] > b[1]):
-            raise ValueError(f"box {i} {b.tolist()} is empty or inverted: need (x0, y0, x1, y1) with x1 > x0, y1 > y0")
-    return arr
-
-
-@dataclass
-class Face:
-    box: np.ndarray  # tight box (x0, y0, x1, y1) around the landmarks, image px
-    points: np.ndarray  # [K, 2] float32, continuous image px (smoothed when smoothing is on)
-    scores: np.ndarray  # [K] float32 heatmap peak values (~1 sharp; not probabilities, may exceed 1)
-    score: float  # mean of scores: the tracker's confidence
-    track_id: int = -1
-    detected: bool = False  # first frame of this track: its crop came from a detection (not: the detector ran)
-
-    def to_dict(self) -> dict:
-        return {"id": self.track_id,
-                "box": [round(float(v), 3) for v in self.box],
-                "score": round(float(self.score), 4),
-                "points": [[round(float(x), 3), round(float(y), 3)] for x, y in self.points],
-                "scores": [round(float(s), 4) for s in self.scores],
-                "detected": bool(self.detected)}
-
-
-@dataclass
-class Result:
-    index: int
-    timestamp: float
-    faces: list[Face]
-    timings: dict[str, float]  # ms per stage: capture, detect, preprocess, infer, postprocess, total
-    image: np.ndarray | None = field(default=None, repr=False)  # the RGB frame
-    motion: np.ndarray | None = field(default=None, repr=False)  # demo source: known 2x3 motion
-    detector_ran: bool = False  # the face detector ran on this frame
-    scene_cut: bool = False  # tracking was reset: the frame differs too much from the previous one
-    image_name: str | None = None  # image-folder sources: the file this frame is
-
-    def to_dict(self) -> dict:
-        """A JSON-ready record (the --jsonl line), with the schema version; README "JSON Lines
-        records" documents every field."""
-        record = {"schema": SCHEMA_VERSION, "frame": self.index}
-        if self.image_name is not None:
-            record["image"] = self.image_name
-        record.update({"timestamp": round(float(self.timestamp), 6), "faces": [f.to_dict() for f in self.faces],
-                       "detector_ran": bool(self.detector_ran),
-                       "latency_ms": round(float(self.timings.get("total", 0.0)), 3),
-                       "timings_ms": {k: round(float(v), 3) for k, v in self.timings.items()}})
-        return record
-
-
-@dataclass
-class PipelineOptions:
-    """Everything a Pipeline can be tuned with (shfan-run flags map onto these).
-
-    running_mode: "image" (every process() call detects afresh: stills, unrelated frames) or
-        "video" (process() continues the tracks of the previous call). stream() always tracks,
-        except on still-image sources (folders), where every image is detected afresh.
-    color: channel order of the images given to process(): "rgb" or "bgr" (OpenCV, ROS bgr8).
-    max_faces: faces tracked at once. min_face: smallest face (px, face width in the frame)
-        the detector must find; it sets the detector's input size (see detector_side).
-    redetect_every: the detector checks the tracks and looks for new faces every N frames
-        (0: only when nothing is tracked or a track is lost). max_misses: checks in a row a
-        track may go without a detection under it before it is dropped.
-    min_score: mean heatmap score below which a track is dropped; max_step: largest size change
-        (x) of a tracked face between frames before it counts as lost.
-    scene_cut: thumbnail difference (0..1) above which tracking restarts from a detection
-        (measured on the shared clips: cuts 0.29-0.57, every other frame <= 0.03).
-    verify_below: a track whose mean heatmap score falls below this gets a detector check on the
-        next frame (the detector decides; the score alone cannot: on the shared clips faces scored
-        >= 0.86 (5th pct) and a ghost on a cartoon 0.61 median, 0.70 95th pct; a desk ghost in the
-        field scored 0.70, so min_score stays a last resort).
-    smooth*: One Euro smoothing of the points. threads: backend CPU threads (capped at the
-    cores available).
-    """
-
-    running_mode: str = "image"
-    color: str = "rgb"
-    max_faces: int = option(4, "faces tracked at once (default 4)", "positive")
-    min_face: float = option(24.0, "smallest face (width in frame pixels) to find; the detector sees the frame "
-                                   "scaled so such a face is 24 px: full size at 24 (default), half size at 48 "
-                                   "(~4x cheaper)", "positive", metavar="PX")
-    detector_threshold: float = 0.6
-    redetect_every: int = option(5, "run the face detector every N frames to check tracks and find new faces "
-                                    "(0: only when a track is lost; default 5)", "nonneg", metavar="N")
-    max_misses: int = option(1, "drop a track after N detector checks in a row found no face under it (default 1)",
-                             "positive", metavar="N")
-    min_score: float = option(0.25, "mean heatmap score below which a track is dropped and re-detected "
-                                    "(default 0.25)", "probability")
-    max_step: float = 1.6
-    scene_cut: float = 0.15
-    verify_below: float = 0.75
-    smooth: bool = False
-    smooth_min_cutoff: float = 1.0
-    smooth_beta: float = 0.05
-    threads: int | None = option(None, "ONNX Runtime CPU threads (default: one per physical core, at most 8; "
-                                       "capped at the cores available)", "positive", metavar="N")
-
-    def validate(self) -> "PipelineOptions":
-        self._check_types()
-        if self.running_mode not in ("image", "video"):
-            raise ValueError(f"running_mode must be 'image' or 'video', got {self.running_mode!r}")
-        if self.color not in ("rgb", "bgr"):
-            raise ValueError(f"color must be 'rgb' or 'bgr', got {self.color!r}")
-        for name in ("max_faces", "max_misses"):
-            if int(getattr(self, name)) < 1:
-                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
-        if self.redetect_every < 0:
-            raise ValueError(f"redetect_every must be >= 0, got {self.redetect_every}")
-        if self.threads is not None and self.threads < 1:
-            raise ValueError(f"threads must be >= 1, got {self.threads}")
-        for name in ("detector_threshold", "verify_below", "min_score"):  # min_score: a probability, as declared
-            if not 0.0 <= float(getattr(self, name)) <= 1.0:  # NaN fails too
-                raise ValueError(f"{name} must be from 0 to 1, got {getattr(self, name)}")
-        for name in ("min_face", "smooth_min_cutoff"):
-            if not 0.0 < float(getattr(self, name)) < math.inf:
-                raise ValueError(f"{name} must be a finite number > 0, got {getattr(self, name)}")
-        for name in ("max_step", "scene_cut"):  # inf: never
-            if not float(getattr(self, name)) > 0.0:
-                raise ValueError(f"{name} must be > 0 (inf: off), got {getattr(self, name)}")
-        if not 0.0 <= float(self.smooth_beta) < math.inf:
-            raise ValueError(f"smooth_beta must be a finite number >= 0, got {self.smooth_beta}")
-        return self
-
-
-    def _check_types(self) -> None:
-        """Each field holds its declared type: whole numbers for int fields (not 2.7, "3" or
-        True), real numbers for float ones, None only where the field allows it."""
-        import typing
-
-        for name, hint in typing.get_type_hints(type(self)).items():
-            value = getattr(self, name)
-            kinds = typing.get_args(hint) or (hint,)
-            if value is None and type(None) in kinds:
-                continue
-            if bool in kinds:
-                ok, what = isinstance(value, (bool, np.bool_)), "True or False"
-            elif int in kinds:
-                ok, what = isinstance(value, (int, np.integer)) and not isinstance(value, bool), "a whole number"
-            elif float in kinds:
-                ok, what = isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, bool), \
-                    "a number"
-            else:
-                ok, what = isinstance(value, str), "text"
-            if not ok:
-                none = " or None" if type(None) in kinds else ""
-                raise ValueError(f"{name} must be {what}{none}, got {value!r} ({type(value).__name__})")
-
-
-OPTION_NAMES = frozenset(f.name for f in dataclasses.fields(PipelineOptions))
-IGNORED_KWARGS = frozenset({"check_side"})  # replaced by min_face (checks and acquisition share one size)
+# The API and what earlier versions of this module held (now in pipeline_options, results, framing)
+__all__ = ["Pipeline", "PipelineOptions", "Result", "Face", "SCHEMA_VERSION", "BackendError", "available_cores",
+           "OPTION_NAMES", "IGNORED_KWARGS", "detector_side", "checked_boxes", "thumbnail", "scene_change", "as_rgb",
+           "DETECTOR_MIN_FACE", "MAX_DETECTOR_SIDE", "QUICK_SCAN_SIDE"]
 
 
 class Pipeline(Closable):
@@ -410,18 +211,7 @@ class Pipeline(Closable):
                     for t, p, sc in results]
 
     def _as_rgb(self, image) -> np.ndarray:
-        if not isinstance(image, np.ndarray):
-            raise ValueError(f"expected an H x W x 3 uint8 {self.options.color.upper()} image (a NumPy array), "
-                             f"got {type(image).__name__}")
-        image = np.asarray(image)
-        if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8 or 0 in image.shape:
-            raise ValueError(f"expected an H x W x 3 uint8 {self.options.color.upper()} image (H, W >= 1), "
-                             f"got {image.dtype} {image.shape}")
-        if self.options.color == "bgr":
-            import cv2
-
-            return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
-        return image
+        return as_rgb(image, self.options.color)
 
     def process(self, image: np.ndarray, track: bool | None = None, timestamp: float | None = None,
                 index: int = 0, *, boxes=None, box_kind: str = "detector") -> Result:

@@ -202,8 +202,8 @@ def check_plugin(probes: Probes) -> Check:
     except Exception as exc:
         return Check("trt-plugin", WARN, f"plugin helper unavailable ({type(exc).__name__})",
                      "update shfan (shfan.plugins is missing)")
-    build_fix = "build it: jetson/install.sh, or cmake -S plugins -B plugins/build && " \
-                "cmake --build plugins/build"
+    build_command = getattr(plugins, "BUILD_COMMAND", "cmake -S plugins -B plugins/build && cmake --build plugins/build")
+    build_fix = f"build it: jetson/install.sh, or {build_command}"
     try:
         path = find()
     except Exception as exc:

@@ -20,3 +20,8 @@ class BackendError(ShfanError, RuntimeError):
 
 class OutputError(ShfanError, RuntimeError):
     """An output file, folder or window that cannot be created or written."""
+
+
+class PluginError(ShfanError, RuntimeError):
+    """The SubpixelDecode plugin library (or its host/kernel build) is missing or unusable
+    (raised by shfan.plugins, which re-exports it)."""

@@ -20,11 +20,30 @@ from pathlib import Path
 import numpy as np
 
 from shfan import io
+from shfan.errors import PluginError  # noqa: F401  (raised here; plugins.PluginError stays its name)
 
-PLUGIN_DIR = Path(__file__).resolve().parent.parent / "plugins"
-DEFAULT_PLUGIN_LIB = PLUGIN_DIR / "build" / "libshfan_plugins.so"
-BUILD_COMMAND = "cmake -S plugins -B plugins/build && cmake --build plugins/build -j"
+# The plugin's sources (CMakeLists.txt, cmake/, include/, src/): package data in a wheel
+# (shfan/plugin_src/, mapped from plugins/ by pyproject.toml), plugins/ in a source checkout.
+_PACKAGED_SOURCES = Path(__file__).resolve().parent / "plugin_src"
+_CHECKOUT_SOURCES = Path(__file__).resolve().parent.parent / "plugins"
+INSTALLED = (_PACKAGED_SOURCES / "CMakeLists.txt").is_file()
+PLUGIN_DIR = _PACKAGED_SOURCES if INSTALLED else _CHECKOUT_SOURCES
+# Where the CMake build goes: plugins/build in a checkout; for a wheel (its site-packages may be
+# read-only) the user cache, $SHFAN_CACHE_DIR/plugins/build or ~/.cache/shfan/plugins/build.
+PLUGIN_BUILD_DIR = io.cache_dir("plugins") / "build" if INSTALLED else PLUGIN_DIR / "build"
+DEFAULT_PLUGIN_LIB = PLUGIN_BUILD_DIR / "libshfan_plugins.so"
 ENV_PLUGIN_LIB = "SHFAN_PLUGIN_LIB"
+
+
+def build_command(cuda_arch: int | str | None = None) -> str:
+    """The shell command that builds DEFAULT_PLUGIN_LIB (relative paths from a checkout's root,
+    absolute ones for an installed wheel)."""
+    src, out = ("plugins", "plugins/build") if not INSTALLED else (str(PLUGIN_DIR), str(PLUGIN_BUILD_DIR))
+    arch = f" -DCMAKE_CUDA_ARCHITECTURES={cuda_arch}" if cuda_arch else ""
+    return f"cmake -S {src} -B {out}{arch} && cmake --build {out} -j"
+
+
+BUILD_COMMAND = build_command()
 
 _HOST_SOURCES = (PLUGIN_DIR / "src" / "subpixel_decode_host.cpp", PLUGIN_DIR / "include" / "shfan" / "subpixel_decode.h",
                  PLUGIN_DIR / "include" / "shfan" / "decode_fields.h")
@@ -34,16 +53,13 @@ _FIELDS_SYMBOL = "shfan_decode_params_from_fields"
 FIELD_TYPES = {"float16": 0, "float32": 1, "float64": 2, "int8": 3, "int16": 4, "int32": 5, "int64": 10}
 
 
-class PluginError(RuntimeError):
-    """A plugin library is missing or unusable; the message names the fix."""
-
-
 # ---------------------------------------------------------------- TensorRT plugin library
 
 
 def find_plugin_library(path: str | os.PathLike | None = None, recorded: str | os.PathLike | None = None) -> Path | None:
     """The plugin .so: `path`, else $SHFAN_PLUGIN_LIB, else `recorded` (the library an engine was
-    built with, from its manifest) when that file still exists, else plugins/build/libshfan_plugins.so.
+    built with, from its manifest) when that file still exists, else DEFAULT_PLUGIN_LIB
+    (plugins/build/libshfan_plugins.so in a checkout, the user cache's build for a wheel).
 
     Returns None when nothing is configured and the default build is absent; raises PluginError
     when an explicitly named file (argument or environment) does not exist.
@@ -96,7 +112,7 @@ def build_host_library(cache_dir: str | os.PathLike | None = None, force: bool =
     """
     missing = [str(p) for p in _HOST_SOURCES if not p.is_file()]
     if missing:
-        raise PluginError(f"plugin sources not found ({missing[0]}); the host build needs a source checkout of shfan")
+        raise PluginError(f"plugin sources not found ({missing[0]}); reinstall shfan (its wheel ships them in shfan/plugin_src/)")
     cxx = host_compiler()
     if cxx is None:
         raise PluginError("no C++ compiler found for the host decoder build; install g++ (apt install g++) or set CXX")

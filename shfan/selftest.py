@@ -2,7 +2,7 @@
 
 It loads the SubpixelDecode plugin, builds one tiny strongly typed network per input precision
 (fp32, fp16) holding one plugin layer per case of the shared test vectors
-(tests/vectors/subpixel_decode.npz, NaN/inf case included), runs both engines through every
+(shfan/vectors/subpixel_decode.npz, package data; NaN/inf case included), runs both engines through every
 installed CUDA host API (pycuda, cuda-python) with shfan's own EngineRunner, compares with the
 NumPy reference (<= 1e-3 heatmap px, scores exact), repeats from a second thread, checks that a
 closed runner refuses work, and checks IPluginRegistry.load_library on the already loaded
@@ -27,7 +27,7 @@ if TYPE_CHECKING:  # annotations only (scripts/tensorrt_check.py reads them); im
 
 logger = logging.getLogger("shfan.selftest")
 
-VECTORS = Path(__file__).resolve().parent.parent / "tests" / "vectors"
+VECTORS = Path(__file__).resolve().parent / "vectors"  # package data: the one copy (tests read it too)
 TOL_PX = 1e-3  # heatmap px, DESIGN.md §3
 SCALE = 4.0  # the plugin's heatmap -> input scale in the test network
 PLUGIN = ("SubpixelDecode", "1", "shfan")
@@ -51,9 +51,15 @@ def log_line(line: str) -> None:
     (logger.warning if line.startswith("FAIL") else logger.info)(line)
 
 
-# The one line shfan-doctor --selftest prints when run() finds no TensorRT (None).
+# The one line shfan-doctor --selftest prints when run() finds no TensorRT (None); no_tensorrt_line()
+# adds where the test vectors are (package data, so an installed wheel finds them too).
 NO_TENSORRT = ("selftest: TensorRT is not installed here (python -c 'import tensorrt' fails), so there is "
                "nothing to test; the CPU path is checked by shfan-doctor")
+
+
+def no_tensorrt_line(folder: Path = VECTORS) -> str:
+    cases = json.loads((folder / "subpixel_decode.json").read_text())["cases"]
+    return f"{NO_TENSORRT} (test vectors: {len(cases)} cases in {folder})"
 
 
 def load_cases(folder: Path = VECTORS) -> list[dict]:
@@ -87,9 +93,9 @@ def compare(case: dict, landmarks: np.ndarray, scores: np.ndarray, fp16: bool) -
 
 
 def build_fix(sm: int | None) -> str:
-    arch = f"-DCMAKE_CUDA_ARCHITECTURES={sm} " if sm else ""
-    return (f"rebuild the plugin for this GPU and TensorRT: cmake -S plugins -B plugins/build {arch}"
-            "&& cmake --build plugins/build -j; then read the TensorRT log above")
+    from shfan import plugins
+
+    return f"rebuild the plugin for this GPU and TensorRT: {plugins.build_command(sm)}; then read the TensorRT log above"
 
 
 class SelfTest:
@@ -135,13 +141,15 @@ class SelfTest:
             trt.PluginField("scale", np.array([scale], np.float32), trt.PluginFieldType.FLOAT32)])
 
     def refuses_bad_attributes(self, creator: trt.IPluginCreatorV3One):
+        from shfan import plugins
+
         try:
             plugin = creator.create_plugin("bad", self.fields(5, -200.0), self.trt.TensorRTPhase.BUILD)
         except Exception:  # the bindings may raise instead of returning None
             plugin = None
         self.check("plugin refuses temperature -200", plugin is None,
                    "creator returned no plugin (see its log line above)" if plugin is None else "creator accepted it",
-                   "rebuild the plugin from this checkout (cmake --build plugins/build)")
+                   f"rebuild the plugin from this shfan's sources: {plugins.BUILD_COMMAND}")
 
     # ---------------------------------------------------------------- engines
 
@@ -288,10 +296,18 @@ class SelfTest:
 
 
 def run(log=log_line) -> list[Result] | None:
-    """Every check (None when TensorRT is absent: NO_TENSORRT says so). Each result line goes
-    to `log` as it is found (shfan-doctor passes a printer)."""
+    """Every check (None when TensorRT is absent: no_tensorrt_line() says so; the shipped test
+    vectors are read first, on any machine). Each result line goes to `log` as it is found
+    (shfan-doctor passes a printer)."""
     from shfan import platform_facts
 
+    try:  # first: a wheel without its vectors is a broken install on any machine
+        cases = load_cases()
+    except (OSError, ValueError, KeyError) as exc:
+        result = Result("test vectors", False, f"{VECTORS} unreadable ({type(exc).__name__}: {exc})",
+                        "reinstall shfan (its wheel ships shfan/vectors/)")
+        log(result.line())
+        return [result]
     if not platform_facts.tensorrt_installed():
         return None
     import tensorrt as trt
@@ -301,11 +317,6 @@ def run(log=log_line) -> list[Result] | None:
     test = SelfTest(trt, log)
     if not test.check("TensorRT version", platform_facts.tensorrt_supported(trt.__version__), trt.__version__,
                       platform_facts.TENSORRT_UPGRADE):
-        return test.results
-    try:
-        cases = load_cases()
-    except OSError as exc:
-        test.check("test vectors", False, f"{VECTORS} unreadable ({exc})", "run from a shfan source checkout")
         return test.results
     loaded = test.load_plugin()
     if loaded is None:

@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-VECTORS = ROOT / "tests" / "vectors"
+from shfan.selftest import VECTORS  # noqa: E402  (package data: shfan/vectors/, the one copy)
 SHARED = ROOT.parent / "shared"
 FACES68 = SHARED / "data" / "faces68"
 YUNET = SHARED / "models" / "yunet_s_640_640.onnx"

@@ -207,20 +207,41 @@ def test_file_key_and_cache_dir(tmp_path, monkeypatch):
 # ------------------------------------------------------------------ baseline (benchmarks/, not the package)
 
 
+CHECKOUT_BASELINE = Path(__file__).resolve().parents[1] / "benchmarks" / "face_alignment_baseline.py"
+
+
 @pytest.fixture(scope="module")
 def fa():
-    """benchmarks/face_alignment_baseline.py, as shfan-bench loads it from a checkout."""
-    from shfan.cli.bench import BASELINE_SCRIPT, load_baseline
-
-    assert BASELINE_SCRIPT.is_file()
-    return sys.modules[load_baseline().__module__]
-
-
-def test_baseline_loads_from_the_checkout_only(tmp_path, fa):
+    """benchmarks/face_alignment_baseline.py of this checkout, as shfan-bench loads it (from the
+    checkout beside the package, or $SHFAN_BASELINE_SCRIPT for an installed one)."""
     from shfan.cli.bench import load_baseline
 
+    assert CHECKOUT_BASELINE.is_file()
+    return sys.modules[load_baseline(CHECKOUT_BASELINE).__module__]
+
+
+@pytest.fixture
+def baseline_env(monkeypatch):
+    """$SHFAN_BASELINE_SCRIPT at this checkout's script: the tests run the same on an installed wheel."""
+    from shfan.cli.bench import ENV_BASELINE_SCRIPT
+
+    monkeypatch.setenv(ENV_BASELINE_SCRIPT, str(CHECKOUT_BASELINE))
+
+
+def test_baseline_loads_from_the_checkout_only(tmp_path, fa, monkeypatch):
+    from shfan.cli import bench as cli_bench
+    from shfan.cli.bench import ENV_BASELINE_SCRIPT, load_baseline
+
+    monkeypatch.delenv(ENV_BASELINE_SCRIPT, raising=False)
+    if cli_bench.BASELINE_SCRIPT.is_file():  # shfan imported from this checkout
+        assert load_baseline() is fa.run_baseline
+    else:  # an installed package: no script unless the environment names one
+        assert load_baseline() is None
+    assert load_baseline(tmp_path / "face_alignment_baseline.py") is None
+    monkeypatch.setattr(cli_bench, "BASELINE_SCRIPT", tmp_path / "absent.py")
+    assert load_baseline() is None
+    monkeypatch.setenv(ENV_BASELINE_SCRIPT, str(CHECKOUT_BASELINE))
     assert load_baseline() is fa.run_baseline
-    assert load_baseline(tmp_path / "face_alignment_baseline.py") is None  # an installed package: no script
     assert not hasattr(bench, "FaceAlignmentBaseline") and not hasattr(bench, "fa_crop")  # not in the wheel
 
 
@@ -311,7 +332,7 @@ def test_print_tables_renders(capsys):
 
 
 @pytest.mark.slow
-def test_quick_json_smoke_run(yunet_path, tmp_path, capsys):
+def test_quick_json_smoke_run(yunet_path, tmp_path, capsys, baseline_env):
     """Tiny random model, fp32 only: every stage measured, every field present (< 60 s)."""
     pytest.importorskip("torch")
     pytest.importorskip("onnxruntime")

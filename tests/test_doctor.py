@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+import shfan
 from shfan import doctor
 from shfan import platform_facts as pf
 from shfan.cli import doctor as doctor_cli
@@ -128,27 +129,63 @@ def test_every_failing_check_names_a_fix():
             assert check.fix and "\n" not in check.fix, check.name
 
 
-def test_json_on_this_machine(capsys):
+@pytest.fixture
+def detector_here(monkeypatch):
+    """This machine's CPU path with the detector given ($SHFAN_DETECTOR_MODEL): numpy, OpenCV,
+    onnxruntime and the shipped model are in the dev install, so every CPU check is pinned to OK."""
+    from conftest import YUNET
+
+    if not YUNET.is_file():
+        pytest.skip("needs ../shared/models/yunet_s_640_640.onnx")
+    monkeypatch.setenv("SHFAN_DETECTOR_MODEL", str(YUNET))
+
+
+def test_json_on_this_machine(capsys, detector_here):
+    """No GPU, no TensorRT, the CPU path complete: exit 0, and the JSON says exactly that."""
     code = doctor_cli.main(["--json"])
     report = json.loads(capsys.readouterr().out)
     checks = report["checks"]
     assert checks["gpu"]["status"] == "missing" and "no GPU" in checks["gpu"]["detail"]
     assert checks["tensorrt"]["status"] == "missing"
     assert checks["jetson"]["status"] == "missing"
-    assert report["tensorrt_path"]["ok"] is False
+    assert report["tensorrt_path"]["ok"] is False and report["tensorrt_path"]["needs"] == ["tensorrt", "gpu", "cuda-host-api"]
+    assert report["tensorrt_path"]["blocked_by"][:2] == ["tensorrt", "gpu"]  # + cuda-host-api without cuda-python
     for name in ("python", "shfan", "numpy", "opencv", "onnxruntime", "default-model"):
         assert set(checks[name]) == {"status", "detail", "fix", "value"}
-    assert report["shfan_version"] == checks["shfan"]["value"]
-    assert set(report["cpu_path"]["needs"]) == {"numpy", "opencv", "onnxruntime", "default-model", "detector"}
-    assert code == (0 if report["cpu_path"]["ok"] else 1)
+    assert report["shfan_version"] == checks["shfan"]["value"] == shfan.__version__
+    assert report["cpu_path"] == {"ok": True, "needs": ["numpy", "opencv", "onnxruntime", "default-model", "detector"],
+                                  "blocked_by": []}
+    assert checks["detector"]["status"] == "ok" and "SHFAN_DETECTOR_MODEL" in checks["detector"]["detail"]
+    assert code == 0
 
 
-def test_table_renders(capsys):
-    code = doctor_cli.main([])
+def test_json_exit_1_names_what_blocks_the_cpu_path(capsys, monkeypatch, tmp_path):
+    """The detector missing (offline, $SHFAN_DETECTOR_MODEL pointing nowhere): exit 1, the CPU
+    path blocked by that check alone, and its fix printed."""
+    monkeypatch.setenv("SHFAN_DETECTOR_MODEL", str(tmp_path / "nowhere.onnx"))
+    code = doctor_cli.main(["--json"])
+    report = json.loads(capsys.readouterr().out)
+    assert report["cpu_path"]["ok"] is False and report["cpu_path"]["blocked_by"] == ["detector"]
+    assert "SHFAN_DETECTOR_MODEL" in report["checks"]["detector"]["fix"]
+    assert code == 1
+
+
+def test_table_renders(capsys, detector_here):
+    assert doctor_cli.main([]) == 0
     out = capsys.readouterr().out
     assert "CPU path" in out and "TensorRT path" in out and "default-model" in out
-    cpu_path_ok = "CPU path (ONNX Runtime): OK" in out
-    assert code == (0 if cpu_path_ok else 1)
+    assert "CPU path (ONNX Runtime): OK" in out
+    assert "TensorRT path: not available (blocked by: tensorrt, gpu" in out
+
+
+def test_table_exit_1_when_the_default_model_is_gone(capsys, detector_here, monkeypatch, tmp_path):
+    from shfan import weights
+
+    monkeypatch.setattr(weights, "_folders", lambda: [tmp_path])
+    monkeypatch.setenv("SHFAN_MODELS", str(tmp_path))
+    assert doctor_cli.main([]) == 1
+    out = capsys.readouterr().out
+    assert "CPU path (ONNX Runtime): not available (blocked by: default-model)" in out
 
 
 def test_doctor_does_not_import_torch():
@@ -187,6 +224,35 @@ def test_selftest_without_tensorrt_is_one_line_and_exit_0(capsys, monkeypatch):
     assert doctor_cli.main(["--selftest"]) == 0
     out = capsys.readouterr().out.strip().splitlines()
     assert len(out) == 1 and "TensorRT is not installed" in out[0]
+    from shfan import selftest
+
+    assert f"test vectors: 9 cases in {selftest.VECTORS}" in out[0]  # package data: found by an installed wheel too
+
+
+def test_selftest_without_its_vectors_fails_on_any_machine(capsys, monkeypatch, tmp_path):
+    """A wheel that lost shfan/vectors/ is a broken install: FAIL, exit 1, even without TensorRT."""
+    from shfan import selftest
+
+    monkeypatch.setattr(pf, "tensorrt_installed", lambda: False)
+    monkeypatch.setattr(selftest, "VECTORS", tmp_path)
+    monkeypatch.setattr(selftest.load_cases, "__defaults__", (tmp_path,))
+    assert doctor_cli.main(["--selftest"]) == 1
+    out = capsys.readouterr().out.strip().splitlines()
+    assert out[0].startswith("FAIL  test vectors: ") and "reinstall shfan" in out[0]
+    assert out[-1] == "selftest: 0 passed, 1 failed"
+
+
+def test_the_vectors_are_package_data():
+    """One copy, inside the package (so the wheel carries it; tests/conftest reads the same files)."""
+    import tomllib
+
+    from shfan import selftest
+
+    assert selftest.VECTORS == Path(shfan.__file__).resolve().parent / "vectors"
+    assert (selftest.VECTORS / "subpixel_decode.npz").is_file()
+    assert not (REPO / "tests" / "vectors" / "subpixel_decode.npz").exists()
+    data = tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["setuptools"]["package-data"]["shfan"]
+    assert {"vectors/*.npz", "vectors/*.json"} <= set(data)
 
 
 def test_selftest_logs_fail_lines_at_warning(caplog):

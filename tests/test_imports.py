@@ -39,3 +39,46 @@ def test_every_package_folder_ships_in_the_wheel():
             rel = init.parent.relative_to(root / folder)
             found.add(".".join([name, *rel.parts]))
     assert found <= set(cfg["packages"]), sorted(found - set(cfg["packages"]))
+
+
+def test_the_public_surface_is_discoverable():
+    """dir(shfan) and __all__ name the API without loading it (`import shfan` stays light)."""
+    code = ("import shfan; names = dir(shfan); "
+            "assert {'Pipeline', 'PipelineOptions', 'Result', 'Face', 'ShfanError', '__version__'} <= set(names), names; "
+            "assert set(shfan.__all__) <= set(names); assert {'runtime', 'builder', 'evaluate', 'train'} <= set(names)")
+    assert heavy_modules_after(code, ("torch", "onnx", "onnxruntime", "tensorrt", "cv2", "shfan.runtime.pipeline")) == []
+    import shfan
+
+    assert shfan.Pipeline.__module__ == "shfan.runtime.pipeline" and issubclass(shfan.ShfanError, Exception)
+
+
+def test_a_plain_checkout_imports_the_runtime(tmp_path):
+    """README: with the checkout on PYTHONPATH (nothing installed) shfan.runtime, shfan.builder and
+    shfan.calibration import from the folders beside shfan/."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    import shfan
+
+    if Path(shfan.__file__).resolve().parent.parent != root:
+        pytest.skip("shfan is imported from an installed copy, not this checkout")
+    code = ("import shfan.runtime, shfan.runtime.backend, shfan.builder, shfan.calibration; "
+            "print(shfan.runtime.__file__)")
+    env = {"PYTHONPATH": str(root), "PATH": os.environ.get("PATH", "/usr/bin:/bin"), "PYTHONNOUSERSITE": "1"}
+    out = subprocess.run([sys.executable, "-S", "-c", "import sys; sys.path.append(%r); " % _site_packages()
+                          + code], capture_output=True, text=True, cwd=tmp_path, env=env)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == str(root / "runtime" / "__init__.py")
+
+
+def _site_packages() -> str:
+    """numpy's folder (the plain checkout still needs its dependencies), without the .pth files
+    (`-S`) that an editable install of shfan adds."""
+    import os
+
+    import numpy
+
+    return os.path.dirname(os.path.dirname(numpy.__file__))

@@ -3,16 +3,16 @@ against the shared decoder vectors and the NumPy reference (DESIGN.md §3: <= 1e
 
 import hashlib
 import json
+import re
 import subprocess
 import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
 
 from shfan import codec, plugins
+from shfan.selftest import VECTORS  # shfan/vectors/ (package data)
 
-VECTORS = Path(__file__).resolve().parents[2] / "tests" / "vectors"
 TOL_PX = 1e-3  # heatmap px, the cross-implementation contract
 SCALE = 4.0  # heatmap -> network input (256 / 64), exercised everywhere
 
@@ -114,7 +114,7 @@ def test_plugin_library_lookup_errors_name_the_fix(tmp_path, monkeypatch):
     monkeypatch.delenv(plugins.ENV_PLUGIN_LIB, raising=False)
     monkeypatch.setattr(plugins, "DEFAULT_PLUGIN_LIB", tmp_path / "absent.so")
     assert plugins.find_plugin_library() is None
-    with pytest.raises(plugins.PluginError, match="cmake -S plugins"):
+    with pytest.raises(plugins.PluginError, match=re.escape(plugins.BUILD_COMMAND)):
         plugins.load_plugin_library()
     with pytest.raises(plugins.PluginError, match="does not exist"):
         plugins.find_plugin_library(tmp_path / "nope.so")
@@ -125,6 +125,28 @@ def test_plugin_library_lookup_errors_name_the_fix(tmp_path, monkeypatch):
     with pytest.raises(plugins.PluginError, match="cannot load"):
         plugins.load_plugin_library()
     assert plugins.plugin_sha256(fake) == hashlib.sha256(b"not an ELF file").hexdigest()
+
+
+def test_plugin_error_is_a_shfan_error():
+    """One line on a CLI without re-wrapping: entry() prints every ShfanError."""
+    from shfan.errors import ShfanError
+
+    assert issubclass(plugins.PluginError, ShfanError) and issubclass(plugins.PluginError, RuntimeError)
+
+
+def test_build_command_follows_where_the_sources_are(monkeypatch, tmp_path):
+    """A checkout builds plugins/ into plugins/build (README, jetson/install.sh); an installed wheel
+    builds its packaged sources (shfan/plugin_src/) into the user cache."""
+    if not plugins.INSTALLED:
+        assert plugins.build_command(87) == ("cmake -S plugins -B plugins/build -DCMAKE_CUDA_ARCHITECTURES=87 "
+                                             "&& cmake --build plugins/build -j")
+    monkeypatch.setattr(plugins, "INSTALLED", True)
+    monkeypatch.setattr(plugins, "PLUGIN_DIR", tmp_path / "shfan" / "plugin_src")
+    monkeypatch.setattr(plugins, "PLUGIN_BUILD_DIR", tmp_path / "cache" / "build")
+    assert plugins.build_command() == (f"cmake -S {tmp_path}/shfan/plugin_src -B {tmp_path}/cache/build "
+                                       f"&& cmake --build {tmp_path}/cache/build -j")
+    for name in ("CMakeLists.txt", "include/shfan/subpixel_decode.h", "src/subpixel_decode_plugin.cpp"):
+        assert (plugins._CHECKOUT_SOURCES / name).is_file() or (plugins._PACKAGED_SOURCES / name).is_file(), name
 
 
 def test_a_compiler_that_cannot_run_is_a_plugin_error(tmp_path, monkeypatch):

@@ -41,7 +41,8 @@ __all__ = ["ModelSource", "bench_cache_dir", "build_precision_choice", "file_key
 # (detector, frames, config) -> {"fps", "frames", "stages", "description", ...}: benchmarks/face_alignment_baseline.py
 Baseline = Callable[..., dict]
 NO_BASELINE = ("the face-alignment baseline is not part of the installed package; run it from a source checkout "
-               "(python benchmarks/face_alignment_baseline.py), or pass --no-baseline")
+               "(python benchmarks/face_alignment_baseline.py) or set $SHFAN_BASELINE_SCRIPT to that file, "
+               "or pass --no-baseline")
 
 
 def run(config: BenchConfig, baseline: Baseline | None = None) -> dict:

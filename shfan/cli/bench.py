@@ -1,8 +1,8 @@
 """shfan-bench: per-stage latency and pipeline FPS for every backend and precision here
 (ONNX Runtime fp32/fp16/int8; TensorRT fp16/int8 with plugin and ONNX-ops decoders where
 TensorRT is installed), against a face-alignment-style FAN-4 PyTorch baseline on the same
-demo frames (benchmarks/face_alignment_baseline.py: loaded from a source checkout; an
-installed package reports the baseline as skipped)."""
+demo frames (benchmarks/face_alignment_baseline.py: loaded from a source checkout, or from
+$SHFAN_BASELINE_SCRIPT; an installed package without it reports the baseline as skipped)."""
 
 from __future__ import annotations
 
@@ -15,8 +15,10 @@ from pathlib import Path
 from shfan.cli.common import (Parser, add_dataclass_options, entry, existing_file, existing_path, options_from,
                                writable_dir)
 
-# The baseline lives beside the package in a source checkout, not in the wheel (it needs torch).
+# The baseline lives beside the package in a source checkout, not in the wheel (it needs torch);
+# an installed shfan-bench takes a checkout's copy from $SHFAN_BASELINE_SCRIPT.
 BASELINE_SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "face_alignment_baseline.py"
+ENV_BASELINE_SCRIPT = "SHFAN_BASELINE_SCRIPT"
 
 
 def int_list(text: str) -> tuple[int, ...]:
@@ -98,9 +100,13 @@ def config_from_args(args):
     return quick(config) if args.quick else config
 
 
-def load_baseline(path: Path = BASELINE_SCRIPT):
-    """run_baseline of benchmarks/face_alignment_baseline.py when this runs from a checkout,
-    else None (shfan.bench.run then reports the baseline as skipped, with the reason)."""
+def load_baseline(path: Path | None = None):
+    """run_baseline of benchmarks/face_alignment_baseline.py: `path`, else $SHFAN_BASELINE_SCRIPT,
+    else the checkout's beside this package; None when there is none (an installed package:
+    shfan.bench.run then reports the baseline as skipped, with the reason)."""
+    import os
+
+    path = Path(path or os.environ.get(ENV_BASELINE_SCRIPT) or BASELINE_SCRIPT).expanduser()
     if not path.is_file():
         return None
     module = sys.modules.get("face_alignment_baseline")

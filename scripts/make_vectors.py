@@ -2,17 +2,16 @@
 
 Every decoder implementation (NumPy, PyTorch, ONNX ops, the CUDA plugin and its host build)
 is tested against `subpixel_decode.npz`; the cases are listed in `subpixel_decode.json`.
-Run from the repository root: python tests/vectors/make_vectors.py
+They ship inside the package (shfan/vectors/: `shfan doctor --selftest` reads them on an installed
+wheel). Run from the repository root: python scripts/make_vectors.py
 """
 
 import json
-from pathlib import Path
 
 import numpy as np
 
 from shfan import codec
-
-HERE = Path(__file__).resolve().parent
+from shfan.selftest import VECTORS as HERE  # shfan/vectors/
 
 
 def gaussian_maps(rng, b, k, h, w, sigma=2.0, margin=0.0):
