@@ -121,10 +121,7 @@ def plugin_record(decoder: str, plugin_sha: str | None, plugin_lib) -> dict:
 def plugin_sha(opts: BuildOptions, trt_info) -> str | None:
     """sha256 of the SubpixelDecode plugin library found, None without one; BuildError when
     --decoder plugin needs it for an engine and it is missing."""
-    try:
-        lib = plugins.find_plugin_library(opts.plugin_lib)
-    except plugins.PluginError as exc:
-        raise BuildError(str(exc)) from None
+    lib = plugins.find_plugin_library(opts.plugin_lib)  # PluginError (a ShfanError): one line from the CLI
     sha = plugins.plugin_sha256(lib) if lib else None
     if opts.decoder == "plugin" and trt_info and sha is None:
         raise BuildError("--decoder plugin needs the SubpixelDecode plugin library; build it with: "

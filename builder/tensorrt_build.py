@@ -56,16 +56,13 @@ def build_engine(onnx_path: Path, engine_path: Path, input_size: int, max_batch:
 
     version = trt.__version__
     plan.check_tensorrt_version(version)
-    from shfan.runtime.trt_backend import trt_logger
+    from shfan.runtime.backends.tensorrt.runner import trt_logger
 
     logger = trt_logger(trt)
     if needs_plugin:
-        from shfan.plugins import PluginError, load_plugin_library
+        from shfan.plugins import load_plugin_library
 
-        try:
-            load_plugin_library(plugin_lib)
-        except PluginError as exc:
-            raise BuildError(str(exc)) from None
+        load_plugin_library(plugin_lib)  # PluginError (a ShfanError): one line from the CLI
     builder = trt.Builder(logger)
     network: trt.INetworkDefinition = builder.create_network(plan.network_flags(version, trt.NetworkDefinitionCreationFlag))
     parser = trt.OnnxParser(network, logger)

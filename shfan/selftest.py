@@ -156,7 +156,7 @@ class SelfTest:
     def build(self, creator: trt.IPluginCreatorV3One, cases: list[dict], fp16: bool, sm: int | None):
         """Serialized engine: one plugin layer per case, static shapes, strongly typed."""
         from shfan.builder import plan
-        from shfan.runtime.trt_backend import trt_logger
+        from shfan.runtime.backends.tensorrt.runner import trt_logger
 
         trt = self.trt
         label = f"build {'fp16' if fp16 else 'fp32'} network"
@@ -207,7 +207,7 @@ class SelfTest:
     def host_api(self, api: str, engines: dict, cases):
         from shfan.errors import BackendError
         from shfan.runtime.cuda_host import INSTALL_HINT, open_cuda_host
-        from shfan.runtime.trt_backend import EngineRunner, trt_logger
+        from shfan.runtime.backends.tensorrt.runner import EngineRunner, trt_logger
 
         try:
             host = open_cuda_host(api)

@@ -408,3 +408,25 @@ def test_auto_falls_back_to_onnxruntime_when_the_engine_cannot_run(build_folder,
         with pytest.raises(BackendError, match="this system has 10.7.0"):  # a bare engine: nothing to fall back to
             open_backend(engine, "auto")
     assert backends.names() == original and backends.get("tensorrt").module == "shfan.runtime.backends.tensorrt.runner"
+
+
+def test_auto_falls_back_when_the_first_backend_cannot_open(caplog):
+    """An engine whose plugin is not built here (PluginError) or that another TensorRT made
+    (BackendError): auto warns and opens the next backend; a named backend raises."""
+    from shfan.errors import PluginError
+
+    for error in (PluginError("the engine needs the SubpixelDecode plugin"), BackendError("built for SM 8.7")):
+        spec = FakeSpec("broken", priority=100)
+
+        def refuse(model, **options):
+            raise error
+
+        spec.open = refuse
+        backends.register(spec)
+        try:
+            assert open_backend(DEFAULT_ONNX).name == "onnxruntime"
+            assert f"broken not used: {error}; falling back to ONNX Runtime" in caplog.text
+            with pytest.raises(type(error)):
+                open_backend(DEFAULT_ONNX, backend="broken")
+        finally:
+            backends.unregister("broken")

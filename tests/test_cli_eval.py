@@ -122,7 +122,7 @@ class _Closing:
     name = "stand-in"
 
     def __init__(self, fail_infer=False):
-        from shfan.runtime.backend import ModelInfo
+        from shfan.runtime.backends import ModelInfo
 
         self.info = ModelInfo(input_size=64, landmarks=68 if fail_infer else 5, heatmap_size=16)
         self.fail_infer, self.closed = fail_infer, 0

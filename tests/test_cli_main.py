@@ -159,7 +159,7 @@ def test_train_run_from_python(helen_dir, afw_dir, tmp_path):
 def test_evaluate_from_python(afw_dir):
     pytest.importorskip("onnxruntime")
     from shfan import evaluate
-    from shfan.runtime.backend import open_backend
+    from shfan.runtime.backends import open_backend
     from shfan.weights import DEFAULT_ONNX
 
     samples = evaluate.load_samples(afw_dir, "300w", limit=8)

@@ -187,7 +187,7 @@ def test_build_folder_holds_both_int8_files_and_checks_them(built_all):
 
 def test_onnx_runtime_picks_the_cpu_file_of_a_build_folder(built_all):
     from shfan.contracts import BuildManifest
-    from shfan.runtime.backend import open_backend
+    from shfan.runtime.backends import open_backend
 
     manifest = BuildManifest.read(built_all)
     assert manifest.onnx_for(built_all, "int8") == built_all / "model_int8_cpu.onnx"

@@ -46,7 +46,7 @@ def test_flip_averaging_maps_mirrored_points_back(afw_dir):
     """On real faces the flipped run agrees with the plain one to a pixel or two; without the
     left/right channel swap or the x mirror it would be off by tens of pixels."""
     from shfan.datasets import read_300w
-    from shfan.runtime.backend import open_backend
+    from shfan.runtime.backends import open_backend
 
     samples = read_300w(afw_dir)[:6]
     b = open_backend(weights.DEFAULT_ONNX, "onnxruntime")

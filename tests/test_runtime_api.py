@@ -9,7 +9,7 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 import pytest
 
-from shfan.runtime.backend import ModelInfo
+from shfan.runtime.backends import ModelInfo
 from shfan.runtime.pipeline import (SCHEMA_VERSION, Pipeline, PipelineOptions, available_cores,
                                     detector_side)
 from shfan.runtime.sources import DemoDevice, FrameSource, astronaut

@@ -27,7 +27,7 @@ import numpy as np
 
 from shfan import platform_facts
 from shfan.contracts import ModelInfo
-from shfan.errors import BackendError
+from shfan.errors import BackendError, PluginError
 
 log = logging.getLogger("shfan.runtime")
 
@@ -202,7 +202,7 @@ def open_backend(model, backend: str = "auto", precision: str | None = None, dec
     for spec, fallback in zip(specs, specs[1:]):
         try:
             return spec.open(path, **options)
-        except BackendError as exc:
+        except (BackendError, PluginError) as exc:  # e.g. an engine whose plugin is not built here
             log.warning("%s not used: %s; falling back to %s", spec.title, exc, fallback.title)
     return specs[-1].open(path, **options)
 

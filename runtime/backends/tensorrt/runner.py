@@ -309,17 +309,14 @@ class TensorRTBackend(Closable):
         from shfan import plugins
 
         needed = manifest is not None and manifest.needs_plugin
-        try:
-            lib = plugins.find_plugin_library(recorded=manifest.plugin_lib if needed else None)
-            if lib is None:
-                if needed:
-                    raise plugins.PluginError(f"the engine needs the SubpixelDecode plugin; build it with: "
-                                              f"{plugins.BUILD_COMMAND}")
-                return None
-            plugins.load_plugin_library(lib)
-            return plugins.plugin_sha256(lib)
-        except plugins.PluginError as exc:
-            raise BackendError(str(exc)) from None
+        lib = plugins.find_plugin_library(recorded=manifest.plugin_lib if needed else None)  # PluginError: one line
+        if lib is None:
+            if needed:
+                raise plugins.PluginError(f"the engine needs the SubpixelDecode plugin; build it with: "
+                                          f"{plugins.BUILD_COMMAND}")
+            return None
+        plugins.load_plugin_library(lib)
+        return plugins.plugin_sha256(lib)
 
     def __init__(self, trt, cuda, engine_path: Path, manifest: BuildManifest | None, decoder: str = "subpixel"):
         self.trt, self.cuda, self.decoder = trt, cuda, decoder
