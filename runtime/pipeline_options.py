@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import dataclasses
-import math
 import os
 from dataclasses import dataclass
 
 import numpy as np
 
-from shfan.options import option
+from shfan.options import check_fields, option
 
 
 def available_cores() -> int:
@@ -45,13 +44,13 @@ class PipelineOptions:
     cores available).
     """
 
-    running_mode: str = "image"
-    color: str = "rgb"
+    running_mode: str = option("image", choices=("image", "video"))
+    color: str = option("rgb", choices=("rgb", "bgr"))
     max_faces: int = option(4, "faces tracked at once (default 4)", "positive")
     min_face: float = option(24.0, "smallest face (width in frame pixels) to find; the detector sees the frame "
                                    "scaled so such a face is 24 px: full size at 24 (default), half size at 48 "
                                    "(~4x cheaper)", "positive", metavar="PX")
-    detector_threshold: float = 0.6
+    detector_threshold: float = option(0.6, range="probability")
     redetect_every: int = option(5, "run the face detector every N frames to check tracks and find new faces "
                                     "(0: only when a track is lost; default 5)", "nonneg", metavar="N")
     max_misses: int = option(1, "drop a track after N detector checks in a row found no face under it (default 1)",
@@ -60,37 +59,24 @@ class PipelineOptions:
                                     "(default 0.25)", "probability")
     max_step: float = 1.6
     scene_cut: float = 0.15
-    verify_below: float = 0.75
+    verify_below: float = option(0.75, range="probability")
     smooth: bool = False
-    smooth_min_cutoff: float = 1.0
-    smooth_beta: float = 0.05
+    smooth_min_cutoff: float = option(1.0, range="positive")
+    smooth_beta: float = option(0.05, range="nonneg")
     threads: int | None = option(None, "ONNX Runtime CPU threads (default: one per physical core, at most 8; "
                                        "capped at the cores available)", "positive", metavar="N")
 
+    def __post_init__(self):
+        self.validate()  # made in Python or from shfan-run's options: the same checks, the same words
+
     def validate(self) -> "PipelineOptions":
+        """ValueError naming the first bad option: its type, then its declared range or choices
+        (check_fields: the rules shfan-run's options use), then the two that take inf."""
         self._check_types()
-        if self.running_mode not in ("image", "video"):
-            raise ValueError(f"running_mode must be 'image' or 'video', got {self.running_mode!r}")
-        if self.color not in ("rgb", "bgr"):
-            raise ValueError(f"color must be 'rgb' or 'bgr', got {self.color!r}")
-        for name in ("max_faces", "max_misses"):
-            if int(getattr(self, name)) < 1:
-                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
-        if self.redetect_every < 0:
-            raise ValueError(f"redetect_every must be >= 0, got {self.redetect_every}")
-        if self.threads is not None and self.threads < 1:
-            raise ValueError(f"threads must be >= 1, got {self.threads}")
-        for name in ("detector_threshold", "verify_below", "min_score"):  # min_score: a probability, as declared
-            if not 0.0 <= float(getattr(self, name)) <= 1.0:  # NaN fails too
-                raise ValueError(f"{name} must be from 0 to 1, got {getattr(self, name)}")
-        for name in ("min_face", "smooth_min_cutoff"):
-            if not 0.0 < float(getattr(self, name)) < math.inf:
-                raise ValueError(f"{name} must be a finite number > 0, got {getattr(self, name)}")
+        check_fields(self, ValueError)
         for name in ("max_step", "scene_cut"):  # inf: never
             if not float(getattr(self, name)) > 0.0:
                 raise ValueError(f"{name} must be > 0 (inf: off), got {getattr(self, name)}")
-        if not 0.0 <= float(self.smooth_beta) < math.inf:
-            raise ValueError(f"smooth_beta must be a finite number >= 0, got {self.smooth_beta}")
         return self
 
 

@@ -13,6 +13,7 @@ from shfan.bench.config import BenchConfig, BenchError
 from shfan.builder.metadata import BuildError
 from shfan.builder.pipeline import BuildOptions
 from shfan.cli.common import Parser, add_dataclass_options, ranged
+from shfan.runtime.pipeline_options import PipelineOptions
 from shfan.serve.server import ServeError, ServeOptions
 from shfan.train import TrainError, TrainJob
 
@@ -35,8 +36,6 @@ def test_rules(kind, range, good, bad):
 
 
 def test_every_declared_range_has_a_rule_for_its_number_kind():
-    from shfan.runtime.pipeline import PipelineOptions
-
     for cls in (BuildOptions, TrainJob, PipelineOptions, BenchConfig, ServeOptions):
         hints = typing.get_type_hints(cls)
         for f in dataclasses.fields(cls):
@@ -64,7 +63,8 @@ def invalid_cases(cls):
 
 
 CASES = [(cls, error, name, value) for cls, error in ((BuildOptions, BuildError), (TrainJob, TrainError),
-                                                       (BenchConfig, BenchError), (ServeOptions, ServeError))
+                                                       (BenchConfig, BenchError), (ServeOptions, ServeError),
+                                                       (PipelineOptions, ValueError))
          for name, value in invalid_cases(cls)]
 
 
@@ -104,15 +104,13 @@ def test_shfan_build_reports_the_options_own_check_as_usage(capsys):
 def test_min_score_is_a_probability_in_python_as_on_the_command_line(capsys):
     """#28: min_score was declared a probability (the CLI refused 1.5) while validate() took any
     finite number >= 0. Now both take 0 to 1 and refuse 1.5."""
-    from shfan.runtime.pipeline import PipelineOptions
-
     parser = Parser(prog="shfan-x")
     add_dataclass_options(parser, PipelineOptions, ["min_score"])
     assert parser.parse_args(["--min-score", "1"]).min_score == 1.0
     assert PipelineOptions(min_score=1.0).validate().min_score == 1.0
     assert "expected a number from 0 to 1, got 1.5" in cli_error(parser, ["--min-score", "1.5"], capsys)
-    with pytest.raises(ValueError, match="^min_score must be from 0 to 1, got 1.5$"):
-        PipelineOptions(min_score=1.5).validate()
+    with pytest.raises(ValueError, match="^min_score: expected a number from 0 to 1, got 1.5$"):
+        PipelineOptions(min_score=1.5)
 
 
 def test_argparse_types_say_what_they_expect():

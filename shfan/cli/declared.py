@@ -97,7 +97,7 @@ def add_dataclass_options(parser, cls, names) -> None:
     (input_size -> --input-size), the default from the field, help and metavar from its
     metadata; a bool is a switch (--name, or --no-name when it defaults to True), a field with
     metadata "choices" takes one of them, a number is checked by its type and metadata "range"
-    (positive, nonneg, fraction, probability, port), anything else is text. So the library's
+    (positive, nonneg, fraction, probability, port, quality), anything else is text. So the library's
     options and the CLI's cannot drift."""
     fields = {f.name: f for f in dataclasses.fields(cls)}
     hints = typing.get_type_hints(cls)
