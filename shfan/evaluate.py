@@ -166,21 +166,30 @@ def as_samples(samples) -> list[Sample]:
 
 
 def evaluate(samples: Sequence[Sample], model=None, backend: str | None = None, precision: str | None = None,
-             decoder: str = "subpixel", views: str = "clean", flip: bool = False, batch_size: int = 8,
-             progress: bool = False, data_name: str = "the dataset") -> tuple[dict, np.ndarray]:
-    """shfan-eval: score a model on faces (`samples`: from load_samples, or a 300-W folder path). `model`: compact (default) | accurate | a checkpoint,
-    .onnx, .engine or build folder; `backend`: None lets the backend registry pick (open_model). Returns (metrics.summary with the model, backend, decoder,
-    views, flip and precision used; per-face inter-ocular NME). The backend is closed on every
-    path (a TensorRT backend left open aborts the interpreter at exit)."""
+             method: str = "subpixel", views: str = "clean", flip: bool = False, batch_size: int = 8,
+             progress: bool = False, data_name: str = "the dataset", decoder: str | None = None
+             ) -> tuple[dict, np.ndarray]:
+    """shfan-eval: score a model on faces (`samples`: from load_samples, or a 300-W folder path).
+    `model`: compact (default) | accurate | fast | a checkpoint, .onnx, .engine or build folder;
+    `backend`: None lets the backend registry pick (open_model); `method`: how heatmaps become
+    points (codec.METHODS; `decoder=` is its old name, kept for one release: in shfan-build a
+    decoder is the graph's node, plugin | onnx | none). Returns (metrics.summary with the model,
+    backend, method, views, flip and precision used; per-face inter-ocular NME). The backend is
+    closed on every path (a TensorRT backend left open aborts the interpreter at exit)."""
     from shfan import weights
 
+    if decoder is not None:
+        import warnings
+
+        warnings.warn("evaluate(decoder=...) is now evaluate(method=...)", DeprecationWarning, stacklevel=2)
+        method = decoder
     samples = as_samples(samples)
     if views not in VIEWS:
         raise EvalError(f"unknown views {views!r}; choose one of {', '.join(VIEWS)}")
     path = weights.resolve("compact" if model is None else model, model_kind(backend))
     net = None
     try:
-        net = open_model(path, backend, precision, decoder)
+        net = open_model(path, backend, precision, method)
         if net.info.landmarks != samples[0].points.shape[0]:
             raise EvalError(f"model predicts {net.info.landmarks} landmarks but {data_name} has "
                             f"{samples[0].points.shape[0]}")
@@ -202,6 +211,8 @@ def evaluate(samples: Sequence[Sample], model=None, backend: str | None = None, 
     if bad:
         raise EvalError(f"the scores are not finite ({', '.join(bad)}): the model returned NaN/inf landmarks for "
                         "some faces")
-    report = {**summary, "decoder": decoder, "views": views, "flip": flip, "backend": backend_name,
-              "model": str(path), "precision": precision}
+    report = {**summary, "method": method, "views": views, "flip": flip, "backend": backend_name,
+              "model": str(path), "precision": precision,
+              "decoder": method}  # the old name of "method", kept for one release
+
     return report, per_face

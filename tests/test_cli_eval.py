@@ -23,10 +23,32 @@ def test_json_report_fields(afw_dir, tiny_checkpoint, tmp_path):
     assert r.returncode == 0, r.stderr
     report = json.loads(r.stdout)
     for key in ("faces", "nme_inter_ocular", "nme_box", "auc_inter_ocular_10", "fr_inter_ocular_10",
-                "decoder", "backend"):
+                "method", "backend"):
         assert key in report
-    assert report["faces"] == 10 and report["backend"] == "pytorch" and report["decoder"] == "subpixel"
+    assert report["faces"] == 10 and report["backend"] == "pytorch" and report["method"] == "subpixel"
     assert (tmp_path / "ced.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_method_names_the_heatmap_decoding_and_decoder_is_its_old_name(afw_dir, tiny_checkpoint):
+    """#28 item 6: in shfan-build a decoder is the graph's node (plugin | onnx | none); shfan-eval's
+    choice of heatmap decoding is --method (codec.METHODS), --decoder still works for one release."""
+    from shfan.cli.eval import main
+
+    code, out, err = run_main(main, ["--data", afw_dir, "--model", tiny_checkpoint, "--limit", "3", "--json",
+                                     "--method", "argmax"])
+    assert code == 0 and "warning" not in err
+    new = json.loads(out)
+    code, out, err = run_main(main, ["--data", afw_dir, "--model", tiny_checkpoint, "--limit", "3", "--json",
+                                     "--decoder", "argmax"])
+    old = json.loads(out)
+    assert code == 0 and "warning: --decoder is now --method" in err
+    assert new["method"] == old["method"] == old["decoder"] == "argmax"
+    assert new["nme_inter_ocular"] == old["nme_inter_ocular"]
+    code, out, _ = run_main(main, ["--data", afw_dir, "--model", tiny_checkpoint, "--limit", "3", "--json"])
+    assert json.loads(out)["nme_inter_ocular"] != new["nme_inter_ocular"]  # subpixel by default: another result
+    from shfan.cli.eval import build_parser
+
+    assert "--method" in build_parser().format_help() and "--decoder" not in build_parser().format_help()
 
 
 def test_errors_are_one_line_in_a_subprocess(afw_dir, tiny_checkpoint):

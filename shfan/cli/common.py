@@ -23,16 +23,16 @@ import sys
 from pathlib import Path
 from typing import NoReturn
 
-from shfan.cli.declared import (add_dataclass_options, add_format_options, add_max_image_pixels, backend_choices,
-                               build_precisions, check_format_args, check_model_args, checked_options, chosen,
-                               options_from)
+from shfan.cli.declared import (add_dataclass_options, add_deprecated_alias, add_format_options, add_max_image_pixels,
+                               backend_choices, build_precisions, check_format_args, check_model_args, checked_options,
+                               chosen, options_from)
 from shfan.cli.values import (OUTPUT_TYPES, existing_dir, existing_file, existing_path, finite_float, nonneg_float,
                               nonneg_int, open_fraction, port, positive_float, positive_int, probability, ranged,
                               writable_dir, writable_file, writable_file_or_stdout)
 
 __all__ = ["FAILED", "INTERRUPTED", "LOGGER", "OUTPUT_TYPES", "USAGE", "Parser", "PlainFormatter", "StderrHandler",
-           "add_dataclass_options", "add_format_options", "add_max_image_pixels", "backend_choices",
-           "build_precisions", "check_format_args", "check_model_args", "checked_options", "chosen",
+           "add_dataclass_options", "add_deprecated_alias", "add_format_options", "add_max_image_pixels",
+           "backend_choices", "build_precisions", "check_format_args", "check_model_args", "checked_options", "chosen",
            "configure_logging", "entry", "existing_dir", "existing_file", "existing_path", "fail", "finite_float",
            "nonneg_float", "nonneg_int", "open_fraction", "options_from", "port", "positive_float", "positive_int",
            "printable_streams", "probability", "ranged", "require", "restore_sigterm", "sigterm_as_interrupt",

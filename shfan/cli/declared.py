@@ -24,6 +24,19 @@ def backend_choices(auto: bool = True, runtime: bool = False) -> tuple[str, ...]
     return backends.choices(runtime) if auto else backends.names(runtime)
 
 
+def add_deprecated_alias(parser, old: str, new: str, **kwargs) -> None:
+    """`old` still works for one release, as `new`, with a warning on stderr that names `new`
+    (hidden from --help). For flags renamed so one word keeps one meaning across the tools."""
+    import sys
+
+    class Alias(argparse.Action):
+        def __call__(self, parser, namespace, values, option_string=None):
+            print(f"warning: {old} is now {new}; {old} goes in the next release", file=sys.stderr)
+            setattr(namespace, self.dest, values)
+
+    parser.add_argument(old, dest=new.lstrip("-").replace("-", "_"), action=Alias, help=argparse.SUPPRESS, **kwargs)
+
+
 def add_max_image_pixels(parser) -> None:
     """--max-image-pixels, for the tools that read still images (shfan.io's header check)."""
     parser.add_argument("--max-image-pixels", type=positive_int, metavar="N",

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import sys
 
-from shfan.cli.common import (Parser, add_format_options, add_max_image_pixels, backend_choices, build_precisions,
+from shfan.cli.common import (Parser, add_deprecated_alias, add_format_options, add_max_image_pixels, backend_choices, build_precisions,
                               check_format_args, check_model_args, entry, existing_path, positive_int, use_max_image_pixels,
                               writable_file)
 
@@ -33,8 +33,10 @@ def build_parser():
                          "runs, build folders; onnxruntime otherwise)")
     ap.add_argument("--precision", choices=build_precisions(),
                     help="precision to use from a build folder (default: the selected one)")
-    ap.add_argument("--decoder", default="subpixel", choices=METHODS,
-                    help="heatmap decoder (ignored by graphs with a built-in decoder)")
+    ap.add_argument("--method", default="subpixel", choices=METHODS,
+                    help="how heatmaps become points: subpixel (SH-FAN's), fan (quarter-pixel shift) or argmax "
+                         "(ignored by graphs with a built-in decoder)")
+    add_deprecated_alias(ap, "--decoder", "--method", choices=METHODS)
     ap.add_argument("--views", default="clean", choices=VIEWS,
                     help="clean: the annotation-box crop; hard: the same faces under fixed, seeded in-the-wild "
                          "degradations (roll 30-50 deg, box error, occluder, blur, low light/noise, JPEG), as "
@@ -62,7 +64,7 @@ def print_table(report: dict, data) -> None:
         table.add_row(f"{key} (%)", f"{report[key]:.3f}")
     for key in ("auc_inter_ocular_10", "fr_inter_ocular_10", "auc_box_7", "fr_box_7"):
         table.add_row(key, f"{report[key]:.4f}")
-    table.caption = f"model {shown(report['model'])} · backend {report['backend']} · decoder {report['decoder']}"
+    table.caption = f"model {shown(report['model'])} · backend {report['backend']} · method {report['method']}"
     Console().print(table)
 
 
@@ -77,12 +79,12 @@ def main(argv=None):
     samples = evaluate.load_samples(args.data, args.format, args.limit, image_root=args.image_root,
                                     points_dir=args.points_dir)
     report, per_face = evaluate.evaluate(samples, model=args.model, backend=args.backend, precision=args.precision,
-                                         decoder=args.decoder, views=args.views, flip=args.flip,
+                                         method=args.method, views=args.views, flip=args.flip,
                                          batch_size=args.batch_size, progress=sys.stderr.isatty(),
                                          data_name=str(args.data))
     report.update(data=str(args.data), box=args.box)
     if args.plot:
-        metrics.save_ced_plot({f"{io.shown(Path(report['model']).name)} ({args.decoder})": per_face}, args.plot)
+        metrics.save_ced_plot({f"{io.shown(Path(report['model']).name)} ({args.method})": per_face}, args.plot)
         report["plot"] = args.plot
     if args.json:
         print(json.dumps(report, allow_nan=False))
