@@ -10,7 +10,7 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from shfan.builder.metadata import BuildError
+from shfan.errors import BuildError
 from shfan.contracts import MANIFEST
 
 CALIBRATION = "calibration.json"

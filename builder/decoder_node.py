@@ -5,7 +5,8 @@ ModelOpt onto the TensorRT provider). Two forms:
 
 from __future__ import annotations
 
-from shfan.builder.metadata import BuildError, get_metadata, set_metadata
+from shfan.builder.metadata import get_metadata, set_metadata
+from shfan.errors import BuildError
 from shfan.contracts import ModelInfo
 
 DECODERS = ("plugin", "onnx", "none")

@@ -9,7 +9,8 @@ from pathlib import Path
 
 import numpy as np
 
-from shfan.builder.metadata import OPSET, BuildError, make_metadata, set_metadata
+from shfan.builder.metadata import OPSET, make_metadata, set_metadata
+from shfan.errors import BuildError
 
 INPUT, OUTPUT = "image", "heatmaps"
 

@@ -9,7 +9,8 @@ from pathlib import Path
 
 from shfan import platform_facts, plugins
 from shfan.builder import export
-from shfan.builder.metadata import BuildError, read_shfan_onnx
+from shfan.builder.metadata import read_shfan_onnx
+from shfan.errors import BuildError
 from shfan.builder.options import (FALLBACK_FACES, MAX_HOLDOUT, MIN_CALIB_FACES, MIN_HELDOUT, WARN_CALIB_FACES,
                                    BuildOptions)
 from shfan.builder.progress import Stages

@@ -11,12 +11,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Callable
 
 from shfan.builder import artifacts
-from shfan.builder.metadata import BuildError, get_metadata
+from shfan.builder.metadata import get_metadata
 from shfan.builder.options import SENSITIVITY_FACES
 from shfan.builder.precision import to_int8, to_int8_cpu
 from shfan.calibration import cpu_int8, ranges, sensitivity
 from shfan.calibration.guard import guarded_quantize, mean_nme
 from shfan.calibration.ort_tools import predict_landmarks
+
+from shfan.errors import BuildError
 
 if TYPE_CHECKING:
     from shfan.builder.steps import Context, Measured

@@ -7,13 +7,9 @@ import json
 from pathlib import Path
 
 from shfan.contracts import META_KEY
-from shfan.errors import ShfanError
+from shfan.errors import BuildError  # noqa: F401  (its home was here; callers import it from either)
 
 OPSET = 17
-
-
-class BuildError(ShfanError, RuntimeError):
-    """A build input or step that cannot be used; the message names the fix."""
 
 
 def make_metadata(model_config: dict, precision: str, decoder: str = "none") -> dict:

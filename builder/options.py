@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from shfan.builder.decoder_node import DECODERS
-from shfan.builder.metadata import BuildError
+from shfan.errors import BuildError
 from shfan.builder.precision import CALIB_METHODS, CHOICES, PRECISIONS, TARGETS
 from shfan.options import check_fields, option
 

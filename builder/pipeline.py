@@ -15,7 +15,8 @@ from shfan.builder.engine import add_engine
 from shfan.builder.inputs import plugin_record  # noqa: F401  (re-exported: the manifest's plugin fields)
 from shfan.builder.inputs import tensorrt_info as _tensorrt_info
 from shfan.builder.export import parity_check
-from shfan.builder.metadata import OPSET, BuildError, get_metadata, set_metadata
+from shfan.builder.metadata import OPSET, get_metadata, set_metadata
+from shfan.errors import BuildError
 from shfan.builder.options import BuildOptions  # noqa: F401  (re-exported: the Python API's build options)
 from shfan.builder.progress import Stages
 from shfan.builder.steps import STEPS, Context, Measured

@@ -9,7 +9,7 @@ import hashlib
 import json
 
 from shfan import platform_facts
-from shfan.builder.metadata import BuildError
+from shfan.errors import BuildError
 from shfan.io import version_tuple
 
 

@@ -11,7 +11,8 @@ from pathlib import Path
 
 import numpy as np
 
-from shfan.builder.metadata import BuildError, get_metadata, set_metadata
+from shfan.builder.metadata import get_metadata, set_metadata
+from shfan.errors import BuildError
 from shfan.contracts import PRECISIONS  # re-exported: the builder's precision table
 
 CHOICES = PRECISIONS + ("best",)

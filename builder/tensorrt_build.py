@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from shfan.builder import plan
-from shfan.builder.metadata import BuildError
+from shfan.errors import BuildError
 from shfan.io import write_bytes
 
 if TYPE_CHECKING:  # annotations only (scripts/tensorrt_check.py reads them)

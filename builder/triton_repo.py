@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from shfan.builder.artifacts import staged_folder
-from shfan.builder.metadata import BuildError
+from shfan.errors import BuildError
 from shfan.contracts import Artifact, BuildManifest
 from shfan.io import sha256_file
 

@@ -25,3 +25,7 @@ class OutputError(ShfanError, RuntimeError):
 class PluginError(ShfanError, RuntimeError):
     """The SubpixelDecode plugin library (or its host/kernel build) is missing or unusable
     (raised by shfan.plugins, which re-exports it)."""
+
+
+class BuildError(ShfanError, RuntimeError):
+    """A build input or step that cannot be used (shfan-build; builder.metadata re-exports it)."""

@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 
 from shfan.builder import plan
-from shfan.builder.metadata import BuildError
+from shfan.errors import BuildError
 
 
 class Flags10(enum.IntEnum):  # the members TensorRT 10 has (a stand-in enum, not a fake module)

@@ -10,7 +10,7 @@ import pytest
 
 from shfan import options
 from shfan.bench.config import BenchConfig, BenchError
-from shfan.builder.metadata import BuildError
+from shfan.errors import BuildError
 from shfan.builder.pipeline import BuildOptions
 from shfan.cli.common import Parser, add_dataclass_options, ranged
 from shfan.runtime.pipeline_options import PipelineOptions

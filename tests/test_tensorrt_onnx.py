@@ -186,7 +186,7 @@ def test_a_duplicated_opset_import_fails(graphs):
 
 def test_decoder_merge_refuses_conflicting_opsets():
     from shfan.builder.decoder_node import _one_opset_per_domain
-    from shfan.builder.metadata import BuildError
+    from shfan.errors import BuildError
 
     m = helper.make_model(helper.make_graph([], "g", [], []), opset_imports=[helper.make_opsetid("", 17)])
     m.opset_import.append(helper.make_opsetid("ai.onnx", 17))
