@@ -96,7 +96,7 @@ def test_runtime_imports_stay_light():
     code = ("import shfan, shfan.runtime, shfan.runtime.backend, shfan.runtime.backends.onnxruntime.runner, "
             "shfan.runtime.pipeline, shfan.runtime.sources, shfan.runtime.detector, shfan.runtime.tracker, "
             "shfan.runtime.backends.tensorrt.runner, shfan.runtime.backends.pytorch.runner, "
-            "shfan.runtime.trt_backend, shfan.runtime.cuda_host, shfan.runtime.outputs, shfan.cli.run; "
+            "shfan.runtime.cuda_host, shfan.runtime.outputs, shfan.cli.run; "
             "shfan.Pipeline")
     assert heavy_modules_after(code, ("torch", "tensorrt", "pycuda", "cuda", "skimage")) == []
 
