@@ -22,10 +22,14 @@ SENSITIVITY_FACES = 32  # calibration faces (never the held-out ones) that pick 
 
 @dataclass
 class BuildOptions:
-    weights: str | None = None
-    onnx: str | None = None
+    weights: str | None = option(None, "checkpoint to export, or a shipped model name: compact (default) | accurate | "
+                                       "fast")
+    onnx: str | None = option(None, "start from a shfan ONNX file (e.g. model_int8.onnx built elsewhere); no PyTorch "
+                                    "needed", path="file")
     precision: str = option("best", "best: fastest precision within --max-nme-drift (default)", choices=CHOICES)
-    calib_data: str | None = None
+    calib_data: str | None = option(None, "faces for int8 calibration and the accuracy guard: a folder of images, a "
+                                          "300-W folder (.pts used) or a video (default: a built-in fallback face)",
+                                    path="path")
     max_calib: int = option(512, "at most this many calibration faces (default 512)", "nonneg")
     calib_method: str = option("percentile", "int8 activation ranges: percentile (default: the 99/99.5/99.9/99.99th "
                                              "of |x| that moves landmarks least), max, or ModelOpt's entropy (~10x "
@@ -34,11 +38,15 @@ class BuildOptions:
                                        "(default 0.1)", "positive")
     decoder: str = option("onnx", "decoder in the graph: plugin (TensorRT SubpixelDecode), onnx (standard ops), "
                                   "none (heatmaps)", choices=DECODERS)
-    plugin_lib: str | None = None
+    plugin_lib: str | None = option(None, "SubpixelDecode plugin .so (default: $SHFAN_PLUGIN_LIB or plugins/build)",
+                                    path="file")
     max_batch: int = option(4, "TensorRT profile: batch 1..N (default 4)", "positive")
     workspace_mb: int = option(1024, "TensorRT builder workspace (default 1024 MiB)", "positive")
-    out: Path = Path("build")
-    force: bool = False
+    out: Path = option(Path("build"), "output folder (default build/)", path="out_dir")
+    force: bool = option(False, "rebuild even when the output is up to date")
+    triton_repo: str | None = option(None, "also write a Triton Inference Server model repository (onnxruntime and "
+                                           "tensorrt backends, config.pbtxt, README) from the build to DIR",
+                                     path="out_dir", metavar="DIR")
     target: str = option("tensorrt", "which int8 file: tensorrt (default: symmetric Q/DQ on convs, fp16 elsewhere, "
                                      "for TensorRT), cpu (for ONNX Runtime's CPU provider: integer kernels, fp32 "
                                      "elsewhere; ~1.7x faster than fp32 on a 2-core AVX2 CPU), or all (both in one "

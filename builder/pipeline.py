@@ -35,9 +35,21 @@ class BuildResult:
 
 
 def build(opts: BuildOptions, st: Stages | None = None) -> BuildResult:
+    """The build folder opts.out (reused when its inputs are unchanged), then the Triton model
+    repository from it when opts.triton_repo names one."""
+    st = st or Stages()
+    result = _build_folder(opts, st)
+    if opts.triton_repo:
+        from shfan.builder.triton_repo import write_repository
+
+        write_repository(result.out, Path(opts.triton_repo), engine_max_batch=opts.max_batch,
+                         plugin_lib=opts.plugin_lib)
+    return result
+
+
+def _build_folder(opts: BuildOptions, st: Stages) -> BuildResult:
     from shfan import __version__
 
-    st = st or Stages()
     opts.validate_for_build()
     out = Path(opts.out)
     artifacts.check_out_dir(out)

@@ -181,3 +181,17 @@ def test_shfan_build_triton_repo_flag(tmp_path, capsys):
     copied = tmp_path / "r" / "onnxruntime" / "shfan_landmarks" / "1" / "model.onnx"
     assert copied.read_bytes() == (tmp_path / "b" / onnx_file).read_bytes()
     assert (tmp_path / "r" / "tensorrt" / "shfan_landmarks" / "config.pbtxt").is_file()
+
+
+@pytest.mark.slow
+def test_build_writes_the_triton_repository_from_python_too(tmp_path):
+    """BuildOptions(triton_repo=DIR): what shfan-build --triton-repo does, for library callers."""
+    pytest.importorskip("onnxruntime")
+    pytest.importorskip("skimage", reason="the built-in calibration faces need scikit-image")
+    from shfan.builder.pipeline import BuildOptions, build
+
+    result = build(BuildOptions(onnx=str(DEFAULT_ONNX), precision="fp32", out=tmp_path / "b",
+                                triton_repo=str(tmp_path / "r")))
+    assert result.out == tmp_path / "b"
+    assert (tmp_path / "r" / "onnxruntime" / "shfan_landmarks" / "1" / "model.onnx").is_file()
+    assert (tmp_path / "r" / "tensorrt" / "shfan_landmarks" / "config.pbtxt").is_file()

@@ -4,29 +4,18 @@ TensorRT engine when TensorRT is here; every precision's accuracy measured in ON
 from __future__ import annotations
 
 import sys
-from pathlib import Path
 
 from shfan.builder.options import BuildOptions
-from shfan.cli.common import (INTERRUPTED, Parser, add_dataclass_options, checked_options, entry, existing_file,
-                               existing_path, fail, options_from, writable_dir)
+from shfan.cli.common import INTERRUPTED, Parser, add_dataclass_options, checked_options, entry, fail, options_from
 
 
 def build_parser():
     ap = Parser(prog="shfan-build", description=__doc__, check=check_args)
     src = ap.add_argument_group("model source (one of)")
-    src.add_argument("--weights", help="checkpoint to export, or a shipped model name: compact (default) | accurate | fast")
-    src.add_argument("--onnx", type=existing_file, help="start from a shfan ONNX file (e.g. model_int8.onnx built elsewhere); "
-                                    "no PyTorch needed")
-    add_dataclass_options(ap, BuildOptions, ["precision", "target"])
-    ap.add_argument("--calib-data", type=existing_path, help="faces for int8 calibration and the accuracy guard: a folder of images, "
-                                         "a 300-W folder (.pts used) or a video (default: a built-in fallback face)")
-    add_dataclass_options(ap, BuildOptions, ["max_calib", "calib_method", "max_nme_drift", "decoder"])
-    ap.add_argument("--plugin-lib", type=existing_file, help="SubpixelDecode plugin .so (default: $SHFAN_PLUGIN_LIB or plugins/build)")
-    add_dataclass_options(ap, BuildOptions, ["max_batch", "workspace_mb"])
-    ap.add_argument("--out", default="build", type=writable_dir, help="output folder (default build/)")
-    ap.add_argument("--force", action="store_true", help="rebuild even when the output is up to date")
-    ap.add_argument("--triton-repo", metavar="DIR", type=writable_dir, help="also write a Triton Inference Server model repository "
-                    "(onnxruntime and tensorrt backends, config.pbtxt, README) from the build to DIR")
+    add_dataclass_options(src, BuildOptions, ["weights", "onnx"])
+    add_dataclass_options(ap, BuildOptions, ["precision", "target", "calib_data", "max_calib", "calib_method",
+                                             "max_nme_drift", "decoder", "plugin_lib", "max_batch", "workspace_mb",
+                                             "out", "force", "triton_repo"])
     return ap
 
 
@@ -81,10 +70,6 @@ def main(argv=None):
     except KeyboardInterrupt:
         fail(f"interrupted; {args.out} was left as it was", code=INTERRUPTED)
     if args.triton_repo:
-        from shfan.builder.triton_repo import write_repository
-
-        write_repository(result.out, Path(args.triton_repo), engine_max_batch=args.max_batch,
-                         plugin_lib=args.plugin_lib)
         err.print(f"Triton model repository: {args.triton_repo} (see its README.md)", markup=False)
     console = Console()
     console.print(summary_table(result, stages.total))

@@ -10,7 +10,10 @@ import dataclasses
 import typing
 from pathlib import Path
 
-from shfan.cli.values import existing_dir, positive_int, ranged
+from shfan.cli.values import existing_dir, existing_file, existing_path, positive_int, ranged, writable_dir
+
+# option(..., path=KIND): the argparse type that checks such a path
+PATH_TYPES = {"file": existing_file, "path": existing_path, "out_dir": writable_dir}
 
 
 # ---------------------------------------------------------------- choices, from the tables they name
@@ -110,8 +113,9 @@ def add_dataclass_options(parser, cls, names) -> None:
     (input_size -> --input-size), the default from the field, help and metavar from its
     metadata; a bool is a switch (--name, or --no-name when it defaults to True), a field with
     metadata "choices" takes one of them, a number is checked by its type and metadata "range"
-    (positive, nonneg, fraction, probability, port, quality), anything else is text. So the library's
-    options and the CLI's cannot drift."""
+    (positive, nonneg, fraction, probability, port, quality), a path by its metadata "path" (file,
+    path, out_dir: PATH_TYPES), anything else is text. So the library's options and the CLI's
+    cannot drift."""
     fields = {f.name: f for f in dataclasses.fields(cls)}
     hints = typing.get_type_hints(cls)
     for name in names:
@@ -126,7 +130,9 @@ def add_dataclass_options(parser, cls, names) -> None:
         elif int in kinds or float in kinds:
             kind = int if int in kinds else float
             options = {"type": ranged(kind, f.metadata.get("range")), "default": f.default}
-        else:  # text (a path, a name)
+        elif "path" in f.metadata:  # checked as the CLI's path types check (exists, is a file, is writable)
+            options = {"type": PATH_TYPES[f.metadata["path"]], "default": f.default}
+        else:  # text (a name)
             options = {"default": f.default}
         options.update({k: f.metadata[k] for k in ("help", "metavar") if k in f.metadata})
         parser.add_argument(flag, **options)
