@@ -9,7 +9,7 @@ import shutil
 from dataclasses import replace
 from pathlib import Path
 
-from shfan.builder import artifacts, plan
+from shfan.builder import artifacts, engine_rules
 from shfan.builder.metadata import OPSET
 from shfan.builder.options import BuildOptions
 from shfan.builder.progress import Stages
@@ -35,7 +35,7 @@ def source_fingerprint(path) -> str:
 
 def inputs_key(opts: BuildOptions, source: Path, version: str) -> str:
     """Everything the ONNX files depend on: same key, same files."""
-    return plan.build_inputs_key(
+    return engine_rules.build_inputs_key(
         source=sha256_file(source), precision=opts.precision, decoder=opts.decoder,
         calib=source_fingerprint(opts.calib_data), max_calib=opts.max_calib, calib_method=opts.calib_method,
         max_nme_drift=opts.max_nme_drift, shfan=version, opset=OPSET,
@@ -75,7 +75,7 @@ def reuse_onnx(out: Path, stage_dir: Path, old: BuildManifest, st: Stages) -> tu
 
 
 def engine_key(folder: Path, art: Artifact, opts: BuildOptions, trt_info: dict, plugin_sha: str | None) -> str:
-    return plan.engine_cache_key(trt_info["version"], trt_info["sm"], sha256_file(folder / art.engine_source),
+    return engine_rules.engine_cache_key(trt_info["version"], trt_info["sm"], sha256_file(folder / art.engine_source),
                                  plugin_sha if opts.decoder == "plugin" else None, opts.max_batch, opts.workspace_mb)
 
 

@@ -8,7 +8,7 @@ import shutil
 from dataclasses import replace
 from pathlib import Path
 
-from shfan.builder import plan, tensorrt_build
+from shfan.builder import engine_rules, tensorrt_build
 from shfan.builder.cache import engine_key
 from shfan.builder.options import BuildOptions
 from shfan.builder.progress import Stages
@@ -28,7 +28,7 @@ def add_engine(stage_dir: Path, manifest: BuildManifest, opts: BuildOptions, trt
                 "(build --target all or tensorrt for an engine)")
         return manifest, {}
     key = engine_key(stage_dir, art, opts, trt_info, plugin_sha)
-    name = plan.engine_name(selected, opts.decoder)
+    name = engine_rules.engine_name(selected, opts.decoder)
     old_engine = Path(opts.out) / name
     if not opts.force and old_cache.get("engines", {}).get(selected) == key and old_engine.is_file():
         shutil.copy2(old_engine, stage_dir / name)

@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from shfan.builder import artifacts, cache, inputs, plan
+from shfan.builder import artifacts, cache, engine_rules, inputs
 from shfan.builder.decoder_node import add_decoder
 from shfan.builder.engine import add_engine
 from shfan.builder.inputs import plugin_record  # noqa: F401  (re-exported: the manifest's plugin fields)
@@ -192,5 +192,5 @@ def _next_commands(out: Path, manifest: BuildManifest, trt_info) -> list[str]:
     art = manifest.artifact(selected)
     if trt_info is None and art.target != "cpu":
         cmds.append("on the Jetson: copy " + f"{out}/{art.onnx} there and run: "
-                    + plan.jetson_command(art.onnx, selected, manifest.decoder, 4))
+                    + engine_rules.jetson_command(art.onnx, selected, manifest.decoder, 4))
     return cmds

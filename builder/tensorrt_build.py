@@ -7,7 +7,7 @@ import logging
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from shfan.builder import plan
+from shfan.builder import engine_rules
 from shfan.errors import BuildError
 from shfan.io import write_bytes
 
@@ -55,7 +55,7 @@ def build_engine(onnx_path: Path, engine_path: Path, input_size: int, max_batch:
     import tensorrt as trt
 
     version = trt.__version__
-    plan.check_tensorrt_version(version)
+    engine_rules.check_tensorrt_version(version)
     from shfan.runtime.backends.tensorrt.runner import trt_logger
 
     logger = trt_logger(trt)
@@ -64,7 +64,7 @@ def build_engine(onnx_path: Path, engine_path: Path, input_size: int, max_batch:
 
         load_plugin_library(plugin_lib)  # PluginError (a ShfanError): one line from the CLI
     builder = trt.Builder(logger)
-    network: trt.INetworkDefinition = builder.create_network(plan.network_flags(version, trt.NetworkDefinitionCreationFlag))
+    network: trt.INetworkDefinition = builder.create_network(engine_rules.network_flags(version, trt.NetworkDefinitionCreationFlag))
     parser = trt.OnnxParser(network, logger)
     if not parser.parse_from_file(str(onnx_path)):
         errors = [str(parser.get_error(i)).strip().replace("\n", " ") for i in range(parser.num_errors)]
@@ -73,7 +73,7 @@ def build_engine(onnx_path: Path, engine_path: Path, input_size: int, max_batch:
     config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, int(workspace_mb) << 20)
     use_timing_cache(config, timing_cache.read_bytes() if timing_cache.is_file() else b"", log)
     profile: trt.IOptimizationProfile = builder.create_optimization_profile()
-    shapes = plan.profile_shapes(input_size, max_batch)
+    shapes = engine_rules.profile_shapes(input_size, max_batch)
     profile.set_shape(network.get_input(0).name, shapes["min"], shapes["opt"], shapes["max"])
     config.add_optimization_profile(profile)
     serialized = builder.build_serialized_network(network, config)

@@ -155,7 +155,7 @@ class SelfTest:
 
     def build(self, creator: trt.IPluginCreatorV3One, cases: list[dict], fp16: bool, sm: int | None):
         """Serialized engine: one plugin layer per case, static shapes, strongly typed."""
-        from shfan.builder import plan
+        from shfan.builder import engine_rules
         from shfan.runtime.backends.tensorrt.runner import trt_logger
 
         trt = self.trt
@@ -163,7 +163,7 @@ class SelfTest:
         try:
             builder = trt.Builder(trt_logger(trt))
             network: trt.INetworkDefinition = builder.create_network(
-                plan.network_flags(trt.__version__, trt.NetworkDefinitionCreationFlag))
+                engine_rules.network_flags(trt.__version__, trt.NetworkDefinitionCreationFlag))
             for case in cases:
                 name = case["name"]
                 inp = network.add_input(f"{name}_heatmaps", trt.float16 if fp16 else trt.float32,

@@ -199,15 +199,15 @@ def test_the_doctor_reports_the_platforms_tensorrt_version(monkeypatch):
 
 
 def test_the_engine_build_refuses_what_the_platform_calls_too_old(monkeypatch):
-    from shfan.builder import plan
+    from shfan.builder import engine_rules
     from shfan.errors import BuildError
 
-    plan.check_tensorrt_version("10.1.0")
+    engine_rules.check_tensorrt_version("10.1.0")
     with pytest.raises(BuildError, match=r"^TensorRT 10\.0\.1 is too old: shfan needs >= 10\.1 \(JetPack 6\.1\+\)"):
-        plan.check_tensorrt_version("10.0.1")
+        engine_rules.check_tensorrt_version("10.0.1")
     monkeypatch.setattr(pf, "tensorrt_supported", lambda version: False)
     with pytest.raises(BuildError, match="too old"):
-        plan.check_tensorrt_version("10.3.0")
+        engine_rules.check_tensorrt_version("10.3.0")
 
 
 def test_the_builder_records_the_platforms_tensorrt_and_gpu(monkeypatch):

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from shfan.builder import plan
+from shfan.builder import engine_rules
 from shfan.contracts import MIN_TENSORRT
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -28,7 +28,7 @@ def load_script(name):
 
 
 check = load_script("tensorrt_check")
-GLUE = ["runtime/backends/tensorrt/runner.py", "builder/tensorrt_build.py", "shfan/selftest.py", "builder/plan.py"]
+GLUE = ["runtime/backends/tensorrt/runner.py", "builder/tensorrt_build.py", "shfan/selftest.py", "builder/engine_rules.py"]
 
 
 @pytest.fixture(scope="module")
@@ -109,7 +109,7 @@ def test_network_flags_exist_in_each_release(releases):
     """network_flags probes the flag enum by name: a misspelt name would silently drop the bit."""
     for version, api in releases.items():
         members = set(api["classes"]["NetworkDefinitionCreationFlag"])
-        assert set(plan.network_flag_names(version)) <= members, version
+        assert set(engine_rules.network_flag_names(version)) <= members, version
     assert all("EXPLICIT_BATCH" not in api["classes"]["NetworkDefinitionCreationFlag"]
                for version, api in releases.items() if version.startswith("11."))
 
