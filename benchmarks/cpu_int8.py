@@ -111,11 +111,11 @@ def main(argv=None):
     args = ap.parse_args(argv)
 
     from shfan.bench import machine_details
-    from shfan.calibration import sources
+    from shfan.calibration import face_sets
 
     files = files_of(args.build)
     cfg = json.loads((args.build / "manifest.json").read_text())["model_config"]
-    crops = sources.load_faces(args.data, cfg["input_size"], 8).crops
+    crops = face_sets.load_faces(args.data, cfg["input_size"], 8).crops
     report = {"machine": machine_details(), "build": str(args.build), "files": {k: str(v) for k, v in files.items()}}
     import onnx
 

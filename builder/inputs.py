@@ -14,7 +14,7 @@ from shfan.errors import BuildError
 from shfan.builder.options import (FALLBACK_FACES, MAX_HOLDOUT, MIN_CALIB_FACES, MIN_HELDOUT, WARN_CALIB_FACES,
                                    BuildOptions)
 from shfan.builder.progress import Stages
-from shfan.calibration import sources
+from shfan.calibration import face_sets
 from shfan.contracts import ModelConfig
 from shfan.io import sha256_file
 
@@ -73,10 +73,10 @@ def load_faces(opts: BuildOptions, config: ModelConfig, int8_wanted: bool, st: S
     for int8, warnings when few or the built-in fallback face."""
     with st.stage("calibration faces") as s:
         if opts.calib_data is None:
-            faces = sources.fallback_faces(config.input_size, FALLBACK_FACES)
+            faces = face_sets.fallback_faces(config.input_size, FALLBACK_FACES)
         else:
-            faces = sources.load_faces(opts.calib_data, config.input_size, opts.max_calib + MAX_HOLDOUT)
-        calib, heldout = sources.split(faces, max_holdout=MAX_HOLDOUT)
+            faces = face_sets.load_faces(opts.calib_data, config.input_size, opts.max_calib + MAX_HOLDOUT)
+        calib, heldout = face_sets.split(faces, max_holdout=MAX_HOLDOUT)
         calib = calib.subset(slice(0, opts.max_calib))
         s["detail"] = (f"{len(calib)} for calibration, {len(heldout)} held out, each scored clean and jittered "
                        f"({faces.origin})")

@@ -15,7 +15,7 @@ from shfan.builder.int8 import build_int8, build_int8_cpu
 from shfan.builder.options import BuildOptions
 from shfan.builder.precision import to_fp16
 from shfan.builder.progress import Stages
-from shfan.calibration import sources
+from shfan.calibration import face_sets
 from shfan.calibration.guard import Reference
 from shfan.calibration.ort_tools import latency_ms
 from shfan.contracts import ModelConfig
@@ -81,7 +81,7 @@ class Step:
 def make_fp32(ctx: Context) -> Measured:
     """The source itself; its measurement is the reference the others drift from."""
     with ctx.st.stage("fp32 accuracy + latency") as s:
-        ctx.reference = Reference.from_fp32(ctx.src, sources.with_jittered_views(ctx.heldout), ctx.model_config)
+        ctx.reference = Reference.from_fp32(ctx.src, face_sets.with_jittered_views(ctx.heldout), ctx.model_config)
         ctx.calibration["reference"] = ctx.reference.kind
         m = ctx.measure(ctx.src)
         s["detail"] = (f"NME {m.nme:.3f} vs ground truth, ORT CPU {m.latency:.1f} ms"

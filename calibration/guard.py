@@ -9,7 +9,7 @@ inter-ocular NME), else the fp32 model's own predictions (drift = NME of q again
 The guard accepts on the one-sided 95% upper bound of the mean per-face drift, not the mean
 alone: on the previous default model, int8 at +0.093 on 142 held-out helen faces (just inside
 0.1) was +0.148 on AFW. A few hundred faces leave a standard error of a few hundredths of a point.
-The builder also scores a jittered view of every held-out face (sources.with_jittered_views):
+The builder also scores a jittered view of every held-out face (face_sets.with_jittered_views):
 clean annotation-box crops alone underestimated the drift on other faces (+0.080 held out vs
 +0.129 on AFW for one model; jittered views of the same faces: +0.108)."""
 
@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from shfan.calibration.ort_tools import predict_landmarks
-from shfan.calibration.sources import FaceSet
+from shfan.calibration.face_sets import FaceSet
 
 
 CONFIDENCE_Z = 1.645  # one-sided 95% normal quantile

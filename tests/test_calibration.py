@@ -5,20 +5,20 @@ import numpy as np
 import pytest
 from conftest import read_cache_as_modelopt_does
 
-from shfan.calibration import guard, sources
+from shfan.calibration import face_sets, guard
 from shfan.calibration.guard import Measurement, Reference, exclusion_ladder, guarded_quantize, mean_nme
 from shfan.calibration.ort_tools import predict_landmarks
-from shfan.calibration.sources import CalibrationError, FaceSet
+from shfan.calibration.face_sets import CalibrationError, FaceSet
 
 
 def test_annotated_folder_gives_crops_and_ground_truth(helen_dir):
-    faces = sources.load_faces(helen_dir, 64, max_faces=20)
+    faces = face_sets.load_faces(helen_dir, 64, max_faces=20)
     assert faces.crops.shape == (20, 3, 64, 64) and faces.crops.dtype == np.float32
     assert 0.0 <= faces.crops.min() and faces.crops.max() <= 1.0
     assert faces.points.shape == (20, 68, 2) and not faces.fallback
     # eval crops put the face in the middle of the crop
     assert np.all((faces.points > 0) & (faces.points < 64))
-    again = sources.load_faces(helen_dir, 64, max_faces=20)
+    again = face_sets.load_faces(helen_dir, 64, max_faces=20)
     np.testing.assert_array_equal(faces.crops, again.crops)  # reproducible choice -> stable cache key
 
 
@@ -30,7 +30,7 @@ def test_jittered_views_move_the_points_with_the_pixels():
         yy, xx = np.mgrid[0:size, 0:size] + 0.5  # pixel centres, our convention
         crops[face] = np.exp(-((xx - x) ** 2 + (yy - y) ** 2) / 4.0)
     points = np.repeat(marks[None], 4, axis=0)
-    views = sources.with_jittered_views(FaceSet(crops, points, "t"))
+    views = face_sets.with_jittered_views(FaceSet(crops, points, "t"))
     assert len(views) == 8 and views.origin == "t + jittered views"
     np.testing.assert_array_equal(views.crops[:4], crops)  # the clean faces come first, untouched
     moved = 0
@@ -42,20 +42,20 @@ def test_jittered_views_move_the_points_with_the_pixels():
         assert np.abs(blob - expected).max() < 0.3  # the point follows the warped pixels
         moved += np.abs(expected - marks[(face - 4) % 3]).max() > 1.0
     assert moved >= 3  # the views really are jittered
-    assert sources.with_jittered_views(FaceSet(crops, None, "t")).points is None
+    assert face_sets.with_jittered_views(FaceSet(crops, None, "t")).points is None
 
 
 def test_split_is_disjoint_and_bounded():
     faces = FaceSet(np.arange(100, dtype=np.float32).reshape(100, 1, 1, 1), None, "t")
-    calib, held = sources.split(faces)
+    calib, held = face_sets.split(faces)
     assert len(held) == 20 and len(calib) == 80
     assert not set(calib.crops.ravel()) & set(held.crops.ravel())
     small = FaceSet(np.zeros((10, 1, 1, 1), np.float32), None, "t")
-    assert len(sources.split(small)[1]) == 5  # never more than half held out
+    assert len(face_sets.split(small)[1]) == 5  # never more than half held out
 
 
 def test_fallback_is_marked_and_jittered():
-    faces = sources.fallback_faces(64, 8)
+    faces = face_sets.fallback_faces(64, 8)
     assert faces.fallback and "fallback" in faces.origin and faces.points is None
     assert faces.crops.shape == (8, 3, 64, 64)
     assert np.abs(faces.crops[0] - faces.crops[1]).mean() > 0.01
@@ -63,22 +63,22 @@ def test_fallback_is_marked_and_jittered():
 
 def test_bad_sources(tmp_path):
     with pytest.raises(CalibrationError, match="no such calibration source"):
-        sources.load_faces(tmp_path / "missing", 64, 10)
+        face_sets.load_faces(tmp_path / "missing", 64, 10)
     (tmp_path / "notes.txt").write_text("x")
     with pytest.raises(CalibrationError, match="not a folder or a video"):
-        sources.load_faces(tmp_path / "notes.txt", 64, 10)
+        face_sets.load_faces(tmp_path / "notes.txt", 64, 10)
     empty = tmp_path / "empty"
     empty.mkdir()
     with pytest.raises(CalibrationError, match="no images"):
-        sources.load_faces(empty, 64, 10)
+        face_sets.load_faces(empty, 64, 10)
     broken = tmp_path / "broken"
     broken.mkdir()
     (broken / "a.png").write_bytes(b"png? no")
     with pytest.raises(CalibrationError, match="could be read"):
-        sources.load_faces(broken, 64, 10)
+        face_sets.load_faces(broken, 64, 10)
     (tmp_path / "clip.mp4").write_bytes(b"not a video")
     with pytest.raises(CalibrationError, match="cannot open this video"):
-        sources.load_faces(tmp_path / "clip.mp4", 64, 10)
+        face_sets.load_faces(tmp_path / "clip.mp4", 64, 10)
 
 
 def test_video_unreadable_from_the_first_frame_says_why(tmp_path, monkeypatch):
@@ -100,7 +100,7 @@ def test_video_unreadable_from_the_first_frame_says_why(tmp_path, monkeypatch):
 
     monkeypatch.setattr(runtime_sources, "OpenCVDevice", Broken)
     with pytest.raises(CalibrationError, match="decoder error at frame 0"):
-        sources.video_faces(tmp_path / "clip.mp4", 64, 4)
+        face_sets.video_faces(tmp_path / "clip.mp4", 64, 4)
 
 
 def test_image_folder_uses_the_detector(helen_dir, yunet_path, tmp_path):
@@ -109,7 +109,7 @@ def test_image_folder_uses_the_detector(helen_dir, yunet_path, tmp_path):
     folder.mkdir()
     for jpg in sorted(helen_dir.glob("*.jpg"))[:4]:
         (folder / jpg.name).symlink_to(jpg)
-    faces = sources.load_faces(folder, 64, 4, detector_model=str(yunet_path))
+    faces = face_sets.load_faces(folder, 64, 4, detector_model=str(yunet_path))
     assert 1 <= len(faces) <= 4 and faces.points is None and "YuNet" in faces.origin
 
 
@@ -141,7 +141,7 @@ def two_models(tmp_path_factory):
 
 def test_guard_retries_until_within_bound(two_models, helen_dir):
     d, cfg = two_models
-    held = sources.load_faces(helen_dir, 64, 16)
+    held = face_sets.load_faces(helen_dir, 64, 16)
     held.points = None  # measure against the fp32 model's predictions
     ref = Reference.from_fp32(d / "fp32.onnx", held, cfg)
     assert ref.kind == "fp32 predictions" and ref.measure(d / "fp32.onnx") == Measurement(0.0, 0.0, 0.0)
@@ -177,7 +177,7 @@ def int8_model(two_models, helen_dir):
     from shfan.calibration import ranges
 
     d, cfg = two_models
-    faces = sources.load_faces(helen_dir, 64, 24)
+    faces = face_sets.load_faces(helen_dir, 64, 24)
     measured = ranges.sample_conv_inputs(d / "fp32.onnx", faces.crops).ranges("percentile", 99.99)
     cache = ranges.write_trt_cache(measured, d / "calib.cache")
     to_int8(d / "fp32.onnx", d / "int8.onnx", faces.crops, calibration_cache=cache)
@@ -188,7 +188,7 @@ def test_ranges_match_an_independent_computation(two_models, helen_dir, tmp_path
     from shfan.calibration import ranges
 
     d, _ = two_models
-    crops = sources.load_faces(helen_dir, 64, 20).crops
+    crops = face_sets.load_faces(helen_dir, 64, 20).crops
     sample = ranges.sample_conv_inputs(d / "fp32.onnx", crops)
     top = sample.ranges("max")
     assert top["image"] == pytest.approx(float(crops.max()))
@@ -245,7 +245,7 @@ def test_a_conv_with_ruined_scales_ranks_first(int8_model, tmp_path):
 
 def test_guard_with_ground_truth_reports_signed_drift(two_models, helen_dir):
     d, cfg = two_models
-    held = sources.load_faces(helen_dir, 64, 16)
+    held = face_sets.load_faces(helen_dir, 64, 16)
     ref = Reference.from_fp32(d / "fp32.onnx", held, cfg)
     assert ref.kind == "ground truth" and ref.fp32_nme > 0
     m = ref.measure(d / "fp32.onnx")
@@ -271,7 +271,7 @@ def test_tensors_too_big_for_one_pass_are_sampled_in_groups(two_models, helen_di
     groups = ranges.fetch_groups(names, sizes, sum(sizes.values()) // 3)
     assert len(groups) >= 3 and [n for g in groups for n in g] == names
     assert ranges.fetch_groups(names, sizes, sum(sizes.values())) == [names]
-    crops = sources.load_faces(helen_dir, 64, 12).crops
+    crops = face_sets.load_faces(helen_dir, 64, 12).crops
     whole = ranges.sample_tensors(model, names, crops)
     split = ranges.sample_tensors(model, names, crops, budget_bytes=sum(sizes.values()) // 3)
     assert split.amax == whole.amax and split.lo == whole.lo and split.hi == whole.hi

@@ -41,7 +41,7 @@ def run(path, x):
 
 
 def test_batchnorm_and_pools_become_exact_depthwise_convs(tiny_fp32, helen_dir, tmp_path):
-    from shfan.calibration import sources
+    from shfan.calibration import face_sets
 
     path, _ = tiny_fp32
     model = onnx.load(str(path))
@@ -55,7 +55,7 @@ def test_batchnorm_and_pools_become_exact_depthwise_convs(tiny_fp32, helen_dir, 
     assert [n.op_type for n in cpu_int8.batchnorm_to_depthwise(model).graph.node].count("AveragePool") == pools
     onnx.checker.check_model(prepared)
     onnx.save(prepared, str(tmp_path / "prepared.onnx"))
-    x = sources.load_faces(helen_dir, 64, 4).crops
+    x = face_sets.load_faces(helen_dir, 64, 4).crops
     ref, got = run(path, x), run(tmp_path / "prepared.onnx", x)
     assert np.abs(ref - got).max() < 1e-4 * max(1.0, np.abs(ref).max())
 
@@ -64,13 +64,13 @@ def test_batchnorm_and_pools_become_exact_depthwise_convs(tiny_fp32, helen_dir, 
 def tiny_cpu_int8(tiny_fp32, helen_dir, tmp_path_factory):
     """The tiny model through the builder's own CPU path: measured ranges -> ORT's quantizer."""
     from shfan.builder.precision import to_int8_cpu
-    from shfan.calibration import ranges, sources
+    from shfan.calibration import face_sets, ranges
 
     path, cfg = tiny_fp32
     d = tmp_path_factory.mktemp("cpu_int8_q")
     prepared = cpu_int8.prepare(onnx.load(str(path)))
     onnx.save(prepared, str(d / "prepared.onnx"))
-    faces = sources.load_faces(helen_dir, 64, 24)
+    faces = face_sets.load_faces(helen_dir, 64, 24)
     sample = ranges.sample_tensors(prepared, cpu_int8.tensors_to_quantize(prepared), faces.crops)
     to_int8_cpu(d / "prepared.onnx", d / "int8_cpu.onnx", cpu_int8.asymmetric_ranges(sample, 99.9))
     return d / "int8_cpu.onnx", prepared, sample, faces
