@@ -26,7 +26,7 @@ from shfan.bench.config import (BATCH_STAGES, FRAME_SIZE, ORT_PRECISIONS, PIPELI
                                 quick, validate)
 from shfan.bench.others import compare
 from shfan.bench.report import case_precision, header_line, pipeline_rows, stage_rows, summary_lines, tables
-from shfan.bench.stats import cpu_model, machine_details, per_face, speedup, speedup_summary, spread, timed
+from shfan.bench.timing import cpu_model, machine_details, per_face, speedup, speedup_summary, spread, timed
 from shfan.contracts import BuildManifest
 
 log = logging.getLogger("shfan.bench")

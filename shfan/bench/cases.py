@@ -18,7 +18,7 @@ import numpy as np
 from shfan.bench.config import (BATCH_STAGES, FPS, FRAME_SIZE, PIPELINE_STAGES, TRT_DECODERS, TRT_PRECISIONS,
                                 BenchConfig, BenchError)
 from shfan.bench.report import case_precision
-from shfan.bench.stats import per_face, spread, timed
+from shfan.bench.timing import per_face, spread, timed
 from shfan.contracts import BuildManifest
 from shfan.errors import ShfanError
 from shfan.io import cache_dir, sha256_file

@@ -15,7 +15,7 @@ import logging
 import time
 from pathlib import Path
 
-from shfan.bench.stats import spread
+from shfan.bench.timing import spread
 
 log = logging.getLogger("shfan.bench")
 

@@ -5,7 +5,7 @@ p10–p90), one per pipeline configuration (FPS, ratio to the baseline), and the
 from __future__ import annotations
 
 from shfan.bench.config import BATCH_STAGES, PIPELINE_STAGES
-from shfan.bench.stats import speedup
+from shfan.bench.timing import speedup
 
 
 def case_precision(precision: str, target: str | None) -> str:
