@@ -34,7 +34,7 @@ PLUGIN = ("SubpixelDecode", "1", "shfan")
 
 
 @dataclass
-class Result:
+class CheckResult:
     name: str
     ok: bool
     detail: str
@@ -101,10 +101,10 @@ def build_fix(sm: int | None) -> str:
 class SelfTest:
     def __init__(self, trt, log=log_line):
         self.trt, self.log = trt, log
-        self.results: list[Result] = []
+        self.results: list[CheckResult] = []
 
     def check(self, name: str, ok: bool, detail: str, fix: str = "") -> bool:
-        result = Result(name, ok, detail, fix)
+        result = CheckResult(name, ok, detail, fix)
         self.results.append(result)
         self.log(result.line())
         return ok
@@ -295,7 +295,7 @@ class SelfTest:
                    "still registered and valid (library kept loaded)", "rebuild the plugin (-z nodelete)")
 
 
-def run(log=log_line) -> list[Result] | None:
+def run(log=log_line) -> list[CheckResult] | None:
     """Every check (None when TensorRT is absent: no_tensorrt_line() says so; the shipped test
     vectors are read first, on any machine). Each result line goes to `log` as it is found
     (shfan-doctor passes a printer)."""
@@ -304,7 +304,7 @@ def run(log=log_line) -> list[Result] | None:
     try:  # first: a wheel without its vectors is a broken install on any machine
         cases = load_cases()
     except (OSError, ValueError, KeyError) as exc:
-        result = Result("test vectors", False, f"{VECTORS} unreadable ({type(exc).__name__}: {exc})",
+        result = CheckResult("test vectors", False, f"{VECTORS} unreadable ({type(exc).__name__}: {exc})",
                         "reinstall shfan (its wheel ships shfan/vectors/)")
         log(result.line())
         return [result]

@@ -260,8 +260,8 @@ def test_selftest_logs_fail_lines_at_warning(caplog):
     from shfan import selftest
 
     with caplog.at_level("INFO", logger="shfan.selftest"):
-        selftest.log_line(selftest.Result("a", True, "fine").line())
-        selftest.log_line(selftest.Result("b", False, "broken", "fix it").line())
+        selftest.log_line(selftest.CheckResult("a", True, "fine").line())
+        selftest.log_line(selftest.CheckResult("b", False, "broken", "fix it").line())
     assert [r.levelname for r in caplog.records] == ["INFO", "WARNING"]
 
 
@@ -289,10 +289,10 @@ def test_selftest_comparison_on_the_plugin_host_build():
 
 
 def test_selftest_lines_name_their_fix():
-    from shfan.selftest import Result, build_fix
+    from shfan.selftest import CheckResult, build_fix
 
-    assert Result("run fp16 (pycuda)", True, "9 cases").line() == "PASS  run fp16 (pycuda): 9 cases"
-    line = Result("build fp32 network", False, "RuntimeError: x", build_fix(87)).line()
+    assert CheckResult("run fp16 (pycuda)", True, "9 cases").line() == "PASS  run fp16 (pycuda): 9 cases"
+    line = CheckResult("build fp32 network", False, "RuntimeError: x", build_fix(87)).line()
     assert line.startswith("FAIL  build fp32 network: RuntimeError: x; fix: ")
     assert "-DCMAKE_CUDA_ARCHITECTURES=87" in line and "\n" not in line
 
