@@ -1,5 +1,5 @@
 """shfan-build's options and the rules on them, light (no torch, onnx or ModelOpt): the CLI, bench
-and the Python API import BuildOptions without the build workflow (builder/pipeline)."""
+and the Python API import BuildOptions without the build workflow (builder/workflow)."""
 
 from __future__ import annotations
 

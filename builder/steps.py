@@ -2,7 +2,7 @@
 target): when the build wants it, how to make it (and measure it: NME and drift on the held-out
 faces against fp32, ONNX Runtime CPU latency), what failure means (the BuildError raised when
 that precision was asked for and it exceeds --max-nme-drift) and what is said when it is
-accepted. builder/pipeline walks STEPS in order; a new file is a step here (or in its own module)
+accepted. builder/workflow walks STEPS in order; a new file is a step here (or in its own module)
 plus its line in STEPS."""
 
 from __future__ import annotations

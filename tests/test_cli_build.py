@@ -117,8 +117,8 @@ def test_full_disk_names_the_file_being_written(tiny_checkpoint, tmp_path, monke
 
 def test_sigterm_is_one_line_and_130(tiny_checkpoint, tmp_path, monkeypatch):
     """Row 11: the same SIGTERM handling as every tool (common.entry), the build folder untouched."""
-    from shfan.builder import pipeline
+    from shfan.builder import workflow
     from shfan.cli.build import main
 
     assert_sigterm_is_one_line_and_130(main, ["--weights", tiny_checkpoint, "--precision", "fp32", "--out",
-                                              tmp_path / "b"], monkeypatch, pipeline, "build")
+                                              tmp_path / "b"], monkeypatch, workflow, "build")

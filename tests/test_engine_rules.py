@@ -162,7 +162,7 @@ def test_timing_cache_saved_only_when_there_is_one(tmp_path):
 
 def test_manifest_records_the_plugin_only_for_plugin_engines(tmp_path, monkeypatch):
     from shfan import plugins
-    from shfan.builder.pipeline import plugin_record
+    from shfan.builder.workflow import plugin_record
 
     lib = tmp_path / "libshfan_plugins.so"
     lib.write_bytes(b"plugin")
@@ -228,7 +228,7 @@ def test_hand_made_manifest_has_the_contract_keys():
 
 
 def test_best_picks_the_fastest_file_within_the_bound_and_says_when_none_is():
-    from shfan.builder.pipeline import select
+    from shfan.builder.workflow import select
     from shfan.builder.steps import Measured
 
     def m(latency, drift, within=True):

@@ -1,5 +1,8 @@
 """`import shfan` and the runtime stay light: no torch, tensorrt or pycuda."""
 
+import subprocess
+import sys
+
 import pytest
 
 from conftest import heavy_modules_after
@@ -9,7 +12,7 @@ from conftest import heavy_modules_after
                                     "shfan.runtime.backends.onnxruntime.runner", "shfan.runtime.backends.tensorrt.runner",
                                     "shfan.runtime.backends.pytorch.runner", "shfan.codec",
                                     "shfan.geometry", "shfan.metrics", "shfan.datasets", "shfan.plugins",
-                                    "shfan.platform_facts", "shfan.builder.options", "shfan.builder.pipeline",
+                                    "shfan.platform_facts", "shfan.builder.options", "shfan.builder.workflow",
                                     "shfan.cli.build"])
 def test_no_heavy_imports(module):
     heavy = heavy_modules_after(f"import {module}", ("torch", "tensorrt", "pycuda", "modelopt"))
@@ -82,3 +85,15 @@ def _site_packages() -> str:
     import numpy
 
     return os.path.dirname(os.path.dirname(numpy.__file__))
+
+
+def test_the_builder_package_gives_build_and_its_options_lazily():
+    """`from shfan.builder import BuildOptions, build` (the README's import) loads the workflow
+    only when build is asked for; the old path shfan.builder.pipeline still works this release."""
+    code = "import shfan.builder as b; b.BuildOptions; import sys; print('shfan.builder.workflow' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "False"
+    from shfan.builder import build
+    from shfan.builder.pipeline import build as old_build
+
+    assert build is old_build

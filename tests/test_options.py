@@ -11,7 +11,7 @@ import pytest
 from shfan import options
 from shfan.bench.config import BenchConfig, BenchError
 from shfan.errors import BuildError
-from shfan.builder.pipeline import BuildOptions
+from shfan.builder.options import BuildOptions
 from shfan.cli.common import Parser, add_dataclass_options, ranged
 from shfan.runtime.pipeline_options import PipelineOptions
 from shfan.serve.server import ServeError, ServeOptions

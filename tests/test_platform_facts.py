@@ -211,13 +211,13 @@ def test_the_engine_build_refuses_what_the_platform_calls_too_old(monkeypatch):
 
 
 def test_the_builder_records_the_platforms_tensorrt_and_gpu(monkeypatch):
-    from shfan.builder import pipeline
+    from shfan.builder import workflow
 
     monkeypatch.setattr(pf, "tensorrt_version", lambda probes=None: (None, "ImportError: no tensorrt"))
-    assert pipeline._tensorrt_info() is None
+    assert workflow._tensorrt_info() is None
     monkeypatch.setattr(pf, "tensorrt_version", lambda probes=None: ("10.3.0", None))
     monkeypatch.setattr(pf, "gpu_device", lambda probes=None: ("Orin", 87))
-    assert pipeline._tensorrt_info() == {"version": "10.3.0", "device": "Orin", "sm": 87}
+    assert workflow._tensorrt_info() == {"version": "10.3.0", "device": "Orin", "sm": 87}
 
 
 def test_the_selftest_asks_the_platform(monkeypatch):

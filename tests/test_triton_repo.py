@@ -188,7 +188,7 @@ def test_build_writes_the_triton_repository_from_python_too(tmp_path):
     """BuildOptions(triton_repo=DIR): what shfan-build --triton-repo does, for library callers."""
     pytest.importorskip("onnxruntime")
     pytest.importorskip("skimage", reason="the built-in calibration faces need scikit-image")
-    from shfan.builder.pipeline import BuildOptions, build
+    from shfan.builder import BuildOptions, build
 
     result = build(BuildOptions(onnx=str(DEFAULT_ONNX), precision="fp32", out=tmp_path / "b",
                                 triton_repo=str(tmp_path / "r")))

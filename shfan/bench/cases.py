@@ -88,7 +88,7 @@ def build_folder(source: ModelSource, config: BenchConfig, precision: str, decod
     if source.kind == "build":
         return source.path
     from shfan.builder.options import BuildOptions
-    from shfan.builder.pipeline import build
+    from shfan.builder.workflow import build
     from shfan.builder.progress import Stages
 
     target = "" if config.target == "tensorrt" else f"-{config.target}"

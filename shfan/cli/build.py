@@ -59,7 +59,7 @@ def main(argv=None):
     args = build_parser().parse_args(argv)
     from rich.console import Console
 
-    from shfan.builder.pipeline import build
+    from shfan.builder.workflow import build
     from shfan.builder.progress import Stages
 
     err = Console(stderr=True, highlight=False)
