@@ -59,7 +59,9 @@ def load_source(opts: BuildOptions, stage_dir: Path, st: Stages) -> Source:
     with st.stage("load checkpoint") as s:
         torch_model = export.load_model(weights)
         cfg = torch_model.config
-        s["detail"] = f"{weights.name}: {cfg.stacks}-stack FAN, width {cfg.width}, {cfg.input_size} px, {cfg.landmarks} points"
+        network = "FastFAN" if cfg.arch == "fast" else "FAN"
+        s["detail"] = (f"{weights.name}: {cfg.stacks}-stack {network}, width {cfg.width}, {cfg.input_size} px, "
+                       f"{cfg.landmarks} points")
     with st.stage("export ONNX (opset 17)") as s:
         proto = export.export_onnx(torch_model)
         path = stage_dir / "model_fp32.onnx"
