@@ -190,6 +190,16 @@ def settings_from(spec: SinkSpec, values: dict | None = None):
     return spec.settings(**values)
 
 
+class SinkSettings:
+    """Base of a sink's settings dataclass: checks its declared fields (shfan.options ranges) when
+    made, in the words the CLI options use."""
+
+    def __post_init__(self):
+        from shfan.options import check_fields
+
+        check_fields(self, OutputError)
+
+
 def check_range(name: str, value, low, high) -> None:
     """OutputError unless low <= value <= high (settings that shfan.options' ranges do not cover)."""
     if not (low <= value <= high):

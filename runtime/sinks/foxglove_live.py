@@ -17,8 +17,8 @@ import threading
 from dataclasses import dataclass
 
 from shfan.errors import OutputError
-from shfan.options import check_fields, option
-from shfan.runtime.sinks import Sink, SinkSpec, check_range, register, require
+from shfan.options import option
+from shfan.runtime.sinks import Sink, SinkSettings, SinkSpec, check_range, register, require
 from shfan.runtime.sinks import foxglove_messages as fm
 
 log = logging.getLogger("shfan.runtime")
@@ -28,14 +28,14 @@ STOP_WAIT_S = 2.0
 
 
 @dataclass
-class FoxgloveSettings:
+class FoxgloveSettings(SinkSettings):
     foxglove_jpeg_quality: int = option(70, "JPEG quality of the live view's images (1-100; default 70)", "quality",
                                         metavar="Q")
     foxglove_backlog: int = option(30, "messages queued per live viewer before the oldest is dropped (default 30: "
                                        "~10 frames)", "positive", metavar="N")
 
     def __post_init__(self):
-        check_fields(self, OutputError)  # the declared ranges, as the CLI options check them
+        super().__post_init__()
         check_range("foxglove_backlog", self.foxglove_backlog, 1, 100_000)
 
 

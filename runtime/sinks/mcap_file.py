@@ -23,23 +23,20 @@ from pathlib import Path
 
 from shfan import atomic
 from shfan.errors import OutputError
-from shfan.options import check_fields, option
+from shfan.options import option
 from shfan.runtime import outputs
-from shfan.runtime.sinks import Sink, SinkSpec, register, require
+from shfan.runtime.sinks import Sink, SinkSettings, SinkSpec, register, require
 from shfan.runtime.sinks import foxglove_messages as fm
 
 PROFILE = ""  # Foxglove schemas in protobuf: no MCAP profile (ros2 is for ROS 2 bags)
 
 
 @dataclass
-class McapSettings:
+class McapSettings(SinkSettings):
     mcap_jpeg_quality: int = option(85, "JPEG quality of the images in --mcap (1-100; default 85)", "quality",
                                     metavar="Q")
     mcap_image_every: int = option(1, "store the camera image of every Nth frame in --mcap (landmarks and stats "
                                       "of every frame; default 1)", "positive", metavar="N")
-
-    def __post_init__(self):
-        check_fields(self, OutputError)  # the declared ranges, as the CLI options check them
 
 
 class McapSink(Sink):

@@ -21,8 +21,8 @@ from pathlib import Path
 from shfan import io
 from shfan.atomic import NAME_MAX, can_create_in, safe_stem
 from shfan.errors import OutputError
-from shfan.options import check_fields, option
-from shfan.runtime.sinks import Sink, SinkSpec, register, require
+from shfan.options import option
+from shfan.runtime.sinks import Sink, SinkSettings, SinkSpec, register, require
 from shfan.runtime.sinks import ros2_messages as rm
 
 METADATA_VERSION = 5
@@ -36,14 +36,11 @@ QOS = {"history": 1, "depth": 10, "reliability": 1, "durability": 2,
 
 
 @dataclass
-class Ros2BagSettings:
+class Ros2BagSettings(SinkSettings):
     ros2_jpeg_quality: int = option(85, "JPEG quality of the images in --ros2-bag (1-100; default 85)", "quality",
                                     metavar="Q")
     ros2_image_every: int = option(1, "store the camera image of every Nth frame in --ros2-bag (landmarks of "
                                       "every frame; default 1)", "positive", metavar="N")
-
-    def __post_init__(self):
-        check_fields(self, OutputError)  # the declared ranges, as the CLI options check them
 
 
 def qos_yaml() -> str:
