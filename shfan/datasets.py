@@ -30,6 +30,7 @@ class Sample:
     points: np.ndarray  # [K, 2] float32, continuous pixel coordinates
     box: np.ndarray  # (x0, y0, x1, y1): tight landmark box unless the dataset gives one
     image: np.ndarray | None = field(default=None, repr=False)  # for .mat datasets holding pixels
+    weight: float = 1.0  # its heatmap loss's weight in training (shfan-train --extra-weight)
 
     def load_image(self) -> np.ndarray:
         """RGB uint8 image."""

@@ -37,6 +37,7 @@ class Canvases:
             points.append(geometry.transform_points(s.points, m))
         self.images = torch.from_numpy(np.stack(crops)).to(device)
         self.points = torch.from_numpy(np.stack(points).astype(np.float32)).to(device)
+        self.weights = torch.tensor([s.weight for s in samples], dtype=torch.float32, device=device)
         self.size, self.device = canvas_px, device
 
     def __len__(self):
@@ -182,4 +183,5 @@ def siamese_batch(gen, canvas: Canvases, index: torch.Tensor, out_size: int, hea
     full = torch.zeros(2, n, 3, 3, dtype=torch.float64, device=canvas.device)
     full[:, :, :2], full[:, :, 2, 2] = torch.stack(mats), 1.0
     out["view2_to_view1"] = (full[0] @ torch.linalg.inv(full[1]))[:, :2].float()
+    out["weight"] = canvas.weights[index]
     return out

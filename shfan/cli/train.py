@@ -17,6 +17,9 @@ def build_parser():
                          "seeded validation split, reported per subset")
     ap.add_argument("--extra-data", action="append", default=[], metavar="PATH", type=existing_path,
                     help="more training data, all of it trained on (no validation split); repeatable")
+    ap.add_argument("--extra-weight", action="append", default=[], metavar="W", type=float, dest="extra_weights",
+                    help="heatmap loss weight of the Nth --extra-data (default 1; e.g. 0.5 for rough labels); "
+                         "repeatable, in --extra-data order")
     add_format_options(ap, "dataset format")
     ap.add_argument("--val-data", type=existing_path, help="validation dataset; default: a held-out part of --data")
     add_dataclass_options(ap, TrainJob, ["val_fraction"])

@@ -44,6 +44,7 @@ class TrainJob:
 
     data: list = field(default_factory=list)
     extra_data: list = field(default_factory=list)  # trained on whole (no validation split)
+    extra_weights: list = field(default_factory=list)  # the heatmap loss weight of each extra_data (1.0 if absent)
     format: str = "300w"
     image_root: str | None = None  # images of wflw/aflw19 annotation files
     points_dir: str | None = None  # COFW-68 points folder (cofw68)
@@ -103,9 +104,9 @@ class TrainJob:
     def __post_init__(self):
         """One dataset path is accepted where a list is expected (data="helen" is ["helen"], not
         the letters h, e, l, e, n); every option is checked against its declaration."""
-        for name in ("data", "extra_data"):
+        for name in ("data", "extra_data", "extra_weights"):
             value = getattr(self, name)
-            if isinstance(value, (str, os.PathLike)):
+            if isinstance(value, (str, os.PathLike, int, float)):
                 setattr(self, name, [value])
             elif value is None:
                 setattr(self, name, [])
@@ -122,6 +123,13 @@ class TrainJob:
         """TrainError naming the first option outside its declared choices or range (the rules
         shfan-train's options check too), or the two ways of sizing the schedule given together."""
         check_fields(self, TrainError)
+        if len(self.extra_weights) > len(self.extra_data):
+            raise TrainError(f"{len(self.extra_weights)} --extra-weight for {len(self.extra_data)} --extra-data: give "
+                             "one weight per --extra-data, in the same order")
+        bad = [w for w in self.extra_weights if not 0 < w <= 10]
+        if bad:
+            raise TrainError(f"--extra-weight {bad[0]}: a loss weight is in (0, 10] (1 trains on the folder like on "
+                             "--data; 0.5 counts its labels half)")
         if self.schedule_steps and self.time_budget:
             raise TrainError("--schedule-steps fixes the schedule and --time-budget fits it to a time: give one (limit "
                              "this run's time with --segment)")
@@ -148,8 +156,10 @@ def read_job_data(job: TrainJob):
     if job.val_data:
         val_s = read(job.val_data)
         val_names = [Path(job.val_data).name] * len(val_s)
-    for extra in job.extra_data:
-        train_s = train_s + read(extra)
+    for i, extra in enumerate(job.extra_data):
+        weight = job.extra_weights[i] if i < len(job.extra_weights) else 1.0
+        samples = read(extra)
+        train_s = train_s + (samples if weight == 1.0 else [dataclasses.replace(s, weight=weight) for s in samples])
     test_s = read(job.test_data) if job.test_data else None
     if not train_s:
         raise TrainError("no training faces: give more --data faces (or --extra-data)")

@@ -6,11 +6,14 @@ from __future__ import annotations
 from shfan.train.config import LOSSES
 
 
-def heatmap_loss(outputs, target, kind: str = "mse"):
+def heatmap_loss(outputs, target, kind: str = "mse", weight=None):
     """Sum over the pixels of each heatmap, averaged over faces and landmarks, summed over the
-    stacks: squared error (mse) or adaptive wing (awing)."""
+    stacks: squared error (mse) or adaptive wing (awing). `weight` [B]: each face's share
+    (--extra-weight), the mean still over B faces, so 0.5 halves a face's pull."""
     per_pixel = HEATMAP_LOSSES[kind]
-    return sum(per_pixel(o, target).sum(dim=(-1, -2)).mean() for o in outputs)
+    if weight is None:
+        return sum(per_pixel(o, target).sum(dim=(-1, -2)).mean() for o in outputs)
+    return sum((per_pixel(o, target).sum(dim=(-1, -2)).mean(-1) * weight).mean() for o in outputs)
 
 
 def squared_error(pred, target):

@@ -136,7 +136,12 @@ class Trainer:
         b = batch["image1"].shape[0]
         points = torch.cat([batch["points1"], batch["points2"]]) if siamese else batch["points1"]
         targets = codec_torch.encode(points, model_cfg.heatmap_size, model_cfg.sigma)
-        loss_h = heatmap_loss(outputs, targets, cfg.loss)
+        weight = batch.get("weight")  # per face (--extra-weight); all ones: the unweighted mean, bit for bit
+        if weight is not None and bool((weight == 1).all()):
+            weight = None
+        elif weight is not None and siamese:
+            weight = torch.cat([weight, weight])
+        loss_h = heatmap_loss(outputs, targets, cfg.loss, weight)
         loss = loss_h
         loss_c = torch.zeros((), device=self.device)
         if siamese:

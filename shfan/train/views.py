@@ -34,6 +34,7 @@ class SiameseViews:
         m1, m2 = views[0][2], views[1][2]
         # crop-2 px -> crop-1 px, for the consistency term
         out["view2_to_view1"] = geometry.compose(m1, geometry.invert(m2)).astype(np.float32)
+        out["weight"] = np.float32(s.weight)
         return out
 
 
