@@ -409,7 +409,9 @@ def test_a_last_pt_of_the_code_before_the_split_resumes_to_the_same_weights(hele
     samples = read_300w(helen_dir)[:16]
     shutil.copy(here / "segment_last.pt", tmp_path / "last.pt")
     logs = []
-    trainer.train(model, _campaign_cfg(), samples[:12], samples[12:], tmp_path, resume=True, log=logs.append)
+    # fp32: that code's arithmetic (auto would pick bf16 on a CPU with AMX, another run's weights)
+    trainer.train(model, _campaign_cfg(precision="fp32"), samples[:12], samples[12:], tmp_path, resume=True,
+                  log=logs.append)
     assert any("at epoch 0, batch 1 (step 1 of 6)" in x for x in logs)
     done = torch.load(tmp_path / "last.pt", weights_only=False)
     before = torch.load(here / "segment_last.pt", weights_only=False)
@@ -466,3 +468,37 @@ def test_a_weighted_folder_trains_through_the_cli(helen_dir, afw_dir, tmp_path, 
         losses.append(json.loads((tmp_path / name / "history.json").read_text())[-1]["loss_heatmap"])
     plain, half = losses  # one step of all 6 faces, 3 of them at half weight
     assert 0.5 * plain < half < plain
+
+
+def test_precision_auto_is_bf16_where_the_hardware_has_it(tmp_path):
+    from shfan.train import precision
+
+    info = tmp_path / "cpuinfo"
+    info.write_text("processor\t: 0\nflags\t\t: fpu sse avx512f amx_bf16 amx_tile\n\nprocessor\t: 1\n")
+    assert {"amx_bf16", "avx512f"} <= precision.cpu_flags(info)
+    assert precision.cpu_flags(tmp_path / "missing") == set()
+    assert precision.use_bf16("auto", "cpu", {"avx512f", "amx_bf16"})
+    assert precision.use_bf16("auto", "cpu", {"avx512_bf16"})
+    assert not precision.use_bf16("auto", "cpu", {"avx512f", "avx2"})  # emulated bf16: slower than fp32
+    assert precision.use_bf16("auto", "cuda", set())
+    assert not precision.use_bf16("fp32", "cuda", {"amx_bf16"}) and precision.use_bf16("bf16", "cpu", set())
+
+
+def test_a_bf16_step_trains_close_to_fp32_and_is_logged(helen_dir, tmp_path):
+    """--precision bf16 runs the forward/backward under CPU autocast: the weights move like fp32's
+    (same direction, within bf16's rounding) but not to the bit, and the run says which it used."""
+    samples = read_300w(helen_dir)[:16]
+    runs = {}
+    for name in ("fp32", "bf16"):
+        logs = []
+        trainer.train(TINY, _campaign_cfg(precision=name), samples[:12], samples[12:],
+                      tmp_path / name, log=logs.append)
+        assert any(f"training arithmetic: {'bf16 autocast' if name == 'bf16' else 'fp32'} on cpu" in x for x in logs)
+        runs[name] = torch.load(tmp_path / name / "last.pt", weights_only=False)["state_dict"]
+    torch.manual_seed(0)
+    start = fan.build(TINY).state_dict()  # both runs' first weights (seed 0, then the network)
+    w = "l0.weight"
+    moved32, moved16 = runs["fp32"][w] - start[w], runs["bf16"][w] - start[w]
+    assert not torch.equal(runs["fp32"][w], runs["bf16"][w])  # autocast was on
+    cos = torch.nn.functional.cosine_similarity(moved32.flatten(), moved16.flatten(), dim=0)
+    assert cos > 0.9 and runs["bf16"][w].dtype == torch.float32  # the master weights stay fp32

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 
 from shfan import augment, evaluate
 from shfan.errors import ShfanError
+from shfan.train.precision import PRECISIONS  # TrainConfig.precision: auto | fp32 | bf16
 
 LOSSES = ("mse", "awing")  # TrainConfig.loss (the first, the default): HEATMAP_LOSSES' per-pixel functions
 DEVICE_AUGMENT = ("auto", "on", "off")  # TrainConfig.device_augment (the first, the default): views made on the
@@ -35,4 +36,5 @@ class TrainConfig:
     device_augment: str = DEVICE_AUGMENT[0]  # views made on the device in batches: auto (on CUDA) | on | off
     schedule_steps: int | None = None  # fixed cosine horizon (a campaign's, kept across resumed segments)
     segment_min: float | None = None  # stop this run after these minutes at a checkpoint; the schedule goes on
+    precision: str = PRECISIONS[0]  # a step's arithmetic: bf16 autocast or fp32 (auto: bf16 where native)
     checkpoint_min: float = 10.0  # also save last.pt inside an epoch this often (resume continues at that batch)

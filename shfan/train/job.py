@@ -17,7 +17,7 @@ from shfan.contracts import ARCHS, DEFAULT_SIGMA, ModelConfig
 from shfan.errors import ShfanError
 from shfan.options import check_fields, option
 from shfan.train.checkpoints import arch_text, read_last
-from shfan.train.config import DEVICE_AUGMENT, LOSSES, TrainConfig, TrainError
+from shfan.train.config import DEVICE_AUGMENT, LOSSES, PRECISIONS, TrainConfig, TrainError
 
 logger = logging.getLogger("shfan.train")
 
@@ -90,6 +90,10 @@ class TrainJob:
     device_augment: str = option(TrainConfig.device_augment,
                                  "make the training views on the device in batches (auto: on CUDA, where per-face "
                                  "CPU augmentation starves the GPU)", choices=DEVICE_AUGMENT)
+    precision: str = option(TrainConfig.precision,
+                            "a training step's arithmetic: bf16 autocast (weights, optimizer and losses stay fp32) "
+                            "or fp32; auto: bf16 on CUDA and on CPUs with native bf16 (AMX / AVX512-BF16: ~2.9x "
+                            "faster per step on a Sapphire Rapids Xeon), else fp32", choices=PRECISIONS)
     workers: int = option(TrainConfig.workers, "DataLoader worker processes (0: augment in the training process)",
                           "nonneg")
     threads: int = option(TrainConfig.threads, "torch CPU threads", "positive")

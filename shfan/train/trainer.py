@@ -21,6 +21,7 @@ from shfan.datasets import Sample
 from shfan.train.checkpoints import arch_text, jsonable, optimizer_state_in_model_order, read_last
 from shfan.train.config import TrainConfig, TrainError
 from shfan.train.losses import consistency_loss, heatmap_loss
+from shfan.train.precision import use_bf16
 from shfan.train.schedule import RunSchedule
 from shfan.train.validation import load_images, validate
 from shfan.train.views import EpochBatches
@@ -74,6 +75,10 @@ class Trainer:
         self._torch, self.model_cfg, self.cfg, self.log = torch, model_cfg, cfg, log
         self.device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
         self.cuda = self.device.type == "cuda"
+        self.bf16 = use_bf16(cfg.precision, self.device.type)
+        # channels_last: what oneDNN/cuDNN's bf16 convolutions want (1.77 -> 1.14 s a step on the CPU); the
+        # fp32 CPU step keeps the layout it always had (bit for bit the earlier runs)
+        self.channels_last = self.cuda or self.bf16
         self.model = fan_model.build(model_cfg).to(self.device)
         if init_state is not None:
             self.model.load_state_dict(init_state)  # copied into this model's fp32 tensors
@@ -129,7 +134,7 @@ class Trainer:
         self._sync()
         t_data = self.clock()
         images = torch.cat([batch["image1"], batch["image2"]]) if siamese else batch["image1"]
-        if self.cuda:
+        if self.channels_last:
             images = images.contiguous(memory_format=torch.channels_last)
         with self.autocast:
             outputs = [o.float() for o in self.model.forward_all(images)]
@@ -175,9 +180,11 @@ class Trainer:
         """The epochs from the resumed one (or the first) to the schedule's end, a budget's or a
         segment's; history.json at the end. Returns OUT/best.pt."""
         torch = self._torch
-        if self.cuda:
+        if self.channels_last:
             self.model = self.model.to(memory_format=torch.channels_last)
-        self.autocast = torch.autocast("cuda", dtype=torch.bfloat16, enabled=self.cuda)
+        self.autocast = torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.bf16)
+        self.log(f"training arithmetic: {'bf16 autocast' if self.bf16 else 'fp32'} on {self.device.type} "
+                 f"(--precision {self.cfg.precision})")
         self.schedule.begin(self.t_start, self.clock())  # the budget counts from here (image loading is small)
         epoch, skip = self.start_epoch, self.skip
         while epoch < self.schedule.epochs:
