@@ -1,8 +1,8 @@
 """The arithmetic a training step runs in: bf16 autocast (weights, AdamW state and the losses stay
 fp32) or fp32. auto picks bf16 where the hardware does it natively: CUDA, and CPUs with AMX or
-AVX512-BF16 (oneDNN's bf16 convolutions). On this project's Xeon (amx_bf16) a FAN 2x128 step at
-192 px, 16 crops, one thread: fp32 3.35 s, bf16 + channels_last 1.14 s (2.9x; /tmp bench in
-BENCHMARKS §11). Elsewhere bf16 is emulated and slower than fp32, so auto stays fp32 there."""
+AVX512-BF16 (oneDNN's bf16 convolutions, with channels_last). Measured side by side on this
+project's Xeon (amx_bf16) by benchmarks/train_precision.py: BENCHMARKS.md §12. Elsewhere bf16 is
+emulated and slower than fp32, so auto stays fp32 there."""
 
 from __future__ import annotations
 

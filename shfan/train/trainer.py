@@ -76,12 +76,17 @@ class Trainer:
         self.device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
         self.cuda = self.device.type == "cuda"
         self.bf16 = use_bf16(cfg.precision, self.device.type)
-        # channels_last: what oneDNN/cuDNN's bf16 convolutions want (1.77 -> 1.14 s a step on the CPU); the
+        # channels_last: what oneDNN/cuDNN's bf16 convolutions want (on the CPU a bf16 step 1.6x faster with it); the
         # fp32 CPU step keeps the layout it always had (bit for bit the earlier runs)
         self.channels_last = self.cuda or self.bf16
+        self.autocast = torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.bf16)
         self.model = fan_model.build(model_cfg).to(self.device)
         if init_state is not None:
             self.model.load_state_dict(init_state)  # copied into this model's fp32 tensors
+        if self.channels_last:
+            self.model = self.model.to(memory_format=torch.channels_last)
+        log(f"training arithmetic: {'bf16 autocast' if self.bf16 else 'fp32'} on {self.device.type} "
+            f"(--precision {cfg.precision})")
         self.opt = torch.optim.AdamW(self.model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
         out_dir.mkdir(parents=True, exist_ok=True)  # after the checks: a refused run leaves no folder
         self.out_dir, self.last, self.steps_per_epoch = out_dir, out_dir / "last.pt", steps_per_epoch
@@ -179,12 +184,6 @@ class Trainer:
     def fit(self, batches: EpochBatches, val_images, progress: bool | None = False) -> Path:
         """The epochs from the resumed one (or the first) to the schedule's end, a budget's or a
         segment's; history.json at the end. Returns OUT/best.pt."""
-        torch = self._torch
-        if self.channels_last:
-            self.model = self.model.to(memory_format=torch.channels_last)
-        self.autocast = torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.bf16)
-        self.log(f"training arithmetic: {'bf16 autocast' if self.bf16 else 'fp32'} on {self.device.type} "
-                 f"(--precision {self.cfg.precision})")
         self.schedule.begin(self.t_start, self.clock())  # the budget counts from here (image loading is small)
         epoch, skip = self.start_epoch, self.skip
         while epoch < self.schedule.epochs:
