@@ -92,8 +92,8 @@ class TrainJob:
                                  "CPU augmentation starves the GPU)", choices=DEVICE_AUGMENT)
     precision: str = option(TrainConfig.precision,
                             "a training step's arithmetic: bf16 autocast (weights, optimizer and losses stay fp32) "
-                            "or fp32; auto: bf16 on CUDA and on CPUs with native bf16 (AMX / AVX512-BF16: ~2.9x "
-                            "faster per step on a Sapphire Rapids Xeon), else fp32", choices=PRECISIONS)
+                            "or fp32; auto: bf16 on CUDA and on CPUs with native bf16 (AMX / AVX512-BF16: 1.9-2.7x "
+                            "faster a step on this project's Xeon), else fp32", choices=PRECISIONS)
     workers: int = option(TrainConfig.workers, "DataLoader worker processes (0: augment in the training process)",
                           "nonneg")
     threads: int = option(TrainConfig.threads, "torch CPU threads", "positive")

@@ -5,7 +5,7 @@
   compact weights by a CPU campaign that spans sessions (campaign/accurate.json); shipped once it
   beats `compact` on validation. `model_path("accurate")` says how to make it and where it goes.
 - `fast`: a conv-BN-ReLU hourglass, 2 x 64 at 128 px, for CPUs (3.4x faster than `compact` in ONNX
-  Runtime fp32; every BatchNorm folds, so its CPU int8 file is integer throughout), trained from
+  Runtime fp32; every BatchNorm folds, so its CPU int8 file runs 64 of its 68 convs in integer), trained from
   scratch on labelled faces plus faces the compact model labelled (campaign/fast.json, its schedule
   ended in session 12); `shfan_fast.json` holds its provenance and validation numbers.
 """
