@@ -2,8 +2,8 @@
 
 - `compact` (the default): FAN 2 stacks x 128 channels, 128 px, trained on a 2-core CPU.
 - `accurate`: the compact network at 192 px (2.25x the compute) for Jetson GPUs, trained from the
-  compact weights by a CPU campaign that spans sessions (campaign/accurate.json); shipped once it
-  beats `compact` on validation. `model_path("accurate")` says how to make it and where it goes.
+  compact weights by a CPU campaign that spans sessions (campaign/accurate.json, its 6,900-step
+  schedule ended in session 12); `shfan_accurate.json` holds its provenance and validation numbers.
 - `fast`: a conv-BN-ReLU hourglass, 2 x 64 at 128 px, for CPUs (3.4x faster than `compact` in ONNX
   Runtime fp32; every BatchNorm folds, so its CPU int8 file runs 64 of its 68 convs in integer), trained from
   scratch on labelled faces plus faces the compact model labelled (campaign/fast.json, its schedule
@@ -20,15 +20,6 @@ DEFAULT_ONNX = Path(__file__).with_name("shfan_default.onnx")
 
 MODEL_NAMES = ("compact", "accurate", "fast")
 FILES = {"compact": "shfan_default", "accurate": "shfan_accurate", "fast": "shfan_fast"}  # name -> stem (.onnx, .pt)
-
-# How to make the models still in training (their campaigns: campaign/NAME.json in the repository).
-RECIPES = {
-    # the compact weights fine-tuned at 192 px under one long schedule (2-core CPU: ~5 s a step)
-    "accurate": ("shfan-train --data 300w/helen_train --data 300w/lfpw_train --extra-data 300w/afw "
-                 "--init default --input-size 192 --loss awing --consistency 2.3 --lr 1e-4 --batch-size 8 "
-                 "--schedule-steps 6900 --out runs/accurate"),
-}
-
 
 def _folders():
     """Where named models are looked up: $SHFAN_MODELS (if set), then the package."""
@@ -48,13 +39,9 @@ def model_path(name: str, kind: str = "onnx") -> Path:
         path = folder / (FILES[name] + suffix)
         if path.is_file():
             return path
-    if name not in RECIPES:  # shipped in the package
-        which = "default model" if name == "compact" else f"{name!r} model"
-        raise BackendError(f"the {which} {Path(__file__).parent / (FILES[name] + suffix)} is missing from this "
-                           f"install; reinstall shfan or give a model path")
-    raise BackendError(f"the {name!r} model is not shipped in this version (its training is under way); make it "
-                       f"with `{RECIPES[name]}`, then `python scripts/ship_default_model.py runs/{name}/best.pt "
-                       f"--name {name} --to DIR` and set SHFAN_MODELS=DIR (or give the path itself)")
+    which = "default model" if name == "compact" else f"{name!r} model"
+    raise BackendError(f"the {which} {Path(__file__).parent / (FILES[name] + suffix)} is missing from this install; "
+                       "reinstall shfan or give a model path")
 
 
 def resolve(model, kind: str = "onnx"):
