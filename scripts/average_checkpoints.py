@@ -56,7 +56,7 @@ def main():
     # read before anything is written: a bad --data folder leaves no untuned checkpoint behind
     try:
         val = [s for d in args.data
-               for s in train.split_validation(read_dataset(d, job.format), job.val_fraction, job.seed)[1]]
+               for s in train.split_validation(read_dataset(d, job.format), job.val_fraction, job.held_out_seed)[1]]
     except DatasetError as e:
         raise SystemExit(f"error: {e}") from None
     extra = {"averaged_from": [str(p) for p in args.checkpoints]}

@@ -502,3 +502,15 @@ def test_a_bf16_step_trains_close_to_fp32_and_is_logged(helen_dir, tmp_path):
     assert not torch.equal(runs["fp32"][w], runs["bf16"][w])  # autocast was on
     cos = torch.nn.functional.cosine_similarity(moved32.flatten(), moved16.flatten(), dim=0)
     assert cos > 0.9 and runs["bf16"][w].dtype == torch.float32  # the master weights stay fp32
+
+
+def test_split_seed_keeps_the_held_out_faces_of_another_seed(helen_dir):
+    """--seed 1 --split-seed 0 trains another seed on the faces seed 0 trained on: same validation faces."""
+    from shfan.train import TrainJob, read_job_data
+
+    def held_out(**kw):
+        return [s.image_path for s in read_job_data(TrainJob(data=[helen_dir], **kw))[1]]
+
+    seed0 = held_out(seed=0)
+    assert held_out(seed=1, split_seed=0) == seed0
+    assert held_out(seed=1) != seed0  # without it the split follows --seed (the faces another seed trained on)

@@ -87,6 +87,8 @@ class TrainJob:
                        "model's, -0.03 NME on clean faces at the same compute; its values are ~23x mse's, so scale "
                        "--consistency with it: 2.3)", choices=LOSSES)
     seed: int = option(TrainConfig.seed)
+    split_seed: int | None = option(None, "seed of the validation split (default: --seed); give 0 with another --seed "
+                                          "to compare seeds on the same held-out faces", "nonneg")
     device_augment: str = option(TrainConfig.device_augment,
                                  "make the training views on the device in batches (auto: on CUDA, where per-face "
                                  "CPU augmentation starves the GPU)", choices=DEVICE_AUGMENT)
@@ -115,6 +117,11 @@ class TrainJob:
             elif value is None:
                 setattr(self, name, [])
         self.validate()
+
+    @property
+    def held_out_seed(self) -> int:
+        """The validation split's seed: --split-seed, else --seed (the split every run before it had)."""
+        return self.seed if self.split_seed is None else self.split_seed
 
     def train_config(self) -> "TrainConfig":
         """The TrainConfig of this job: the fields of the same name, the augment preset by name."""
@@ -153,7 +160,7 @@ def read_job_data(job: TrainJob):
         if job.val_data:
             train_s += samples
             continue
-        fit, held_out = split_validation(samples, job.val_fraction, job.seed, str(data))
+        fit, held_out = split_validation(samples, job.val_fraction, job.held_out_seed, str(data))
         val_s += held_out
         val_names += [Path(data).name] * len(held_out)
         train_s += fit
