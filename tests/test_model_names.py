@@ -35,7 +35,7 @@ def test_a_named_model_missing_from_the_install_says_reinstall(name, monkeypatch
 def test_fast_is_shipped_and_scores_near_compact_at_a_third_of_the_compute(afw_dir, monkeypatch):
     """`--model fast` is in the package (ONNX for the runtime, fp16 .pt for builds and training).
     On 12 AFW faces (in both models' training data: a wiring check, not an accuracy claim) it
-    scores 4.21 against compact's 3.16; a broken export (channel order, a lost BatchNorm fold)
+    scores 3.58 (v2; v1 4.21) against compact's 3.16; a broken export (channel order, a lost BatchNorm fold)
     would be tens of points off."""
     monkeypatch.delenv("SHFAN_MODELS", raising=False)
     assert weights.model_path("fast") == weights.DEFAULT_ONNX.with_name("shfan_fast.onnx")
