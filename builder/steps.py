@@ -75,7 +75,7 @@ class Step:
     wanted: Callable[[BuildOptions], bool]  # besides the precision being built (from an fp32 source)
     make: Callable[[Context], Measured]  # writes the file into ctx.stage_dir and measures it
     failure: Callable[[Measured, float], str] | None = None  # the error when asked for and out of bound
-    accepted: Callable[[Measured], str] | None = None  # the note once accepted
+    accepted: Callable[[Measured], str] | None = None  # the note once made: accepted, or over the bound (--precision best)
 
 
 def make_fp32(ctx: Context) -> Measured:
@@ -116,13 +116,19 @@ def int8_failure(words: str, kept_in: str):
     return failure
 
 
+def verdict(m: Measured) -> str:
+    """What the guard made of a file: accepted, or (under --precision best, which builds every
+    precision and selects among those within the bound) written for inspection and not selected."""
+    return "accepted" if m.within_bound else "over the bound even so (written, not selected)"
+
+
 def int8_accepted(m: Measured) -> str:
-    return (f"int8 accepted: NME {m.nme:.3f}, drift {m.drift:+.3f}, {len(m.excluded)} convs kept out of int8"
+    return (f"int8 {verdict(m)}: NME {m.nme:.3f}, drift {m.drift:+.3f}, {len(m.excluded)} convs kept out of int8"
             f"{': ' + ', '.join(m.excluded) if m.excluded else ''}")
 
 
 def int8_cpu_accepted(m: Measured) -> str:
-    return (f"CPU int8 accepted: NME {m.nme:.3f}, drift {m.drift:+.3f}, {len(m.excluded)} convs kept in fp32, "
+    return (f"CPU int8 {verdict(m)}: NME {m.nme:.3f}, drift {m.drift:+.3f}, {len(m.excluded)} convs kept in fp32, "
             f"ONNX Runtime CPU {m.latency:.1f} ms")
 
 
