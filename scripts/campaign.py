@@ -18,14 +18,17 @@ needs to go on is committed beside this script, in campaign/:
         --prepare "runs/pseudo/ytf=python scripts/pseudo_label.py --teacher compact --flip --images ... --out runs/pseudo/ytf" \
         -- --data ... --extra-data runs/pseudo/ytf --arch fast --stacks 2 --width 64
     python scripts/campaign.py run accurate --minutes 110   # each session: one segment, then commit campaign/
-    python scripts/campaign.py pack accurate                # after a run was killed: record what last.pt holds
+    python scripts/campaign.py pack accurate --minutes 40   # record what last.pt holds: after a run was
+                                                            # killed, or while it runs (then commit campaign/)
     python scripts/campaign.py status accurate
 
 Data made from ../shared (teacher labels: research data, never committed) is remade by the
 plan's `--prepare PATH=COMMAND` steps when PATH is missing, before the segment.
 `run` restores the committed state into runs/campaign/NAME/last.pt (unless the folder holds a
 later step), runs `shfan-train --resume --schedule-steps N --segment M` on it, and packs the
-result back with the segment's line in the ledger.
+result back with the segment's line in the ledger. A session's machine can go at any moment and
+take runs/ with it: `pack` while the run goes on, and commit, to keep what it has done so far (the
+run's own line then starts where that one ended).
 """
 
 from __future__ import annotations
@@ -122,9 +125,12 @@ def segment_record(state: dict, step_from: int, minutes: float) -> dict:
             "minutes": round(minutes, 1), "validation": val}
 
 
-def record(name: str, plan: dict, step_from: int, minutes: float) -> None:
+def record(name: str, step_from: int, minutes: float) -> None:
+    """Pack last.pt and add its ledger line (to the plan as it is on disk now: a `pack` made while
+    a run went on has written a line that must stay)."""
     last = RUNS / name / "last.pt"
     state = pack(last, state_path(name))
+    plan = read_plan(name)
     plan["segments"].append(segment_record(state, step_from, minutes))
     write_plan(name, plan)
     print(json.dumps(plan["segments"][-1]))
@@ -173,10 +179,11 @@ def run(args) -> None:
     if not resuming and plan.get("init"):
         cmd += ["--init", plan["init"]]
     print(" ".join(cmd), flush=True)
-    t0 = time.time()
+    seen, t0 = len(plan["segments"]), time.time()
     code = subprocess.call(cmd, cwd=ROOT)
+    step_from, minutes = after_packs(read_plan(args.name)["segments"][seen:], step_from, (time.time() - t0) / 60)
     if last.is_file() and step_of(torch_load(last)) > step_from:  # a run that failed at once adds no line
-        record(args.name, plan, step_from, (time.time() - t0) / 60)
+        record(args.name, step_from, minutes)
     if code:
         raise SystemExit(code)
 
@@ -187,7 +194,16 @@ def pack_only(args) -> None:
     if not last.is_file():
         raise SystemExit(f"error: {last} missing: nothing to pack")
     step_from = plan["segments"][-1]["steps"][1] if plan["segments"] else 0
-    record(args.name, plan, step_from, args.minutes)
+    record(args.name, step_from, args.minutes)
+
+
+def after_packs(packed: list[dict], step_from: int, minutes: float) -> tuple[int, float]:
+    """Where a run's own ledger line starts when `pack` recorded part of it while it ran (a save
+    mid-session, so that a session which ends abruptly loses only the steps since): after the last
+    packed step, with the packed minutes taken off."""
+    if not packed:
+        return step_from, minutes
+    return packed[-1]["steps"][1], max(0.0, minutes - sum(seg["minutes"] for seg in packed))
 
 
 def status(args) -> None:
@@ -209,9 +225,9 @@ def main(argv=None) -> None:
     r = sub.add_parser("run", help="train one segment and record it")
     r.add_argument("name")
     r.add_argument("--minutes", type=float, required=True)
-    p = sub.add_parser("pack", help="record what runs/campaign/NAME/last.pt holds (after a killed run)")
+    p = sub.add_parser("pack", help="record what runs/campaign/NAME/last.pt holds (after a killed run, or while one runs)")
     p.add_argument("name")
-    p.add_argument("--minutes", type=float, default=0.0, help="the segment's wall time, if known")
+    p.add_argument("--minutes", type=float, default=0.0, help="the segment's wall time so far, if known")
     st = sub.add_parser("status", help="print the plan and the ledger")
     st.add_argument("name")
     argv = list(sys.argv[1:] if argv is None else argv)

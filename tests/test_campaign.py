@@ -5,6 +5,7 @@ import shutil
 import subprocess
 import sys
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
@@ -61,3 +62,43 @@ def test_start_refuses_the_options_the_campaign_sets(tmp_path):
     assert r.returncode != 0 and "PATH=COMMAND" in r.stderr
     r = _campaign(tmp_path, "run", "nope", "--minutes", 1)
     assert r.returncode != 0 and "no campaign 'nope'" in r.stderr
+
+
+def _load_campaign_module():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("campaign_script", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _fake_last(step: int) -> dict:
+    """The parts of shfan-train's last.pt that the ledger reads."""
+    return {"optimizer": {"state": {0: {"exp_avg": torch.ones(3), "exp_avg_sq": torch.ones(3)}}},
+            "scheduler": {"last_epoch": step}, "schedule_total": 10, "epoch": 0, "batch_in_epoch": step,
+            "history": [{"val_nme_inter_ocular": 5.0 - step / 10}]}
+
+
+def test_a_pack_while_the_run_goes_on_keeps_its_line_and_the_run_records_only_the_rest(tmp_path, monkeypatch):
+    campaign = _load_campaign_module()
+    campaign.set_root(tmp_path)
+    campaign.write_plan("x", {"name": "x", "schedule_steps": 10, "init": None, "prepare": [], "train_args": [],
+                              "segments": []})
+    last = tmp_path / "runs" / "campaign" / "x" / "last.pt"
+    last.parent.mkdir(parents=True)
+    clock = iter([0.0, 60.0 * 50])  # the run takes 50 minutes
+
+    def trainer(cmd, cwd):  # shfan-train: step 4 by the mid-run pack (20 min in), then step 9
+        torch.save(_fake_last(4), last)
+        campaign.main(["--root", str(tmp_path), "pack", "x", "--minutes", "20"])
+        torch.save(_fake_last(9), last)
+        return 0
+
+    monkeypatch.setattr(campaign.subprocess, "call", trainer)
+    monkeypatch.setattr(campaign, "time", SimpleNamespace(time=lambda: next(clock)))
+    campaign.main(["--root", str(tmp_path), "run", "x", "--minutes", "50"])
+    plan = json.loads((tmp_path / "campaign" / "x.json").read_text())
+    assert [(s["steps"], s["minutes"]) for s in plan["segments"]] == [([0, 4], 20.0), ([4, 9], 30.0)]
+    assert plan["segments"][1]["validation"]["val_nme_inter_ocular"] == 4.1
+    assert campaign.step_of(torch.load(tmp_path / "campaign" / "x.state.pt", weights_only=False)) == 9
