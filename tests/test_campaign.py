@@ -101,4 +101,6 @@ def test_a_pack_while_the_run_goes_on_keeps_its_line_and_the_run_records_only_th
     plan = json.loads((tmp_path / "campaign" / "x.json").read_text())
     assert [(s["steps"], s["minutes"]) for s in plan["segments"]] == [([0, 4], 20.0), ([4, 9], 30.0)]
     assert plan["segments"][1]["validation"]["val_nme_inter_ocular"] == 4.1
+    machine = plan["segments"][1]["machine"]  # step times differ 5x between machines: the ledger says which
+    assert machine["s_per_step"] == 360.0 and machine["arithmetic"] in ("fp32", "bf16") and machine["device"]
     assert campaign.step_of(torch.load(tmp_path / "campaign" / "x.state.pt", weights_only=False)) == 9
