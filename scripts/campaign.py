@@ -127,7 +127,7 @@ def segment_record(state: dict, step_from: int, minutes: float) -> dict:
 
 def this_machine(state: dict, step_from: int, minutes: float) -> dict:
     """What a segment ran on: step times differ 5x between the machines sessions get (bf16 on a
-    Xeon with AMX: 0.65 s a step for `compact`; fp32 on an EPYC without AVX-512: 3.3 s)."""
+    Xeon with AMX: 0.65 s a step for `compact` on one core; fp32 on an EPYC without AVX-512: 3.7 s)."""
     import platform
 
     import torch
