@@ -75,7 +75,7 @@ class Step:
     wanted: Callable[[BuildOptions], bool]  # besides the precision being built (from an fp32 source)
     make: Callable[[Context], Measured]  # writes the file into ctx.stage_dir and measures it
     failure: Callable[[Measured, float], str] | None = None  # the error when asked for and out of bound
-    accepted: Callable[[Measured], str] | None = None  # the note once made: accepted, or over the bound (--precision best)
+    note: Callable[[Measured], str] | None = None  # the note once made: accepted, or over the bound (--precision best)
 
 
 def make_fp32(ctx: Context) -> Measured:
@@ -122,12 +122,12 @@ def verdict(m: Measured) -> str:
     return "accepted" if m.within_bound else "over the bound even so (written, not selected)"
 
 
-def int8_accepted(m: Measured) -> str:
+def int8_note(m: Measured) -> str:
     return (f"int8 {verdict(m)}: NME {m.nme:.3f}, drift {m.drift:+.3f}, {len(m.excluded)} convs kept out of int8"
             f"{': ' + ', '.join(m.excluded) if m.excluded else ''}")
 
 
-def int8_cpu_accepted(m: Measured) -> str:
+def int8_cpu_note(m: Measured) -> str:
     return (f"CPU int8 {verdict(m)}: NME {m.nme:.3f}, drift {m.drift:+.3f}, {len(m.excluded)} convs kept in fp32, "
             f"ONNX Runtime CPU {m.latency:.1f} ms")
 
@@ -144,6 +144,6 @@ def for_target(target: str) -> Callable[[BuildOptions], bool]:
 STEPS = (
     Step("fp32", "tensorrt", always, make_fp32),
     Step("fp16", "tensorrt", always, make_fp16, fp16_failure),
-    Step("int8", "tensorrt", for_target("tensorrt"), build_int8, int8_failure("int8", "fp16"), int8_accepted),
-    Step("int8", "cpu", for_target("cpu"), build_int8_cpu, int8_failure("CPU int8", "fp32"), int8_cpu_accepted),
+    Step("int8", "tensorrt", for_target("tensorrt"), build_int8, int8_failure("int8", "fp16"), int8_note),
+    Step("int8", "cpu", for_target("cpu"), build_int8_cpu, int8_failure("CPU int8", "fp32"), int8_cpu_note),
 )

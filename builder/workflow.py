@@ -97,8 +97,8 @@ def build_onnx(opts: BuildOptions, stage_dir: Path, st: Stages, version: str) ->
             m = step.make(ctx)
             if step.failure and not m.within_bound and opts.precision == step.precision:
                 raise BuildError(step.failure(m, opts.max_nme_drift))
-            if step.accepted:
-                st.note(step.accepted(m))
+            if step.note:
+                st.note(step.note(m))
             measured[(step.precision, step.target)] = m
     else:
         measured[(source.precision, "tensorrt")] = _given(ctx, source)

@@ -3,7 +3,7 @@
 
 from pathlib import Path
 
-from shfan.builder.steps import Measured, int8_accepted, int8_cpu_accepted
+from shfan.builder.steps import Measured, int8_note, int8_cpu_note
 
 
 def _measured(within: bool) -> Measured:
@@ -11,11 +11,11 @@ def _measured(within: bool) -> Measured:
 
 
 def test_a_file_within_the_bound_is_accepted():
-    assert int8_accepted(_measured(True)).startswith("int8 accepted: NME 3.682, drift +0.074, 1 convs")
-    assert int8_cpu_accepted(_measured(True)).startswith("CPU int8 accepted: NME 3.682")
+    assert int8_note(_measured(True)).startswith("int8 accepted: NME 3.682, drift +0.074, 1 convs")
+    assert int8_cpu_note(_measured(True)).startswith("CPU int8 accepted: NME 3.682")
 
 
 def test_a_file_over_the_bound_is_not_called_accepted():
-    for note in (int8_accepted(_measured(False)), int8_cpu_accepted(_measured(False))):
+    for note in (int8_note(_measured(False)), int8_cpu_note(_measured(False))):
         assert "accepted" not in note and "over the bound even so (written, not selected)" in note, note
         assert "drift +0.146" in note
