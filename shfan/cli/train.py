@@ -26,7 +26,7 @@ def build_parser():
     ap.add_argument("--test-data", type=existing_path, help="dataset scored once at the end (never used for choices)")
     ap.add_argument("--out", default="runs/train", type=writable_dir, help="run folder (checkpoints, history)")
     add_dataclass_options(ap, TrainJob, ["arch", "stacks", "width", "input_size", "sigma", "epochs", "time_budget", "augment",
-                                         "batch_size", "lr", "consistency", "loss", "seed", "split_seed", "device_augment", "precision",
+                                         "batch_size", "lr", "consistency", "loss", "seed", "split_seed", "device_augment", "precision", "qat",
                                          "workers",
                                          "threads", "val_every", "resume", "init", "tune", "schedule_steps", "segment",
                                          "checkpoint_every"])

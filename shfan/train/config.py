@@ -12,6 +12,7 @@ from shfan.train.precision import PRECISIONS  # TrainConfig.precision: auto | fp
 LOSSES = ("mse", "awing")  # TrainConfig.loss (the first, the default): HEATMAP_LOSSES' per-pixel functions
 DEVICE_AUGMENT = ("auto", "on", "off")  # TrainConfig.device_augment (the first, the default): views made on the
 # device (auto: on CUDA)
+QAT = ("off", "cpu")  # TrainConfig.qat: train through the rounding of this int8 file (shfan.train.qat)
 
 
 class TrainError(ShfanError, ValueError):
@@ -37,4 +38,5 @@ class TrainConfig:
     schedule_steps: int | None = None  # fixed cosine horizon (a campaign's, kept across resumed segments)
     segment_min: float | None = None  # stop this run after these minutes at a checkpoint; the schedule goes on
     precision: str = PRECISIONS[0]  # a step's arithmetic: bf16 autocast or fp32 (auto: bf16 where native)
+    qat: str = QAT[0]  # off, or the int8 file whose rounding the steps go through (cpu: shfan.train.qat)
     checkpoint_min: float = 10.0  # also save last.pt inside an epoch this often (resume continues at that batch)

@@ -17,7 +17,7 @@ from shfan.contracts import ARCHS, DEFAULT_SIGMA, ModelConfig
 from shfan.errors import ShfanError
 from shfan.options import check_fields, option
 from shfan.train.checkpoints import arch_text, read_last
-from shfan.train.config import DEVICE_AUGMENT, LOSSES, PRECISIONS, TrainConfig, TrainError
+from shfan.train.config import DEVICE_AUGMENT, LOSSES, PRECISIONS, QAT, TrainConfig, TrainError
 
 logger = logging.getLogger("shfan.train")
 
@@ -96,6 +96,10 @@ class TrainJob:
                             "a training step's arithmetic: bf16 autocast (weights, optimizer and losses stay fp32) "
                             "or fp32; auto: bf16 on CUDA and on CPUs with native bf16 (AMX / AVX512-BF16: 1.9-2.7x "
                             "faster a step on this project's Xeon), else fp32", choices=PRECISIONS)
+    qat: str = option(TrainConfig.qat, "quantization-aware fine-tuning: train through the rounding of this int8 file "
+                                       "(cpu: ONNX Runtime's, uint8 activations over 99.9th-percentile ranges, 7-bit "
+                                       "weights), so its drift from fp32 shrinks; for fine-tuning weights whose int8 "
+                                       "file fails shfan-build's guard", choices=QAT)
     workers: int = option(TrainConfig.workers, "DataLoader worker processes (0: augment in the training process)",
                           "nonneg")
     threads: int = option(TrainConfig.threads, "torch CPU threads", "positive")

@@ -10,6 +10,7 @@ code before this split)."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import time
@@ -87,6 +88,11 @@ class Trainer:
             self.model = self.model.to(memory_format=torch.channels_last)
         log(f"training arithmetic: {'bf16 autocast' if self.bf16 else 'fp32'} on {self.device.type} "
             f"(--precision {cfg.precision})")
+        self.fake_quant = None  # --qat: the int8 file's rounding on the model (ranges at the first fit)
+        if cfg.qat != "off":
+            from shfan.train.qat import FakeQuant
+
+            self.fake_quant = FakeQuant(self.model)
         self.opt = torch.optim.AdamW(self.model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
         out_dir.mkdir(parents=True, exist_ok=True)  # after the checks: a refused run leaves no folder
         self.out_dir, self.last, self.steps_per_epoch = out_dir, out_dir / "last.pt", steps_per_epoch
@@ -108,6 +114,8 @@ class Trainer:
             self.opt.load_state_dict(optimizer_state_in_model_order(state, self.model))
             self.sched.load_state_dict(state["scheduler"])
             self.start_epoch, self.best_nme, self.history = state["epoch"], state["best_nme"], state["history"]
+            if self.fake_quant is not None and state.get("qat_ranges"):
+                self.fake_quant.ranges = {k: tuple(v) for k, v in state["qat_ranges"].items()}
         except (RuntimeError, KeyError, ValueError, TypeError):
             saved = state.get("config")
             raise TrainError(f"{self.last} is from another model ({arch_text(saved)}) than this run "
@@ -126,7 +134,8 @@ class Trainer:
         fan_model.save_checkpoint(self.model, self.last, optimizer=self.opt.state_dict(),
                                   scheduler=self.sched.state_dict(), epoch=epochs_done, batch_in_epoch=batch_in_epoch,
                                   best_nme=self.best_nme, history=self.history, schedule_total=self.schedule.lr.total,
-                                  train_config=jsonable(asdict(self.cfg)))
+                                  train_config=jsonable(asdict(self.cfg)),
+                                  **({"qat_ranges": self.fake_quant.ranges} if self.fake_quant is not None else {}))
 
     def step(self, batch) -> tuple:
         """One optimizer step on a batch (both views with the consistency term, the first alone
@@ -173,8 +182,9 @@ class Trainer:
 
         self.model.eval()
         t_val = self.clock()
-        scores = validate(self.model, self.device, self.val_samples, val_images, self.model_cfg.input_size,
-                          self.val_names, self.cfg.hard_seed)
+        with self.fake_quant.suspended() if self.fake_quant is not None else contextlib.nullcontext():
+            scores = validate(self.model, self.device, self.val_samples, val_images, self.model_cfg.input_size,
+                              self.val_names, self.cfg.hard_seed)  # fp32, as every other run's
         self.schedule.record_validation(self.clock() - t_val)
         if scores["val_nme_inter_ocular"] < self.best_nme:
             self.best_nme = scores["val_nme_inter_ocular"]
@@ -184,6 +194,8 @@ class Trainer:
     def fit(self, batches: EpochBatches, val_images, progress: bool | None = False) -> Path:
         """The epochs from the resumed one (or the first) to the schedule's end, a budget's or a
         segment's; history.json at the end. Returns OUT/best.pt."""
+        if self.fake_quant is not None:
+            self._attach_fake_quant(batches)
         self.schedule.begin(self.t_start, self.clock())  # the budget counts from here (image loading is small)
         epoch, skip = self.start_epoch, self.skip
         while epoch < self.schedule.epochs:
@@ -231,6 +243,8 @@ class Trainer:
 
         schedule, spe = self.schedule, self.steps_per_epoch
         self.model.train()
+        if self.fake_quant is not None:
+            self.fake_quant.freeze_batchnorm()
         bar = tqdm(batches(epoch, skip), total=spe - skip, desc=f"epoch {epoch + 1}/{schedule.epochs}",
                    unit="batch", leave=False, disable=None if progress is None else not progress)
         t_step = t_saved = self.clock()
@@ -251,6 +265,20 @@ class Trainer:
             if schedule.budget_spent(self.steps_done, first_epoch=epoch == self.start_epoch):
                 return "end"
         return None
+
+    def _attach_fake_quant(self, batches, calibration_batches: int = 16):
+        """--qat: the int8 ranges (from OUT/last.pt, else measured on the first views of this
+        epoch, fp32) and the rounding on the model."""
+        fq = self.fake_quant
+        if not fq.ranges:
+            def images():
+                for i, batch in zip(range(calibration_batches), batches(self.start_epoch)):
+                    x = batch["image1"].to(self.device)
+                    yield x.contiguous(memory_format=self._torch.channels_last) if self.channels_last else x
+            fq.calibrate(images(), seed=self.cfg.seed)
+            self.log(f"--qat {self.cfg.qat}: int8 ranges of {len(fq.ranges)} tensors from "
+                     f"{calibration_batches * self.cfg.batch_size} training views")
+        fq.attach()
 
     def _sync(self):
         if self.cuda:
