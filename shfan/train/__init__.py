@@ -19,6 +19,7 @@ The modules (every public name is importable from shfan.train, as before the spl
     views        SiameseViews (CPU views per face), EpochBatches (CPU or on-device batches)
     losses       heatmap losses (mse, adaptive wing), the Siamese consistency term
     validation   validation NME and decoder tuning, through the pytorch backend's seam
+    qat          quantization-aware fine-tuning (--qat cpu): the CPU int8 file's rounding on the model
 """
 
 from __future__ import annotations
