@@ -125,3 +125,11 @@ def test_a_qat_run_keeps_its_ranges_and_resumes_with_them(helen_dir, tmp_path):
     assert all("val_nme_inter_ocular" in json.loads(x) for x in logs if x.startswith("{"))
     model = fan.load_checkpoint(tmp_path / "last.pt")  # a plain checkpoint: the rounding is not in it
     assert model.config == FAST
+
+
+def test_a_pre_activation_batchnorm_is_rounded_at_its_input():
+    """FAN's BN -> ReLU -> conv: the CPU file makes the BN a depthwise conv (its input rounded)
+    and drops the ReLU into the next rounding (the conv's input), so the BN output is not a point."""
+    names = {name for name, _, _ in qat.points(fan.FAN(fan.ModelConfig(stacks=1, width=32, input_size=64)))}
+    assert {"conv2.bn1:in", "conv2.conv1:in", "conv2.conv1:out", "conv2.downsample.0:in"} <= names
+    assert "conv2.bn1:out" not in names and "conv2.downsample.0:out" not in names

@@ -8,9 +8,9 @@ conv exclusion brings it back. Training through the same rounding (straight-thro
 none for clipped values) lets the weights settle where the rounding costs little.
 
 The rounding is put on the model in place, so checkpoints keep their keys:
-- activations: forward hooks that fake-quantize every tensor the int8 file quantizes: each
-  convolution's input, each bare convolution's output and each BatchNorm output that is not
-  folded into a ReLU (a conv -> BN output that meets an Add). Ranges come once from training
+- activations: forward hooks that fake-quantize every tensor the int8 file quantizes (`points`):
+  each convolution's input, each bare convolution's output, each conv -> BN output that meets an
+  Add, each pre-activation BatchNorm's input (a depthwise conv in that file). Ranges come once from training
   views (`calibrate`) at the build's percentile and stay fixed (saved in OUT/last.pt);
 - weights: each convolution's forward uses its weight rounded per output channel (7-bit
   symmetric, ONNX Runtime's reduce_range). A BatchNorm after it scales each output channel, which
@@ -34,22 +34,28 @@ SAMPLES_PER_BATCH = 20_000  # |x| values kept per tensor and calibration batch f
 
 def points(model: nn.Module) -> list[tuple[str, nn.Module, str]]:
     """(name, module, "in" | "out"): the tensors the CPU int8 file quantizes, as module inputs
-    and outputs. Every Conv2d's input; the output of a Conv2d not followed by a BatchNorm and of a
-    BatchNorm not followed by a ReLU (in their nn.Sequential; elsewhere both count as unfolded)."""
-    found, followed_by = [], {}
+    and outputs. Every Conv2d's input, and the output of a Conv2d not followed by a BatchNorm;
+    a BatchNorm after a Conv2d (in one nn.Sequential: folded into it on export) has its output
+    rounded unless a ReLU follows; any other BatchNorm (pre-activation: a depthwise conv in the
+    CPU file) has its input rounded, its output being read through a ReLU by a Conv2d, which
+    rounds it there, as the file does with the ReLU dropped into the quantization."""
+    found, after, before = [], {}, {}
     for module in model.modules():
         if isinstance(module, nn.Sequential):
             children = list(module)
             for a, b in zip(children, children[1:]):
-                followed_by[id(a)] = b
+                after[id(a)], before[id(b)] = b, a
     for name, module in model.named_modules():
-        nxt = followed_by.get(id(module))
+        nxt, prev = after.get(id(module)), before.get(id(module))
         if isinstance(module, nn.Conv2d):
             found.append((f"{name}:in", module, "in"))
             if not isinstance(nxt, nn.BatchNorm2d):
                 found.append((f"{name}:out", module, "out"))
-        elif isinstance(module, nn.BatchNorm2d) and not isinstance(nxt, nn.ReLU):
-            found.append((f"{name}:out", module, "out"))
+        elif isinstance(module, nn.BatchNorm2d):
+            if not isinstance(prev, nn.Conv2d):
+                found.append((f"{name}:in", module, "in"))
+            elif not isinstance(nxt, nn.ReLU):
+                found.append((f"{name}:out", module, "out"))
     return found
 
 
