@@ -11,6 +11,7 @@ code before this split)."""
 from __future__ import annotations
 
 import contextlib
+import itertools
 import json
 import logging
 import time
@@ -272,7 +273,7 @@ class Trainer:
         fq = self.fake_quant
         if not fq.ranges:
             def images():
-                for i, batch in zip(range(calibration_batches), batches(self.start_epoch)):
+                for batch in itertools.islice(batches(self.start_epoch), calibration_batches):
                     x = batch["image1"].to(self.device)
                     yield x.contiguous(memory_format=self._torch.channels_last) if self.channels_last else x
             fq.calibrate(images(), seed=self.cfg.seed)
