@@ -137,7 +137,13 @@ def asymmetric_ranges(sample, percentile: float | None) -> dict[str, tuple[float
     clipped to the observed [min, max], so a ReLU output gets [0, a] (all 256 steps) and a
     signed tensor [-a, a]. Zero is always inside, as ORT's quantizer needs."""
     amax = sample.ranges("max") if percentile is None else sample.ranges("percentile", percentile)
-    return {n: (min(0.0, max(sample.lo[n], -a)), max(0.0, min(sample.hi[n], a))) for n, a in amax.items()}
+    return {n: uint8_range(a, sample.lo[n], sample.hi[n]) for n, a in amax.items()}
+
+
+def uint8_range(amax: float, lo: float, hi: float) -> tuple[float, float]:
+    """One tensor's uint8 range: [-amax, amax] clipped to the observed [lo, hi], zero inside
+    (shfan.train.qat rounds with the same ranges while training)."""
+    return min(0.0, max(lo, -amax)), max(0.0, min(hi, amax))
 
 
 def quantize(prepared_onnx, dst, ranges: dict[str, tuple[float, float]], nodes_to_exclude=(),

@@ -60,10 +60,11 @@ def points(model: nn.Module) -> list[tuple[str, nn.Module, str]]:
 
 
 def uint8_range(absolute: np.ndarray, lo: float, hi: float, percentile: float = PERCENTILE) -> tuple[float, float]:
-    """calibration.cpu_int8.asymmetric_ranges for one tensor: the percentile of |x| clipped to the
-    observed [lo, hi], zero inside."""
-    a = float(np.percentile(absolute, percentile)) if absolute.size else 0.0
-    return min(0.0, max(lo, -a)), max(0.0, min(hi, a))
+    """The CPU int8 file's range for one tensor (calibration.cpu_int8.uint8_range) from a sample
+    of |x|: its percentile, clipped to the observed [lo, hi]."""
+    from shfan.calibration.cpu_int8 import uint8_range as clipped
+
+    return clipped(float(np.percentile(absolute, percentile)) if absolute.size else 0.0, lo, hi)
 
 
 def fake_quant_uint8(x, lo: float, hi: float):
