@@ -10,8 +10,8 @@ none for clipped values) lets the weights settle where the rounding costs little
 The rounding is put on the model in place, so checkpoints keep their keys:
 - activations: forward hooks that fake-quantize every tensor the int8 file quantizes (`points`):
   each convolution's input, each bare convolution's output, each conv -> BN output that meets an
-  Add, each pre-activation BatchNorm's input (a depthwise conv in that file). Ranges come once from training
-  views (`calibrate`) at the build's percentile and stay fixed (saved in OUT/last.pt);
+  Add, each pre-activation BatchNorm's input (a depthwise conv in that file). Ranges come once
+  from training views (`calibrate`) at the build's percentile and stay fixed (saved in last.pt);
 - weights: each convolution's forward uses its weight rounded per output channel (7-bit
   symmetric, ONNX Runtime's reduce_range). A BatchNorm after it scales each output channel, which
   per-channel rounding does not notice, so rounding the unfolded weight is rounding the folded one;
@@ -27,7 +27,9 @@ import numpy as np
 import torch
 from torch import nn
 
-PERCENTILE = 99.9  # of |x|: what shfan-build picks for the shipped models' CPU files (BENCHMARKS §11)
+from shfan.calibration.cpu_int8 import uint8_range as clipped_range
+
+PERCENTILE = 99.9  # of |x|: what shfan-build's search picked for the CPU files of v8, accurate and fast v2
 WEIGHT_LEVELS = 64  # int8 with reduce_range, symmetric: [-64, 64] (ONNX Runtime's), scale max|w| / 64
 SAMPLES_PER_BATCH = 20_000  # |x| values kept per tensor and calibration batch for the percentile
 
@@ -62,9 +64,7 @@ def points(model: nn.Module) -> list[tuple[str, nn.Module, str]]:
 def uint8_range(absolute: np.ndarray, lo: float, hi: float, percentile: float = PERCENTILE) -> tuple[float, float]:
     """The CPU int8 file's range for one tensor (calibration.cpu_int8.uint8_range) from a sample
     of |x|: its percentile, clipped to the observed [lo, hi]."""
-    from shfan.calibration.cpu_int8 import uint8_range as clipped
-
-    return clipped(float(np.percentile(absolute, percentile)) if absolute.size else 0.0, lo, hi)
+    return clipped_range(float(np.percentile(absolute, percentile)) if absolute.size else 0.0, lo, hi)
 
 
 def fake_quant_uint8(x, lo: float, hi: float):
