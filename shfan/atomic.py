@@ -181,8 +181,14 @@ def write_text(path, text: str) -> None:
     write_bytes(path, text.encode("utf-8"))
 
 
+def flush_to_disk(f) -> None:
+    """Python's buffer and the OS cache of an open file onto the disk: before the rename that
+    publishes it, so a power loss leaves the old file or the whole new one."""
+    f.flush()
+    os.fsync(f.fileno())
+
+
 def write_bytes(path, data: bytes) -> None:
     with atomic_path(path) as tmp, open(tmp, "wb") as f:
         f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
+        flush_to_disk(f)

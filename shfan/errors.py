@@ -21,6 +21,11 @@ class BackendError(ShfanError, RuntimeError):
 class OutputError(ShfanError, RuntimeError):
     """An output file, folder or window that cannot be created or written."""
 
+    @classmethod
+    def write_failed(cls, path, exc: OSError) -> "OutputError":
+        """A write into an all-or-nothing output that failed part way (its partial file was removed)."""
+        return cls(f"{path}: cannot write ({exc.strerror or exc}); nothing was kept")
+
 
 class PluginError(ShfanError, RuntimeError):
     """The SubpixelDecode plugin library (or its host/kernel build) is missing or unusable

@@ -94,7 +94,7 @@ class McapSink(Sink):
             self._add(fm.TOPIC_STATS, fm.stats_json(result, frame.fps), ns)
         except OSError as exc:
             self._discard()
-            raise OutputError(f"{self.path}: cannot write ({exc.strerror or exc}); nothing was kept") from None
+            raise OutputError.write_failed(self.path, exc) from None
         self.frames += 1
         return True
 
@@ -105,12 +105,11 @@ class McapSink(Sink):
             return
         try:
             self.writer.finish()
-            self.file.flush()
-            os.fsync(self.file.fileno())
+            atomic.flush_to_disk(self.file)
             self.file.close()
         except OSError as exc:
             self._discard()
-            raise OutputError(f"{self.path}: cannot write ({exc.strerror or exc}); nothing was kept") from None
+            raise OutputError.write_failed(self.path, exc) from None
         self.writer = self.file = None
         atomic.deliver(self.tmp, self.path)  # renamed onto a file, copied into a device or FIFO
 

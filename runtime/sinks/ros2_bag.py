@@ -18,8 +18,7 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
-from shfan import io
-from shfan.atomic import NAME_MAX, can_create_in, safe_stem
+from shfan import atomic, io
 from shfan.errors import OutputError
 from shfan.options import option
 from shfan.runtime.sinks import Sink, SinkSettings, SinkSpec, register, require
@@ -80,12 +79,12 @@ def register_channel(writer, topic: str, schema_id: int, metadata: dict[str, str
 
 
 def partial_dir(path: Path, pid: int) -> Path:
-    return path.parent / f".{safe_stem(path.name)}.{pid}.partial"
+    return path.parent / f".{atomic.safe_stem(path.name)}.{pid}.partial"
 
 
 def remove_stale_partial_dirs(path: Path) -> None:
     """Partial folders beside `path` (partial_dir) of processes that are gone."""
-    stem = safe_stem(path.name)
+    stem = atomic.safe_stem(path.name)
     for p in path.parent.glob(f".{stem}.*.partial"):
         pid = p.name[len(stem) + 2:-len(".partial")]
         if p.is_dir() and pid.isdigit() and int(pid) != os.getpid() and not io.pid_alive(int(pid)):
@@ -103,16 +102,16 @@ class Ros2BagSink(Sink):
         if self.path.exists():
             raise OutputError(f"{self.path}: already exists; --ros2-bag writes a new folder (as ros2 bag record "
                               "does): give a new name")
-        if len(os.fsencode(self.path.name)) > NAME_MAX:
+        if len(os.fsencode(self.path.name)) > atomic.NAME_MAX:
             raise OutputError(f"{self.path}: folder name too long")
         parent = self.path.parent
         if not parent.is_dir():
             raise OutputError(f"{self.path}: folder {parent} does not exist; create it first")
-        if not can_create_in(parent):
+        if not atomic.can_create_in(parent):
             raise OutputError(f"{self.path}: cannot write in {parent} (read-only or no permission)")
         remove_stale_partial_dirs(self.path)
         self.tmp = partial_dir(self.path, os.getpid())
-        self.file_name = f"{safe_stem(self.path.name)}_0.mcap"
+        self.file_name = f"{atomic.safe_stem(self.path.name)}_0.mcap"
         self.chunk_size = chunk_size
         self.file = self.writer = None
         self.schemas = {}
@@ -154,7 +153,7 @@ class Ros2BagSink(Sink):
             self._put(rm.TOPIC_ARRAY, rm.landmark_array(result.faces), ns)
         except OSError as exc:
             self._discard()
-            raise OutputError(f"{self.path}: cannot write ({exc.strerror or exc}); nothing was kept") from None
+            raise OutputError.write_failed(self.path, exc) from None
         self.previous_ids = {f.track_id for f in result.faces}
         self.last_ns = ns
         self.frames += 1
@@ -168,19 +167,17 @@ class Ros2BagSink(Sink):
             return
         try:
             self.writer.finish()
-            self.file.flush()
-            os.fsync(self.file.fileno())
+            atomic.flush_to_disk(self.file)
             self.file.close()
             self.writer = self.file = None
             text = metadata_yaml(self.file_name, self.counts, self.first_ns, self.last_ns)
             with open(self.tmp / "metadata.yaml", "w", encoding="utf-8") as f:
                 f.write(text)
-                f.flush()
-                os.fsync(f.fileno())
+                atomic.flush_to_disk(f)
             os.rename(self.tmp, self.path)  # fails (nothing replaced) if DIR appeared meanwhile
         except OSError as exc:
             self._discard()
-            raise OutputError(f"{self.path}: cannot write ({exc.strerror or exc}); nothing was kept") from None
+            raise OutputError.write_failed(self.path, exc) from None
 
     def _discard(self):
         if self.file is not None:
