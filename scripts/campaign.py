@@ -197,7 +197,7 @@ def run(args) -> None:
     step_from = step_of(torch_load(last)) if resuming else 0
     cmd = [sys.executable, "-m", "shfan.cli.train", *plan["train_args"], "--out", str(out), "--resume",
            "--schedule-steps", str(plan["schedule_steps"]), "--segment", str(args.minutes), "--no-tune"]
-    if not resuming and plan.get("init"):
+    if plan.get("init"):  # on a resume it names where the sizes came from (its weights are not read)
         cmd += ["--init", plan["init"]]
     print(" ".join(cmd), flush=True)
     seen, t0 = len(plan["segments"]), time.time()

@@ -274,6 +274,25 @@ def test_cli_fine_tunes_with_extra_data(helen_dir, afw_dir, tmp_path, capsys):
     assert fan.load_checkpoint(tmp_path / "run" / "best.pt").config == TINY  # architecture from --init
 
 
+def test_a_fine_tune_resumes_without_naming_its_init_again(helen_dir, tmp_path, capsys):
+    """A run started from --init (width 32, not the default 128) goes on with --resume alone:
+    its sizes came from the init, which a later session need not have; an explicit size that
+    differs is still refused."""
+    from shfan.cli import train as cli
+
+    _fine_tune_cli(tmp_path, capsys, [("--data", helen_dir, "main", 6)], batch_size=2)
+    (tmp_path / "tiny.pt").unlink()
+    args = ["--data", str(tmp_path / "main"), "--epochs", "2", "--batch-size", "2", "--threads", "1", "--no-tune",
+            "--resume", "--out", str(tmp_path / "run")]
+    cli.main(args)
+    assert "resumed from" in capsys.readouterr().err
+    last = torch.load(tmp_path / "run" / "last.pt", weights_only=False)
+    assert last["from_init"] and last["epoch"] == 2 and fan.ModelConfig.from_dict(last["config"]) == TINY
+    with pytest.raises(SystemExit) as exc:
+        cli.main([*args, "--stacks", "2"])
+    assert exc.value.code == 1 and "another model" in capsys.readouterr().err
+
+
 def test_cli_splits_each_data_folder_and_reports_per_subset(helen_dir, afw_dir, tmp_path, capsys):
     err = _fine_tune_cli(tmp_path, capsys, [("--data", helen_dir, "a", 10), ("--data", afw_dir, "b", 10)], batch_size=4)
     assert "loading 18 training and 2 validation images" in err  # 1 of each folder's 10 held out
@@ -415,7 +434,8 @@ def test_a_last_pt_of_the_code_before_the_split_resumes_to_the_same_weights(hele
     assert any("at epoch 0, batch 1 (step 1 of 6)" in x for x in logs)
     done = torch.load(tmp_path / "last.pt", weights_only=False)
     before = torch.load(here / "segment_last.pt", weights_only=False)
-    assert sorted(done) == sorted(before) and sorted(done["scheduler"]) == sorted(before["scheduler"])
+    assert sorted(set(done) - {"from_init"}) == sorted(before) and not done["from_init"]  # from_init: added since
+    assert sorted(done["scheduler"]) == sorted(before["scheduler"])
     assert done["scheduler"]["last_epoch"] == 6 and done["scheduler"]["lr_lambdas"] == [
         {"total": 6, "steps_per_epoch": 3}]
     expected = torch.load(here / "segment_resumed_state.pt", weights_only=True)

@@ -217,11 +217,12 @@ def job_model(job: TrainJob, landmarks: int):
 
 def _resumed_config(job: TrainJob, last: Path, landmarks: int) -> ModelConfig:
     """The model config stored in OUT/last.pt; TrainError where the job asks for another model
-    (with --init only the sizes given explicitly are compared: the rest came from the init)."""
-    saved = read_last(last).get("config") or {}
-    cfg = ModelConfig.from_dict(saved)
+    (for a run started from --init only the sizes given explicitly are compared: the rest came
+    from the init, so `--resume` alone continues it)."""
+    state = read_last(last)
+    cfg = ModelConfig.from_dict(state.get("config") or {})
     asked = {"stacks": job.stacks, "input_size": job.input_size}
-    if not job.init:
+    if not (job.init or state.get("from_init")):
         asked.update(stacks=job.stacks or 2, width=job.width, input_size=job.input_size or 128, arch=job.arch)
     if any(v is not None and getattr(cfg, k) != v for k, v in asked.items()) or cfg.landmarks != landmarks:
         wanted = {**cfg.to_dict(), **{k: v for k, v in asked.items() if v is not None}, "landmarks": landmarks}

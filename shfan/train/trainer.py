@@ -83,7 +83,8 @@ class Trainer:
         self.channels_last = self.cuda or self.bf16
         self.autocast = torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.bf16)
         self.model = fan_model.build(model_cfg).to(self.device)
-        if init_state is not None:
+        self.from_init = init_state is not None  # kept in last.pt: a resume then takes its sizes from there
+        if self.from_init:
             self.model.load_state_dict(init_state)  # copied into this model's fp32 tensors
         if self.channels_last:
             self.model = self.model.to(memory_format=torch.channels_last)
@@ -115,6 +116,7 @@ class Trainer:
             self.opt.load_state_dict(optimizer_state_in_model_order(state, self.model))
             self.sched.load_state_dict(state["scheduler"])
             self.start_epoch, self.best_nme, self.history = state["epoch"], state["best_nme"], state["history"]
+            self.from_init = bool(state.get("from_init", False))
             if self.fake_quant is not None and state.get("qat_ranges"):
                 self.fake_quant.ranges = {k: tuple(v) for k, v in state["qat_ranges"].items()}
         except (RuntimeError, KeyError, ValueError, TypeError):
@@ -135,7 +137,7 @@ class Trainer:
         fan_model.save_checkpoint(self.model, self.last, optimizer=self.opt.state_dict(),
                                   scheduler=self.sched.state_dict(), epoch=epochs_done, batch_in_epoch=batch_in_epoch,
                                   best_nme=self.best_nme, history=self.history, schedule_total=self.schedule.lr.total,
-                                  train_config=jsonable(asdict(self.cfg)),
+                                  train_config=jsonable(asdict(self.cfg)), from_init=self.from_init,
                                   **({"qat_ranges": self.fake_quant.ranges} if self.fake_quant is not None else {}))
 
     def step(self, batch) -> tuple:
