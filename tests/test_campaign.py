@@ -33,6 +33,7 @@ def test_a_campaign_goes_on_from_its_committed_state_on_a_new_machine(helen_dir,
     assert r.returncode == 0, r.stderr
     r = _campaign(tmp_path, "run", "tiny", "--minutes", 1e-4)  # stops after its first step
     assert r.returncode == 0, r.stderr
+    assert "nothing to resume" in r.stderr and "a new run starts" in r.stderr
     state = torch.load(tmp_path / "campaign" / "tiny.state.pt", weights_only=False)
     moments = next(iter(state["optimizer"]["state"].values()))
     assert moments["exp_avg_sq"].dtype == torch.bfloat16 and "exp_avg" not in moments

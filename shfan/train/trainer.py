@@ -50,6 +50,8 @@ def train(model_cfg: ModelConfig, cfg: TrainConfig, train_samples: list[Sample],
                       clock or time.time)
     if resume and trainer.last.is_file():
         trainer.resume()
+    elif resume:  # a campaign's first segment; elsewhere perhaps a mistyped --out, so say it
+        log(f"nothing to resume in {out_dir} (no last.pt): a new run starts")
     log(f"loading {len(train_samples)} training and {len(val_samples)} validation images")
     train_images, val_images = load_images(train_samples), load_images(val_samples)
     batches = EpochBatches(cfg, model_cfg, train_samples, train_images, trainer.device, steps_per_epoch, log)
