@@ -193,8 +193,7 @@ def run(args) -> None:
     out, last = RUNS / args.name, RUNS / args.name / "last.pt"
     if state_path(args.name).is_file():
         unpack(state_path(args.name), last)
-    resuming = last.is_file()
-    step_from = step_of(torch_load(last)) if resuming else 0
+    step_from = step_of(torch_load(last)) if last.is_file() else 0
     cmd = [sys.executable, "-m", "shfan.cli.train", *plan["train_args"], "--out", str(out), "--resume",
            "--schedule-steps", str(plan["schedule_steps"]), "--segment", str(args.minutes), "--no-tune"]
     if plan.get("init"):  # on a resume it names where the sizes came from (its weights are not read)
